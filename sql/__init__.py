@@ -1,0 +1,59 @@
+"""ClickHouse SQL of Sentinel Stream, kept as files.
+
+``migrations/NNNN_name.sql`` are applied in order by ``sentinel db migrate`` (statements split
+on ``;`` at line ends); ``reports/NAME.sql`` are read-only queries with ``{name:Type}``
+parameters. Python never builds SQL from strings: it loads these files and binds parameters.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+SQL_DIR = Path(__file__).resolve().parent
+DATABASE = "sentinel"
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    statements: tuple[str, ...]
+
+
+def split_statements(text: str) -> list[str]:
+    """Split a .sql file on semicolons that end a line; drop comment-only chunks."""
+    chunks = re.split(r";\s*(?:\n|$)", text)
+    out = []
+    for chunk in chunks:
+        body = "\n".join(line for line in chunk.splitlines() if not line.strip().startswith("--")).strip()
+        if body:
+            out.append(chunk.strip())
+    return out
+
+
+def migrations() -> list[Migration]:
+    found = []
+    for path in sorted((SQL_DIR / "migrations").glob("*.sql")):
+        match = re.fullmatch(r"(\d{4})_(\w+)\.sql", path.name)
+        if not match:
+            raise ValueError(f"migration file {path.name} must be named NNNN_name.sql")
+        found.append(Migration(int(match[1]), match[2], tuple(split_statements(path.read_text()))))
+    versions = [m.version for m in found]
+    if len(set(versions)) != len(versions):
+        raise ValueError(f"duplicate migration versions in {versions}")
+    return found
+
+
+def bootstrap() -> list[str]:
+    return split_statements((SQL_DIR / "bootstrap.sql").read_text())
+
+
+def report(name: str) -> str:
+    """The text of ``reports/<name>.sql`` (one read-only statement)."""
+    path = SQL_DIR / "reports" / f"{name}.sql"
+    if not path.exists():
+        known = sorted(p.stem for p in (SQL_DIR / "reports").glob("*.sql"))
+        raise KeyError(f"no report query {name!r}; known: {known}")
+    return path.read_text().strip().rstrip(";")

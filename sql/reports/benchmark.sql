@@ -1,0 +1,37 @@
+-- Quality, cost and latency per model (niche = '*') and per model x niche.
+-- Cost is priced at query time from the pricing file (parallel arrays gpu_types/gpu_prices),
+-- so a new price list re-prices history; an unpriced GPU type yields NaN, never a silent 0.
+-- Latency quantiles are exact (linear interpolation, as numpy's default percentile).
+-- scorer_version = '' takes each job's most recent score.
+WITH
+    j AS (
+        SELECT
+            job_id, model_id, model_version, provider, niche, latency_ms,
+            if(provider = 'api',
+               ifNull(api_cost_usd, nan) + {platform_fee:Float64},
+               gpu_seconds * transform(gpu_type, {gpu_types:Array(String)}, {gpu_prices:Array(Float64)}, nan) / 3600
+                   * (1 + {overhead:Float64}) + {platform_fee:Float64}) AS cost_usd
+        FROM sentinel.jobs FINAL
+        WHERE requested_at >= {start:DateTime64(3)} AND requested_at < {end:DateTime64(3)}
+    ),
+    s AS (
+        SELECT job_id, argMax(clip_prompt_score, scored_at) AS clip
+        FROM sentinel.scores FINAL
+        WHERE {scorer_version:String} = '' OR scorer_version = {scorer_version:String}
+        GROUP BY job_id
+    )
+SELECT
+    j.model_id                                   AS model,
+    if(grouping(j.niche) = 1, '*', j.niche)      AS niche,
+    any(j.model_version)                         AS model_version,
+    any(j.provider)                              AS provider,
+    count()                                      AS jobs,
+    countIf(s.job_id != '')                      AS scored,
+    avgIf(s.clip, s.job_id != '')                AS clip,
+    quantileExactInclusive(0.5)(j.latency_ms)    AS p50_latency_ms,
+    quantileExactInclusive(0.95)(j.latency_ms)   AS p95_latency_ms,
+    avg(j.cost_usd)                              AS cost_per_image_usd
+FROM j
+LEFT JOIN s ON s.job_id = j.job_id
+GROUP BY GROUPING SETS ((j.model_id), (j.model_id, j.niche))
+ORDER BY model, niche = '*' DESC, niche

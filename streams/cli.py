@@ -1,0 +1,295 @@
+"""`sentinel`: the one command-line entry point. Each command wires configuration to code
+that lives elsewhere; no logic of its own."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Optional
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+import typer  # noqa: E402
+from rich.console import Console  # noqa: E402
+
+from streams.config import ConfigError, Settings, load_settings  # noqa: E402
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Sentinel Stream: score image-generation traffic from Kafka into ClickHouse.")
+db_app = typer.Typer(no_args_is_help=True, help="Warehouse schema.")
+app.add_typer(db_app, name="db")
+console = Console(stderr=True)
+
+ConfigOpt = typer.Option(None, "--config", help="TOML file with settings (also SENTINEL_CONFIG).")
+
+
+def _settings(config: Optional[Path], **overrides) -> Settings:
+    try:
+        return load_settings(config, **overrides)
+    except ConfigError as exc:
+        console.print(f"[red]configuration error:[/] {exc}")
+        raise typer.Exit(2) from None
+
+
+def _logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _parse_time(value: Optional[str], default: datetime) -> datetime:
+    if not value:
+        return default
+    parsed = datetime.fromisoformat(value)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+@app.command()
+def worker(config: Optional[Path] = ConfigOpt) -> None:
+    """Run one Faust worker: score jobs.completed, tally, store everything in ClickHouse."""
+    settings = _settings(config)
+    _logging(settings.log_level)
+    from streams.worker import run_worker
+
+    run_worker(settings)
+
+
+@app.command()
+def up(config: Optional[Path] = ConfigOpt,
+       broker: str = typer.Option("noida", help="Embedded broker kind: noida (default) or tansu.")) -> None:
+    """Start the embedded stack (broker + one worker + chDB) and keep it running until Ctrl-C."""
+    settings = _settings(config)
+    from streams.stack import EmbeddedStack
+
+    stack = EmbeddedStack(settings, broker_kind=broker)
+    console.print("starting embedded broker and worker ...")
+    stack.start()
+    s = stack.settings
+    console.print(f"[green]up[/]: broker {s.broker_url}, worker {stack.worker.url}, warehouse {s.dsn}\n"
+                  f"use it from another shell with:\n  export SENTINEL_BROKER_URL={s.broker_url} "
+                  f"SENTINEL_DATA_DIR={s.data_dir}\nCtrl-C stops everything.")
+    try:
+        while stack.worker.proc and stack.worker.proc.poll() is None:
+            time.sleep(1)
+        console.print(f"[red]worker exited[/]:\n{stack.worker.log_tail()}")
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stack.stop()
+
+
+@app.command()
+def node(model: list[str] = typer.Option(..., "--model", "-m", help="Model id(s) from the registry to serve."),
+         jobs: int = typer.Option(100, help="Number of demo jobs to run and publish."),
+         seed: int = typer.Option(0, help="Seed of the demo traffic (prompts, image seeds, job ids)."),
+         node_id: str = typer.Option("", help="Node id recorded on every event (default: host-pid)."),
+         image_format: str = typer.Option("webp", help="webp, png or jpeg."),
+         registry: Optional[Path] = typer.Option(None, help="Model registry TOML (default: models.toml)."),
+         config: Optional[Path] = ConfigOpt) -> None:
+    """Run an inference node on demo traffic and publish JobCompleted events."""
+    settings = _settings(config)
+    from tqdm import tqdm
+
+    from inference.node import InferenceNode
+    from inference.publisher import JobPublisher
+    from inference.registry import RegistryError, load_registry
+    from inference.runner import serve
+    from inference.traffic import demo_jobs
+    from streams.config import PROJECT_ROOT
+
+    try:
+        models = load_registry(registry or Path(settings.model_registry or PROJECT_ROOT / "models.toml"))
+    except RegistryError as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from None
+    unknown = sorted(set(model) - set(models))
+    if unknown:
+        console.print(f"[red]unknown model(s) {unknown}[/]; the registry has {sorted(models)}")
+        raise typer.Exit(2)
+    inference_node = InferenceNode({m: models[m] for m in model}, node_id=node_id or f"{os.uname().nodename}-{os.getpid()}",
+                                   cache_dir=settings.models_dir, image_format=image_format,
+                                   max_image_bytes=settings.max_image_bytes)
+    bar = tqdm(total=jobs, desc=f"node {','.join(model)}", unit="job", file=sys.stderr)
+
+    async def main() -> int:
+        async with JobPublisher(settings.bootstrap_servers) as publisher:
+            return await serve(inference_node, publisher, demo_jobs(model, jobs, seed=seed),
+                               on_published=lambda _: bar.update())
+
+    published = asyncio.run(main())
+    bar.close()
+    console.print(f"published {published} jobs to {settings.broker_url}")
+
+
+@app.command()
+def sql(query: str = typer.Argument(..., help="A read-only ClickHouse query."),
+        fmt: str = typer.Option("table", "--format", "-f", help="table, csv or json."),
+        config: Optional[Path] = ConfigOpt) -> None:
+    """Run an ad hoc read-only query (works while the embedded worker runs)."""
+    settings = _settings(config)
+    from streams.warehouse import WarehouseError, open_reader
+
+    try:
+        reader = open_reader(settings.dsn)
+        table = reader.query(query)
+    except (WarehouseError, Exception) as exc:  # database errors carry their own message
+        console.print(f"[red]query failed:[/] {exc}")
+        raise typer.Exit(1) from None
+    _print_table(table, fmt)
+
+
+def _print_table(table, fmt: str) -> None:
+    out = Console()
+    if fmt == "json":
+        out.print_json(json.dumps(table.to_pylist(), default=str))
+    elif fmt == "csv":
+        import pyarrow.csv as pacsv
+
+        sink = sys.stdout.buffer
+        pacsv.write_csv(table, sink)
+    else:
+        from rich.table import Table
+
+        t = Table()
+        for name in table.column_names:
+            t.add_column(name)
+        for row in table.to_pylist():
+            t.add_row(*[str(v) for v in row.values()])
+        out.print(t)
+
+
+@app.command()
+def report(start: Optional[str] = typer.Option(None, "--from", help="Window start (ISO-8601, UTC default)."),
+           end: Optional[str] = typer.Option(None, "--to", help="Window end, exclusive."),
+           fmt: str = typer.Option("table", "--format", "-f", help="table, json or html."),
+           output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write to this file."),
+           scorer_version: str = typer.Option("", help="Scorer version to report (default: latest per job)."),
+           pricing: Optional[Path] = typer.Option(None, "--pricing", help="Pricing TOML (default: pricing.toml)."),
+           config: Optional[Path] = ConfigOpt) -> None:
+    """The benchmark: per model (and niche) jobs, CLIP, p50/p95 latency, cost per image."""
+    settings = _settings(config, pricing_file=pricing)
+    from sentinel.cost import PricingError
+    from streams import report as reports
+    from streams.warehouse import WarehouseError, open_reader
+
+    window = reports.Window(_parse_time(start, reports.EPOCH), _parse_time(end, reports.FAR_FUTURE))
+    try:
+        data = reports.benchmark(open_reader(settings.dsn), settings.pricing(), window, scorer_version)
+    except (PricingError, ConfigError, WarehouseError) as exc:
+        console.print(f"[red]report failed:[/] {exc}")
+        raise typer.Exit(1) from None
+    _emit_report(data, fmt, output)
+
+
+def _emit_report(data: dict, fmt: str, output: Optional[Path]) -> None:
+    from streams import report as reports
+
+    if fmt == "table":
+        reports.render_terminal(data, Console())
+        return
+    text = json.dumps(data, indent=2, default=str) if fmt == "json" else reports.render_html(data)
+    if output:
+        output.write_text(text)
+        console.print(f"wrote {output}")
+    else:
+        sys.stdout.write(text)
+
+
+@db_app.command("migrate")
+def db_migrate(config: Optional[Path] = ConfigOpt) -> None:
+    """Apply pending ClickHouse migrations from sql/migrations (idempotent)."""
+    settings = _settings(config)
+    from streams.warehouse import ClickHouseWarehouse, live_owner, migrate
+
+    if settings.chdb_path and live_owner(settings.chdb_path):
+        console.print("a running worker owns this store and has migrated it at start; nothing to do")
+        return
+    warehouse = ClickHouseWarehouse(settings.dsn)
+    applied = migrate(warehouse)
+    warehouse.close()
+    console.print(f"applied {applied}" if applied else "schema up to date")
+
+
+@app.command()
+def demo(jobs: int = typer.Option(300, help="Jobs to generate, spread over the registry's models and 3 niches."),
+         data_dir: Path = typer.Option(Path(".sentinel/demo"), help="Fresh data directory (wiped first)."),
+         html_out: Path = typer.Option(Path("sentinel-demo-report.html"), "--html", help="Where to write the HTML report."),
+         timeout: float = typer.Option(600, help="Seconds to wait for all jobs to be scored and stored."),
+         config: Optional[Path] = ConfigOpt) -> None:
+    """Run the whole pipeline on the embedded stack and print the benchmark."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    import sql as sql_files
+    from inference.registry import load_registry
+    from streams import report as reports
+    from streams.config import PROJECT_ROOT
+    from streams.stack import CHILD_ENV, EmbeddedStack
+    from streams.warehouse import open_reader
+
+    settings = _settings(config, data_dir=data_dir)
+    models = sorted(load_registry(Path(settings.model_registry or PROJECT_ROOT / "models.toml")))
+    if data_dir.exists():
+        shutil.rmtree(data_dir)
+    console.rule("Sentinel Stream demo")
+    console.print("1/4 starting the embedded broker (noida-db), a Faust worker and chDB ...")
+    t0 = time.monotonic()
+    with EmbeddedStack(settings) as stack:
+        s = stack.settings
+        console.print(f"    broker {s.broker_url}, worker {stack.worker.url}, warehouse {s.dsn} "
+                      f"({time.monotonic() - t0:.1f}s)")
+        console.print(f"2/4 {len(models)} inference nodes ({', '.join(models)}) generate {jobs} jobs on tiny offline pipelines")
+        per_model = [jobs // len(models) + (1 if i < jobs % len(models) else 0) for i in range(len(models))]
+        env = {**os.environ, **s.to_env(), **CHILD_ENV}
+        logs = s.data_dir / "logs"
+        nodes = []
+        for i, (model, n) in enumerate(zip(models, per_model)):
+            log_file = (logs / f"node-{model}.log").open("wb")
+            nodes.append((model, subprocess.Popen(
+                [sys.executable, "-m", "streams.cli", "node", "--model", model, "--jobs", str(n), "--seed", str(i),
+                 "--node-id", f"demo-node-{i}"], env=env, stdout=log_file, stderr=subprocess.STDOUT,
+                start_new_session=True), log_file))
+        reader = open_reader(s.dsn)
+        deadline = time.monotonic() + timeout
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        try:
+            with Progress(*columns, console=console) as progress:
+                stored = progress.add_task("3/4 stored in ClickHouse", total=jobs)
+                scored = progress.add_task("    scored (CLIP)       ", total=jobs)
+                while True:
+                    row = reader.query(sql_files.report("progress")).to_pylist()[0]
+                    progress.update(stored, completed=row["jobs"])
+                    progress.update(scored, completed=row["scored"])
+                    if row["jobs"] >= jobs and row["scored"] >= jobs:
+                        break
+                    failed = [(m, p) for m, p, _ in nodes if p.poll() not in (None, 0)]
+                    if failed or stack.worker.proc.poll() is not None or time.monotonic() > deadline:
+                        why = (f"node {failed[0][0]} exited with {failed[0][1].returncode}; see {logs}" if failed else
+                               f"worker exited:\n{stack.worker.log_tail()}" if stack.worker.proc.poll() is not None
+                               else f"timed out after {timeout:.0f}s; logs in {logs}")
+                        console.print(f"[red]demo failed:[/] {why}")
+                        raise typer.Exit(1)
+                    time.sleep(0.5)
+        finally:
+            for _, proc, log_file in nodes:
+                if proc.poll() is None:
+                    proc.terminate()
+                proc.wait()
+                log_file.close()
+        console.print("4/4 report (queried through the worker that owns the chDB store)")
+        data = reports.benchmark(reader, s.pricing(), reports.Window())
+        reports.render_terminal(data, Console())
+        html_out.write_text(reports.render_html(data))
+        console.print(f"HTML report: {html_out.resolve()}")
+    console.print(f"[green]done[/] in {time.monotonic() - t0:.0f}s; broker and worker stopped. "
+                  "Scores come from random-weight stand-in models: they prove the pipeline, not image quality.")
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,143 @@
+"""One configuration object, loaded once (defaults < TOML file < environment), passed down.
+
+Environment variables are ``SENTINEL_<FIELD>`` in upper case (``SENTINEL_BROKER_URL``,
+``SENTINEL_CLICKHOUSE_DSN``, ``SENTINEL_DATA_DIR`` ...). A TOML file is named by
+``SENTINEL_CONFIG`` or ``--config`` and holds the same field names at top level.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Mapping
+
+from sentinel.clip import TINY_ARCH, ClipSpec
+from sentinel.cost import Pricing
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_PRICING = PROJECT_ROOT / "pricing.toml"
+SCORER_CODE_VERSION = "1"
+
+
+class ConfigError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path = Path(".sentinel")
+    broker_url: str = "kafka://127.0.0.1:9092"
+    # chdb:///path (embedded, default: <data_dir>/chdb) or http(s)://user:pass@host:8123
+    clickhouse_dsn: str = ""
+    app_id: str = "sentinel"
+    partitions: int = 4
+    web_host: str = "127.0.0.1"
+    web_port: int = 6066
+    # scoring
+    clip_arch: str = TINY_ARCH
+    clip_checkpoint: str = ""
+    clip_seed: int = 0
+    device: str = "cpu"
+    score_batch_size: int = 32
+    score_batch_wait_s: float = 0.5
+    # sinks
+    sink_batch_size: int = 500
+    sink_batch_wait_s: float = 1.0
+    # inference
+    model_registry: str = ""
+    max_image_bytes: int = 900_000
+    pricing_file: Path = DEFAULT_PRICING
+    log_level: str = "info"
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    # -- derived -----------------------------------------------------------------------
+    @property
+    def dsn(self) -> str:
+        return self.clickhouse_dsn or f"chdb://{(self.data_dir / 'chdb').resolve()}"
+
+    @property
+    def chdb_path(self) -> Path | None:
+        if not self.dsn.startswith("chdb://"):
+            return None
+        return Path(self.dsn[len("chdb://") :])
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return ",".join(u.split("://", 1)[-1] for u in self.broker_url.split(","))
+
+    @property
+    def models_dir(self) -> Path:
+        return self.data_dir / "models"
+
+    @property
+    def clip_spec(self) -> ClipSpec:
+        return ClipSpec(
+            arch=self.clip_arch,
+            checkpoint=self.clip_checkpoint or None,
+            seed=self.clip_seed,
+            device=self.device,
+            batch_size=self.score_batch_size,
+        )
+
+    @property
+    def scorer_version(self) -> str:
+        return f"v{SCORER_CODE_VERSION}/{self.clip_spec.version}"
+
+    def pricing(self) -> Pricing:
+        path = Path(self.pricing_file)
+        if not path.exists():
+            raise ConfigError(f"pricing file {path} does not exist")
+        with path.open("rb") as fh:
+            return Pricing.from_mapping(tomllib.load(fh))
+
+    def with_(self, **changes: Any) -> "Settings":
+        return dataclasses.replace(self, **changes)
+
+    def to_env(self) -> dict[str, str]:
+        """The environment that reproduces these settings in a child process."""
+        env = {}
+        for f in fields(self):
+            if f.name == "extra":
+                continue
+            env[f"SENTINEL_{f.name.upper()}"] = str(getattr(self, f.name))
+        return env
+
+
+def _coerce(name: str, raw: Any, kind: Any) -> Any:
+    try:
+        if kind in (int, "int"):
+            return int(raw)
+        if kind in (float, "float"):
+            return float(raw)
+        if kind in (Path, "Path"):
+            return Path(raw)
+        return str(raw)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"setting {name}={raw!r}: {exc}") from exc
+
+
+def load_settings(config_file: str | Path | None = None, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+    env = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    config_file = config_file or env.get("SENTINEL_CONFIG")
+    types = {f.name: f.type for f in fields(Settings)}
+    if config_file:
+        path = Path(config_file)
+        if not path.exists():
+            raise ConfigError(f"config file {path} does not exist")
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+        unknown = set(data) - set(types)
+        if unknown:
+            raise ConfigError(f"unknown settings in {path}: {sorted(unknown)}")
+        values.update(data)
+    for name in types:
+        key = f"SENTINEL_{name.upper()}"
+        if key in env and name != "extra":
+            values[name] = env[key]
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    kwargs = {name: _coerce(name, v, types[name]) for name, v in values.items() if name != "extra"}
+    return Settings(**kwargs)

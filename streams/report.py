@@ -1,0 +1,166 @@
+"""The benchmark report: one parameterized query over the event log, rendered for people.
+
+Numbers come from ``sql/reports/benchmark.sql`` only; this module checks the pricing table
+against the traffic, runs the query and renders a terminal table, JSON or a self-contained
+HTML page (inline SVG charts, no scripts or external assets).
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import sql as sql_files
+from sentinel.cost import Pricing
+from streams.warehouse import Warehouse
+
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+FAR_FUTURE = datetime(2200, 1, 1, tzinfo=timezone.utc)
+
+COLUMNS = [  # key, header, format
+    ("model", "Model", "{}"),
+    ("provider", "Provider", "{}"),
+    ("jobs", "Jobs", "{:,}"),
+    ("clip", "CLIP (0-100)", "{:.2f}"),
+    ("p50_latency_ms", "p50 latency (ms)", "{:,.0f}"),
+    ("p95_latency_ms", "p95 latency (ms)", "{:,.0f}"),
+    ("cost_per_image_usd", "Cost / image (USD)", "{:.6f}"),
+]
+
+
+@dataclass(frozen=True)
+class Window:
+    start: datetime = EPOCH
+    end: datetime = FAR_FUTURE
+
+    def params(self) -> dict[str, str]:
+        fmt = "%Y-%m-%d %H:%M:%S.%f"
+        return {"start": self.start.astimezone(timezone.utc).strftime(fmt)[:-3],
+                "end": self.end.astimezone(timezone.utc).strftime(fmt)[:-3]}
+
+
+def pricing_params(pricing: Pricing) -> dict[str, Any]:
+    types = sorted(pricing.gpu_usd_per_hour)
+    return {
+        "gpu_types": types,
+        "gpu_prices": [pricing.gpu_usd_per_hour[t] for t in types],
+        "overhead": pricing.orchestration_overhead,
+        "platform_fee": pricing.platform_fee_usd_per_image,
+    }
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
+
+
+def benchmark(reader: Warehouse, pricing: Pricing, window: Window = Window(), scorer_version: str = "") -> dict[str, Any]:
+    """The report as plain data (the JSON format's shape)."""
+    gpu_types = reader.query(sql_files.report("gpu_types"), window.params()).column("gpu_type").to_pylist()
+    pricing.require_gpu_types(gpu_types)
+    params = {**window.params(), **pricing_params(pricing), "scorer_version": scorer_version}
+    table = reader.query(sql_files.report("benchmark"), params)
+    rows = [{k: _clean(v) for k, v in row.items()} for row in table.to_pylist()]
+    return {
+        "window": {"from": window.start.isoformat(), "to": window.end.isoformat()},
+        "scorer_version": scorer_version or "latest per job",
+        "pricing": {
+            "platform_fee_usd_per_image": pricing.platform_fee_usd_per_image,
+            "orchestration_overhead": pricing.orchestration_overhead,
+            "gpu_usd_per_hour": dict(pricing.gpu_usd_per_hour),
+        },
+        "models": [{k: v for k, v in r.items() if k != "niche"} for r in rows if r["niche"] == "*"],
+        "niches": [r for r in rows if r["niche"] != "*"],
+    }
+
+
+def _fmt(fmt: str, value: Any) -> str:
+    return "–" if value is None else fmt.format(value)
+
+
+def render_terminal(report: dict[str, Any], console: Any = None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console or Console()
+    table = Table(title="Sentinel Stream benchmark — per model", title_justify="left")
+    for _, header, _ in COLUMNS:
+        table.add_column(header, justify="left" if header in ("Model", "Provider") else "right")
+    for row in report["models"]:
+        table.add_row(*[_fmt(fmt, row.get(key)) for key, _, fmt in COLUMNS])
+    console.print(table)
+    niches = Table(title="per model x niche", title_justify="left")
+    for header in ("Model", "Niche", "Jobs", "CLIP", "p95 latency (ms)", "Cost / image (USD)"):
+        niches.add_column(header, justify="left" if header in ("Model", "Niche") else "right")
+    for row in report["niches"]:
+        niches.add_row(row["model"], row["niche"], _fmt("{:,}", row["jobs"]), _fmt("{:.2f}", row["clip"]),
+                       _fmt("{:,.0f}", row["p95_latency_ms"]), _fmt("{:.6f}", row["cost_per_image_usd"]))
+    console.print(niches)
+    p = report["pricing"]
+    console.print(f"window {report['window']['from']} → {report['window']['to']}; scorer {report['scorer_version']}; "
+                  f"pricing: fee {p['platform_fee_usd_per_image']}/image, overhead {p['orchestration_overhead']:.0%}, "
+                  f"GPU $/h {p['gpu_usd_per_hour']}")
+
+
+def _bar_chart(title: str, rows: list[dict[str, Any]], key: str, fmt: str) -> str:
+    values = [(r["model"], r.get(key)) for r in rows if r.get(key) is not None]
+    if not values:
+        return ""
+    top = max(v for _, v in values) or 1.0
+    bar_h, gap, label_w, width = 22, 8, 160, 640
+    height = len(values) * (bar_h + gap) + 30
+    parts = [f'<svg role="img" aria-label="{html.escape(title)}" width="{width}" height="{height}" '
+             f'viewBox="0 0 {width} {height}" xmlns="http://www.w3.org/2000/svg">',
+             f'<text x="0" y="16" font-weight="bold">{html.escape(title)}</text>']
+    for i, (name, value) in enumerate(values):
+        y = 26 + i * (bar_h + gap)
+        w = max(1.0, (width - label_w - 110) * value / top)
+        parts.append(f'<text x="0" y="{y + 16}">{html.escape(name)}</text>'
+                     f'<rect x="{label_w}" y="{y}" width="{w:.1f}" height="{bar_h}" fill="#3b6ea5"/>'
+                     f'<text x="{label_w + w + 6:.1f}" y="{y + 16}">{html.escape(fmt.format(value))}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def render_html(report: dict[str, Any]) -> str:
+    def table(rows: list[dict[str, Any]], columns: list[tuple[str, str, str]]) -> str:
+        head = "".join(f"<th>{html.escape(h)}</th>" for _, h, _ in columns)
+        body = "".join(
+            "<tr>" + "".join(f"<td>{html.escape(_fmt(fmt, r.get(k)))}</td>" for k, _, fmt in columns) + "</tr>"
+            for r in rows)
+        return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+    niche_cols = COLUMNS[:1] + [("niche", "Niche", "{}")] + COLUMNS[2:]
+    p = report["pricing"]
+    charts = "".join([
+        _bar_chart("p95 end-to-end latency (ms)", report["models"], "p95_latency_ms", "{:,.0f} ms"),
+        _bar_chart("Cost per image (USD)", report["models"], "cost_per_image_usd", "${:.6f}"),
+        _bar_chart("CLIP prompt alignment (0-100)", report["models"], "clip", "{:.2f}"),
+    ])
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Sentinel Stream benchmark</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2rem; color: #1d2430; }}
+table {{ border-collapse: collapse; margin: 1rem 0 2rem; }}
+th, td {{ padding: .35rem .8rem; border-bottom: 1px solid #d5dae1; text-align: right; }}
+th:first-child, td:first-child {{ text-align: left; }}
+th {{ background: #eef2f7; }}
+svg {{ display: block; margin: 1rem 0; font-size: 13px; }}
+.note {{ color: #5b6675; font-size: .9rem; }}
+</style></head><body>
+<h1>Sentinel Stream benchmark</h1>
+<p class="note">Window {html.escape(report['window']['from'])} → {html.escape(report['window']['to'])};
+scorer {html.escape(report['scorer_version'])}. Pricing: platform fee ${p['platform_fee_usd_per_image']}/image,
+orchestration overhead {p['orchestration_overhead']:.0%}, GPU $/hour {html.escape(str(p['gpu_usd_per_hour']))}.
+Latency is requested → delivered, cold starts included; quantiles are exact.</p>
+<h2>Per model</h2>
+{table(report['models'], COLUMNS)}
+{charts}
+<h2>Per model and niche</h2>
+{table(report['niches'], niche_cols)}
+</body></html>
+"""

@@ -1,0 +1,213 @@
+"""ClickHouse access for every process: the worker writes, the CLI reads.
+
+The same code talks to a ClickHouse server over HTTP and to embedded chDB (``chdb://``)
+through clickhouse-connect. chDB allows one process per data path, so the worker that owns an
+embedded store writes an owner file beside it (pid, web URL, token); while that worker lives,
+other processes (``sentinel sql``, ``sentinel report``) send read-only queries to the worker,
+which runs them with ``readonly=1`` and answers in Arrow IPC. The caller cannot tell the
+difference: both paths return a ``pyarrow.Table``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import threading
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Protocol
+
+import pyarrow as pa
+
+import sql as sql_files
+
+log = logging.getLogger(__name__)
+
+READONLY = {"readonly": 1}
+
+
+class WarehouseError(RuntimeError):
+    pass
+
+
+class Warehouse(Protocol):
+    def query(self, text: str, parameters: Mapping[str, Any] | None = None) -> pa.Table: ...
+
+    def close(self) -> None: ...
+
+
+class ClickHouseWarehouse:
+    """clickhouse-connect clients for one DSN (HTTP server or chDB).
+
+    Reads go through their own session created with ``readonly=1``, which no query can lift;
+    writes use a second session. (A per-query ``readonly`` setting is not an option on chDB:
+    the session cannot switch it back off afterwards.) Each session is used under a lock.
+    """
+
+    def __init__(self, dsn: str) -> None:
+        self.dsn = dsn
+        self._lock = threading.Lock()
+        if dsn.startswith("chdb://"):
+            Path(dsn[len("chdb://") :]).mkdir(parents=True, exist_ok=True)
+        self.reader = self._connect(READONLY)
+        self._writer = None
+
+    def _connect(self, settings: Mapping[str, Any] | None):
+        import clickhouse_connect
+
+        try:
+            return clickhouse_connect.get_client(dsn=self.dsn, settings=dict(settings or {}))
+        except Exception as exc:  # the driver raises several types; all mean "cannot open"
+            raise WarehouseError(f"cannot open ClickHouse at {redact(self.dsn)}: {exc}") from exc
+
+    @property
+    def writer(self):
+        if self._writer is None:
+            self._writer = self._connect(None)
+        return self._writer
+
+    def query(self, text: str, parameters: Mapping[str, Any] | None = None) -> pa.Table:
+        with self._lock:
+            return self.reader.query_arrow(text, parameters=dict(parameters or {}))
+
+    def command(self, text: str, parameters: Mapping[str, Any] | None = None) -> None:
+        with self._lock:
+            self.writer.command(text, parameters=dict(parameters or {}))
+
+    def insert(self, table: str, rows: pa.Table, dedup_token: str | None = None) -> None:
+        settings = {"insert_deduplication_token": dedup_token} if dedup_token else None
+        with self._lock:
+            self.writer.insert_arrow(table, rows, settings=settings)
+
+    def close(self) -> None:
+        with self._lock:
+            for client in (self.reader, self._writer):
+                if client is not None:
+                    client.close()
+
+
+class WorkerProxyWarehouse:
+    """Read-only queries through the worker that owns an embedded chDB path."""
+
+    def __init__(self, url: str, token: str, timeout: float = 300.0) -> None:
+        self.url = url.rstrip("/") + "/sentinel/query/"
+        self.token = token
+        self.timeout = timeout
+
+    def query(self, text: str, parameters: Mapping[str, Any] | None = None) -> pa.Table:
+        body = json.dumps({"sql": text, "parameters": dict(parameters or {})}, default=str).encode()
+        request = urllib.request.Request(
+            self.url, data=body, method="POST",
+            headers={"Content-Type": "application/json", "Authorization": f"Bearer {self.token}"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                payload = response.read()
+        except urllib.error.HTTPError as exc:
+            raise WarehouseError(f"query failed in the worker: {exc.read().decode(errors='replace')}") from exc
+        except urllib.error.URLError as exc:
+            raise WarehouseError(f"the worker owning the embedded store is unreachable at {self.url}: {exc}") from exc
+        return pa.ipc.open_stream(payload).read_all()
+
+    def close(self) -> None:
+        pass
+
+
+def arrow_to_ipc(table: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue().to_pybytes()
+
+
+# -- owner file: who holds an embedded store ---------------------------------------------
+
+@dataclass(frozen=True)
+class Owner:
+    pid: int
+    url: str
+    token: str
+
+
+def owner_file(chdb_path: Path) -> Path:
+    return Path(str(chdb_path).rstrip("/") + ".owner.json")
+
+
+def claim(chdb_path: Path, url: str) -> Owner:
+    """Record this process as the owner of ``chdb_path``; the token guards the query view."""
+    owner = Owner(pid=os.getpid(), url=url, token=secrets.token_urlsafe(24))
+    path = owner_file(chdb_path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(owner.__dict__, fh)
+    tmp.replace(path)
+    return owner
+
+
+def release(chdb_path: Path) -> None:
+    path = owner_file(chdb_path)
+    try:
+        if json.loads(path.read_text()).get("pid") == os.getpid():
+            path.unlink()
+    except (FileNotFoundError, ValueError):
+        pass
+
+
+def live_owner(chdb_path: Path) -> Owner | None:
+    try:
+        data = json.loads(owner_file(chdb_path).read_text())
+        owner = Owner(int(data["pid"]), str(data["url"]), str(data["token"]))
+    except (FileNotFoundError, ValueError, KeyError):
+        return None
+    try:
+        os.kill(owner.pid, 0)
+    except ProcessLookupError:
+        return None  # stale: the worker died without cleaning up
+    except PermissionError:
+        pass
+    return owner
+
+
+def open_reader(dsn: str) -> Warehouse:
+    """A read-only warehouse: direct, or through the live worker that owns the chDB path."""
+    if dsn.startswith("chdb://"):
+        owner = live_owner(Path(dsn[len("chdb://") :]))
+        if owner is not None and owner.pid != os.getpid():
+            return WorkerProxyWarehouse(owner.url, owner.token)
+    return ClickHouseWarehouse(dsn)
+
+
+def migrate(warehouse: ClickHouseWarehouse) -> list[int]:
+    """Apply pending migrations in order; returns the versions applied (empty: no-op)."""
+    for statement in sql_files.bootstrap():
+        warehouse.command(statement)
+    applied = set(warehouse.query(sql_files.report("applied_migrations")).column("version").to_pylist())
+    done = []
+    for migration in sql_files.migrations():
+        if migration.version in applied:
+            continue
+        for statement in migration.statements:
+            warehouse.command(statement)
+        warehouse.insert(
+            "sentinel.schema_migrations",
+            pa.table({"version": pa.array([migration.version], pa.uint32()), "name": [migration.name]}),
+        )
+        log.info("applied migration %04d_%s", migration.version, migration.name)
+        done.append(migration.version)
+    return done
+
+
+def redact(dsn: str) -> str:
+    """A DSN without its password, for messages and logs."""
+    if "@" in dsn and "://" in dsn:
+        scheme, rest = dsn.split("://", 1)
+        creds, host = rest.rsplit("@", 1)
+        user = creds.split(":", 1)[0]
+        return f"{scheme}://{user}:***@{host}"
+    return dsn

@@ -1,0 +1,50 @@
+"""Run one Faust worker: open the warehouse (migrated), load the scorer, start the app.
+
+The worker is designed to be killed: everything it writes is idempotent and everything it
+consumes is committed only after it is stored, so a restart simply resumes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from sentinel.clip import ClipExtractor
+from sentinel.scoring import BatchScorer
+from streams.app import Runtime, create_app
+from streams.config import Settings
+from streams.warehouse import ClickHouseWarehouse, claim, migrate, release
+
+log = logging.getLogger(__name__)
+
+
+def open_runtime(settings: Settings) -> Runtime:
+    pricing = settings.pricing()
+    warehouse = ClickHouseWarehouse(settings.dsn)
+    applied = migrate(warehouse)
+    if applied:
+        log.info("applied migrations %s", applied)
+    scorer = BatchScorer(ClipExtractor(settings.clip_spec))
+    return Runtime(settings=settings, warehouse=warehouse, scorer=scorer, pricing=pricing)
+
+
+def run_worker(settings: Settings) -> None:
+    """Blocks until the worker is stopped (SIGTERM/SIGINT)."""
+    import faust
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    runtime = open_runtime(settings)
+    app = create_app(settings, runtime)
+    chdb_path = settings.chdb_path
+    if chdb_path is not None:
+        runtime.token = claim(chdb_path, f"http://{settings.web_host}:{settings.web_port}").token
+    else:
+        runtime.token = os.environ.get("SENTINEL_QUERY_TOKEN", "")
+    try:
+        worker = faust.Worker(app, loglevel=settings.log_level.upper(), quiet=True, redirect_stdouts=False)
+        worker.execute_from_commandline()
+    finally:
+        if chdb_path is not None:
+            release(chdb_path)
+        runtime.close()
