@@ -9,8 +9,13 @@ Prices come from a pricing file parsed at the edge; this module only does the ar
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
+
+
+def _price_ok(value: float) -> bool:
+    return math.isfinite(value) and value >= 0
 
 
 class PricingError(ValueError):
@@ -34,11 +39,12 @@ class Pricing:
             orchestration_overhead=float(data.get("orchestration_overhead", 0.0)),
             gpu_usd_per_hour={str(k): float(v) for k, v in dict(data.get("gpu_usd_per_hour", {})).items()},
         )
-        if pricing.platform_fee_usd_per_image < 0 or pricing.orchestration_overhead < 0:
-            raise PricingError("fees and overheads must be >= 0")
-        negative = [k for k, v in pricing.gpu_usd_per_hour.items() if v < 0]
-        if negative:
-            raise PricingError(f"negative GPU prices for {negative}")
+        for name in ("platform_fee_usd_per_image", "orchestration_overhead"):
+            if not _price_ok(getattr(pricing, name)):
+                raise PricingError(f"{name} must be a finite number >= 0")
+        bad = [k for k, v in pricing.gpu_usd_per_hour.items() if not _price_ok(v)]
+        if bad:
+            raise PricingError(f"GPU prices must be finite numbers >= 0; bad: {bad}")
         return pricing
 
     def require_gpu_types(self, gpu_types: set[str] | list[str]) -> None:

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import io
 import math
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Mapping
 
 from PIL import Image, UnidentifiedImageError
 
+# A few bytes of PNG header can claim gigapixels; refuse before allocating (8192^2 = 64 MP).
+MAX_PIXELS = 8192 * 8192
 MEDIA_TYPES = {"image/webp": "WEBP", "image/png": "PNG", "image/jpeg": "JPEG"}
 
 
@@ -55,8 +57,15 @@ def decode_image(data: bytes, media_type: str | None = None) -> Image.Image:
     """Decode and fully load image bytes; corrupt or mislabelled bytes are an InvalidEvent."""
     try:
         image = Image.open(io.BytesIO(data))
-        image.load()
+    except Image.DecompressionBombError as exc:
+        raise InvalidEvent("image_too_large", str(exc)) from exc
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        raise InvalidEvent("corrupt_image", f"{type(exc).__name__}: {exc}") from exc
+    if image.width * image.height > MAX_PIXELS:
+        raise InvalidEvent("image_too_large", f"{image.width}x{image.height} pixels > {MAX_PIXELS}")
+    try:
+        image.load()
+    except (OSError, ValueError, SyntaxError) as exc:
         raise InvalidEvent("corrupt_image", f"{type(exc).__name__}: {exc}") from exc
     if media_type is not None and MEDIA_TYPES.get(media_type) not in (image.format, None):
         raise InvalidEvent("media_type_mismatch", f"labelled {media_type}, bytes are {image.format}")
@@ -65,4 +74,5 @@ def decode_image(data: bytes, media_type: str | None = None) -> Image.Image:
 
 def latency_ms(event: Mapping[str, Any]) -> float:
     """End-to-end latency: requested -> delivered, cold start included."""
-    return _ms(event["delivered_at"]) - _ms(event["requested_at"])
+    # timedelta arithmetic is exact in microseconds; float epoch-ms differences are not.
+    return (event["delivered_at"] - event["requested_at"]) / timedelta(milliseconds=1)

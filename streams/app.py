@@ -196,6 +196,9 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
         broker_rebalance_timeout=6,
         broker_heartbeat_interval=1,
         broker_commit_interval=1.0,
+        # noida-db never evicts a SIGKILLed member from its group (measured: no assignment
+        # for a new member after 60 s); static membership lets the restarted worker replace it.
+        consumer_group_instance_id=f"{settings.app_id}-{settings.worker_id}",
         producer_max_request_size=4 * 1024 * 1024,
         table_standby_replicas=0,
     )
@@ -207,7 +210,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
     dlq = app.topic(dlq_name(JOBS_COMPLETED), key_serializer="raw", value_serializer="raw", partitions=1)
     scored_dlq = app.topic(dlq_name(JOBS_SCORED), key_serializer="raw", value_serializer="raw", partitions=1)
     tallies = app.Table("job_tallies", default=None, partitions=settings.partitions,
-                        schema=faust.Schema(key_serializer="raw", value_serializer="json"))
+                        schema=faust.Schema(key_serializer="json", value_serializer="json"))
 
     app.sentinel_runtime = runtime  # type: ignore[attr-defined]
 
@@ -297,7 +300,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
                 continue
             a = accepted[0]
             e = a.event
-            key = tally_key(e, a.partition).encode()
+            key = tally_key(e, a.partition)
             state = JobTally.from_dict(tallies.get(key))
             cost = r.pricing.job_cost(provider=e["provider"], gpu_type=e["gpu_type"],
                                       gpu_seconds=e["gpu_seconds"], api_cost_usd=e.get("api_cost_usd"))
@@ -322,7 +325,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
     async def tallies_view(web: faust.web.View, request: faust.web.Request) -> faust.web.Response:
         merged: dict[str, JobTally] = {}
         for key, value in tallies.items():
-            model, niche, _ = key.decode().rsplit("|", 2)
+            model, niche, _ = key.rsplit("|", 2)
             name = f"{model}|{niche}"
             merged[name] = merged.get(name, JobTally()).merge(JobTally.from_dict(value))
         return web.json({k: {**v.compute(), "applied": v.to_dict()["applied"]} for k, v in sorted(merged.items())})

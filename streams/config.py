@@ -34,6 +34,9 @@ class Settings:
     clickhouse_dsn: str = ""
     app_id: str = "sentinel"
     partitions: int = 4
+    # Static group membership (KIP-345): a restarted worker with the same id takes its
+    # partitions back at once. Give every worker of a deployment its own id.
+    worker_id: str = "worker-1"
     web_host: str = "127.0.0.1"
     web_port: int = 6066
     # scoring

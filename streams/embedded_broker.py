@@ -339,9 +339,11 @@ class EmbeddedBroker:
         Ready means: the port accepts connections, a raw ApiVersions request
         is answered, and aiokafka can fetch cluster metadata. Raises
         :class:`BrokerError` with the tail of the broker log if the process
-        dies or is not ready within ``timeout`` seconds. When the port was
-        picked automatically and the broker dies at start-up (e.g. someone
-        took the port meanwhile), it retries on a fresh port.
+        dies or is not ready within ``timeout`` seconds; the process is then
+        stopped but its directory kept, even a temporary one, so the log the
+        error names can still be read. When the port was picked
+        automatically and the broker dies at start-up (e.g. someone took the
+        port meanwhile), it retries on a fresh port.
         """
         if self.is_running():
             return self
@@ -400,7 +402,8 @@ class EmbeddedBroker:
                     )
                 time.sleep(_POLL_INTERVAL)
         except BaseException:
-            self.stop()
+            # Keep the data dir (and log) even if temporary: the error names it.
+            self._terminate(timeout=5.0)
             raise
         self.startup_seconds = time.monotonic() - began
         log.info("%s broker ready on %s in %.2fs (pid %d)", self.kind, self.bootstrap, self.startup_seconds, self._proc.pid)
@@ -413,6 +416,14 @@ class EmbeddedBroker:
         bound again, so an immediate restart on the same port works.
         Idempotent.
         """
+        self._terminate(timeout)
+        if self._owns_data_dir and self._data_dir is not None:
+            log.debug("removing temporary broker dir %s", self._data_dir)
+            shutil.rmtree(self._data_dir, ignore_errors=True)
+            self._data_dir = None
+
+    def _terminate(self, timeout: float) -> None:
+        """Stop the process group and wait for the port; leaves the data dir alone."""
         proc, self._proc = self._proc, None
         if proc is not None:
             pgid = proc.pid  # start_new_session: the child leads its own group
@@ -428,10 +439,6 @@ class EmbeddedBroker:
             self._log_file = None
         if proc is not None:
             self._wait_port_free(timeout=5.0)
-        if self._owns_data_dir and self._data_dir is not None:
-            log.debug("removing temporary broker dir %s", self._data_dir)
-            shutil.rmtree(self._data_dir, ignore_errors=True)
-            self._data_dir = None
 
     def log_tail(self, max_bytes: int = _LOG_TAIL_BYTES) -> str:
         """The last ``max_bytes`` of the broker log (for error messages)."""
