@@ -193,6 +193,7 @@ class RunResult:
     naive_doubled: int = 0
     events: int = 0
     worker_start_s: list[float] = field(default_factory=list)
+    worker_assigned_s: list[float | None] = field(default_factory=list)
     worker_ready_s: list[float] = field(default_factory=list)
     kills_after_ready_s: list[float] = field(default_factory=list)
     cycles: list[dict[str, Any]] = field(default_factory=list)
@@ -362,7 +363,7 @@ async def bench_one(kind: str, variant: str, args: argparse.Namespace, workdir: 
                 spawned.pgids.append(w.pgid)
                 spawned.ports.append(web_port)
                 web_up = ready_at = None
-                restored = 0
+                at_ready: dict[str, Any] = {}
                 ready_timeout = args.ready_timeout if cycle == 0 else args.restart_ready_timeout
                 deadline = time.time() + ready_timeout
                 while ready_at is None:
@@ -379,16 +380,27 @@ async def bench_one(kind: str, variant: str, args: argparse.Namespace, workdir: 
                         web_up = web_up or time.time()
                         if st["ready"]:
                             ready_at = time.time()
-                            restored = sum(v[0] for v in st["table"].values())
+                            at_ready = st
                     await asyncio.sleep(0.1)
-                res.worker_start_s.append(round(web_up - w.spawned, 2))
-                res.worker_ready_s.append(round(ready_at - w.spawned, 2))
+                # Worker-side clock (same host): when Faust got its first
+                # assignment, i.e. how long the group join took.
+                wt = at_ready.get("times", {})
+                restored = sum(v[0] for v in at_ready.get("table", {}).values())
+                info: dict[str, Any] = {
+                    "start_s": round(web_up - w.spawned, 2),
+                    "assigned_s": round(wt["first_assigned"] - w.spawned, 2) if "first_assigned" in wt else None,
+                    "ready_s": round(ready_at - w.spawned, 2),
+                    # Includes what was processed in the <=0.1 s before the poll.
+                    "table_updates_at_ready": restored,
+                    "produced_before": sum(expected.values()),
+                }
+                res.cycles.append(info)
+                res.worker_start_s.append(info["start_s"])
+                res.worker_assigned_s.append(info["assigned_s"])
+                res.worker_ready_s.append(info["ready_s"])
                 last = cycle == len(chunks) - 1
                 kill_evt = asyncio.Event()
                 kill_at = None if last else rng.randint(max(1, chunk // 20), max(1, chunk * 19 // 20))
-                info: dict[str, Any] = {"ready_s": round(ready_at - w.spawned, 2), "restored_updates": restored,
-                                        "produced_before": sum(expected.values())}  # fmt: skip
-                res.cycles.append(info)
                 prod = asyncio.create_task(produce(chunk, kill_at, kill_evt))
                 if not last:
                     seen: dict[str, Any] = {}
@@ -406,7 +418,7 @@ async def bench_one(kind: str, variant: str, args: argparse.Namespace, workdir: 
                     info["stats_before_kill"] = seen.get("stats", {})
                     res.kills_after_ready_s.append(info["killed_after_s"])
                     res.restarts_done += 1
-                    log.info("[%s/%s] cycle %d: ready in %.1fs (restored %d updates), SIGKILL %.1fs later "
+                    log.info("[%s/%s] cycle %d: ready in %.1fs (%d updates in table), SIGKILL %.1fs later "
                              "after %d/%d events of the chunk; worker stats then: %s",
                              kind, variant, cycle, ready_at - w.spawned, restored, info["killed_after_s"],
                              kill_at, chunk, info["stats_before_kill"])  # fmt: skip
@@ -507,21 +519,28 @@ def leftovers(spawned: Spawned) -> dict[str, list[int]]:
 
 
 def markdown(results: list[RunResult]) -> str:
-    def med(xs: list[float]) -> str:
-        return f"{statistics.median(xs):.1f}" if xs else "-"
+    """One row per broker/variant; times are seconds from worker spawn (median over restarts)."""
+
+    def med(xs: list[float | None]) -> str:
+        vals = [x for x in xs if x is not None]
+        return f"{statistics.median(vals):.1f}" if vals else "-"
 
     lines = [
-        "| broker | variant | restarts | exact | lost | doubled | naive doubled | first ready s | restart ready s (median) | total s | changelog end offsets ok |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| broker | variant | restarts | exact | lost | doubled | unguarded doubles | worker up s | "
+        "first ready s | restart joined s | restart ready s | total s | ListOffsets(latest) ok |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
-        cl = r.changelog.get("end_offset_correct", "-") if r.changelog else "-"
+        exact = ("yes" if r.exact else "NO") + (" (error)" if r.error else "")
+        first = f"{r.worker_ready_s[0]:.1f}" if r.worker_ready_s else "-"
+        offsets_ok = {True: "yes", False: "NO"}.get(r.changelog.get("end_offset_correct"), "-")
         lines.append(
-            f"| {r.broker} | {r.variant} | {r.restarts_done} | {'yes' if r.exact else 'NO'}"
-            f"{' (error)' if r.error else ''} | {r.lost_updates} | {r.doubled_updates} | {r.naive_doubled} | "
-            f"{r.worker_ready_s[0] if r.worker_ready_s else '-'} | {med(r.worker_ready_s[1:])} | {r.total_s} | {cl} |"
+            f"| {r.broker} | {r.variant} | {r.restarts_done} | {exact} | {r.lost_updates} | {r.doubled_updates} "
+            f"| {r.naive_doubled} | {med(r.worker_start_s)} | {first} | {med(r.worker_assigned_s[1:])} "
+            f"| {med(r.worker_ready_s[1:])} | {r.total_s} | {offsets_ok} |"
         )
-    return "\n".join(lines)
+    errors = [f"- {r.broker}/{r.variant}: {r.error.splitlines()[0]}" for r in results if r.error]
+    return "\n".join(lines + ([""] + errors if errors else []))
 
 
 def port_free(port: int) -> bool:

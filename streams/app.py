@@ -4,7 +4,8 @@ Data flow (each agent decodes, batches, calls the core, emits):
 
     jobs.completed --score-->    jobs.scored ----store_scores--> sentinel.scores
                    --archive-->  sentinel.jobs, sentinel.job_images
-                   --tally-->    table job_tallies (changelog-backed, offset-idempotent)
+                   --tally-->    table live_stats: per model|niche|bucket|partition tallies and
+                                 latency t-digests (changelog-backed, offset-idempotent)
     anything undecodable/invalid --score--> jobs.completed.dlq (headers say why)
 
 Delivery is at-least-once: Faust acks a ``take_events`` batch only after the loop body
@@ -30,11 +31,13 @@ from faust.types import EventT
 from schemas.codec import DecodeError
 from sentinel.cost import Pricing
 from sentinel.scoring import BatchScorer, ScoreInput
-from sentinel.tally import JobTally
+from sentinel.latency import LiveStats, latency_parts
 from sentinel.validation import InvalidEvent, check_job, decode_image
 from streams import codecs, rows
 from streams.config import Settings
-from streams.warehouse import ClickHouseWarehouse, arrow_to_ipc
+from streams.metrics import WorkerMetrics
+from streams.views import register_views
+from streams.warehouse import ClickHouseWarehouse
 
 log = logging.getLogger(__name__)
 
@@ -44,17 +47,6 @@ JOBS_SCORED = "jobs.scored"
 
 def dlq_name(topic: str) -> str:
     return f"{topic}.dlq"
-
-
-@dataclass
-class Counters:
-    consumed: int = 0
-    scored: int = 0
-    dead_lettered: int = 0
-    stored_jobs: int = 0
-    stored_scores: int = 0
-    sink_retries: int = 0
-    started_at: float = field(default_factory=time.time)
 
 
 @dataclass
@@ -68,7 +60,7 @@ class Runtime:
     token: str = ""
     score_pool: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(1, "score"))
     sink_pool: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(1, "sink"))
-    counters: Counters = field(default_factory=Counters)
+    metrics: WorkerMetrics = field(default_factory=WorkerMetrics)
 
     def close(self) -> None:
         self.score_pool.shutdown(wait=True)
@@ -166,14 +158,38 @@ async def write_until_stored(runtime: Runtime, write: Callable[[], None], what: 
             await loop.run_in_executor(runtime.sink_pool, write)
             return
         except Exception as exc:  # any driver error: the batch is retried as a whole
-            runtime.counters.sink_retries += 1
+            runtime.metrics.sink_retries.inc()
             log.warning("storing %s failed (%s: %s); retrying in %.1fs", what, type(exc).__name__, exc, delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 10.0)
 
 
-def tally_key(event: dict[str, Any], partition: int) -> str:
-    return f"{event['model_id']}|{event['niche']}|{partition}"
+def bucket_start(ts: datetime, bucket_s: int) -> int:
+    """Epoch seconds of the start of the event-time bucket holding ``ts``."""
+    epoch = int(ts.timestamp())
+    return epoch - epoch % bucket_s
+
+
+def live_key(event: dict[str, Any], partition: int, bucket_s: int) -> str:
+    """model|niche|bucket|partition: one source partition per key keeps offsets meaningful."""
+    return f"{event['model_id']}|{event['niche']}|{bucket_start(event['requested_at'], bucket_s)}|{partition}"
+
+
+def parse_live_key(key: str) -> tuple[str, str, int, int]:
+    model, niche, bucket, partition = key.rsplit("|", 3)
+    return model, niche, int(bucket), int(partition)
+
+
+def live_snapshot(items: Any, since_epoch_s: float) -> dict[tuple[str, str], LiveStats]:
+    """Merge the live stats of every bucket that ends after ``since_epoch_s``, per model x niche."""
+    merged: dict[tuple[str, str], LiveStats] = {}
+    for key, value in items:
+        model, niche, bucket, _ = parse_live_key(key)
+        if bucket + value.get("bucket_s", 0) <= since_epoch_s:
+            continue
+        state = LiveStats.from_dict(value["stats"])
+        merged[(model, niche)] = merged[(model, niche)].merge(state) if (model, niche) in merged else state
+    return merged
 
 
 # -- the app ------------------------------------------------------------------------------
@@ -209,10 +225,11 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
     scored_in = app.topic(JOBS_SCORED, key_serializer="raw", value_serializer="raw", partitions=settings.partitions)
     dlq = app.topic(dlq_name(JOBS_COMPLETED), key_serializer="raw", value_serializer="raw", partitions=1)
     scored_dlq = app.topic(dlq_name(JOBS_SCORED), key_serializer="raw", value_serializer="raw", partitions=1)
-    tallies = app.Table("job_tallies", default=None, partitions=settings.partitions,
-                        schema=faust.Schema(key_serializer="json", value_serializer="json"))
+    live = app.Table("live_stats", default=None, partitions=settings.partitions,
+                     schema=faust.Schema(key_serializer="json", value_serializer="json"))
 
     app.sentinel_runtime = runtime  # type: ignore[attr-defined]
+    app.sentinel_live = live  # type: ignore[attr-defined]
 
     def rt() -> Runtime:
         if runtime is None:
@@ -220,7 +237,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
         return runtime
 
     async def dead_letter(topic: faust.TopicT, source: str, bad: Rejected) -> None:
-        rt().counters.dead_lettered += 1
+        rt().metrics.dead_letters.labels(source, bad.reason).inc()
         log.warning("dead-letter %s[%d]@%d: %s %s", source, bad.partition, bad.offset, bad.reason, bad.detail)
         await topic.send(key=bad.key, value=bad.raw, force=True, headers={
             "error_class": bad.error.encode(),
@@ -237,7 +254,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
         r = rt()
         loop = asyncio.get_running_loop()
         async for events in stream.take_events(settings.score_batch_size, within=settings.score_batch_wait_s):
-            r.counters.consumed += len(events)
+            r.metrics.consumed.inc(len(events))
             accepted, rejected = triage(r, events)
             for bad in rejected:
                 await dead_letter(dlq, JOBS_COMPLETED, bad)
@@ -248,7 +265,10 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
                                                                 type(exc).__name__, exc.reason, exc.detail))
             for value in scored:
                 await scored_out.send(key=value["job_id"].encode(), value=value, force=True)
-            r.counters.scored += len(scored)
+            r.metrics.scored.inc(len(scored))
+            if accepted and scored:
+                newest = max(a.event["delivered_at"] for a in accepted)
+                r.metrics.scoring_lag.set((datetime.now(timezone.utc) - newest).total_seconds())
 
     @app.agent(jobs_in, name="archive")
     async def archive(stream: faust.StreamT) -> None:
@@ -268,7 +288,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
                 r.warehouse.insert("sentinel.jobs", jobs, dedup_token("jobs", keys))
 
             await write_until_stored(r, write, f"{len(good)} jobs")
-            r.counters.stored_jobs += len(good)
+            r.metrics.rows_stored.labels("jobs").inc(len(good))
 
     @app.agent(scored_in, name="store_scores")
     async def store_scores(stream: faust.StreamT) -> None:
@@ -287,65 +307,47 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
             table = rows.score_rows(decoded)
             await write_until_stored(r, lambda: r.warehouse.insert("sentinel.scores", table, dedup_token("scores", keys)),
                                      f"{len(decoded)} scores")
-            r.counters.stored_scores += len(decoded)
+            r.metrics.rows_stored.labels("scores").inc(len(decoded))
+
+    newest_bucket: dict[int, int] = {}
 
     @app.agent(jobs_in, name="tally")
     async def tally(stream: faust.StreamT) -> None:
         # One event at a time, not take_events: Faust writes a table's changelog to the
         # partition of the *current* event, which must be the event being applied.
         r = rt()
+        bucket_s = settings.live_bucket_s
         async for ev in stream.events():
             accepted, _ = triage(r, [ev])
             if not accepted or not _image_ok(accepted[0].event):
                 continue
             a = accepted[0]
             e = a.event
-            key = tally_key(e, a.partition)
-            state = JobTally.from_dict(tallies.get(key))
+            key = live_key(e, a.partition, bucket_s)
+            stored = live.get(key)
+            state = LiveStats.from_dict(stored["stats"] if stored else None)
             cost = r.pricing.job_cost(provider=e["provider"], gpu_type=e["gpu_type"],
                                       gpu_seconds=e["gpu_seconds"], api_cost_usd=e.get("api_cost_usd"))
-            if state.update(partition=a.partition, offset=a.offset, gpu_seconds=e["gpu_seconds"], cost_usd=cost):
-                tallies[key] = state.to_dict()
+            if state.update(partition=a.partition, offset=a.offset, parts_ms=latency_parts(e),
+                            gpu_seconds=e["gpu_seconds"], cost_usd=cost):
+                live[key] = {"bucket_s": bucket_s, "stats": state.to_dict()}
+            bucket = bucket_start(e["requested_at"], bucket_s)
+            if bucket > newest_bucket.get(a.partition, -1):
+                newest_bucket[a.partition] = bucket
+                _expire(live, a.partition, bucket - settings.live_retention_s)
 
-    # -- web views (bound to localhost by default) ------------------------------------------
-
-    @app.page("/sentinel/ready/")
-    async def ready(web: faust.web.View, request: faust.web.Request) -> faust.web.Response:
-        # Ready = this worker holds partitions of the input topic and is not rebalancing.
-        assigned = [tp for tp in app.consumer.assignment() if tp.topic == JOBS_COMPLETED]
-        ok = bool(assigned) and not app.rebalancing
-        return web.json({"ready": ok, "partitions": sorted(tp.partition for tp in assigned),
-                         "scorer_version": settings.scorer_version}, status=200 if ok else 503)
-
-    @app.page("/sentinel/stats/")
-    async def stats(web: faust.web.View, request: faust.web.Request) -> faust.web.Response:
-        return web.json(rt().counters.__dict__)
-
-    @app.page("/sentinel/tallies/")
-    async def tallies_view(web: faust.web.View, request: faust.web.Request) -> faust.web.Response:
-        merged: dict[str, JobTally] = {}
-        for key, value in tallies.items():
-            model, niche, _ = key.rsplit("|", 2)
-            name = f"{model}|{niche}"
-            merged[name] = merged.get(name, JobTally()).merge(JobTally.from_dict(value))
-        return web.json({k: {**v.compute(), "applied": v.to_dict()["applied"]} for k, v in sorted(merged.items())})
-
-    @app.page("/sentinel/query/")
-    class Query(faust.web.View):
-        async def post(self, request: faust.web.Request) -> faust.web.Response:
-            r = rt()
-            if request.headers.get("Authorization", "") != f"Bearer {r.token}" or not r.token:
-                return self.error(401, "missing or wrong token")
-            body = await request.json()
-            loop = asyncio.get_running_loop()
-            try:
-                table = await loop.run_in_executor(
-                    r.sink_pool, lambda: r.warehouse.query(body["sql"], body.get("parameters") or {}))
-            except Exception as exc:  # report the database's own message to the caller
-                return self.error(400, f"{type(exc).__name__}: {exc}")
-            return self.bytes(arrow_to_ipc(table), content_type="application/vnd.apache.arrow.stream")
-
+    register_views(app, settings, rt, live)
     return app
+
+
+def _expire(live: Any, partition: int, before_epoch_s: int) -> None:
+    """Drop this partition's buckets older than the retention (called from the tally agent,
+    whose current event is from ``partition``, so the tombstones go to the right changelog
+    partition)."""
+    old = [k for k in list(live.keys())
+           if parse_live_key(k)[3] == partition and parse_live_key(k)[2] < before_epoch_s]
+    for key in old:
+        del live[key]
 
 
 def _image_ok(event: dict[str, Any]) -> bool:

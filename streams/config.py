@@ -49,6 +49,9 @@ class Settings:
     # sinks
     sink_batch_size: int = 500
     sink_batch_wait_s: float = 1.0
+    # live monitoring: event-time buckets of the live_stats table and how long they are kept
+    live_bucket_s: int = 300
+    live_retention_s: int = 2 * 86400
     # inference
     model_registry: str = ""
     max_image_bytes: int = 900_000

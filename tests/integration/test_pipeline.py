@@ -5,8 +5,11 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 from datetime import timedelta
 
 import numpy as np
@@ -144,3 +147,57 @@ def test_sql_cli_works_while_worker_runs(published, embedded_stack):
     hostile = subprocess.run([sys.executable, "-m", "streams.cli", "sql", "DROP TABLE sentinel.jobs"],
                              env=env, capture_output=True, text=True, timeout=120)
     assert hostile.returncode == 1 and "readonly" in hostile.stderr.lower()
+
+
+def _get(url: str) -> tuple[str, bytes]:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return response.headers.get("Content-Type", ""), response.read()
+
+
+def test_live_view_matches_exact_recomputation(published, embedded_stack):
+    events, _, _ = published
+    pricing = embedded_stack.settings.pricing()
+    _, body = _get(f"{embedded_stack.worker.url}/sentinel/live/?window=all")
+    rows = {(r["model"], r["niche"]): r for r in json.loads(body)["rows"]}
+    assert set(rows) == {(e["model_id"], e["niche"]) for e in events}
+    for (model, niche), row in rows.items():
+        mine = [e for e in events if (e["model_id"], e["niche"]) == (model, niche)]
+        lat = np.array([(e["delivered_at"] - e["requested_at"]) / timedelta(milliseconds=1) for e in mine])
+        assert row["jobs"] == row["images"] == len(mine)
+        for q in (50, 95, 99):
+            assert row[f"e2e_p{q}_ms"] == pytest.approx(np.percentile(lat, q), rel=0.005)
+        queue = np.array([(e["started_at"] - e["requested_at"]) / timedelta(milliseconds=1) for e in mine])
+        assert row["queue_p95_ms"] == pytest.approx(np.percentile(queue, 95), rel=0.005)
+        cost = sum(pricing.job_cost(provider=e["provider"], gpu_type=e["gpu_type"], gpu_seconds=e["gpu_seconds"],
+                                    api_cost_usd=e["api_cost_usd"]) for e in mine)
+        assert row["cost_usd"] == pytest.approx(cost, rel=1e-9)
+        assert row["gpu_seconds"] == pytest.approx(sum(e["gpu_seconds"] for e in mine), rel=1e-9)
+    with pytest.raises(urllib.error.HTTPError):
+        _get(f"{embedded_stack.worker.url}/sentinel/live/?window=forever")
+
+
+def test_metrics_endpoint_is_valid_prometheus(published, embedded_stack):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    url = f"{embedded_stack.worker.url}/metrics"
+    if shutil.which("curl"):
+        out = subprocess.run(["curl", "-sf", url], capture_output=True, text=True, timeout=30)
+        assert out.returncode == 0
+        text = out.stdout
+    else:
+        text = _get(url)[1].decode()
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value for f in families.values() for s in f.samples}
+    assert samples[("sentinel_events_scored_total", ())] >= N
+    dead = {dict(k[1])["reason"]: v for k, v in samples.items() if k[0] == "sentinel_dead_letters_total"}
+    assert dead == {"not_avro_single_object": 1, "corrupt_avro_body": 1, "corrupt_image": 1, "bad_number": 1}
+    assert samples[("sentinel_rows_stored_total", (("table", "jobs"),))] >= N
+    assert ("sentinel_scoring_lag_seconds", ()) in samples
+    assert families["sentinel_latency_ms"].type == "gauge"
+    content_type, _ = _get(url)
+    assert content_type.startswith("text/plain")
+
+
+def test_dashboard_page_served(embedded_stack):
+    content_type, body = _get(f"{embedded_stack.worker.url}/sentinel/dashboard/")
+    assert content_type.startswith("text/html") and b"../live/?window=" in body

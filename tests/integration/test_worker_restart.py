@@ -11,10 +11,12 @@ import json
 import urllib.request
 from collections import defaultdict
 
+import numpy as np
 import pytest
 from conftest import make_event, publish_events, wait_for
 
 import sql as sql_files
+from sentinel.validation import latency_ms
 from streams.warehouse import open_reader
 
 pytestmark = pytest.mark.integration
@@ -23,7 +25,13 @@ PRICES = {"A100-80GB": 1.89, "L4": 0.80}
 
 
 def tallies(stack) -> dict:
-    with urllib.request.urlopen(f"{stack.worker.url}/sentinel/tallies/", timeout=10) as response:
+    with urllib.request.urlopen(f"{stack.worker.url}/sentinel/live/?window=all", timeout=10) as response:
+        rows = json.loads(response.read())["rows"]
+    return {f"{r['model']}|{r['niche']}": r for r in rows}
+
+
+def sketches(stack) -> dict:
+    with urllib.request.urlopen(f"{stack.worker.url}/sentinel/sketches/", timeout=10) as response:
         return json.loads(response.read())
 
 
@@ -49,11 +57,13 @@ def test_tallies_and_log_exact_after_sigkill(embedded_stack):
         if n < len(chunks) - 1:
             # let the worker get part-way into the chunk, then crash it
             wait_for(lambda: sum(t["jobs"] for t in tallies(stack).values()) >= 200 * n + 50, 120,
-                     "some progress before the crash", interval=0.1)
+                     "some progress before the crash", interval=0.1,
+                     diagnose=stack.worker.log_tail)
             stack.restart_worker(kill=True)
 
     total = len(events)
-    wait_for(lambda: sum(t["jobs"] for t in tallies(stack).values()) >= total, 240, "all events tallied")
+    wait_for(lambda: sum(t["jobs"] for t in tallies(stack).values()) >= total, 240, "all events tallied",
+             diagnose=lambda: f"{tallies(stack)}\n{stack.worker.log_tail(8000)}")
     got = tallies(stack)
     want = expected_tallies(events)
     assert set(got) == set(want)
@@ -70,6 +80,13 @@ def test_tallies_and_log_exact_after_sigkill(embedded_stack):
     scored = reader.query("SELECT job_id FROM sentinel.scores FINAL").column("job_id").to_pylist()
     assert sorted(scored) == sorted(e["job_id"] for e in events)
 
-    # and once more after a clean restart: the table recovers from its changelog exactly
+    # and once more after a clean restart: every stored state recovers from the changelog exactly
+    before = sketches(stack)
     stack.restart_worker()
-    wait_for(lambda: tallies(stack) == got, 60, "the recovered table to equal the one before")
+    wait_for(lambda: sketches(stack) == before, 60, "the recovered table to equal the one before")
+
+    # live latency sketches: merged p95 within 0.5% of numpy's exact p95 over the same events
+    for key, row in got.items():
+        lat = np.array([latency_ms(e) for e in events if f"{e['model_id']}|{e['niche']}" == key])
+        assert row["e2e_p95_ms"] == pytest.approx(np.percentile(lat, 95), rel=0.005), key
+        assert row["e2e_p50_ms"] == pytest.approx(np.percentile(lat, 50), rel=0.005), key

@@ -1,0 +1,116 @@
+"""Latency sketches: t-digests of end-to-end latency and its parts, mergeable and serializable.
+
+A sketch per (model, niche, time bucket, source partition) lives in a Faust table; any window's
+p50/p95/p99 is the merge of its buckets' sketches — across partitions and workers too, since
+the serialized form travels. The digest library (fastdigest, a Rust t-digest) was chosen by
+measurement: see ``bench/digest.py`` and the README.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, Iterable, Mapping
+
+from fastdigest import TDigest
+
+from sentinel.tally import JobTally
+
+PARTS = ("e2e", "queue", "cold_start", "inference")
+QUANTILES = (0.5, 0.95, 0.99)
+DEFAULT_MAX_CENTROIDS = 200
+
+
+class LatencySketch:
+    """A t-digest of latencies in milliseconds."""
+
+    __slots__ = ("digest",)
+
+    def __init__(self, digest: TDigest | None = None, max_centroids: int = DEFAULT_MAX_CENTROIDS) -> None:
+        self.digest = digest if digest is not None else TDigest(max_centroids=max_centroids)
+
+    def update(self, value_ms: float) -> None:
+        self.digest.update(value_ms)
+
+    def update_many(self, values_ms: Iterable[float]) -> None:
+        self.digest.batch_update(list(values_ms))
+
+    def merge(self, other: "LatencySketch") -> "LatencySketch":
+        return LatencySketch(self.digest.merge(other.digest))
+
+    @property
+    def count(self) -> int:
+        return int(self.digest.n_values)
+
+    def quantile(self, q: float) -> float | None:
+        return None if self.digest.is_empty() else float(self.digest.quantile(q))
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.digest.to_dict()
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "LatencySketch":
+        return cls(TDigest.from_dict(dict(data)))
+
+
+def _ms(delta: timedelta) -> float:
+    return delta / timedelta(milliseconds=1)
+
+
+def latency_parts(event: Mapping[str, Any]) -> dict[str, float]:
+    """End to end (requested -> delivered, cold start included) and its parts, in ms."""
+    cold = float(event.get("cold_start_ms") or 0.0)
+    inference = event.get("inference_ms")
+    if inference is None:  # older events: what is left of the node's work after the cold start
+        inference = max(_ms(event["completed_at"] - event["started_at"]) - cold, 0.0)
+    return {
+        "e2e": _ms(event["delivered_at"] - event["requested_at"]),
+        "queue": _ms(event["started_at"] - event["requested_at"]),
+        "cold_start": cold,
+        "inference": float(inference),
+    }
+
+
+@dataclass
+class LiveStats:
+    """Tallies plus latency sketches for one key, updated at most once per source offset."""
+
+    tally: JobTally = field(default_factory=JobTally)
+    latency: dict[str, LatencySketch] = field(default_factory=lambda: {p: LatencySketch() for p in PARTS})
+
+    def update(self, *, partition: int, offset: int, parts_ms: Mapping[str, float],
+               gpu_seconds: float, cost_usd: float) -> bool:
+        if not self.tally.update(partition=partition, offset=offset, gpu_seconds=gpu_seconds, cost_usd=cost_usd):
+            return False
+        for part in PARTS:
+            self.latency[part].update(parts_ms[part])
+        return True
+
+    def merge(self, other: "LiveStats") -> "LiveStats":
+        return LiveStats(self.tally.merge(other.tally), {p: self.latency[p].merge(other.latency[p]) for p in PARTS})
+
+    def compute(self, quantiles: Iterable[float] = QUANTILES) -> dict[str, Any]:
+        out: dict[str, Any] = dict(self.tally.compute())
+        for part in PARTS:
+            for q in quantiles:
+                out[f"{part}_p{round(q * 100):d}_ms"] = self.latency[part].quantile(q)
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"v": 1, "tally": self.tally.to_dict(), "latency": {p: self.latency[p].to_dict() for p in PARTS}}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> "LiveStats":
+        if not data:
+            return cls()
+        if data.get("v") != 1:
+            raise ValueError(f"unknown LiveStats format {data.get('v')!r}")
+        return cls(JobTally.from_dict(data["tally"]),
+                   {p: LatencySketch.from_dict(data["latency"][p]) for p in PARTS})
+
+
+def merge_all(states: Iterable[LiveStats]) -> LiveStats:
+    merged = LiveStats()
+    for state in states:
+        merged = merged.merge(state)
+    return merged
