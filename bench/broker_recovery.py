@@ -188,6 +188,8 @@ class RunResult:
     restarts_done: int = 0
     exact: bool = False
     lost_updates: int = 0
+    lost_never_applied: int = 0  # no worker ever processed the event (Faust drop)
+    lost_in_recovery: int = 0  # applied and written, then not restored (broker)
     doubled_updates: int = 0
     missing_keys: int = 0
     naive_doubled: int = 0
@@ -303,6 +305,7 @@ async def bench_one(kind: str, variant: str, args: argparse.Namespace, workdir: 
     broker = EmbeddedBroker(kind, data_dir=rundir / "broker")
     workers: list[WorkerProc] = []
     expected: Counter[str] = Counter()
+    produced: set[tuple[str, int]] = set()  # (table key, source offset)
     expected_last: dict[str, int] = {}
     stack = contextlib.AsyncExitStack()
     try:
@@ -339,6 +342,7 @@ async def bench_one(kind: str, variant: str, args: argparse.Namespace, workdir: 
                     k = f"{md.partition}:{key}"
                     expected[k] += 1
                     expected_last[k] = max(expected_last.get(k, -1), md.offset)
+                    produced.add((k, md.offset))
                 sent += burst
                 if kill_at is not None and sent >= kill_at:
                     kill_evt.set()
@@ -455,7 +459,11 @@ async def bench_one(kind: str, variant: str, args: argparse.Namespace, workdir: 
         res.doubled_updates += sum(v[0] for k, v in table.items() if k not in expected)
         res.exact = final is not None and res.lost_updates == 0 and res.doubled_updates == 0
         workers[-1].reap()
-        res.changelog = await inspect_changelog(broker.bootstrap, f"{app_id}-{TABLE}-changelog", args.partitions)
+        res.changelog = await inspect_changelog(
+            broker.bootstrap, f"{app_id}-{TABLE}-changelog", args.partitions, produced
+        )
+        res.lost_never_applied = min(res.lost_updates, res.changelog["never_applied"])
+        res.lost_in_recovery = res.lost_updates - res.lost_never_applied
     except Exception as exc:
         log.exception("[%s/%s] run failed", kind, variant)
         res.error = f"{type(exc).__name__}: {str(exc)[:1000]}"
@@ -469,11 +477,20 @@ async def bench_one(kind: str, variant: str, args: argparse.Namespace, workdir: 
     return res
 
 
-async def inspect_changelog(bootstrap: str, topic: str, partitions: int) -> dict[str, Any]:
-    """Compare the broker's ListOffsets(latest) with what a full read finds.
+async def inspect_changelog(
+    bootstrap: str, topic: str, partitions: int, produced: set[tuple[str, int]]
+) -> dict[str, Any]:
+    """Read the whole changelog back and explain any lost update.
 
-    Faust uses the latest offset as the recovery highwater, so a low answer
-    ends recovery early and silently drops the tail of the changelog.
+    * ``end_offset_correct``: whether ListOffsets(latest) matches what a full
+      read finds. Faust uses it as the recovery highwater, so a low answer
+      ends recovery early and silently drops the changelog's tail.
+    * ``never_applied``: source events whose offset no changelog record ever
+      carries, i.e. no worker's agent ever saw them (a Faust-side drop, not
+      the broker's: see the report).
+    * ``stale_restores``: changelog records whose count did not grow although
+      they apply a newer source offset, or whose offset went backwards: a
+      worker restored an older table state than the one written before.
     """
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -484,28 +501,40 @@ async def inspect_changelog(bootstrap: str, topic: str, partitions: int) -> dict
         consumer.assign(tps)
         reported = await consumer.end_offsets(tps)
         await consumer.seek_to_beginning(*tps)
-        last = {tp: -1 for tp in tps}
-        records = Counter()
+        msgs_by_tp: dict[Any, list[Any]] = {tp: [] for tp in tps}
         idle_since = time.time()
         while time.time() - idle_since < 2.0:
             batch = await consumer.getmany(*tps, timeout_ms=300)
             if any(batch.values()):
                 idle_since = time.time()
             for tp, msgs in batch.items():
-                records[tp] += len(msgs)
-                if msgs:
-                    last[tp] = max(last[tp], msgs[-1].offset)
-        out = {}
-        for tp in tps:
-            out[str(tp.partition)] = {
-                "reported_end": reported[tp],
-                "actual_end": last[tp] + 1,
-                "records": records[tp],
-            }
-        out["end_offset_correct"] = all(v["reported_end"] == v["actual_end"] for v in out.values())
-        return out
+                msgs_by_tp[tp].extend(msgs)
     finally:
         await consumer.stop()
+
+    out: dict[str, Any] = {}
+    applied: set[tuple[str, int]] = set()
+    stale = 0
+    for tp, msgs in msgs_by_tp.items():
+        out[str(tp.partition)] = {
+            "reported_end": reported[tp],
+            "actual_end": (msgs[-1].offset + 1) if msgs else 0,
+            "records": len(msgs),
+        }
+        prev: dict[str, list[int]] = {}
+        for m in sorted(msgs, key=lambda m: m.offset):
+            key, value = json.loads(m.key), json.loads(m.value)
+            applied.add((key, value[1]))
+            before = prev.get(key)
+            if before is not None and (value[1] < before[1] or (value[1] > before[1] and value[0] <= before[0])):
+                stale += 1
+            prev[key] = value
+    out["end_offset_correct"] = all(v["reported_end"] == v["actual_end"] for v in out.values())
+    never = sorted(produced - applied, key=lambda e: (e[0], e[1]))
+    out["never_applied"] = len(never)
+    out["never_applied_sample"] = [f"{k}@{o}" for k, o in never[:10]]
+    out["stale_restores"] = stale
+    return out
 
 
 def leftovers(spawned: Spawned) -> dict[str, list[int]]:
@@ -526,7 +555,7 @@ def markdown(results: list[RunResult]) -> str:
         return f"{statistics.median(vals):.1f}" if vals else "-"
 
     lines = [
-        "| broker | variant | restarts | exact | lost | doubled | unguarded doubles | worker up s | "
+        "| broker | variant | restarts | exact | lost (not restored / never applied) | doubled | unguarded doubles | worker up s | "
         "first ready s | restart joined s | restart ready s | total s | ListOffsets(latest) ok |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
@@ -535,7 +564,8 @@ def markdown(results: list[RunResult]) -> str:
         first = f"{r.worker_ready_s[0]:.1f}" if r.worker_ready_s else "-"
         offsets_ok = {True: "yes", False: "NO"}.get(r.changelog.get("end_offset_correct"), "-")
         lines.append(
-            f"| {r.broker} | {r.variant} | {r.restarts_done} | {exact} | {r.lost_updates} | {r.doubled_updates} "
+            f"| {r.broker} | {r.variant} | {r.restarts_done} | {exact} "
+            f"| {r.lost_updates} ({r.lost_in_recovery} / {r.lost_never_applied}) | {r.doubled_updates} "
             f"| {r.naive_doubled} | {med(r.worker_start_s)} | {first} | {med(r.worker_assigned_s[1:])} "
             f"| {med(r.worker_ready_s[1:])} | {r.total_s} | {offsets_ok} |"
         )

@@ -488,6 +488,14 @@ def main() -> None:
         cores_avail = len(os.sched_getaffinity(0))
     except AttributeError:
         cores_avail = os.cpu_count()
+    cpu_model = None
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu_model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
     doc = {
         "benchmark": "bench/digest.py",
         "args": {
@@ -500,6 +508,7 @@ def main() -> None:
         },
         "machine": {
             "processor": platform.processor(),
+            "cpu_model": cpu_model,
             "machine": platform.machine(),
             "platform": platform.platform(),
             "cpu_count": os.cpu_count(),
@@ -535,7 +544,7 @@ def main() -> None:
     m = doc["machine"]
     print(f"## t-digest benchmark (n={args.n:,}, seed={args.seed}, {SHARDS} shards)\n")
     print(
-        f"Machine: {m['processor'] or m['machine']}, {m['cores_available']}/{m['cpu_count']} cores, Python {m['python']}; "
+        f"Machine: {m['processor'] or m['cpu_model'] or m['machine']}, {m['cores_available']}/{m['cpu_count']} cores, Python {m['python']}; "
         f"fastdigest {doc['versions']['fastdigest']}, tdigest {doc['versions']['tdigest']}. "
         f"Defaults: fastdigest max_centroids={doc['defaults']['fastdigest']['max_centroids']}; "
         f"tdigest delta={doc['defaults']['tdigest']['delta']} (compression 1/delta=100), K={doc['defaults']['tdigest']['K']} "

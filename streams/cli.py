@@ -30,6 +30,8 @@ app.add_typer(db_app, name="db")
 console = Console(stderr=True)
 
 ConfigOpt = typer.Option(None, "--config", help="TOML file with settings (also SENTINEL_CONFIG).")
+PricingOpt = typer.Option(None, "--pricing", help="Pricing TOML for cost per image (default: pricing.toml; "
+                                                  "also SENTINEL_PRICING_FILE).")
 
 
 def _settings(config: Optional[Path], **overrides) -> Settings:
@@ -52,9 +54,9 @@ def _parse_time(value: Optional[str], default: datetime) -> datetime:
 
 
 @app.command()
-def worker(config: Optional[Path] = ConfigOpt) -> None:
+def worker(config: Optional[Path] = ConfigOpt, pricing: Optional[Path] = PricingOpt) -> None:
     """Run one Faust worker: score jobs.completed, tally, store everything in ClickHouse."""
-    settings = _settings(config)
+    settings = _settings(config, pricing_file=pricing)
     _logging(settings.log_level)
     from streams.worker import run_worker
 
@@ -62,10 +64,10 @@ def worker(config: Optional[Path] = ConfigOpt) -> None:
 
 
 @app.command()
-def up(config: Optional[Path] = ConfigOpt,
+def up(config: Optional[Path] = ConfigOpt, pricing: Optional[Path] = PricingOpt,
        broker: str = typer.Option("noida", help="Embedded broker kind: noida (default) or tansu.")) -> None:
     """Start the embedded stack (broker + one worker + chDB) and keep it running until Ctrl-C."""
-    settings = _settings(config)
+    settings = _settings(config, pricing_file=pricing)
     from streams.stack import EmbeddedStack
 
     stack = EmbeddedStack(settings, broker_kind=broker)
@@ -171,7 +173,7 @@ def report(start: Optional[str] = typer.Option(None, "--from", help="Window star
            fmt: str = typer.Option("table", "--format", "-f", help="table, json or html."),
            output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write to this file."),
            scorer_version: str = typer.Option("", help="Scorer version to report (default: latest per job)."),
-           pricing: Optional[Path] = typer.Option(None, "--pricing", help="Pricing TOML (default: pricing.toml)."),
+           pricing: Optional[Path] = PricingOpt,
            config: Optional[Path] = ConfigOpt) -> None:
     """The benchmark: per model (and niche) jobs, CLIP, p50/p95 latency, cost per image."""
     settings = _settings(config, pricing_file=pricing)
@@ -222,6 +224,7 @@ def demo(jobs: int = typer.Option(300, help="Jobs to generate, spread over the r
          data_dir: Path = typer.Option(Path(".sentinel/demo"), help="Fresh data directory (wiped first)."),
          html_out: Path = typer.Option(Path("sentinel-demo-report.html"), "--html", help="Where to write the HTML report."),
          timeout: float = typer.Option(600, help="Seconds to wait for all jobs to be scored and stored."),
+         pricing: Optional[Path] = PricingOpt,
          config: Optional[Path] = ConfigOpt) -> None:
     """Run the whole pipeline on the embedded stack and print the benchmark."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -233,7 +236,7 @@ def demo(jobs: int = typer.Option(300, help="Jobs to generate, spread over the r
     from streams.stack import CHILD_ENV, EmbeddedStack
     from streams.warehouse import open_reader
 
-    settings = _settings(config, data_dir=data_dir)
+    settings = _settings(config, data_dir=data_dir, pricing_file=pricing)
     models = sorted(load_registry(Path(settings.model_registry or PROJECT_ROOT / "models.toml")))
     if data_dir.exists():
         shutil.rmtree(data_dir)

@@ -108,7 +108,9 @@ class Settings:
         for f in fields(self):
             if f.name == "extra":
                 continue
-            env[f"SENTINEL_{f.name.upper()}"] = str(getattr(self, f.name))
+            value = getattr(self, f.name)
+            # children may run elsewhere: hand them absolute paths
+            env[f"SENTINEL_{f.name.upper()}"] = str(value.resolve() if isinstance(value, Path) else value)
         return env
 
 

@@ -12,7 +12,9 @@ import os
 from sentinel.clip import ClipExtractor
 from sentinel.scoring import BatchScorer
 from streams.app import Runtime, create_app
+import sql as sql_files
 from streams.config import Settings
+from streams.report import Window
 from streams.warehouse import ClickHouseWarehouse, claim, migrate, release
 
 log = logging.getLogger(__name__)
@@ -21,10 +23,17 @@ log = logging.getLogger(__name__)
 def open_runtime(settings: Settings) -> Runtime:
     pricing = settings.pricing()
     warehouse = ClickHouseWarehouse(settings.dsn)
-    applied = migrate(warehouse)
-    if applied:
-        log.info("applied migrations %s", applied)
-    scorer = BatchScorer(ClipExtractor(settings.clip_spec))
+    try:
+        applied = migrate(warehouse)
+        if applied:
+            log.info("applied migrations %s", applied)
+        # Fail at startup, not with a silent zero, when history has GPU types the prices miss.
+        known = warehouse.query(sql_files.report("gpu_types"), Window().params()).column("gpu_type").to_pylist()
+        pricing.require_gpu_types(known)
+        scorer = BatchScorer(ClipExtractor(settings.clip_spec))
+    except BaseException:
+        warehouse.close()
+        raise
     return Runtime(settings=settings, warehouse=warehouse, scorer=scorer, pricing=pricing)
 
 

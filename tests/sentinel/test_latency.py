@@ -1,0 +1,90 @@
+"""Latency sketches against numpy's exact percentiles; LiveStats idempotence and round trips."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+
+import numpy as np
+import pytest
+
+from sentinel.latency import PARTS, LatencySketch, LiveStats, latency_parts, merge_all
+
+
+def latencies(n: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    warm = rng.lognormal(np.log(1300), 0.45, n)
+    cold = rng.lognormal(np.log(7000), 0.35, n)
+    return np.where(rng.random(n) < 0.05, cold, warm)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_merged_shards_within_half_percent_of_exact(seed: int) -> None:
+    values = latencies(200_000, seed)
+    shards = [LatencySketch() for _ in range(16)]
+    for i, v in enumerate(values):  # one value at a time, as the stream does
+        shards[i % 16].update(float(v))
+    merged = shards[0]
+    for s in shards[1:]:
+        merged = merged.merge(s)
+    assert merged.count == len(values)
+    for q in (0.5, 0.95, 0.99):
+        assert merged.quantile(q) == pytest.approx(np.percentile(values, q * 100), rel=0.005)
+
+
+def test_serialization_round_trip_is_exact_and_json_safe() -> None:
+    sketch = LatencySketch()
+    sketch.update_many(latencies(5000).tolist())
+    restored = LatencySketch.from_dict(json.loads(json.dumps(sketch.to_dict(), allow_nan=False)))
+    for q in (0.5, 0.95, 0.99):
+        assert restored.quantile(q) == sketch.quantile(q)
+    empty = LatencySketch()
+    assert json.loads(json.dumps(LiveStats().to_dict(), allow_nan=False))["latency"]["e2e"] is None
+    assert LatencySketch.from_dict(empty.to_dict()).quantile(0.95) is None
+
+
+def event(i: int) -> dict:
+    t0 = datetime(2026, 3, 1, tzinfo=timezone.utc) + timedelta(seconds=i)
+    started = t0 + timedelta(milliseconds=100 + i)
+    completed = started + timedelta(milliseconds=900 + 3 * i)
+    return {"requested_at": t0, "started_at": started, "completed_at": completed,
+            "delivered_at": completed + timedelta(milliseconds=20), "cold_start_ms": 0.0 if i % 7 else 400.0,
+            "inference_ms": None if i % 2 else 850.0 + i}
+
+
+def test_latency_parts_from_timestamps() -> None:
+    e = event(3)
+    parts = latency_parts(e)
+    assert parts["e2e"] == (e["delivered_at"] - e["requested_at"]).total_seconds() * 1000
+    assert parts["queue"] == 103.0
+    # without inference_ms: node time minus the cold start
+    assert parts["inference"] == 909.0 - 0.0
+    assert latency_parts(event(2))["inference"] == 852.0
+
+
+def test_live_stats_skip_replayed_offsets() -> None:
+    events = [event(i) for i in range(300)]
+    once, replayed = LiveStats(), LiveStats()
+    for offset, e in enumerate(events):
+        once.update(partition=0, offset=offset, parts_ms=latency_parts(e), gpu_seconds=1.0, cost_usd=0.01)
+    # at-least-once: the tail is delivered again after a "crash"
+    for offset, e in list(enumerate(events)) + list(enumerate(events))[150:]:
+        replayed.update(partition=0, offset=offset, parts_ms=latency_parts(e), gpu_seconds=1.0, cost_usd=0.01)
+    assert replayed.to_dict() == once.to_dict()
+    assert once.tally.jobs == 300 and once.tally.cost_usd == pytest.approx(3.0, rel=1e-12)
+    e2e = np.array([latency_parts(e)["e2e"] for e in events])
+    assert once.compute()["e2e_p95_ms"] == pytest.approx(np.percentile(e2e, 95), rel=0.005)
+
+
+def test_merge_all_combines_partitions() -> None:
+    parts = []
+    for p in range(4):
+        s = LiveStats()
+        for offset in range(50):
+            s.update(partition=p, offset=offset, parts_ms=latency_parts(event(p * 50 + offset)),
+                     gpu_seconds=0.5, cost_usd=0.001)
+        parts.append(s)
+    merged = merge_all(parts)
+    assert merged.tally.jobs == 200 and merged.tally.applied == {0: 49, 1: 49, 2: 49, 3: 49}
+    assert all(merged.latency[p].count == 200 for p in PARTS)
+    assert LiveStats.from_dict(json.loads(json.dumps(merged.to_dict()))).to_dict() == merged.to_dict()
