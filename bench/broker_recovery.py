@@ -59,6 +59,7 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 TABLE = "counts"
+DISCARD_MARK = "BENCH-DISCARDED-ON-RESUME"
 
 log = logging.getLogger("broker_recovery")
 
@@ -93,6 +94,27 @@ def run_worker(args: argparse.Namespace) -> None:
     """The Faust app under test. Exposes ``/state/`` with the table and stats."""
     boot = time.time()
     import faust
+    from mode.utils.queues import FlowControlQueue, ThrowableQueue
+
+    # Diagnostic: Faust clears its stream queues when flow resumes after a
+    # rebalance/recovery. Events fetched before that are dropped, and if the
+    # consumer position already moved past them they are never seen again
+    # (faust-streaming issues #596/#606). Log every such discard.
+    def logging_clear(original: Any) -> Any:
+        def clear(self: Any) -> None:
+            offsets = [
+                f"{ev.message.tp.partition}@{ev.message.offset}"
+                for ev in list(getattr(self, "_queue", ()))
+                if getattr(getattr(ev, "message", None), "tp", None) is not None
+            ]
+            if offsets:
+                print(f"{DISCARD_MARK} {len(offsets)} {' '.join(offsets[:50])}", flush=True)
+            original(self)
+
+        return clear
+
+    for queue_cls in (FlowControlQueue, ThrowableQueue):  # the latter overrides clear()
+        queue_cls.clear = logging_clear(queue_cls.clear)  # type: ignore[method-assign]
 
     conf: dict[str, Any] = dict(
         broker=args.broker_url,
@@ -172,6 +194,8 @@ def run_worker(args: argparse.Namespace) -> None:
             }
         )
 
+    for name in filter(None, os.environ.get("BENCH_DEBUG_LOGGERS", "").split(",")):
+        logging.getLogger(name).setLevel(logging.DEBUG)
     worker = faust.Worker(app, loglevel="info", quiet=True)
     worker.execute_from_commandline()
 

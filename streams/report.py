@@ -66,7 +66,8 @@ def benchmark(reader: Warehouse, pricing: Pricing, window: Window = Window(), sc
     table = reader.query(sql_files.report("benchmark"), params)
     rows = [{k: _clean(v) for k, v in row.items()} for row in table.to_pylist()]
     return {
-        "window": {"from": window.start.isoformat(), "to": window.end.isoformat()},
+        "window": {"from": window.start.isoformat(), "to": window.end.isoformat(),
+                   "all_time": window == Window()},
         "scorer_version": scorer_version or "latest per job",
         "pricing": {
             "platform_fee_usd_per_image": pricing.platform_fee_usd_per_image,
@@ -76,6 +77,11 @@ def benchmark(reader: Warehouse, pricing: Pricing, window: Window = Window(), sc
         "models": [{k: v for k, v in r.items() if k != "niche"} for r in rows if r["niche"] == "*"],
         "niches": [r for r in rows if r["niche"] != "*"],
     }
+
+
+def _window_text(report: dict[str, Any]) -> str:
+    w = report["window"]
+    return "all traffic" if w.get("all_time") else f"{w['from']} → {w['to']} (end exclusive)"
 
 
 def _fmt(fmt: str, value: Any) -> str:
@@ -101,7 +107,7 @@ def render_terminal(report: dict[str, Any], console: Any = None) -> None:
                        _fmt("{:,.0f}", row["p95_latency_ms"]), _fmt("{:.6f}", row["cost_per_image_usd"]))
     console.print(niches)
     p = report["pricing"]
-    console.print(f"window {report['window']['from']} → {report['window']['to']}; scorer {report['scorer_version']}; "
+    console.print(f"window {_window_text(report)}; scorer {report['scorer_version']}; "
                   f"pricing: fee {p['platform_fee_usd_per_image']}/image, overhead {p['orchestration_overhead']:.0%}, "
                   f"GPU $/h {p['gpu_usd_per_hour']}")
 
@@ -147,13 +153,13 @@ def render_html(report: dict[str, Any]) -> str:
 body {{ font-family: system-ui, sans-serif; margin: 2rem; color: #1d2430; }}
 table {{ border-collapse: collapse; margin: 1rem 0 2rem; }}
 th, td {{ padding: .35rem .8rem; border-bottom: 1px solid #d5dae1; text-align: right; }}
-th:first-child, td:first-child {{ text-align: left; }}
+th:first-child, td:first-child, th:nth-child(2), td:nth-child(2) {{ text-align: left; }}
 th {{ background: #eef2f7; }}
 svg {{ display: block; margin: 1rem 0; font-size: 13px; }}
 .note {{ color: #5b6675; font-size: .9rem; }}
 </style></head><body>
 <h1>Sentinel Stream benchmark</h1>
-<p class="note">Window {html.escape(report['window']['from'])} → {html.escape(report['window']['to'])};
+<p class="note">Window {_window_text(report)};
 scorer {html.escape(report['scorer_version'])}. Pricing: platform fee ${p['platform_fee_usd_per_image']}/image,
 orchestration overhead {p['orchestration_overhead']:.0%}, GPU $/hour {html.escape(str(p['gpu_usd_per_hour']))}.
 Latency is requested → delivered, cold starts included; quantiles are exact.</p>
