@@ -59,7 +59,6 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 TABLE = "counts"
-DISCARD_MARK = "BENCH-DISCARDED-ON-RESUME"
 
 log = logging.getLogger("broker_recovery")
 
@@ -94,27 +93,6 @@ def run_worker(args: argparse.Namespace) -> None:
     """The Faust app under test. Exposes ``/state/`` with the table and stats."""
     boot = time.time()
     import faust
-    from mode.utils.queues import FlowControlQueue, ThrowableQueue
-
-    # Diagnostic: Faust clears its stream queues when flow resumes after a
-    # rebalance/recovery. Events fetched before that are dropped, and if the
-    # consumer position already moved past them they are never seen again
-    # (faust-streaming issues #596/#606). Log every such discard.
-    def logging_clear(original: Any) -> Any:
-        def clear(self: Any) -> None:
-            offsets = [
-                f"{ev.message.tp.partition}@{ev.message.offset}"
-                for ev in list(getattr(self, "_queue", ()))
-                if getattr(getattr(ev, "message", None), "tp", None) is not None
-            ]
-            if offsets:
-                print(f"{DISCARD_MARK} {len(offsets)} {' '.join(offsets[:50])}", flush=True)
-            original(self)
-
-        return clear
-
-    for queue_cls in (FlowControlQueue, ThrowableQueue):  # the latter overrides clear()
-        queue_cls.clear = logging_clear(queue_cls.clear)  # type: ignore[method-assign]
 
     conf: dict[str, Any] = dict(
         broker=args.broker_url,
@@ -145,6 +123,11 @@ def run_worker(args: argparse.Namespace) -> None:
     table = app.Table(TABLE, default=None, partitions=args.partitions)
     stats: Counter[str] = Counter()
     times: dict[str, float] = {"boot": boot}
+    # Per source partition: first offset this worker saw, and jumps in the
+    # offsets its agent received (events the stream never delivered).
+    first_seen: dict[int, int] = {}
+    last_seen: dict[int, int] = {}
+    gaps: list[list[int]] = []
 
     @app.on_partitions_assigned.connect
     async def on_assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
@@ -162,6 +145,11 @@ def run_worker(args: argparse.Namespace) -> None:
             # Keyed by source partition: the changelog record goes to the
             # same partition as the source event, so no repartitioning.
             key = f"{msg.partition}:{msg.key.decode()}"
+            first_seen.setdefault(msg.partition, msg.offset)
+            prev_offset = last_seen.get(msg.partition)
+            if prev_offset is not None and msg.offset > prev_offset + 1 and len(gaps) < 20:
+                gaps.append([msg.partition, prev_offset + 1, msg.offset - 1])
+            last_seen[msg.partition] = max(msg.offset, prev_offset if prev_offset is not None else -1)
             cur = table.get(key)
             naive = (cur[2] if cur else 0) + 1
             if cur is not None and msg.offset <= cur[1]:
@@ -190,12 +178,12 @@ def run_worker(args: argparse.Namespace) -> None:
                 "assigned": assigned,
                 "table": {k: list(v) for k, v in table.items()},
                 "stats": dict(stats),
+                "first_seen": first_seen,
+                "gaps": gaps,
                 "times": times,
             }
         )
 
-    for name in filter(None, os.environ.get("BENCH_DEBUG_LOGGERS", "").split(",")):
-        logging.getLogger(name).setLevel(logging.DEBUG)
     worker = faust.Worker(app, loglevel="info", quiet=True)
     worker.execute_from_commandline()
 
@@ -214,6 +202,10 @@ class RunResult:
     lost_updates: int = 0
     lost_never_applied: int = 0  # no worker ever processed the event (Faust drop)
     lost_in_recovery: int = 0  # applied and written, then not restored (broker)
+    # Events between the committed offset and the first event a restarted
+    # worker's agent saw: Faust moved past them without processing them.
+    events_skipped_at_restart: int = 0
+    final_cycle_first_seen: dict[str, int] = field(default_factory=dict)
     doubled_updates: int = 0
     missing_keys: int = 0
     naive_doubled: int = 0
@@ -224,7 +216,7 @@ class RunResult:
     kills_after_ready_s: list[float] = field(default_factory=list)
     cycles: list[dict[str, Any]] = field(default_factory=list)
     drain_s: float | None = None
-    final_worker_stats: dict[str, int] = field(default_factory=dict)
+    final_worker_stats: dict[str, Any] = field(default_factory=dict)
     total_s: float = 0.0
     broker_start_s: float | None = None
     changelog: dict[str, Any] = field(default_factory=dict)
@@ -286,20 +278,23 @@ class Spawned:
     ports: list[int] = field(default_factory=list)
 
 
-async def committed_offsets(bootstrap: str, group: str, topic: str) -> dict[int, int]:
-    """The group's committed source offsets (where a restarted worker resumes)."""
-    from aiokafka.admin import AIOKafkaAdminClient
+async def committed_offsets(bootstrap: str, group: str, topic: str, partitions: int) -> dict[int, int | None]:
+    """The group's committed source offsets: where a restarted worker must resume.
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
+    Uses a consumer's OffsetFetch (no group join); the admin client's
+    list_consumer_group_offsets cannot parse tansu's answer.
+    """
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    await consumer.start()
     try:
-        offsets = await admin.list_consumer_group_offsets(group)
+        return {p: await consumer.committed(TopicPartition(topic, p)) for p in range(partitions)}
     except Exception as exc:  # informational only
-        log.debug("could not read committed offsets: %s", exc)
+        log.warning("could not read committed offsets: %s", exc)
         return {}
     finally:
-        await admin.close()
-    return {tp.partition: meta.offset for tp, meta in offsets.items() if tp.topic == topic}
+        await consumer.stop()
 
 
 async def watch(session: Any, port: int, into: dict[str, Any]) -> None:
@@ -438,12 +433,14 @@ async def bench_one(kind: str, variant: str, args: argparse.Namespace, workdir: 
                     w.proc.wait(10)
                     watcher.cancel()
                     info["killed_after_s"] = round(time.time() - ready_at, 2)
-                    info["committed_at_kill"] = await committed_offsets(broker.bootstrap, app_id, topic)
+                    info["committed_at_kill"] = await committed_offsets(broker.bootstrap, app_id, topic, args.partitions)
                     info["processed_at_kill"] = {
                         p: max((v[1] + 1 for k, v in seen.get("table", {}).items() if k.startswith(f"{p}:")), default=0)
                         for p in range(args.partitions)
                     }
                     info["stats_before_kill"] = seen.get("stats", {})
+                    info["first_seen"] = seen.get("first_seen", {})
+                    info["gaps"] = seen.get("gaps", [])
                     res.kills_after_ready_s.append(info["killed_after_s"])
                     res.restarts_done += 1
                     log.info("[%s/%s] cycle %d: ready in %.1fs (%d updates in table), SIGKILL %.1fs later "
@@ -472,7 +469,11 @@ async def bench_one(kind: str, variant: str, args: argparse.Namespace, workdir: 
             res.drain_s = round(time.time() - drain_began, 2)
 
         table = (final or {}).get("table", {})
-        res.final_worker_stats = (final or {}).get("stats", {})
+        res.final_worker_stats = {
+            **(final or {}).get("stats", {}),
+            "first_seen": (final or {}).get("first_seen", {}),
+            "gaps": (final or {}).get("gaps", []),
+        }
         for k, exp in expected.items():
             got = table.get(k, [0, -1, 0])
             if k not in table:
@@ -482,6 +483,8 @@ async def bench_one(kind: str, variant: str, args: argparse.Namespace, workdir: 
             res.naive_doubled += max(0, got[2] - exp)
         res.doubled_updates += sum(v[0] for k, v in table.items() if k not in expected)
         res.exact = final is not None and res.lost_updates == 0 and res.doubled_updates == 0
+        res.final_cycle_first_seen = res.final_worker_stats["first_seen"]
+        res.events_skipped_at_restart = count_restart_skips(res)
         workers[-1].reap()
         res.changelog = await inspect_changelog(
             broker.bootstrap, f"{app_id}-{TABLE}-changelog", args.partitions, produced
@@ -561,6 +564,23 @@ async def inspect_changelog(
     return out
 
 
+def count_restart_skips(res: RunResult) -> int:
+    """Events each restarted worker jumped over: first offset seen minus committed offset."""
+    total = 0
+    for i in range(1, len(res.cycles)):
+        committed = res.cycles[i - 1].get("committed_at_kill")
+        if committed is None or len(committed) == 0:
+            continue  # unknown
+        first = res.cycles[i].get("first_seen") if i < len(res.cycles) - 1 else res.final_cycle_first_seen
+        skipped = 0
+        for p, off in (first or {}).items():
+            start = committed.get(int(p)) if int(p) in committed else committed.get(str(p))
+            skipped += max(0, int(off) - (start or 0))
+        res.cycles[i]["skipped_at_start"] = skipped
+        total += skipped
+    return total
+
+
 def leftovers(spawned: Spawned) -> dict[str, list[int]]:
     """Processes still alive in any group we created, and ports still bound."""
     from streams.embedded_broker import _group_members
@@ -579,9 +599,9 @@ def markdown(results: list[RunResult]) -> str:
         return f"{statistics.median(vals):.1f}" if vals else "-"
 
     lines = [
-        "| broker | variant | restarts | exact | lost (not restored / never applied) | doubled | unguarded doubles | worker up s | "
+        "| broker | variant | restarts | exact | lost (not restored / never applied) | skipped at restart | doubled | unguarded doubles | worker up s | "
         "first ready s | restart joined s | restart ready s | total s | ListOffsets(latest) ok |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         exact = ("yes" if r.exact else "NO") + (" (error)" if r.error else "")
@@ -589,7 +609,8 @@ def markdown(results: list[RunResult]) -> str:
         offsets_ok = {True: "yes", False: "NO"}.get(r.changelog.get("end_offset_correct"), "-")
         lines.append(
             f"| {r.broker} | {r.variant} | {r.restarts_done} | {exact} "
-            f"| {r.lost_updates} ({r.lost_in_recovery} / {r.lost_never_applied}) | {r.doubled_updates} "
+            f"| {r.lost_updates} ({r.lost_in_recovery} / {r.lost_never_applied}) | {r.events_skipped_at_restart} "
+            f"| {r.doubled_updates} "
             f"| {r.naive_doubled} | {med(r.worker_start_s)} | {first} | {med(r.worker_assigned_s[1:])} "
             f"| {med(r.worker_ready_s[1:])} | {r.total_s} | {offsets_ok} |"
         )
@@ -688,9 +709,6 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
-    # tansu answers the admin OffsetFetch with a frame aiokafka cannot parse;
-    # committed_offsets() handles that, so keep the connection traceback quiet.
-    logging.getLogger("aiokafka.conn").setLevel(logging.CRITICAL)
     if str(REPO) not in sys.path:
         sys.path.insert(0, str(REPO))
     return asyncio.run(main_async(args))

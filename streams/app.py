@@ -25,11 +25,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable, Sequence
 
+import aiohttp
 import faust
 from faust.types import EventT
 
 from schemas.codec import DecodeError
 from sentinel.cost import Pricing
+from sentinel.drift import CusumDriftDetector, DriftConfig
 from sentinel.scoring import BatchScorer, ScoreInput
 from sentinel.latency import LiveStats, latency_parts
 from sentinel.validation import InvalidEvent, check_job, decode_image
@@ -38,11 +40,14 @@ from streams.config import Settings
 from streams.metrics import WorkerMetrics
 from streams.views import register_views
 from streams.warehouse import ClickHouseWarehouse
+from streams.webhook import post_alert
 
 log = logging.getLogger(__name__)
 
 JOBS_COMPLETED = "jobs.completed"
 JOBS_SCORED = "jobs.scored"
+ALERTS = "alerts.quality"
+DRIFT_METRIC = "clip_prompt_score"
 
 
 def dlq_name(topic: str) -> str:
@@ -61,6 +66,7 @@ class Runtime:
     score_pool: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(1, "score"))
     sink_pool: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(1, "sink"))
     metrics: WorkerMetrics = field(default_factory=WorkerMetrics)
+    drift_config: DriftConfig = field(default_factory=DriftConfig)
 
     def close(self) -> None:
         self.score_pool.shutdown(wait=True)
@@ -225,6 +231,12 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
     scored_in = app.topic(JOBS_SCORED, key_serializer="raw", value_serializer="raw", partitions=settings.partitions)
     dlq = app.topic(dlq_name(JOBS_COMPLETED), key_serializer="raw", value_serializer="raw", partitions=1)
     scored_dlq = app.topic(dlq_name(JOBS_SCORED), key_serializer="raw", value_serializer="raw", partitions=1)
+    alerts_out = app.topic(ALERTS, key_serializer="raw", value_serializer=codecs.codec_name("QualityAlert"),
+                           partitions=1)
+    alerts_in = app.topic(ALERTS, key_serializer="raw", value_serializer="raw", partitions=1)
+    alerts_dlq = app.topic(dlq_name(ALERTS), key_serializer="raw", value_serializer="raw", partitions=1)
+    drift_state = app.Table("drift_detectors", default=None, partitions=settings.partitions,
+                            schema=faust.Schema(key_serializer="json", value_serializer="json"))
     live = app.Table("live_stats", default=None, partitions=settings.partitions,
                      schema=faust.Schema(key_serializer="json", value_serializer="json"))
 
@@ -264,7 +276,9 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
                 await dead_letter(dlq, JOBS_COMPLETED, Rejected(raw.value, raw.key, item.partition, item.offset,
                                                                 type(exc).__name__, exc.reason, exc.detail))
             for value in scored:
-                await scored_out.send(key=value["job_id"].encode(), value=value, force=True)
+                # keyed by model|niche: one partition sees all of a model x niche, in order,
+                # which is what the drift detectors need
+                await scored_out.send(key=f"{value['model_id']}|{value['niche']}".encode(), value=value, force=True)
             r.metrics.scored.inc(len(scored))
             if accepted and scored:
                 newest = max(a.event["delivered_at"] for a in accepted)
@@ -335,6 +349,72 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
             if bucket > newest_bucket.get(a.partition, -1):
                 newest_bucket[a.partition] = bucket
                 _expire(live, a.partition, bucket - settings.live_retention_s)
+
+    @app.agent(scored_in, name="drift")
+    async def drift(stream: faust.StreamT) -> None:
+        # Per event: the detector table's changelog goes to the current event's partition, and
+        # jobs.scored is keyed by model|niche, so each detector is fed in order from one partition.
+        r = rt()
+        async for ev in stream.events():
+            try:
+                value = codecs.decode("JobScored", ev.value)
+            except DecodeError:
+                continue  # store_scores dead-letters it
+            if value["scorer_version"] != settings.scorer_version:
+                continue  # rescoring under another version never moves the live detectors
+            key = f"{value['model_id']}|{value['niche']}|{DRIFT_METRIC}"
+            stored = drift_state.get(key)
+            detector = (CusumDriftDetector.from_dict(stored) if stored else
+                        CusumDriftDetector(value["model_id"], value["niche"], DRIFT_METRIC, r.drift_config))
+            transition = detector.update(value[DRIFT_METRIC], value["scored_at"].timestamp(),
+                                         partition=ev.message.partition, offset=ev.message.offset)
+            drift_state[key] = detector.to_dict()
+            if transition is not None:
+                alert = transition.to_alert()
+                log.warning("quality drift %s: %s/%s %s %.2f vs baseline %.2f", alert["state"], alert["model_id"],
+                            alert["niche"], alert["metric"], alert["current"], alert["baseline"])
+                await alerts_out.send(key=alert["alert_id"].encode(), value=alert, force=True)
+
+    @app.agent(alerts_in, name="store_alerts")
+    async def store_alerts(stream: faust.StreamT) -> None:
+        r = rt()
+        async for events in stream.take_events(100, within=settings.sink_batch_wait_s):
+            decoded, keys = [], []
+            for ev in events:
+                try:
+                    decoded.append(codecs.decode("QualityAlert", ev.value))
+                    keys.append((ev.message.partition, ev.message.offset))
+                except DecodeError as exc:
+                    await dead_letter(alerts_dlq, ALERTS, Rejected(
+                        ev.value, ev.key, ev.message.partition, ev.message.offset, type(exc).__name__, exc.reason, exc.detail))
+            if decoded:
+                table = rows.alert_rows(decoded)
+                await write_until_stored(r, lambda: r.warehouse.insert("sentinel.alerts", table,
+                                                                       dedup_token("alerts", keys)), "alerts")
+                r.metrics.rows_stored.labels("alerts").inc(len(decoded))
+
+    @app.agent(alerts_in, name="notify")
+    async def notify(stream: faust.StreamT) -> None:
+        # Its own agent: a slow or dead webhook delays only notifications, never scoring or
+        # storage. Each alert gets bounded attempts; a give-up is counted and logged.
+        r = rt()
+        session: aiohttp.ClientSession | None = None
+        try:
+            async for ev in stream.events():
+                if not settings.alert_webhook_url:
+                    continue
+                try:
+                    alert = codecs.decode("QualityAlert", ev.value)
+                except DecodeError:
+                    continue
+                session = session or aiohttp.ClientSession()
+                ok = await post_alert(session, settings.alert_webhook_url, alert,
+                                      timeout_s=settings.alert_webhook_timeout_s,
+                                      attempts=settings.alert_webhook_attempts)
+                r.metrics.webhook.labels("delivered" if ok else "failed").inc()
+        finally:
+            if session is not None:
+                await session.close()
 
     register_views(app, settings, rt, live)
     return app

@@ -204,6 +204,28 @@ def _emit_report(data: dict, fmt: str, output: Optional[Path]) -> None:
         sys.stdout.write(text)
 
 
+@app.command()
+def alerts(open_only: bool = typer.Option(False, "--open", help="Only incidents still firing."),
+           start: Optional[str] = typer.Option(None, "--from", help="Window start (ISO-8601, UTC default)."),
+           end: Optional[str] = typer.Option(None, "--to", help="Window end, exclusive."),
+           fmt: str = typer.Option("table", "--format", "-f", help="table, csv or json."),
+           config: Optional[Path] = ConfigOpt) -> None:
+    """List current and past quality-drift incidents (firing and resolved)."""
+    settings = _settings(config)
+    import sql as sql_files
+    from streams import report as reports
+    from streams.warehouse import WarehouseError, open_reader
+
+    window = reports.Window(_parse_time(start, reports.EPOCH), _parse_time(end, reports.FAR_FUTURE))
+    try:
+        table = open_reader(settings.dsn).query(sql_files.report("alerts"),
+                                                {**window.params(), "only_open": int(open_only)})
+    except WarehouseError as exc:
+        console.print(f"[red]alerts failed:[/] {exc}")
+        raise typer.Exit(1) from None
+    _print_table(table, fmt)
+
+
 @db_app.command("migrate")
 def db_migrate(config: Optional[Path] = ConfigOpt) -> None:
     """Apply pending ClickHouse migrations from sql/migrations (idempotent)."""

@@ -14,7 +14,7 @@ from faust.serializers import codecs
 
 from schemas.codec import AvroCodec
 
-RECORDS = ("JobCompleted", "JobScored")
+RECORDS = ("JobCompleted", "JobScored", "QualityAlert")
 
 
 class FaustAvroCodec(codecs.Codec):

@@ -52,6 +52,10 @@ class Settings:
     # live monitoring: event-time buckets of the live_stats table and how long they are kept
     live_bucket_s: int = 300
     live_retention_s: int = 2 * 86400
+    # alerts: Slack-compatible webhook (a secret: from env/config only, never logged)
+    alert_webhook_url: str = ""
+    alert_webhook_timeout_s: float = 5.0
+    alert_webhook_attempts: int = 3
     # inference
     model_registry: str = ""
     max_image_bytes: int = 900_000

@@ -48,6 +48,7 @@ class WorkerMetrics:
                                     ["topic", "reason"], registry=r)
         self.rows_stored = Counter("sentinel_rows_stored", "Rows stored in ClickHouse", ["table"], registry=r)
         self.sink_retries = Counter("sentinel_sink_retries", "Failed ClickHouse writes that were retried", registry=r)
+        self.webhook = Counter("sentinel_alert_webhooks", "Alert webhook deliveries", ["outcome"], registry=r)
         self.scoring_lag = Gauge("sentinel_scoring_lag_seconds",
                                  "Delivered-to-scored delay of the newest scored job", registry=r)
         self.started_at = time.time()

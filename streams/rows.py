@@ -61,6 +61,20 @@ SCORES_SCHEMA = pa.schema([
     ("flags", pa.list_(pa.string())),
 ])
 
+ALERTS_SCHEMA = pa.schema([
+    ("alert_id", pa.string()),
+    ("model_id", pa.string()),
+    ("niche", pa.string()),
+    ("metric", pa.string()),
+    ("window", pa.string()),
+    ("baseline", pa.float64()),
+    ("current", pa.float64()),
+    ("samples", pa.uint64()),
+    ("state", pa.string()),
+    ("detector", pa.string()),
+    ("at", TS),
+])
+
 _DIRECT_JOB_FIELDS = [f.name for f in JOBS_SCHEMA if f.name not in
                       {"has_reference", "latency_ms", "image_bytes", "source_partition", "source_offset"}]
 
@@ -90,3 +104,7 @@ def image_rows(events: Sequence[dict[str, Any]]) -> pa.Table:
 
 def score_rows(events: Sequence[dict[str, Any]]) -> pa.Table:
     return pa.table({f.name: [e.get(f.name) for e in events] for f in SCORES_SCHEMA}, schema=SCORES_SCHEMA)
+
+
+def alert_rows(alerts: Sequence[dict[str, Any]]) -> pa.Table:
+    return pa.table({f.name: [a[f.name] for a in alerts] for f in ALERTS_SCHEMA}, schema=ALERTS_SCHEMA)
