@@ -31,6 +31,24 @@ Variants:
   noida-db 0.2.3 never expires it, so this variant hangs there (and is
   reported as such after ``--restart-ready-timeout``).
 
+Report columns: *lost* splits into updates a worker applied and wrote but a
+later worker did not restore (broker: changelog highwater) and events no
+worker ever applied (Faust: see below); *skipped at restart* counts events
+between the committed offset and the first event a restarted worker's agent
+received (harmless when the killed worker had already applied them);
+*unguarded doubles* is what a plain ``count += 1`` would have over-counted;
+times are seconds from spawning the worker process to its web server
+answering (*up*), its first partition assignment (*joined*) and table
+recovery done with all partitions owned (*ready*).
+
+Faust caveat this bench exposed (faust-streaming 0.15.3; seen on noida, not
+a broker fault): after a restart the agent occasionally never receives the
+record at the committed offset, and a worker killed before its first commit
+once restarted at the log end. Likely cause (code reading): records fetched
+while flow is still suspended are discarded and Faust "seeks back to
+committed offsets", which aiokafka's ``seek_to_committed`` skips for
+partitions whose committed offset is missing or 0.
+
 Usage::
 
     python bench/broker_recovery.py --restarts 6 --events 3000
