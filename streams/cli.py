@@ -29,6 +29,8 @@ db_app = typer.Typer(no_args_is_help=True, help="Warehouse schema.")
 app.add_typer(db_app, name="db")
 trace_app = typer.Typer(no_args_is_help=True, help="Production-like traffic traces.")
 app.add_typer(trace_app, name="trace")
+dlq_app = typer.Typer(no_args_is_help=True, help="Dead-letter topics: what was rejected, and why.")
+app.add_typer(dlq_app, name="dlq")
 console = Console(stderr=True)
 
 ConfigOpt = typer.Option(None, "--config", help="TOML file with settings (also SENTINEL_CONFIG).")
@@ -297,6 +299,36 @@ def replay(trace: Path = typer.Argument(..., help="Trace file (.jsonl or .parque
     if live and result.p95_latency_ms is not None:
         summary += f"; measured p95 end-to-end latency {result.p95_latency_ms:,.0f} ms"
     console.print(summary + (f"; rejected {len(errors)} rows" if errors else ""))
+
+
+@dlq_app.command("list")
+def dlq_list(topic: str = typer.Option("jobs.completed.dlq", help="Dead-letter topic."),
+             reason: Optional[str] = typer.Option(None, help="Only this reason."),
+             fmt: str = typer.Option("table", "--format", "-f", help="table, csv or json."),
+             config: Optional[Path] = ConfigOpt) -> None:
+    """List dead letters with their reason, error and source offsets."""
+    settings = _settings(config)
+    import pyarrow as pa
+
+    from streams.dlq import read_dead_letters
+
+    letters = [d for d in asyncio.run(read_dead_letters(settings.bootstrap_servers, topic))
+               if reason is None or d.reason == reason]
+    _print_table(pa.Table.from_pylist([d.summary() for d in letters]) if letters else pa.table({"dlq_offset": []}), fmt)
+
+
+@dlq_app.command("replay")
+def dlq_replay(topic: str = typer.Option("jobs.completed.dlq", help="Dead-letter topic."),
+               reason: Optional[str] = typer.Option(None, help="Only this reason."),
+               config: Optional[Path] = ConfigOpt) -> None:
+    """Send dead letters back to their source topic (e.g. after fixing pricing or a schema)."""
+    settings = _settings(config)
+    from streams.dlq import read_dead_letters, replay_dead_letters
+
+    letters = [d for d in asyncio.run(read_dead_letters(settings.bootstrap_servers, topic))
+               if reason is None or d.reason == reason]
+    n = asyncio.run(replay_dead_letters(settings.bootstrap_servers, letters))
+    console.print(f"replayed {n} records from {topic}")
 
 
 @db_app.command("migrate")
