@@ -53,7 +53,10 @@ def _logging(level: str) -> None:
 def _parse_time(value: Optional[str], default: datetime) -> datetime:
     if not value:
         return default
-    parsed = datetime.fromisoformat(value)
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not an ISO-8601 time (e.g. 2026-01-01 or 2026-01-01T12:00:00Z)")
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
 
 

@@ -220,3 +220,17 @@ def test_dlq_cli_lists_and_replays(published, embedded_stack):
              60, "the replayed record dead-lettered again")
     reader = open_reader(embedded_stack.settings.dsn)
     assert reader.query("SELECT count() AS n FROM sentinel.jobs FINAL").to_pylist() == [{"n": N}]
+
+
+def test_hostile_report_parameters_are_only_data(published, embedded_stack):
+    _, _, reader = published
+    pricing = embedded_stack.settings.pricing()
+    hostile = "x' OR '1'='1"  # bound as a parameter, it is just a scorer version nobody has
+    data = reports.benchmark(reader, pricing, reports.Window(), scorer_version=hostile)
+    assert sum(m["jobs"] for m in data["models"]) == N
+    assert all(m["clip"] is None for m in data["models"])
+    env = {**os.environ, **embedded_stack.settings.to_env(), "COLUMNS": "300"}
+    out = subprocess.run([sys.executable, "-m", "streams.cli", "report", "--from", "2026-01-01'; DROP TABLE sentinel.jobs; --"],
+                         env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and "not an ISO-8601 time" in out.stderr
+    assert reader.query("SELECT count() AS n FROM sentinel.jobs FINAL").to_pylist() == [{"n": N}]
