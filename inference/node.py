@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import io
 import logging
+import math
+import random
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -23,6 +25,7 @@ from inference.tiny_pipelines import ensure_tiny_pipeline, generate, load_pipeli
 
 log = logging.getLogger(__name__)
 
+SIMULATED_API_CLASS = "sd"  # the stand-in pipeline that draws a simulated API's images
 FORMATS = {"webp": ("WEBP", "image/webp"), "png": ("PNG", "image/png"), "jpeg": ("JPEG", "image/jpeg")}
 
 
@@ -72,8 +75,9 @@ class InferenceNode:
         if spec.model_id in self._pipelines:
             return self._pipelines[spec.model_id], False, 0.0
         t0 = time.perf_counter()
-        path = Path(spec.path) if spec.path else ensure_tiny_pipeline(spec.pipeline_class, self.cache_dir, spec.seed)
-        pipe = load_pipeline(path, spec.pipeline_class)
+        kind = SIMULATED_API_CLASS if spec.is_api else spec.pipeline_class
+        path = Path(spec.path) if spec.path else ensure_tiny_pipeline(kind, self.cache_dir, spec.seed)
+        pipe = load_pipeline(path, kind)
         self._pipelines[spec.model_id] = pipe
         return pipe, True, (time.perf_counter() - t0) * 1000.0
 
@@ -82,6 +86,8 @@ class InferenceNode:
             spec = self.models[request.model_id]
         except KeyError:
             raise KeyError(f"model {request.model_id!r} is not in this node's registry ({sorted(self.models)})") from None
+        if spec.is_api:
+            return self._run_api(spec, request)
         started_at = _now()
         t_start = time.perf_counter()
         pipe, cold, cold_ms = self._pipeline(spec)
@@ -91,10 +97,43 @@ class InferenceNode:
         completed_at = _now()
         data, media_type = encode_image(image, self.image_format)
         t_encoded = time.perf_counter()
+        self._check_size(request, data)
+        delivered_at = _now()
+        return self._event(spec, request, data, media_type, started_at, completed_at, delivered_at, cold, cold_ms,
+                           (t_done - t_infer) * 1000.0, (t_encoded - t_done) * 1000.0,
+                           gpu_seconds=(t_done - t_start) * self.gpus)
+
+    def _run_api(self, spec: ModelSpec, request: JobRequest) -> dict[str, Any]:
+        """A provider API call, SIMULATED: a seeded lognormal provider latency, and an image
+        from a tiny stand-in pipeline. What is recorded is what a real API node records: the
+        provider's latency and the per-image price, no GPU-seconds, no cold start."""
+        started_at = _now()
+        t_start = time.perf_counter()
+        pipe, _, _ = self._pipeline(spec)
+        image = generate(pipe, request.prompt, seed=request.seed, size=spec.size, steps=spec.steps)
+        rng = random.Random(request.seed)
+        provider_ms = rng.lognormvariate(math.log(spec.latency_ms_median), spec.latency_sigma)
+        remaining = provider_ms / 1000.0 - (time.perf_counter() - t_start)
+        if remaining > 0:
+            time.sleep(remaining)
+        t_done = time.perf_counter()
+        completed_at = _now()
+        data, media_type = encode_image(image, self.image_format)
+        t_encoded = time.perf_counter()
+        self._check_size(request, data)
+        event = self._event(spec, request, data, media_type, started_at, completed_at, _now(), False, 0.0,
+                            (t_done - t_start) * 1000.0, (t_encoded - t_done) * 1000.0, gpu_seconds=0.0)
+        event["api_cost_usd"] = spec.api_cost_usd
+        return event
+
+    def _check_size(self, request: JobRequest, data: bytes) -> None:
         if len(data) > self.max_image_bytes:
             raise ImageTooLarge(f"job {request.job_id}: encoded image is {len(data)} bytes, "
                                 f"over the inline limit of {self.max_image_bytes}")
-        delivered_at = _now()
+
+    def _event(self, spec: ModelSpec, request: JobRequest, data: bytes, media_type: str, started_at: datetime,
+               completed_at: datetime, delivered_at: datetime, cold: bool, cold_ms: float, inference_ms: float,
+               encode_ms: float, *, gpu_seconds: float) -> dict[str, Any]:
         return {
             "job_id": request.job_id,
             "model_id": spec.model_id,
@@ -112,10 +151,10 @@ class InferenceNode:
             "delivered_at": delivered_at,
             "cold_start": cold,
             "cold_start_ms": cold_ms,
-            "inference_ms": (t_done - t_infer) * 1000.0,
-            "encode_ms": (t_encoded - t_done) * 1000.0,
+            "inference_ms": inference_ms,
+            "encode_ms": encode_ms,
             "gpu_type": spec.gpu_type,
-            "gpu_seconds": (t_done - t_start) * self.gpus,
+            "gpu_seconds": gpu_seconds,
             "api_cost_usd": None,
             "node_id": self.node_id,
         }

@@ -24,7 +24,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from inference.node import InferenceNode, JobRequest, encode_image
+from inference.node import SIMULATED_API_CLASS, InferenceNode, JobRequest, encode_image
 from inference.publisher import JobPublisher
 from inference.registry import ModelSpec
 from inference.tiny_pipelines import ensure_tiny_pipeline, generate, load_pipeline
@@ -53,8 +53,9 @@ class AsRecordedRenderer:
         if model not in self._pipelines:
             spec = self.registry.get(model)
             if spec is not None:
-                path = Path(spec.path) if spec.path else ensure_tiny_pipeline(spec.pipeline_class, self.cache_dir, spec.seed)
-                pipe = load_pipeline(path, spec.pipeline_class)
+                kind = SIMULATED_API_CLASS if spec.is_api else spec.pipeline_class
+                path = Path(spec.path) if spec.path else ensure_tiny_pipeline(kind, self.cache_dir, spec.seed)
+                pipe = load_pipeline(path, kind)
                 size, steps = spec.size, spec.steps
             else:
                 seed = int.from_bytes(hashlib.sha256(model.encode()).digest()[:4], "little") % 1000

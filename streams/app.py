@@ -364,7 +364,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
                 continue  # rescoring under another version never moves the live detectors
             key = f"{value['model_id']}|{value['niche']}|{DRIFT_METRIC}"
             stored = drift_state.get(key)
-            detector = (CusumDriftDetector.from_dict(stored) if stored else
+            detector = (CusumDriftDetector.from_dict(stored, config=r.drift_config) if stored else
                         CusumDriftDetector(value["model_id"], value["niche"], DRIFT_METRIC, r.drift_config))
             transition = detector.update(value[DRIFT_METRIC], value["scored_at"].timestamp(),
                                          partition=ev.message.partition, offset=ev.message.offset)

@@ -16,6 +16,7 @@ from typing import Any, Mapping
 
 from sentinel.clip import TINY_ARCH, ClipSpec
 from sentinel.cost import Pricing
+from sentinel.drift import DriftConfig
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_PRICING = PROJECT_ROOT / "pricing.toml"
@@ -56,6 +57,15 @@ class Settings:
     alert_webhook_url: str = ""
     alert_webhook_timeout_s: float = 5.0
     alert_webhook_attempts: int = 3
+    # drift detectors (see README "Quality-drift alerts"): baseline size, CUSUM allowance and
+    # threshold in baseline sigmas, samples an excursion needs, smallest relative drop, and
+    # quiet samples needed to resolve
+    drift_baseline_n: int = 200
+    drift_k: float = 0.5
+    drift_h: float = 15.0
+    drift_min_n: int = 20
+    drift_min_drop_rel: float = 0.05
+    drift_recovery_n: int = 300
     # inference
     model_registry: str = ""
     max_image_bytes: int = 900_000
@@ -95,6 +105,13 @@ class Settings:
     @property
     def scorer_version(self) -> str:
         return f"v{SCORER_CODE_VERSION}/{self.clip_spec.version}"
+
+    def drift_config(self) -> DriftConfig:
+        try:
+            return DriftConfig(baseline_n=self.drift_baseline_n, k=self.drift_k, h=self.drift_h, min_n=self.drift_min_n,
+                               min_drop_rel=self.drift_min_drop_rel, recovery_n=self.drift_recovery_n)
+        except ValueError as exc:
+            raise ConfigError(f"drift settings: {exc}") from exc
 
     def pricing(self) -> Pricing:
         path = Path(self.pricing_file)

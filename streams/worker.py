@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 
 def open_runtime(settings: Settings) -> Runtime:
     pricing = settings.pricing()
+    drift_config = settings.drift_config()
     warehouse = ClickHouseWarehouse(settings.dsn)
     try:
         applied = migrate(warehouse)
@@ -34,7 +35,7 @@ def open_runtime(settings: Settings) -> Runtime:
     except BaseException:
         warehouse.close()
         raise
-    return Runtime(settings=settings, warehouse=warehouse, scorer=scorer, pricing=pricing)
+    return Runtime(settings=settings, warehouse=warehouse, scorer=scorer, pricing=pricing, drift_config=drift_config)
 
 
 def run_worker(settings: Settings) -> None:

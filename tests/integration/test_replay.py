@@ -111,4 +111,7 @@ def test_live_replay_timings_add_up(embedded_stack, tmp_path):
         assert parts == pytest.approx(e2e, abs=5.0), job["job_id"]
         assert delivery >= -2.0 and queue >= 0
         cold += job["cold_start"]
-    assert cold == len(models) * len(nodes)  # each node loads each model once
+        if job["provider"] == "api":
+            assert job["gpu_seconds"] == 0 and job["api_cost_usd"] == models[job["model_id"]].api_cost_usd
+    self_hosted = [m for m in models.values() if not m.is_api]
+    assert cold == len(self_hosted) * len(nodes)  # each node loads each self-hosted model once

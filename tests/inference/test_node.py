@@ -1,0 +1,57 @@
+"""Inference nodes: honest timings, GPU-seconds accounting, the simulated API kind."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from inference.node import InferenceNode, JobRequest
+from inference.registry import RegistryError, load_registry
+from schemas.codec import AvroCodec
+from sentinel.validation import check_job
+from streams.config import PROJECT_ROOT
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory) -> InferenceNode:
+    models = load_registry(PROJECT_ROOT / "models.toml")
+    return InferenceNode(models, node_id="t", cache_dir=tmp_path_factory.mktemp("models"))
+
+
+def request(model: str, seed: int = 1) -> JobRequest:
+    return JobRequest(f"job-{model}-{seed}", model, "headshot", "a corporate headshot", seed, datetime.now(timezone.utc))
+
+
+def test_self_hosted_job_timings_and_cold_start(node: InferenceNode) -> None:
+    first = node.run(request("tiny-sd", 1))
+    second = node.run(request("tiny-sd", 2))
+    assert first["cold_start"] and first["cold_start_ms"] > 0 and not second["cold_start"]
+    for event in (first, second):
+        check_job(event, max_image_bytes=900_000)
+        assert AvroCodec("JobCompleted").decode(AvroCodec("JobCompleted").encode(event))["job_id"] == event["job_id"]
+        node_ms = (event["completed_at"] - event["started_at"]) / timedelta(milliseconds=1)
+        assert event["cold_start_ms"] + event["inference_ms"] == pytest.approx(node_ms, abs=3.0)
+        assert event["gpu_seconds"] * 1000 == pytest.approx(node_ms, abs=3.0)
+        assert event["gpu_type"] == "cpu" and event["api_cost_usd"] is None
+
+
+def test_simulated_api_records_provider_latency_and_price(node: InferenceNode) -> None:
+    event = node.run(request("sim-api-provider", 5))
+    check_job(event, max_image_bytes=900_000)
+    assert event["provider"] == "api" and event["api_cost_usd"] == 0.04 and event["gpu_seconds"] == 0.0
+    assert not event["cold_start"]
+    assert event["inference_ms"] > 50  # the simulated provider's latency, not just the tiny pipeline
+    again = node.run(request("sim-api-provider", 5))
+    assert again["image"] == event["image"]  # deterministic stand-in images
+
+
+def test_registry_rejects_api_model_without_price(tmp_path: Path) -> None:
+    bad = tmp_path / "models.toml"
+    bad.write_text('[models.x]\nclass = "api"\nversion = "1"\n')
+    with pytest.raises(RegistryError, match="api_cost_usd"):
+        load_registry(bad)
+    bad.write_text('[models.x]\nclass = "dalle"\nversion = "1"\n')
+    with pytest.raises(RegistryError, match="expected one of"):
+        load_registry(bad)
