@@ -177,7 +177,7 @@ def _print_table(table, fmt: str) -> None:
 @app.command()
 def report(start: Optional[str] = typer.Option(None, "--from", help="Window start (ISO-8601, UTC default)."),
            end: Optional[str] = typer.Option(None, "--to", help="Window end, exclusive."),
-           fmt: str = typer.Option("table", "--format", "-f", help="table, json or html."),
+           fmt: str = typer.Option("table", "--format", "-f", help="table, json, csv, markdown or html."),
            output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write to this file."),
            scorer_version: str = typer.Option("", help="Scorer version to report (default: latest per job)."),
            pricing: Optional[Path] = PricingOpt,
@@ -203,7 +203,25 @@ def _emit_report(data: dict, fmt: str, output: Optional[Path]) -> None:
     if fmt == "table":
         reports.render_terminal(data, Console())
         return
-    text = json.dumps(data, indent=2, default=str) if fmt == "json" else reports.render_html(data)
+    if fmt == "json":
+        text = json.dumps(data, indent=2, default=str)
+    elif fmt == "html":
+        text = reports.render_html(data)
+    elif fmt == "markdown":
+        text = reports.render_markdown(data)
+    elif fmt == "csv":
+        import csv
+        import io
+
+        buf = io.StringIO()
+        rows = reports.csv_rows(data)
+        writer = csv.DictWriter(buf, fieldnames=list(rows[0]) if rows else ["model"])
+        writer.writeheader()
+        writer.writerows(rows)
+        text = buf.getvalue()
+    else:
+        console.print(f"[red]unknown format {fmt!r}[/]: use table, json, csv, markdown or html")
+        raise typer.Exit(2)
     if output:
         output.write_text(text)
         console.print(f"wrote {output}")

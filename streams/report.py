@@ -112,6 +112,29 @@ def render_terminal(report: dict[str, Any], console: Any = None) -> None:
                   f"GPU $/h {p['gpu_usd_per_hour']}")
 
 
+def render_markdown(report: dict[str, Any]) -> str:
+    def table(rows: list[dict[str, Any]], columns: list[tuple[str, str, str]]) -> list[str]:
+        lines = ["| " + " | ".join(h for _, h, _ in columns) + " |",
+                 "|" + "|".join("---" if i < 2 else "---:" for i in range(len(columns))) + "|"]
+        lines += ["| " + " | ".join(_fmt(fmt, r.get(k)) for k, _, fmt in columns) + " |" for r in rows]
+        return lines
+
+    p = report["pricing"]
+    niche_cols = COLUMNS[:1] + [("niche", "Niche", "{}")] + COLUMNS[2:]
+    out = ["# Sentinel Stream benchmark", "",
+           f"Window {_window_text(report)}; scorer {report['scorer_version']}. Pricing: platform fee "
+           f"${p['platform_fee_usd_per_image']}/image, orchestration overhead {p['orchestration_overhead']:.0%}, "
+           f"GPU $/hour {p['gpu_usd_per_hour']}. Latency is requested → delivered, cold starts included.", "",
+           "## Per model", "", *table(report["models"], COLUMNS), "",
+           "## Per model and niche", "", *table(report["niches"], niche_cols), ""]
+    return "\n".join(out)
+
+
+def csv_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """One flat row per model (niche "*") and per model x niche, for CSV."""
+    return [{"niche": "*", **r} for r in report["models"]] + list(report["niches"])
+
+
 def _bar_chart(title: str, rows: list[dict[str, Any]], key: str, fmt: str) -> str:
     values = [(r["model"], r.get(key)) for r in rows if r.get(key) is not None]
     if not values:

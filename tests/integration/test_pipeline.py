@@ -234,3 +234,24 @@ def test_hostile_report_parameters_are_only_data(published, embedded_stack):
                          env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 2 and "not an ISO-8601 time" in out.stderr
     assert reader.query("SELECT count() AS n FROM sentinel.jobs FINAL").to_pylist() == [{"n": N}]
+
+
+@pytest.mark.parametrize("fmt", ["json", "csv", "markdown", "html"])
+def test_report_cli_formats(published, embedded_stack, fmt, tmp_path):
+    env = {**os.environ, **embedded_stack.settings.to_env()}
+    target = tmp_path / f"report.{fmt}"
+    out = subprocess.run([sys.executable, "-m", "streams.cli", "report", "--format", fmt, "--output", str(target)],
+                         env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    text = target.read_text()
+    if fmt == "json":
+        data = json.loads(text)
+        assert {"window", "models", "niches", "pricing"} <= set(data)
+        assert sum(m["jobs"] for m in data["models"]) == N
+    elif fmt == "csv":
+        import csv
+
+        rows = list(csv.DictReader(text.splitlines()))
+        assert sum(int(r["jobs"]) for r in rows if r["niche"] == "*") == N
+    else:
+        assert "flux-dev" in text and "p95" in text
