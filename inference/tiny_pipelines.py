@@ -28,6 +28,7 @@ import logging
 import os
 import shutil
 import tempfile
+import threading
 from importlib.resources import files
 from pathlib import Path
 from typing import Any, Callable
@@ -345,6 +346,11 @@ def build_tiny_pipeline(kind: str, out_dir: Path, seed: int = 0) -> Path:
     return out_dir
 
 
+# Building seeds torch's global RNG and loading goes through diffusers/transformers' global
+# meta-device init: neither is thread-safe, and nodes load pipelines from executor threads.
+_BUILD_AND_LOAD = threading.RLock()
+
+
 def ensure_tiny_pipeline(kind: str, cache_dir: Path, seed: int = 0) -> Path:
     """Return ``cache_dir/tiny-{kind}-s{seed}``, building it first if it is missing.
 
@@ -354,6 +360,13 @@ def ensure_tiny_pipeline(kind: str, cache_dir: Path, seed: int = 0) -> Path:
     """
     cache_dir = Path(cache_dir)
     target = cache_dir / f"tiny-{kind}-s{seed}"
+    if target.is_dir():
+        return target
+    with _BUILD_AND_LOAD:
+        return _build_into(kind, cache_dir, target, seed)
+
+
+def _build_into(kind: str, cache_dir: Path, target: Path, seed: int) -> Path:
     if target.is_dir():
         return target
     cache_dir.mkdir(parents=True, exist_ok=True)
@@ -383,10 +396,11 @@ def load_pipeline(path: Path, kind: str | None = None) -> DiffusionPipeline:
     model_index = json.loads((path / "model_index.json").read_text())
     if "safety_checker" in model_index:
         kwargs.update(safety_checker=None, requires_safety_checker=False)
-    pipe = cls.from_pretrained(
-        path, local_files_only=True, torch_dtype=torch.float32, **kwargs
-    )
-    pipe.to("cpu")
+    with _BUILD_AND_LOAD:
+        pipe = cls.from_pretrained(
+            path, local_files_only=True, torch_dtype=torch.float32, **kwargs
+        )
+        pipe.to("cpu")
     pipe.set_progress_bar_config(disable=True)
     return pipe
 

@@ -55,3 +55,19 @@ def test_registry_rejects_api_model_without_price(tmp_path: Path) -> None:
     bad.write_text('[models.x]\nclass = "dalle"\nversion = "1"\n')
     with pytest.raises(RegistryError, match="expected one of"):
         load_registry(bad)
+
+
+def test_nodes_load_pipelines_concurrently(tmp_path: Path) -> None:
+    # Two nodes cold-starting the same models from executor threads (as live replay does).
+    from concurrent.futures import ThreadPoolExecutor
+
+    models = load_registry(PROJECT_ROOT / "models.toml")
+    nodes = [InferenceNode(models, node_id=f"n{i}", cache_dir=tmp_path) for i in range(2)]
+    names = sorted(m for m, spec in models.items() if not spec.is_api)
+    with ThreadPoolExecutor(4) as pool:
+        events = list(pool.map(lambda args: args[0].run(request(args[1], 7)),
+                               [(node, name) for name in names for node in nodes]))
+    by_model: dict[str, set[bytes]] = {}
+    for e in events:
+        by_model.setdefault(e["model_id"], set()).add(e["image"])
+    assert all(len(images) == 1 for images in by_model.values())  # same seed, same weights, same image
