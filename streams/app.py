@@ -304,24 +304,29 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
             await write_until_stored(r, write, f"{len(good)} jobs")
             r.metrics.rows_stored.labels("jobs").inc(len(good))
 
+    async def store_batch(events: Sequence[EventT], record: str, source: str, dlq_topic: faust.TopicT,
+                          table: str, to_rows: Callable[[list[dict]], Any]) -> None:
+        """Decode a batch of our own Avro records (dead-lettering any that fail) and store it."""
+        r = rt()
+        decoded, keys = [], []
+        for ev in events:
+            try:
+                decoded.append(codecs.decode(record, ev.value))
+                keys.append((ev.message.partition, ev.message.offset))
+            except DecodeError as exc:
+                await dead_letter(dlq_topic, source, Rejected(
+                    ev.value, ev.key, ev.message.partition, ev.message.offset, type(exc).__name__, exc.reason, exc.detail))
+        if not decoded:
+            return
+        arrow = to_rows(decoded)
+        await write_until_stored(r, lambda: r.warehouse.insert(f"sentinel.{table}", arrow, dedup_token(table, keys)),
+                                 f"{len(decoded)} {table}")
+        r.metrics.rows_stored.labels(table).inc(len(decoded))
+
     @app.agent(scored_in, name="store_scores")
     async def store_scores(stream: faust.StreamT) -> None:
-        r = rt()
         async for events in stream.take_events(settings.sink_batch_size, within=settings.sink_batch_wait_s):
-            decoded, keys = [], []
-            for ev in events:
-                try:
-                    decoded.append(codecs.decode("JobScored", ev.value))
-                    keys.append((ev.message.partition, ev.message.offset))
-                except DecodeError as exc:
-                    await dead_letter(scored_dlq, JOBS_SCORED, Rejected(
-                        ev.value, ev.key, ev.message.partition, ev.message.offset, type(exc).__name__, exc.reason, exc.detail))
-            if not decoded:
-                continue
-            table = rows.score_rows(decoded)
-            await write_until_stored(r, lambda: r.warehouse.insert("sentinel.scores", table, dedup_token("scores", keys)),
-                                     f"{len(decoded)} scores")
-            r.metrics.rows_stored.labels("scores").inc(len(decoded))
+            await store_batch(events, "JobScored", JOBS_SCORED, scored_dlq, "scores", rows.score_rows)
 
     newest_bucket: dict[int, int] = {}
 
@@ -377,21 +382,8 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
 
     @app.agent(alerts_in, name="store_alerts")
     async def store_alerts(stream: faust.StreamT) -> None:
-        r = rt()
         async for events in stream.take_events(100, within=settings.sink_batch_wait_s):
-            decoded, keys = [], []
-            for ev in events:
-                try:
-                    decoded.append(codecs.decode("QualityAlert", ev.value))
-                    keys.append((ev.message.partition, ev.message.offset))
-                except DecodeError as exc:
-                    await dead_letter(alerts_dlq, ALERTS, Rejected(
-                        ev.value, ev.key, ev.message.partition, ev.message.offset, type(exc).__name__, exc.reason, exc.detail))
-            if decoded:
-                table = rows.alert_rows(decoded)
-                await write_until_stored(r, lambda: r.warehouse.insert("sentinel.alerts", table,
-                                                                       dedup_token("alerts", keys)), "alerts")
-                r.metrics.rows_stored.labels("alerts").inc(len(decoded))
+            await store_batch(events, "QualityAlert", ALERTS, alerts_dlq, "alerts", rows.alert_rows)
 
     @app.agent(alerts_in, name="notify")
     async def notify(stream: faust.StreamT) -> None:
