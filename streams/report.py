@@ -95,13 +95,15 @@ def render_terminal(report: dict[str, Any], console: Any = None) -> None:
     console = console or Console()
     table = Table(title="Sentinel Stream benchmark — per model", title_justify="left")
     for _, header, _ in COLUMNS:
-        table.add_column(header, justify="left" if header in ("Model", "Provider") else "right")
+        table.add_column(header, justify="left" if header in ("Model", "Provider") else "right",
+                         no_wrap=header == "Model")
     for row in report["models"]:
         table.add_row(*[_fmt(fmt, row.get(key)) for key, _, fmt in COLUMNS])
     console.print(table)
     niches = Table(title="per model x niche", title_justify="left")
     for header in ("Model", "Niche", "Jobs", "CLIP", "p95 latency (ms)", "Cost / image (USD)"):
-        niches.add_column(header, justify="left" if header in ("Model", "Niche") else "right")
+        niches.add_column(header, justify="left" if header in ("Model", "Niche") else "right",
+                          no_wrap=header in ("Model", "Niche"))
     for row in report["niches"]:
         niches.add_row(row["model"], row["niche"], _fmt("{:,}", row["jobs"]), _fmt("{:.2f}", row["clip"]),
                        _fmt("{:,.0f}", row["p95_latency_ms"]), _fmt("{:.6f}", row["cost_per_image_usd"]))
