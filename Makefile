@@ -26,7 +26,10 @@ demo: install  ## run the whole pipeline on the embedded stack and print the ben
 test: install  ## run the test suite (starts the real embedded broker, Faust worker and chDB)
 	$(PY) -m pytest -q -ra
 
-bench: install  ## benchmarks: print measured ratios, write bench/results/*.json
+bench: install  ## benchmarks: print measured ratios, write bench/results/*.json (never part of `make test`)
+	$(PY) bench/digest.py
+	$(PY) bench/scoring.py
+	$(PY) bench/clickhouse.py
 	$(PY) bench/broker_recovery.py
 
 clean:
