@@ -77,6 +77,7 @@ from sentinel.fid import FeatureMoments, fid  # noqa: E402
 from streams.report import Window, benchmark  # noqa: E402
 from streams.rows import JOBS_SCHEMA, SCORES_SCHEMA  # noqa: E402
 from streams.warehouse import ClickHouseWarehouse, migrate  # noqa: E402
+from _machine import cores_available, cpu_model as _cpu_model
 
 RESULTS = Path(__file__).resolve().parent / "results" / "clickhouse.json"
 QUARTER_START = datetime(2026, 1, 1, tzinfo=timezone.utc)
@@ -123,6 +124,8 @@ MOMENTS_VARIANTS: dict[str, dict[str, Any]] = {
 }
 
 FETCH_SQL = "SELECT embedding FROM sentinel.scores FINAL" + _WHERE
+# The same filter without the moments: the floor set by scanning the table (no index applies).
+SCAN_SQL = "SELECT count() AS n FROM sentinel.scores FINAL" + _WHERE
 
 BUCKETS_DDL = """
 CREATE TABLE IF NOT EXISTS sentinel.bench_fid_moments
@@ -444,6 +447,7 @@ def part_inserts(b: Bench, synth: Synth, dims: list[int], rounds: int, batches_b
             total = time.perf_counter() - t0
             rows = sum(t.num_rows for t in tables)
             res[cfg]["rows_per_s"].append(rows / total)
+            res[cfg].setdefault("loadavg_1m", []).append(os.getloadavg()[0])
             res[cfg]["insert_ms"].append(med(each) * 1e3)
             res[cfg]["arrow_mb_per_batch"] = tables[0].nbytes / 1e6
             res[cfg]["rows"] = rows
@@ -457,7 +461,7 @@ def part_inserts(b: Bench, synth: Synth, dims: list[int], rounds: int, batches_b
         out.append({"table": table, "dim": dim, "batch_rows": bs, "batches": batches_by_size[bs],
                     "rows_per_round": v["rows"], "rows_per_s": med(v["rows_per_s"]),
                     "rows_per_s_rounds": v["rows_per_s"], "median_insert_ms": med(v["insert_ms"]),
-                    "arrow_mb_per_batch": v["arrow_mb_per_batch"]})
+                    "arrow_mb_per_batch": v["arrow_mb_per_batch"], "loadavg_1m": v["loadavg_1m"]})
     return out
 
 
@@ -507,7 +511,7 @@ def report_times(b: Bench, pricing: Pricing, warm_runs: int = 3) -> dict[str, An
         warm.append(dt)
     total = sum(m["jobs"] for m in rep["models"])
     return {"cold_s": cold, "warm_s": med(warm), "warm_runs_s": warm, "caches_dropped": dropped,
-            "merges_running_at_each_run": merges,
+            "merges_running_at_each_run": merges, "loadavg_1m": os.getloadavg()[0],
             "model_rows": len(rep["models"]), "niche_rows": len(rep["niches"]), "jobs_in_report": total,
             "models": rep["models"]}
 
@@ -626,6 +630,7 @@ def part_fid(b: Bench, synth: Synth, jobs_loaded: int, windows: list[int], varia
         warm, warm_runs, _ = repeat(lambda: b.w.query(MOMENTS_SQL, p), runs)
         t_to_moments, _, _ = repeat(lambda: moments_from(t_raw), 3)
         f_np, f_np_runs, fetched = repeat(lambda: fetch_numpy(b, p, dim), runs)
+        scan, scan_runs, _ = repeat(lambda: b.w.query(SCAN_SQL, p), runs)
         if runs == 1:
             log(f"    (slow: raw SQL and fetch timed once warm, cold {cold:.1f}s >= {slow_s}s)")
         b.drop_caches()
@@ -642,6 +647,7 @@ def part_fid(b: Bench, synth: Synth, jobs_loaded: int, windows: list[int], varia
             "raw_sql_cold_s": cold, "raw_sql_warm_s": warm, "raw_sql_warm_runs_s": warm_runs,
             "raw_result_to_moments_s": t_to_moments,
             "fetch_numpy_warm_s": f_np, "fetch_numpy_runs_s": f_np_runs,
+            "scan_only_warm_s": scan, "scan_only_runs_s": scan_runs, "loadavg_1m": os.getloadavg()[0],
             "buckets_sql_merge_cold_s": bucket_cold, "buckets_sql_merge_warm_s": bucket_warm,
             "buckets_python_merge_s": pm_t,
             "fid_s": fid_t,
@@ -653,7 +659,7 @@ def part_fid(b: Bench, synth: Synth, jobs_loaded: int, windows: list[int], varia
             "fid_rel_diff_buckets_vs_raw": abs(fid_bucket - fid_raw) / abs(fid_raw),
         }
         rows.append(row)
-        log(f"    n={raw.n:,} raw cold {cold:.3f}s warm {warm:.3f}s | fetch+numpy {f_np:.3f}s | "
+        log(f"    n={raw.n:,} raw cold {cold:.3f}s warm {warm:.3f}s | scan only {scan:.3f}s | fetch+numpy {f_np:.3f}s | "
             f"{n_buckets} buckets: SQL merge {bucket_warm * 1e3:.1f} ms, Python merge {pm_t * 1e3:.1f} ms | "
             f"fid() {fid_t * 1e3:.2f} ms | FID {fid_raw:.6f} / {fid_bucket:.6f}")
         if check is None:  # smallest window: SQL moments vs numpy on the same rows
@@ -701,18 +707,8 @@ def part_fid(b: Bench, synth: Synth, jobs_loaded: int, windows: list[int], varia
 
 
 def machine(b: Bench) -> dict[str, Any]:
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:
-        cores = os.cpu_count()
-    cpu_model = None
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu_model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cores = cores_available()
+    cpu_model = _cpu_model() or None
     import chdb
 
     return {
@@ -740,23 +736,25 @@ def tables_md(doc: dict[str, Any]) -> str:
                f"clickhouse-connect {m['versions']['clickhouse-connect']}, pyarrow {m['versions']['pyarrow']}. "
                f"max_threads={m['clickhouse_settings']['max_threads']}.\n")
     out.append("### 1. Arrow insert speed (ClickHouseWarehouse.insert; median of rounds)\n")
-    out.append("| table | embedding dim | batch rows | inserts/round | rows/s | rows/s per round | median insert ms | Arrow MB/batch |")
-    out.append("|---|---:|---:|---:|---:|---|---:|---:|")
+    out.append("| table | embedding dim | batch rows | inserts/round | rows/s | rows/s per round | median insert ms "
+               "| Arrow MB/batch | load avg per round |")
+    out.append("|---|---:|---:|---:|---:|---|---:|---:|---|")
     for r in doc["inserts"]:
         out.append(f"| {r['table']} | {r['dim'] or '-'} | {r['batch_rows']:,} | {r['batches']} | {fmt_int(r['rows_per_s'])} "
                    f"| {' / '.join(fmt_int(x) for x in r['rows_per_s_rounds'])} | {r['median_insert_ms']:.1f} "
-                   f"| {r['arrow_mb_per_batch']:.2f} |")
+                   f"| {r['arrow_mb_per_batch']:.2f} | {' / '.join(f'{x:.1f}' for x in r['loadavg_1m'])} |")
     out.append("\n### 2. Quarterly report (streams.report.benchmark, sql/reports/benchmark.sql)\n")
     out.append("| jobs | scores | load wall s | generate s | jobs insert rows/s | scores insert rows/s | parts jobs/scores "
-               "| disk MB | report cold s | report warm s (median of 3) | warm runs s |")
-    out.append("|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---|")
+               "| disk MB | report cold s | report warm s (median of 3) | warm runs s | load avg |")
+    out.append("|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---|---:|")
     for r in doc["report"]["sizes"]:
         ld, rp = r["load"], r["report"]
         disk = sum(v["bytes"] for v in ld["parts"].values()) / 1e6
         out.append(f"| {ld['jobs']:,} | {ld['scores']:,} | {ld['load_wall_s']:.1f} | {ld['generate_s']:.1f} "
                    f"| {fmt_int(ld['jobs_rows_per_s'])} | {fmt_int(ld['scores_rows_per_s'])} "
                    f"| {ld['parts']['jobs']['parts']}/{ld['parts']['scores']['parts']} | {disk:,.0f} "
-                   f"| {rp['cold_s']:.3f} | {rp['warm_s']:.3f} | {' / '.join(f'{x:.3f}' for x in rp['warm_runs_s'])} |")
+                   f"| {rp['cold_s']:.3f} | {rp['warm_s']:.3f} | {' / '.join(f'{x:.3f}' for x in rp['warm_runs_s'])} "
+                   f"| {rp['loadavg_1m']:.1f} |")
     big = doc["report"]["big"]
     out.append(f"\n{big['size']:,} jobs: {big['decision']}")
     for i, f in enumerate(doc["fid"]):
@@ -768,15 +766,17 @@ def tables_md(doc: dict[str, Any]) -> str:
                    f"({bk['bytes_on_disk'] / 1e6:.1f} MB on disk, {bk['bytes_per_bucket'] / 1e3:.1f} kB/bucket). "
                    f"Top-up rows: {f['topup']['rows']:,}. Reference: {f['reference_images']:,} images. "
                    f"Warm = median of 3 after the cold run (1 run when cold >= --slow-s).\n")
-        out.append("| images in window | hour buckets | raw SQL cold s | raw SQL warm s | fetch Arrow + numpy s "
-                   "| buckets: SQL merge ms (cold / warm) | buckets: Python merge ms | fid() ms | FID raw | FID buckets | rel diff |")
-        out.append("|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|")
+        out.append("| images in window | hour buckets | raw SQL cold s | raw SQL warm s | scan only (count() FINAL) s "
+                   "| fetch Arrow + numpy s "
+                   "| buckets: SQL merge ms (cold / warm) | buckets: Python merge ms | fid() ms | FID raw | FID buckets "
+                   "| rel diff | load avg |")
+        out.append("|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|")
         for r in f["windows"]:
             out.append(f"| {r['images']:,} | {r['buckets']:,} | {r['raw_sql_cold_s']:.3f} | {r['raw_sql_warm_s']:.3f} "
-                       f"| {r['fetch_numpy_warm_s']:.3f} | {r['buckets_sql_merge_cold_s'] * 1e3:.1f} / "
+                       f"| {r['scan_only_warm_s']:.3f} | {r['fetch_numpy_warm_s']:.3f} | {r['buckets_sql_merge_cold_s'] * 1e3:.1f} / "
                        f"{r['buckets_sql_merge_warm_s'] * 1e3:.1f} | {r['buckets_python_merge_s'] * 1e3:.1f} "
                        f"| {r['fid_s'] * 1e3:.2f} | {r['fid_raw']:.6f} | {r['fid_buckets']:.6f} "
-                       f"| {r['fid_rel_diff_buckets_vs_raw']:.1e} |")
+                       f"| {r['fid_rel_diff_buckets_vs_raw']:.1e} | {r['loadavg_1m']:.1f} |")
         c = f["sql_vs_numpy_check"]
         out.append(f"\nSQL moments vs numpy on {c['images']:,} images: n equal {c['n_equal']}; Σx max|Δ|/max = "
                    f"{c['sum']['max_abs_over_max']:.1e} (elementwise max rel {c['sum']['max_elementwise_rel']:.1e}); "
@@ -790,7 +790,8 @@ def tables_md(doc: dict[str, Any]) -> str:
             for v in f["variants"]:
                 out.append(f"| {v['variant']} | {v['images']:,} | {v['first_s']:.3f} | {v['warm_s']:.3f} "
                            f"| {v['sum_outer_vs_main']['max_abs_over_max']:.1e} |")
-    out.append(f"\nTotal run time {doc['elapsed_s']:.0f} s.")
+    out.append(f"\nTotal run time {doc['elapsed_s']:.0f} s. Load avg = 1-minute load average of the machine "
+               f"({doc['machine']['cores_available']} cores) when the row was measured: other work shares the CPUs.")
     return "\n".join(out)
 
 
@@ -894,7 +895,7 @@ def main() -> None:
                        "raw = MOMENTS_SQL via the read-only session; buckets = per-hour states merged by sumForEach in SQL "
                        "or FeatureMoments.merge in Python; fid() = sentinel.fid.fid against a numpy reference",
             },
-            "sql": {"moments": MOMENTS_SQL, "fetch": FETCH_SQL, "buckets_ddl": BUCKETS_DDL,
+            "sql": {"moments": MOMENTS_SQL, "fetch": FETCH_SQL, "scan_only": SCAN_SQL, "buckets_ddl": BUCKETS_DDL,
                     "buckets_build": BUCKETS_BUILD_SQL, "buckets_merge": BUCKETS_MERGE_SQL,
                     "variants": {k: v["sql"] for k, v in MOMENTS_VARIANTS.items()}},
             "inserts": inserts,

@@ -65,6 +65,7 @@ from fastdigest import merge_all as f_merge_all
 
 import tdigest as tdigest_mod
 from tdigest import TDigest as PTDigest
+from _machine import cores_available, cpu_model as _cpu_model
 
 QS = (50.0, 95.0, 99.0)
 GRID = [i / 100 for i in range(101)]  # quantiles compared in round-trip exactness checks
@@ -484,18 +485,8 @@ def main() -> None:
         sweep = seed_sweep(args)
     elapsed = time.perf_counter() - t_start
 
-    try:
-        cores_avail = len(os.sched_getaffinity(0))
-    except AttributeError:
-        cores_avail = os.cpu_count()
-    cpu_model = None
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu_model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cores_avail = cores_available()
+    cpu_model = _cpu_model() or None
     doc = {
         "benchmark": "bench/digest.py",
         "args": {

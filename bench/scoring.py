@@ -86,6 +86,7 @@ from sentinel.validation import check_job, decode_image  # noqa: E402
 from streams import codecs, rows  # noqa: E402
 from streams.app import DRIFT_METRIC, Accepted, live_key, score_batch  # noqa: E402
 from streams.config import load_settings  # noqa: E402
+from _machine import cpu_model as _cpu_model
 
 RESULTS = REPO / "bench" / "results" / "scoring.json"
 CLK = os.sysconf("SC_CLK_TCK")
@@ -107,14 +108,7 @@ def pctl(xs: list[float], q: float) -> float:
 
 
 def machine_info() -> dict[str, Any]:
-    cpu_model = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu_model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu_model = _cpu_model()
 
     def ver(pkg: str) -> str | None:
         try:
