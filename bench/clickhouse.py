@@ -567,7 +567,7 @@ def repeat(fn: Callable[[], Any], runs: int) -> tuple[float, list[float], Any]:
 
 
 def part_fid(b: Bench, synth: Synth, jobs_loaded: int, windows: list[int], variant_windows: list[int],
-             slow_s: float) -> dict[str, Any]:
+             slow_s: float, variant_rounds: int = 5) -> dict[str, Any]:
     dim = synth.dim
     top = b.sql("SELECT model_id, niche, count() AS n FROM sentinel.scores WHERE scorer_version = {sv:String} "
                 "GROUP BY model_id, niche ORDER BY n DESC, model_id, niche LIMIT 1", {"sv": SCORER_VERSION}).to_pylist()[0]
@@ -672,22 +672,38 @@ def part_fid(b: Bench, synth: Synth, jobs_loaded: int, windows: list[int], varia
             check["pass_rel_1e-9"] = bool(check["n_equal"] and np.allclose(raw.sum, ref_np.sum, rtol=1e-9, atol=0)
                                           and np.allclose(raw.sum_outer, ref_np.sum_outer, rtol=1e-9, atol=0))
 
-    # SQL formulations of Σxxᵀ, same rows, warm (one warm-up, then median of 3).
+    # SQL formulations of Σxxᵀ on the same rows: one warm-up pass, then `variant_rounds` passes
+    # over all variants in rotated order; per-pass ratios to the main variant are robust to the
+    # load swings of a shared machine.
     variants = []
+    names = list(MOMENTS_VARIANTS)
     for n_images in variant_windows:
         p = window_params(n_images)
-        want = None
-        for name, v in MOMENTS_VARIANTS.items():
-            run = (lambda v=v: b.sql(v["sql"], p)) if v.get("writer") else (lambda v=v: b.w.query(v["sql"], p))
-            first, t = timed(run)
-            runs = 3 if first < slow_s else 1
-            warm, warm_runs, t = repeat(run, runs)
-            m = moments_from(t, v["layout"])
-            want = want or m
-            variants.append({"variant": name, "target_images": n_images, "images": m.n, "first_s": first,
-                             "warm_s": warm, "warm_runs_s": warm_runs,
+
+        def run(name: str, p=p) -> pa.Table:
+            v = MOMENTS_VARIANTS[name]
+            return b.sql(v["sql"], p) if v.get("writer") else b.w.query(v["sql"], p)
+
+        first, got = {}, {}
+        for name in names:
+            first[name], got[name] = timed(lambda name=name: run(name))
+        times: dict[str, list[float]] = {name: [] for name in names}
+        for r in range(variant_rounds):
+            k = r % len(names)
+            for name in names[k:] + names[:k]:
+                dt, _ = timed(lambda name=name: run(name))
+                times[name].append(dt)
+        main_name = names[0]
+        want = moments_from(got[main_name], MOMENTS_VARIANTS[main_name]["layout"])
+        for name in names:
+            m = moments_from(got[name], MOMENTS_VARIANTS[name]["layout"])
+            ratios = [t / t0 for t, t0 in zip(times[name], times[main_name])]
+            variants.append({"variant": name, "target_images": n_images, "images": m.n, "first_s": first[name],
+                             "warm_s": med(times[name]), "warm_runs_s": times[name],
+                             "ratio_to_main": med(ratios), "ratios_to_main": ratios,
+                             "loadavg_1m": os.getloadavg()[0],
                              "sum_outer_vs_main": rel_err(m.sum_outer, want.sum_outer)})
-            log(f"    variant [{name}] n={m.n:,}: first {first:.3f}s warm {warm:.3f}s")
+            log(f"    variant [{name}] n={m.n:,}: warm {med(times[name]):.3f}s, x{med(ratios):.2f} of main")
 
     # fid() alone at 512 (numpy eigvals of a 512x512 product), for scale.
     r512 = np.random.default_rng(1)
@@ -784,12 +800,15 @@ def tables_md(doc: dict[str, Any]) -> str:
                    f"{c['sum_outer']['max_elementwise_rel']:.1e}); FID rel diff {c['fid_rel_diff']:.1e}; "
                    f"pass rel 1e-9: {c['pass_rel_1e-9']}. fid() alone at dim 512: {f['fid_only_dim512_s'] * 1e3:.1f} ms.\n")
         if f["variants"]:
-            out.append("#### SQL formulations of Σxxᵀ (same window, one warm-up then median of 3)\n")
-            out.append("| variant | images | first s | warm s | Σxxᵀ vs main (max abs/max) |")
-            out.append("|---|---:|---:|---:|---:|")
+            out.append(f"#### SQL formulations of Σxxᵀ (same window; one warm-up pass, then "
+                       f"{len(f['variants'][0]['warm_runs_s'])} interleaved passes: median time and median per-pass "
+                       f"ratio to the main query)\n")
+            out.append("| variant | images | first s | warm s (median) | time / main (median of passes) "
+                       "| Σxxᵀ vs main (max abs/max) |")
+            out.append("|---|---:|---:|---:|---:|---:|")
             for v in f["variants"]:
                 out.append(f"| {v['variant']} | {v['images']:,} | {v['first_s']:.3f} | {v['warm_s']:.3f} "
-                           f"| {v['sum_outer_vs_main']['max_abs_over_max']:.1e} |")
+                           f"| {v['ratio_to_main']:.2f} | {v['sum_outer_vs_main']['max_abs_over_max']:.1e} |")
     out.append(f"\nTotal run time {doc['elapsed_s']:.0f} s. Load avg = 1-minute load average of the machine "
                f"({doc['machine']['cores_available']} cores) when the row was measured: other work shares the CPUs.")
     return "\n".join(out)
@@ -808,6 +827,7 @@ def main() -> None:
     ap.add_argument("--big-fid-windows", default="1000,10000,100000,1000000",
                     help="FID window sizes (images) on the --big store")
     ap.add_argument("--variant-windows", default="10000,100000", help="windows for the SQL-variants table")
+    ap.add_argument("--variant-rounds", type=int, default=5, help="interleaved timing passes over the SQL variants")
     ap.add_argument("--slow-s", type=float, default=5.0, help="a query slower than this (cold) is timed once warm, not 3 times")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--data-dir", type=Path, default=None, help="parent for the temp chDB path (default: system temp)")
@@ -843,7 +863,7 @@ def main() -> None:
             report_sizes.append({"load": ld, "report": rp})
         last = report_sizes[-1]["load"]
         log(f"part 3: windowed FID on the {last['jobs']:,}-job store")
-        fid_res = [part_fid(b, synth, last["jobs"], sorted(windows), variant_windows, args.slow_s)]
+        fid_res = [part_fid(b, synth, last["jobs"], sorted(windows), variant_windows, args.slow_s, args.variant_rounds)]
 
         big = {"size": args.big, "loaded": False}
         if args.big and args.big > last["jobs"]:
