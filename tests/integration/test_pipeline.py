@@ -14,12 +14,12 @@ from datetime import timedelta
 
 import numpy as np
 import pytest
-from conftest import consume_all, image_bytes, make_event, publish_events, publish_raw, wait_for
+from conftest import consume_all, make_event, publish_events, publish_raw, wait_for
 from PIL import Image
 
 import sql as sql_files
 from schemas.codec import AvroCodec
-from sentinel.clip import ClipExtractor, clip_score, reference_alignment
+from sentinel.clip import ClipExtractor
 from streams import report as reports
 from streams.warehouse import WorkerProxyWarehouse, open_reader
 
@@ -156,7 +156,6 @@ def _get(url: str) -> tuple[str, bytes]:
 
 def test_live_view_matches_exact_recomputation(published, embedded_stack):
     events, _, _ = published
-    pricing = embedded_stack.settings.pricing()
     _, body = _get(f"{embedded_stack.worker.url}/sentinel/live/?window=all")
     rows = {(r["model"], r["niche"]): r for r in json.loads(body)["rows"]}
     assert set(rows) == {(e["model_id"], e["niche"]) for e in events}
@@ -168,8 +167,10 @@ def test_live_view_matches_exact_recomputation(published, embedded_stack):
             assert row[f"e2e_p{q}_ms"] == pytest.approx(np.percentile(lat, q), rel=0.005)
         queue = np.array([(e["started_at"] - e["requested_at"]) / timedelta(milliseconds=1) for e in mine])
         assert row["queue_p95_ms"] == pytest.approx(np.percentile(queue, 95), rel=0.005)
-        cost = sum(pricing.job_cost(provider=e["provider"], gpu_type=e["gpu_type"], gpu_seconds=e["gpu_seconds"],
-                                    api_cost_usd=e["api_cost_usd"]) for e in mine)
+        # independent of sentinel.cost: the pricing.toml numbers written out by hand
+        cost = sum(e["api_cost_usd"] + 0.002 if e["provider"] == "api" else
+                   e["gpu_seconds"] * {"A100-80GB": 1.89, "L4": 0.80}[e["gpu_type"]] / 3600 * 1.15 + 0.002
+                   for e in mine)
         assert row["cost_usd"] == pytest.approx(cost, rel=1e-9)
         assert row["gpu_seconds"] == pytest.approx(sum(e["gpu_seconds"] for e in mine), rel=1e-9)
     with pytest.raises(urllib.error.HTTPError):
