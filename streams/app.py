@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import time
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -243,6 +243,18 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
     app.sentinel_runtime = runtime  # type: ignore[attr-defined]
     app.sentinel_live = live  # type: ignore[attr-defined]
 
+    # archive and tally both need the scorer's verdict on an image (to keep the same set of
+    # jobs); decode it once per source offset, not once per agent.
+    verdicts: OrderedDict[tuple[int, int], bool] = OrderedDict()
+
+    def image_ok(a: Accepted) -> bool:
+        key = (a.partition, a.offset)
+        if key not in verdicts:
+            verdicts[key] = _image_ok(a.event)
+            if len(verdicts) > 10_000:
+                verdicts.popitem(last=False)
+        return verdicts[key]
+
     def rt() -> Runtime:
         if runtime is None:
             raise RuntimeError("this app was created without a Runtime (CLI-side instance)")
@@ -290,7 +302,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
         async for events in stream.take_events(settings.sink_batch_size, within=settings.sink_batch_wait_s):
             accepted, _ = triage(r, events)  # the score agent dead-letters the rest
             # Corrupt images are rejected by the scorer; keep the archive to the same set.
-            good = [a for a in accepted if _image_ok(a.event)]
+            good = [a for a in accepted if image_ok(a)]
             if not good:
                 continue
             keys = [(a.partition, a.offset) for a in good]
@@ -338,7 +350,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
         bucket_s = settings.live_bucket_s
         async for ev in stream.events():
             accepted, _ = triage(r, [ev])
-            if not accepted or not _image_ok(accepted[0].event):
+            if not accepted or not image_ok(accepted[0]):
                 continue
             a = accepted[0]
             e = a.event
