@@ -116,7 +116,7 @@ def live_rejects(rows: Sequence[TraceRow], registry: dict[str, ModelSpec]) -> tu
         if row.model in registry:
             keep.append(row)
         else:
-            bad.append(TraceError(getattr(row, "line", line), row.job_id,
+            bad.append(TraceError(row.line or line, row.job_id,
                                   f"model {row.model!r} is not in the model registry (live mode runs real pipelines)"))
     return keep, bad
 

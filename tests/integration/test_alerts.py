@@ -105,7 +105,7 @@ def test_planted_drop_fires_once_and_resolves(alert_stack, receiver):
     reader = open_reader(alert_stack.settings.dsn)
     query = sql_files.report("alerts")
     params = {"start": "1970-01-01 00:00:00.000", "end": "2200-01-01 00:00:00.000", "only_open": 0}
-    rows = wait_for(lambda: [r for r in reader.query(query, params).to_pylist() if r["status"] == "resolved"], 180,
+    wait_for(lambda: [r for r in reader.query(query, params).to_pylist() if r["status"] == "resolved"], 180,
                     "a resolved incident")
     incidents = reader.query(query, params).to_pylist()
     assert len(incidents) == 1, incidents

@@ -11,7 +11,6 @@ import re
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-import pyarrow as pa
 import pytest
 
 import sql as sql_files
