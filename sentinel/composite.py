@@ -133,13 +133,20 @@ def composite_score(*, fid: float | None, clip: float | None, human: float | Non
 
     ``None``/NaN marks a missing component; the others' weights are renormalized.
     """
-    raw = {"fid": fid, "clip": clip, "human": human}
-    scores: dict[str, float | None] = {
+    return combine({
         "fid": None if _missing(fid) else fid_score(float(fid), anchors),
         "clip": None if _missing(clip) else clip_component(float(clip), anchors),
-        "human": None if _missing(human) else min(max(float(human), 0.0), 100.0),
-    }
-    missing = tuple(name for name in COMPONENTS if _missing(raw[name]))
+        "human": None if _missing(human) else float(human),
+    }, weights)
+
+
+def combine(components: dict[str, float | None], weights: CompositeWeights = CompositeWeights()) -> CompositeResult:
+    """Weighted composite of components already on 0–100 (e.g. a model's FID_score averaged over
+    its niches, each normalized with that niche's anchors). Missing: ``None``/NaN/absent key."""
+    scores: dict[str, float | None] = {
+        name: None if _missing(components.get(name)) else min(max(float(components[name]), 0.0), 100.0)  # type: ignore[arg-type]
+        for name in COMPONENTS}
+    missing = tuple(name for name in COMPONENTS if scores[name] is None)
     w = weights.as_dict()
     present = sum(w[name] for name in COMPONENTS if name not in missing)
     renormalized = bool(missing) and any(w[name] > 0 for name in missing)

@@ -38,6 +38,7 @@ from sentinel.validation import InvalidEvent, check_job, decode_image
 from streams import codecs, rows
 from streams.config import Settings
 from streams.metrics import WorkerMetrics
+from streams.moments import MomentInput, MomentStates, rows_token
 from streams.views import register_views
 from streams.warehouse import ClickHouseWarehouse
 from streams.webhook import post_alert
@@ -67,6 +68,11 @@ class Runtime:
     sink_pool: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(1, "sink"))
     metrics: WorkerMetrics = field(default_factory=WorkerMetrics)
     drift_config: DriftConfig = field(default_factory=DriftConfig)
+    moments: MomentStates | None = None
+
+    def __post_init__(self) -> None:
+        if self.moments is None:
+            self.moments = MomentStates(self.warehouse, self.settings.moments_bucket_s)
 
     def close(self) -> None:
         self.score_pool.shutdown(wait=True)
@@ -273,6 +279,23 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
             "time": datetime.now(timezone.utc).isoformat().encode(),
         })
 
+    async def store_moments(r: Runtime, kept: Sequence[Accepted], scored: Sequence[dict]) -> None:
+        # FID moments per model x niche x bucket x source partition, offset-idempotent; stored
+        # before the batch is acked (see streams/moments.py)
+        items = [MomentInput(a.event["model_id"], a.event["niche"], a.event["requested_at"], a.partition, a.offset,
+                             value["embedding"]) for a, value in zip(kept, scored)]
+        loop = asyncio.get_running_loop()
+        changed = await loop.run_in_executor(r.sink_pool, r.moments.apply, settings.scorer_version, items)
+        if changed is not None:
+            token = rows_token(changed)
+            await write_until_stored(r, lambda: r.warehouse.insert("sentinel.feature_moments", changed, token),
+                                     f"{changed.num_rows} moment states")
+
+    @app.on_partitions_revoked.connect
+    async def _forget_moments(sender: Any, revoked: Any = None, **kwargs: Any) -> None:
+        if runtime is not None and runtime.moments is not None:
+            runtime.moments.forget()
+
     @app.agent(jobs_in, name="score")
     async def score(stream: faust.StreamT) -> None:
         r = rt()
@@ -291,6 +314,8 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
                 # keyed by model|niche: one partition sees all of a model x niche, in order,
                 # which is what the drift detectors need
                 await scored_out.send(key=f"{value['model_id']}|{value['niche']}".encode(), value=value, force=True)
+            if scored:
+                await store_moments(r, [a for a in accepted if id(a) not in {id(i) for i, _ in bad_images}], scored)
             r.metrics.scored.inc(len(scored))
             if accepted and scored:
                 newest = max(a.event["delivered_at"] for a in accepted)

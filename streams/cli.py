@@ -31,6 +31,8 @@ trace_app = typer.Typer(no_args_is_help=True, help="Production-like traffic trac
 app.add_typer(trace_app, name="trace")
 dlq_app = typer.Typer(no_args_is_help=True, help="Dead-letter topics: what was rejected, and why.")
 app.add_typer(dlq_app, name="dlq")
+reference_app = typer.Typer(no_args_is_help=True, help="Reference image sets per niche (FID/CMMD baselines).")
+app.add_typer(reference_app, name="reference")
 console = Console(stderr=True)
 
 ConfigOpt = typer.Option(None, "--config", help="TOML file with settings (also SENTINEL_CONFIG).")
@@ -190,7 +192,8 @@ def report(start: Optional[str] = typer.Option(None, "--from", help="Window star
 
     window = reports.Window(_parse_time(start, reports.EPOCH), _parse_time(end, reports.FAR_FUTURE))
     try:
-        data = reports.benchmark(open_reader(settings.dsn), settings.pricing(), window, scorer_version)
+        data = reports.benchmark(open_reader(settings.dsn), settings.pricing(), window, scorer_version,
+                                 settings.quality_config())
     except (PricingError, ConfigError, WarehouseError) as exc:
         console.print(f"[red]report failed:[/] {exc}")
         raise typer.Exit(1) from None
@@ -350,6 +353,61 @@ def dlq_replay(topic: str = typer.Option("jobs.completed.dlq", help="Dead-letter
                if reason is None or d.reason == reason]
     n = asyncio.run(replay_dead_letters(settings.bootstrap_servers, letters))
     console.print(f"replayed {n} records from {topic}")
+
+
+@reference_app.command("build")
+def reference_build(niche: str = typer.Argument(..., help="Niche the images represent (e.g. headshot)."),
+                    directory: Path = typer.Argument(..., help="Directory of real images of the niche (png/jpg/webp)."),
+                    seed: int = typer.Option(0, help="Seed of the half/half split and the noise anchor images."),
+                    config: Optional[Path] = ConfigOpt) -> None:
+    """Embed a niche's reference images with the scorer's extractor and store their FID moments,
+    embeddings (for CMMD) and FID anchors; replaces the niche's previous set for this extractor."""
+    settings = _settings(config)
+    from rich.progress import Progress
+
+    from sentinel.clip import ClipExtractor
+    from streams import references
+    from streams.warehouse import ClickHouseWarehouse, WarehouseError, live_owner, migrate
+
+    if settings.chdb_path and live_owner(settings.chdb_path):
+        console.print("[red]a running worker owns this embedded store[/]: stop it, build references, start it again")
+        raise typer.Exit(1)
+    try:
+        files = references.image_files(directory)
+        extractor = ClipExtractor(settings.clip_spec)
+        name = references.extractor_id(settings.scorer_version)
+        with Progress(console=console) as progress:
+            task = progress.add_task(f"embedding {len(files)} {niche} images", total=len(files))
+            stats = references.build_from_dir(niche, directory, extractor, name, seed=seed,
+                                              progress=lambda k: progress.advance(task, k))
+        warehouse = ClickHouseWarehouse(settings.dsn)
+        migrate(warehouse)
+        references.store(warehouse, stats, source=str(directory.resolve()))
+        warehouse.close()
+    except (references.ReferenceError, WarehouseError) as exc:
+        console.print(f"[red]reference build failed:[/] {exc}")
+        raise typer.Exit(1) from None
+    console.print(f"reference set {niche!r} for {name}: {stats.n} images, FID anchors best {stats.fid_best:.4g} "
+                  f"(half vs half), worst {stats.fid_worst:.4g} (noise)")
+
+
+@reference_app.command("list")
+def reference_list(config: Optional[Path] = ConfigOpt) -> None:
+    """Reference sets stored for the configured extractor."""
+    settings = _settings(config)
+    from streams.references import extractor_id, load_references
+    from streams.warehouse import WarehouseError, open_reader
+
+    name = extractor_id(settings.scorer_version)
+    try:
+        refs = load_references(open_reader(settings.dsn), name)
+    except WarehouseError as exc:
+        console.print(f"[red]cannot read reference sets:[/] {exc}")
+        raise typer.Exit(1) from None
+    if not refs:
+        console.print(f"no reference sets for extractor {name}")
+    for niche, r in refs.items():
+        Console().print(f"{niche}: {r.n} images, fid_best {r.fid_best:.4g}, fid_worst {r.fid_worst:.4g} ({name})")
 
 
 @db_app.command("migrate")

@@ -53,6 +53,16 @@ class Settings:
     # live monitoring: event-time buckets of the live_stats table and how long they are kept
     live_bucket_s: int = 300
     live_retention_s: int = 2 * 86400
+    # FID feature moments: event-time bucket of the stored states (windows round to it)
+    moments_bucket_s: int = 3600
+    # composite quality score (README "Quality metrics"): component weights (sum 1), the CLIP
+    # range mapped to 0-100, and stored embeddings per model x niche sampled for CMMD
+    weight_fid: float = 0.4
+    weight_clip: float = 0.3
+    weight_human: float = 0.3
+    clip_floor: float = 0.0
+    clip_ceiling: float = 100.0
+    cmmd_sample: int = 500
     # alerts: Slack-compatible webhook (a secret: from env/config only, never logged)
     alert_webhook_url: str = ""
     alert_webhook_timeout_s: float = 5.0
@@ -112,6 +122,19 @@ class Settings:
                                min_drop_rel=self.drift_min_drop_rel, recovery_n=self.drift_recovery_n)
         except ValueError as exc:
             raise ConfigError(f"drift settings: {exc}") from exc
+
+    def quality_config(self) -> "QualityConfig":
+        from sentinel.composite import CompositeWeights
+        from streams.quality import QualityConfig
+
+        try:
+            weights = CompositeWeights(fid=self.weight_fid, clip=self.weight_clip, human=self.weight_human)
+        except ValueError as exc:
+            raise ConfigError(f"composite weights: {exc}") from exc
+        if not self.clip_ceiling > self.clip_floor:
+            raise ConfigError(f"clip_ceiling ({self.clip_ceiling}) must exceed clip_floor ({self.clip_floor})")
+        return QualityConfig(weights=weights, clip_floor=self.clip_floor, clip_ceiling=self.clip_ceiling,
+                             cmmd_sample=self.cmmd_sample)
 
     def pricing(self) -> Pricing:
         path = Path(self.pricing_file)

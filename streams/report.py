@@ -15,6 +15,7 @@ from typing import Any
 
 import sql as sql_files
 from sentinel.cost import Pricing
+from streams.quality import QualityConfig, add_quality
 from streams.warehouse import Warehouse
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -24,7 +25,11 @@ COLUMNS = [  # key, header, format
     ("model", "Model", "{}"),
     ("provider", "Provider", "{}"),
     ("jobs", "Jobs", "{:,}"),
+    ("fid", "FID", "{:.3f}"),
+    ("cmmd", "CMMD", "{:.3f}"),
     ("clip", "CLIP (0-100)", "{:.2f}"),
+    ("human", "Human (0-100)", "{:.1f}"),
+    ("composite", "Composite", "{:.1f}"),
     ("p50_latency_ms", "p50 latency (ms)", "{:,.0f}"),
     ("p95_latency_ms", "p95 latency (ms)", "{:,.0f}"),
     ("cost_per_image_usd", "Cost / image (USD)", "{:.6f}"),
@@ -58,25 +63,58 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def benchmark(reader: Warehouse, pricing: Pricing, window: Window = Window(), scorer_version: str = "") -> dict[str, Any]:
+def benchmark(reader: Warehouse, pricing: Pricing, window: Window = Window(), scorer_version: str = "",
+              quality: QualityConfig = QualityConfig()) -> dict[str, Any]:
     """The report as plain data (the JSON format's shape)."""
     gpu_types = reader.query(sql_files.report("gpu_types"), window.params()).column("gpu_type").to_pylist()
     pricing.require_gpu_types(gpu_types)
     params = {**window.params(), **pricing_params(pricing), "scorer_version": scorer_version}
     table = reader.query(sql_files.report("benchmark"), params)
     rows = [{k: _clean(v) for k, v in row.items()} for row in table.to_pylist()]
+    models = [{k: v for k, v in r.items() if k != "niche"} for r in rows if r["niche"] == "*"]
+    niches = [r for r in rows if r["niche"] != "*"]
+    section = add_quality(reader, window, models, niches, scorer_version, quality)
     return {
         "window": {"from": window.start.isoformat(), "to": window.end.isoformat(),
                    "all_time": window == Window()},
         "scorer_version": scorer_version or "latest per job",
+        "quality": section,
+        "weights": section["weights"],
         "pricing": {
             "platform_fee_usd_per_image": pricing.platform_fee_usd_per_image,
             "orchestration_overhead": pricing.orchestration_overhead,
             "gpu_usd_per_hour": dict(pricing.gpu_usd_per_hour),
         },
-        "models": [{k: v for k, v in r.items() if k != "niche"} for r in rows if r["niche"] == "*"],
-        "niches": [r for r in rows if r["niche"] != "*"],
+        "models": models,
+        "niches": niches,
     }
+
+
+def quality_notes(report: dict[str, Any]) -> list[str]:
+    """How the quality columns were computed: weights, anchors, references, human ratings."""
+    q = report.get("quality") or {}
+    w = q.get("weights", {})
+    lines = [f"Composite = {w.get('fid', 0):.2f}·FID_score + {w.get('clip', 0):.2f}·CLIP_score + "
+             f"{w.get('human', 0):.2f}·Human (each 0-100; a missing component renormalizes the others). "
+             f"CLIP_score maps CLIP {q.get('clip_range', {}).get('floor', 0):g}..{q.get('clip_range', {}).get('ceiling', 100):g} "
+             f"to 0..100. FID/CMMD scorer version: {q.get('scorer_version') or 'none (no feature moments yet)'}."]
+    refs = q.get("references") or {}
+    if refs:
+        lines.append("FID anchors (FID_score 100 at fid_best = reference half vs half, 0 at fid_worst = noise vs "
+                     "reference): " + "; ".join(f"{n}: n={r['n']}, best {r['fid_best']:.4g}, worst {r['fid_worst']:.4g}"
+                                                for n, r in refs.items()))
+    else:
+        lines.append("No reference sets for this extractor: FID, CMMD and FID_score are empty "
+                     "(build them with `sentinel reference build NICHE DIR`).")
+    h = q.get("human") or {}
+    if h.get("fit"):
+        label = " — SIMULATED raters (demo), not human judgments" if h.get("simulated") else ""
+        lines.append(f"Human: Bradley–Terry (Davidson ties) over {h.get('ratings', 0):,} pairwise ratings from "
+                     f"{h.get('raters', 0)} raters{label}; 0-100 = expected score vs the average model, "
+                     f"{h['fit']['level']:.0%} intervals in JSON.")
+    else:
+        lines.append("Human: no pairwise ratings in this window (composite renormalized without it).")
+    return lines
 
 
 def _window_text(report: dict[str, Any]) -> str:
@@ -101,13 +139,16 @@ def render_terminal(report: dict[str, Any], console: Any = None) -> None:
         table.add_row(*[_fmt(fmt, row.get(key)) for key, _, fmt in COLUMNS])
     console.print(table)
     niches = Table(title="per model x niche", title_justify="left")
-    for header in ("Model", "Niche", "Jobs", "CLIP", "p95 latency (ms)", "Cost / image (USD)"):
+    cols = [c for c in COLUMNS if c[0] not in ("provider", "p50_latency_ms")]
+    cols.insert(1, ("niche", "Niche", "{}"))
+    for _, header, _ in cols:
         niches.add_column(header, justify="left" if header in ("Model", "Niche") else "right",
                           no_wrap=header in ("Model", "Niche"))
     for row in report["niches"]:
-        niches.add_row(row["model"], row["niche"], _fmt("{:,}", row["jobs"]), _fmt("{:.2f}", row["clip"]),
-                       _fmt("{:,.0f}", row["p95_latency_ms"]), _fmt("{:.6f}", row["cost_per_image_usd"]))
+        niches.add_row(*[_fmt(fmt, row.get(key)) for key, _, fmt in cols])
     console.print(niches)
+    for line in quality_notes(report):
+        console.print(line, highlight=False)
     p = report["pricing"]
     console.print(f"window {_window_text(report)}; scorer {report['scorer_version']}; "
                   f"pricing: fee {p['platform_fee_usd_per_image']}/image, overhead {p['orchestration_overhead']:.0%}, "
@@ -128,7 +169,8 @@ def render_markdown(report: dict[str, Any]) -> str:
            f"${p['platform_fee_usd_per_image']}/image, orchestration overhead {p['orchestration_overhead']:.0%}, "
            f"GPU $/hour {p['gpu_usd_per_hour']}. Latency is requested → delivered, cold starts included.", "",
            "## Per model", "", *table(report["models"], COLUMNS), "",
-           "## Per model and niche", "", *table(report["niches"], niche_cols), ""]
+           "## Per model and niche", "", *table(report["niches"], niche_cols), "",
+           "## How quality is computed", "", *[f"- {line}" for line in quality_notes(report)], ""]
     return "\n".join(out)
 
 
@@ -193,5 +235,7 @@ Latency is requested → delivered, cold starts included; quantiles are exact.</
 {charts}
 <h2>Per model and niche</h2>
 {table(report['niches'], niche_cols)}
+<h2>How quality is computed</h2>
+<ul class="note">{"".join(f"<li>{html.escape(line)}</li>" for line in quality_notes(report))}</ul>
 </body></html>
 """

@@ -1,0 +1,7 @@
+-- The stored states a worker resumes from: one row per key, the newest (highest last_offset).
+SELECT scorer_version, model_id, niche, toUnixTimestamp(bucket) AS bucket, source_partition,
+       last_offset, n, sum, sum_outer
+FROM sentinel.feature_moments FINAL
+WHERE scorer_version = {scorer_version:String}
+  AND source_partition IN {partitions:Array(UInt32)}
+  AND toUnixTimestamp(bucket) IN {buckets:Array(UInt32)}

@@ -1,0 +1,185 @@
+"""Generated-side FID moments per (scorer version, model, niche, time bucket, source partition).
+
+The score agent has each image's embedding and the event it came from, so it keeps the FID
+sufficient statistics (``sentinel.fid.FeatureMoments``) there, one state per key. ClickHouse
+is the state store, not a Faust table: a state is D + D² float64 (4 KiB for the tiny extractor,
+2 MiB for ViT-B/32) and a changelog record per event would dwarf the event itself, while the
+report needs the states in SQL anyway.
+
+Exactness under at-least-once delivery: a key holds one source partition of jobs.completed,
+and its state remembers the last source offset applied. A batch applies only offsets beyond
+it, then the whole state row is written (ReplacingMergeTree(last_offset) keeps the newest)
+before the batch is acked. A redelivered batch after a crash finds its offsets already in the
+stored state and changes nothing. States are cached in memory (bounded LRU) and reloaded from
+the table on a miss, and the cache is dropped on every rebalance, so a partition that moved to
+another worker and back is never resumed from a stale copy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Iterable, NamedTuple, Sequence
+
+import numpy as np
+import pyarrow as pa
+
+import sql as sql_files
+from sentinel.fid import FeatureMoments
+
+MOMENTS_SCHEMA = pa.schema([
+    ("scorer_version", pa.string()),
+    ("model_id", pa.string()),
+    ("niche", pa.string()),
+    ("bucket", pa.timestamp("s", tz="UTC")),
+    ("source_partition", pa.uint32()),
+    ("last_offset", pa.uint64()),
+    ("n", pa.uint64()),
+    ("sum", pa.list_(pa.float64())),
+    ("sum_outer", pa.list_(pa.float64())),
+])
+
+
+class MomentKey(NamedTuple):
+    scorer_version: str
+    model_id: str
+    niche: str
+    bucket: int  # epoch seconds of the bucket start (event time: requested_at)
+    partition: int
+
+
+@dataclass
+class MomentState:
+    last_offset: int  # -1: nothing applied yet
+    moments: FeatureMoments
+
+
+@dataclass(frozen=True)
+class MomentInput:
+    model_id: str
+    niche: str
+    requested_at: datetime
+    partition: int
+    offset: int
+    embedding: Sequence[float]
+
+
+def bucket_of(ts: datetime, bucket_s: int) -> int:
+    epoch = int(ts.timestamp())
+    return epoch - epoch % bucket_s
+
+
+class MomentStates:
+    """Offset-idempotent FID moment states, loaded from and written back to ClickHouse."""
+
+    def __init__(self, warehouse: Any, bucket_s: int = 3600, max_cached: int = 2048) -> None:
+        self.warehouse = warehouse
+        self.bucket_s = bucket_s
+        self.max_cached = max_cached
+        self._cache: OrderedDict[MomentKey, MomentState] = OrderedDict()
+        self._lock = threading.Lock()  # apply runs in a sink thread, forget on the event loop
+
+    def forget(self) -> None:
+        """Drop every cached state (on rebalance): the table is the truth."""
+        with self._lock:
+            self._cache.clear()
+
+    def apply(self, scorer_version: str, items: Iterable[MomentInput]) -> pa.Table | None:
+        """Apply new offsets; return the changed states as rows to store (None: nothing new).
+
+        Blocking (may query ClickHouse): call it off the event loop.
+        """
+        grouped: dict[MomentKey, list[MomentInput]] = {}
+        for item in items:
+            key = MomentKey(scorer_version, item.model_id, item.niche,
+                            bucket_of(item.requested_at, self.bucket_s), item.partition)
+            grouped.setdefault(key, []).append(item)
+        if not grouped:
+            return None
+        with self._lock:
+            return self._apply(grouped)
+
+    def _apply(self, grouped: dict[MomentKey, list[MomentInput]]) -> pa.Table | None:
+        self._evict(keep=grouped.keys())
+        self._load([k for k in grouped if k not in self._cache])
+        changed: list[tuple[MomentKey, MomentState]] = []
+        for key, group in grouped.items():
+            state = self._cache[key]
+            self._cache.move_to_end(key)
+            fresh = sorted((i for i in group if i.offset > state.last_offset), key=lambda i: i.offset)
+            if not fresh:
+                continue
+            state.moments.update(np.asarray([i.embedding for i in fresh], dtype=np.float64))
+            state.last_offset = fresh[-1].offset
+            changed.append((key, state))
+        return state_rows(changed) if changed else None
+
+    def _evict(self, keep: Iterable[MomentKey]) -> None:
+        keep = set(keep)
+        for key in list(self._cache):
+            if len(self._cache) <= max(self.max_cached - len(keep), 0):
+                break
+            if key not in keep:
+                del self._cache[key]
+
+    def _load(self, keys: list[MomentKey]) -> None:
+        if not keys:
+            return
+        for version in {k.scorer_version for k in keys}:
+            wanted = [k for k in keys if k.scorer_version == version]
+            table = self.warehouse.query(sql_files.report("moment_states"), {
+                "scorer_version": version,
+                "partitions": sorted({k.partition for k in wanted}),
+                "buckets": sorted({k.bucket for k in wanted}),
+            })
+            for row in table.to_pylist():
+                key = MomentKey(row["scorer_version"], row["model_id"], row["niche"], int(row["bucket"]),
+                                int(row["source_partition"]))
+                if key in wanted:
+                    self._cache[key] = MomentState(int(row["last_offset"]), _moments_from_row(row))
+        for key in keys:
+            self._cache.setdefault(key, MomentState(-1, FeatureMoments()))
+
+
+def _moments_from_row(row: dict[str, Any], n: str = "n", s1: str = "sum", s2: str = "sum_outer") -> FeatureMoments:
+    count = int(row[n])
+    if count == 0 or not row[s1]:
+        return FeatureMoments()
+    s = np.asarray(row[s1], np.float64)
+    d = s.shape[0]
+    return FeatureMoments(count, s, np.asarray(row[s2], np.float64).reshape(d, d))
+
+
+def state_rows(states: Sequence[tuple[MomentKey, MomentState]]) -> pa.Table:
+    return pa.table({
+        "scorer_version": [k.scorer_version for k, _ in states],
+        "model_id": [k.model_id for k, _ in states],
+        "niche": [k.niche for k, _ in states],
+        "bucket": [datetime.fromtimestamp(k.bucket, timezone.utc) for k, _ in states],
+        "source_partition": [k.partition for k, _ in states],
+        "last_offset": [s.last_offset for _, s in states],
+        "n": [s.moments.n for _, s in states],
+        "sum": [s.moments.sum.tolist() for _, s in states],
+        "sum_outer": [s.moments.sum_outer.reshape(-1).tolist() for _, s in states],
+    }, schema=MOMENTS_SCHEMA)
+
+
+def rows_token(rows: pa.Table) -> str:
+    """Same states (keys and last offsets) -> same insert dedup token."""
+    h = hashlib.sha1(b"feature_moments")
+    for r in rows.select(["scorer_version", "model_id", "niche", "bucket", "source_partition",
+                          "last_offset"]).to_pylist():
+        h.update(repr(sorted(r.items())).encode())
+    return h.hexdigest()
+
+
+def window_moments(reader: Any, scorer_version: str, params: dict[str, str]) -> dict[tuple[str, str], FeatureMoments]:
+    """Merged moments per (model, niche) for a window (``Window.params()``)."""
+    table = reader.query(sql_files.report("feature_moments"), {**params, "scorer_version": scorer_version})
+    out = {}
+    for row in table.to_pylist():
+        out[(row["model"], row["niche"])] = _moments_from_row(row, "images", "feature_sum", "feature_sum_outer")
+    return out
