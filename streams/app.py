@@ -39,6 +39,7 @@ from streams import codecs, rows
 from streams.config import Settings
 from streams.metrics import WorkerMetrics
 from streams.moments import MomentInput, MomentStates, rows_token
+from streams.ratings import register_ratings
 from streams.views import register_views
 from streams.warehouse import ClickHouseWarehouse
 from streams.webhook import post_alert
@@ -446,6 +447,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
                 await session.close()
 
     register_views(app, settings, rt, live)
+    register_ratings(app, settings, rt, dead_letter)
     return app
 
 

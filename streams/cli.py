@@ -31,6 +31,8 @@ trace_app = typer.Typer(no_args_is_help=True, help="Production-like traffic trac
 app.add_typer(trace_app, name="trace")
 dlq_app = typer.Typer(no_args_is_help=True, help="Dead-letter topics: what was rejected, and why.")
 app.add_typer(dlq_app, name="dlq")
+ratings_app = typer.Typer(no_args_is_help=True, help="Blind pairwise human ratings (A/B) for Bradley–Terry.")
+app.add_typer(ratings_app, name="ratings")
 reference_app = typer.Typer(no_args_is_help=True, help="Reference image sets per niche (FID/CMMD baselines).")
 app.add_typer(reference_app, name="reference")
 console = Console(stderr=True)
@@ -410,6 +412,74 @@ def reference_list(config: Optional[Path] = ConfigOpt) -> None:
         Console().print(f"{niche}: {r.n} images, fid_best {r.fid_best:.4g}, fid_worst {r.fid_worst:.4g} ({name})")
 
 
+@ratings_app.command("import")
+def ratings_import(file: Path = typer.Argument(..., help="JSON Lines, one rating per line: rating_id, job_a, job_b, "
+                                                     "winner (a, b or tie), rater, time (ISO-8601 UTC or epoch ms)."),
+                   skip_invalid: bool = typer.Option(False, "--skip-invalid",
+                                                     help="Publish the valid lines even if some are invalid (default: "
+                                                          "publish nothing when any line is invalid)."),
+                   config: Optional[Path] = ConfigOpt) -> None:
+    """Validate a ratings file and publish it to ratings.pairwise; the worker stores each rating_id once."""
+    settings = _settings(config)
+    from aiokafka.errors import KafkaError
+    from rich.markup import escape
+
+    from streams.ratings import RATINGS, import_ratings
+
+    if not file.is_file():
+        console.print(f"[red]no such file:[/] {escape(str(file))}")
+        raise typer.Exit(2)
+    try:
+        result = import_ratings(settings.bootstrap_servers, file, skip_invalid=skip_invalid)
+    except (KafkaError, OSError) as exc:
+        console.print(f"[red]publishing failed[/] ({settings.broker_url}): {escape(str(exc) or type(exc).__name__)}")
+        raise typer.Exit(1) from None
+    for err in result.errors:
+        console.print(f"[yellow]rejected[/] {escape(str(err))}")
+    if result.errors and not skip_invalid:
+        console.print(f"[red]nothing published:[/] {len(result.errors)} invalid line(s); fix them or pass --skip-invalid")
+        raise typer.Exit(1)
+    console.print(f"published {result.published} ratings to {RATINGS}"
+                  + (f"; skipped {len(result.errors)} invalid line(s)" if result.errors else ""))
+
+
+@ratings_app.command("list")
+def ratings_list(fmt: str = typer.Option("table", "--format", "-f", help="table, csv or json."),
+                 config: Optional[Path] = ConfigOpt) -> None:
+    """Stored ratings per rater: count, winners, time range, and ratings naming a job not stored."""
+    settings = _settings(config)
+    import sql as sql_files
+    from streams.warehouse import WarehouseError, open_reader
+
+    try:
+        table = open_reader(settings.dsn).query(sql_files.report("ratings_summary"))
+    except WarehouseError as exc:
+        console.print(f"[red]ratings list failed:[/] {exc}")
+        raise typer.Exit(1) from None
+    _print_table(table, fmt)
+
+
+@ratings_app.command("url")
+def ratings_url(rater: str = typer.Option("anonymous", help="Rater id to put in the link."),
+                config: Optional[Path] = ConfigOpt) -> None:
+    """Print the link to the running worker's blind A/B rating page, with a rater token (opens the
+    page, not the SQL view)."""
+    settings = _settings(config)
+    from urllib.parse import urlencode
+
+    from streams.warehouse import live_owner
+
+    owner = live_owner(settings.chdb_path) if settings.chdb_path else None
+    base, token = (owner.url, owner.token) if owner else (f"http://{settings.web_host}:{settings.web_port}",
+                                                          os.environ.get("SENTINEL_QUERY_TOKEN", ""))
+    if not token:
+        console.print("[red]no token:[/] no running worker owns the embedded store, and SENTINEL_QUERY_TOKEN is not set")
+        raise typer.Exit(1)
+    from streams.ratings import rater_token
+
+    typer.echo(f"{base}/sentinel/rate/?{urlencode({'token': rater_token(token), 'rater': rater})}")
+
+
 @db_app.command("migrate")
 def db_migrate(config: Optional[Path] = ConfigOpt) -> None:
     """Apply pending ClickHouse migrations from sql/migrations (idempotent)."""
@@ -430,6 +500,7 @@ def demo(jobs: int = typer.Option(300, help="Jobs to generate, spread over the r
          data_dir: Path = typer.Option(Path(".sentinel/demo"), help="Fresh data directory (wiped first)."),
          html_out: Path = typer.Option(Path("sentinel-demo-report.html"), "--html", help="Where to write the HTML report."),
          timeout: float = typer.Option(600, help="Seconds to wait for all jobs to be scored and stored."),
+         reference_images: int = typer.Option(32, help="Synthetic reference images per niche (FID/CMMD baseline)."),
          pricing: Optional[Path] = PricingOpt,
          config: Optional[Path] = ConfigOpt) -> None:
     """Run the whole pipeline on the embedded stack and print the benchmark."""
@@ -447,13 +518,14 @@ def demo(jobs: int = typer.Option(300, help="Jobs to generate, spread over the r
     if data_dir.exists():
         shutil.rmtree(data_dir)
     console.rule("Sentinel Stream demo")
-    console.print("1/4 starting the embedded broker (noida-db), a Faust worker and chDB ...")
     t0 = time.monotonic()
+    _demo_references(settings, reference_images)
+    console.print("2/5 starting the embedded broker (noida-db), a Faust worker and chDB ...")
     with EmbeddedStack(settings) as stack:
         s = stack.settings
         console.print(f"    broker {s.broker_url}, worker {stack.worker.url}, warehouse {s.dsn} "
                       f"({time.monotonic() - t0:.1f}s)")
-        console.print(f"2/4 {len(models)} inference nodes ({', '.join(models)}) generate {jobs} jobs on tiny offline pipelines")
+        console.print(f"3/5 {len(models)} inference nodes ({', '.join(models)}) generate {jobs} jobs on tiny offline pipelines")
         per_model = [jobs // len(models) + (1 if i < jobs % len(models) else 0) for i in range(len(models))]
         env = {**os.environ, **s.to_env(), **CHILD_ENV}
         logs = s.data_dir / "logs"
@@ -469,7 +541,7 @@ def demo(jobs: int = typer.Option(300, help="Jobs to generate, spread over the r
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
         try:
             with Progress(*columns, console=console) as progress:
-                stored = progress.add_task("3/4 stored in ClickHouse", total=jobs)
+                stored = progress.add_task("    stored in ClickHouse", total=jobs)
                 scored = progress.add_task("    scored (CLIP)       ", total=jobs)
                 while True:
                     row = reader.query(sql_files.report("progress")).to_pylist()[0]
@@ -491,13 +563,72 @@ def demo(jobs: int = typer.Option(300, help="Jobs to generate, spread over the r
                     proc.terminate()
                 proc.wait()
                 log_file.close()
-        console.print("4/4 report (queried through the worker that owns the chDB store)")
-        data = reports.benchmark(reader, s.pricing(), reports.Window())
+        _demo_ratings(s, reader, models, timeout)
+        console.print("5/5 report (queried through the worker that owns the chDB store)")
+        data = reports.benchmark(reader, s.pricing(), reports.Window(), "", s.quality_config())
         reports.render_terminal(data, Console())
         html_out.write_text(reports.render_html(data))
         console.print(f"HTML report: {html_out.resolve()}")
     console.print(f"[green]done[/] in {time.monotonic() - t0:.0f}s; broker and worker stopped. "
-                  "Scores come from random-weight stand-in models: they prove the pipeline, not image quality.")
+                  "Scores come from random-weight stand-in models, synthetic reference sets and simulated raters: "
+                  "they prove the pipeline, not image quality.")
+
+
+DEMO_STRENGTHS_SPREAD = 0.6  # planted Bradley–Terry log-strengths of the simulated raters: +0.6 ... -0.6
+
+
+def _demo_references(settings: Settings, per_niche: int) -> None:
+    """Step 1: synthetic reference images per niche, then `sentinel reference build` for each
+    (in a child process: the worker will own the embedded store afterwards)."""
+    from rich.progress import Progress
+
+    from inference.reference_images import generate_reference_images
+    from inference.traffic import NICHES
+    from streams.stack import CHILD_ENV
+
+    console.print(f"1/5 reference sets: {per_niche} SYNTHETIC images per niche from a stand-in 'reference camera' "
+                  "pipeline, embedded for FID/CMMD ...")
+    root = settings.data_dir / "reference"
+    with Progress(console=console) as progress:
+        task = progress.add_task("    rendering", total=per_niche * len(NICHES))
+        for niche in NICHES:
+            generate_reference_images(root / niche, niche, per_niche, settings.models_dir,
+                                      progress=lambda k: progress.advance(task, k))
+    env = {**os.environ, **settings.with_(data_dir=settings.data_dir.resolve()).to_env(), **CHILD_ENV}
+    for niche in NICHES:
+        done = subprocess.run([sys.executable, "-m", "streams.cli", "reference", "build", niche, str(root / niche)],
+                              env=env, capture_output=True, text=True)
+        if done.returncode != 0:
+            console.print(f"[red]demo failed:[/] reference build for {niche}:\n{done.stderr[-2000:]}")
+            raise typer.Exit(1)
+        console.print("    " + done.stderr.strip().splitlines()[-1])
+
+
+def _demo_ratings(settings: Settings, reader, models: list[str], timeout: float) -> None:
+    """Step 4: SIMULATED blind pairwise ratings of stored job pairs (same prompt and niche), from
+    planted strengths, published to ratings.pairwise and stored by the worker."""
+    import asyncio
+
+    import numpy as np
+
+    import sql as sql_files
+    from inference.raters import simulate_ratings
+    from streams.ratings import parse_rating, publish_ratings
+
+    strengths = dict(zip(models, np.linspace(DEMO_STRENGTHS_SPREAD, -DEMO_STRENGTHS_SPREAD, len(models)).tolist()))
+    candidates = reader.query(sql_files.report("rating_candidates"), {
+        "seed": 0, "per_group": 6, "per_model_pair": 120, "exclude": []}).to_pylist()
+    pairs = [(c["job_1"], c["job_2"], c["model_1"], c["model_2"]) for c in candidates]
+    rows = simulate_ratings(pairs, strengths, ratings_per_pair=2, seed=0)
+    console.print(f"4/5 {len(rows)} SIMULATED pairwise ratings of {len(pairs)} job pairs (planted strengths "
+                  + ", ".join(f"{m} {t:+.2f}" for m, t in strengths.items()) + ")")
+    asyncio.run(publish_ratings(settings.bootstrap_servers, [parse_rating(r) for r in rows]))
+    deadline = time.monotonic() + timeout
+    while reader.query(sql_files.report("progress")).to_pylist()[0]["ratings"] < len(rows):
+        if time.monotonic() > deadline:
+            console.print("[red]demo failed:[/] ratings were not stored in time")
+            raise typer.Exit(1)
+        time.sleep(0.5)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from faust.serializers import codecs
 
 from schemas.codec import AvroCodec
 
-RECORDS = ("JobCompleted", "JobScored", "QualityAlert")
+RECORDS = ("JobCompleted", "JobScored", "QualityAlert", "PairwiseRating")
 
 
 class FaustAvroCodec(codecs.Codec):

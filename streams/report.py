@@ -126,27 +126,35 @@ def _fmt(fmt: str, value: Any) -> str:
     return "–" if value is None else fmt.format(value)
 
 
+TERMINAL_COLUMNS = [  # narrow enough for an 80-column terminal; JSON/HTML/Markdown carry all columns
+    ("model", "Model", "{}"),
+    ("jobs", "Jobs", "{:,}"),
+    ("fid", "FID", "{:.4f}"),
+    ("clip", "CLIP", "{:.1f}"),
+    ("human", "Human", "{:.1f}"),
+    ("composite", "Comp.", "{:.1f}"),
+    ("p95_latency_ms", "p95 ms", "{:,.0f}"),
+    ("cost_per_image_usd", "$/image", "{:.5f}"),
+]
+
+
 def render_terminal(report: dict[str, Any], console: Any = None) -> None:
     from rich.console import Console
     from rich.table import Table
 
     console = console or Console()
-    table = Table(title="Sentinel Stream benchmark — per model", title_justify="left")
-    for _, header, _ in COLUMNS:
-        table.add_column(header, justify="left" if header in ("Model", "Provider") else "right",
-                         no_wrap=header == "Model")
-    for row in report["models"]:
-        table.add_row(*[_fmt(fmt, row.get(key)) for key, _, fmt in COLUMNS])
-    console.print(table)
-    niches = Table(title="per model x niche", title_justify="left")
-    cols = [c for c in COLUMNS if c[0] not in ("provider", "p50_latency_ms")]
-    cols.insert(1, ("niche", "Niche", "{}"))
-    for _, header, _ in cols:
-        niches.add_column(header, justify="left" if header in ("Model", "Niche") else "right",
-                          no_wrap=header in ("Model", "Niche"))
-    for row in report["niches"]:
-        niches.add_row(*[_fmt(fmt, row.get(key)) for key, _, fmt in cols])
-    console.print(niches)
+    for title, rows, cols in (
+            ("Sentinel Stream benchmark — per model", report["models"], TERMINAL_COLUMNS),
+            ("per model x niche (Human is per model)", report["niches"],
+             TERMINAL_COLUMNS[:1] + [("niche", "Niche", "{}")]
+             + [c for c in TERMINAL_COLUMNS[2:] if c[0] != "human"])):
+        table = Table(title=title, title_justify="left")
+        for key, header, _ in cols:
+            table.add_column(header, justify="left" if key in ("model", "niche") else "right",
+                             no_wrap=True)
+        for row in rows:
+            table.add_row(*[_fmt(fmt, row.get(key)) for key, _, fmt in cols])
+        console.print(table)
     for line in quality_notes(report):
         console.print(line, highlight=False)
     p = report["pricing"]
@@ -176,7 +184,10 @@ def render_markdown(report: dict[str, Any]) -> str:
 
 def csv_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
     """One flat row per model (niche "*") and per model x niche, for CSV."""
-    return [{"niche": "*", **r} for r in report["models"]] + list(report["niches"])
+    def flat(row: dict[str, Any]) -> dict[str, Any]:
+        return {k: ";".join(v) if isinstance(v, list) else v for k, v in row.items()}
+
+    return [flat({"niche": "*", **r}) for r in report["models"]] + [flat(r) for r in report["niches"]]
 
 
 def _bar_chart(title: str, rows: list[dict[str, Any]], key: str, fmt: str) -> str:

@@ -58,10 +58,12 @@ async def _create_topics(bootstrap: str, names: dict[str, int]) -> None:
 def create_topics(settings: Settings) -> None:
     """Create the input topics up front, so producers never auto-create them with 1 partition."""
     from streams.app import ALERTS, JOBS_COMPLETED, JOBS_SCORED, dlq_name
+    from streams.ratings import RATINGS
 
     asyncio.run(_create_topics(settings.bootstrap_servers, {
         JOBS_COMPLETED: settings.partitions, JOBS_SCORED: settings.partitions, ALERTS: 1,
         dlq_name(JOBS_COMPLETED): 1, dlq_name(JOBS_SCORED): 1, dlq_name(ALERTS): 1,
+        RATINGS: settings.partitions, dlq_name(RATINGS): 1,
     }))
 
 

@@ -8,7 +8,8 @@ from typer.testing import CliRunner
 from streams.cli import app
 
 COMMANDS = [[], ["demo"], ["up"], ["worker"], ["node"], ["report"], ["sql"], ["alerts"], ["replay"],
-            ["trace", "generate"], ["dlq", "list"], ["dlq", "replay"], ["db", "migrate"]]
+            ["trace", "generate"], ["dlq", "list"], ["dlq", "replay"], ["db", "migrate"], ["reference", "build"],
+            ["reference", "list"], ["ratings", "import"], ["ratings", "list"], ["ratings", "url"]]
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "sentinel")
