@@ -357,6 +357,57 @@ def dlq_replay(topic: str = typer.Option("jobs.completed.dlq", help="Dead-letter
     console.print(f"replayed {n} records from {topic}")
 
 
+@app.command()
+def rescore(scorer_version: str = typer.Option("", help="Version to write the new scores under, e.g. v2 (the extractor "
+                                                         "is appended: v2/<arch>:<weights>); default: the configured "
+                                                         "scorer's version."),
+            start: Optional[str] = typer.Option(None, "--from", help="Jobs requested from (ISO-8601, UTC default); "
+                                                                    "widened to the FID bucket start."),
+            end: Optional[str] = typer.Option(None, "--to", help="Jobs requested before (exclusive); widened to a bucket end."),
+            config: Optional[Path] = ConfigOpt) -> None:
+    """Score stored jobs again with the configured scorer and store them under a new version
+    (scores and FID moments); history under other versions stays. Reports pick a version with
+    --scorer-version."""
+    settings = _settings(config)
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    import sql as sql_files
+    from sentinel.clip import ClipExtractor
+    from sentinel.scoring import BatchScorer
+    from streams import report as reports
+    from streams.rescore import rescore as run_rescore
+    from streams.warehouse import ClickHouseWarehouse, WarehouseError, live_owner, migrate
+
+    if settings.chdb_path and live_owner(settings.chdb_path):
+        console.print("[red]a running worker owns this embedded store[/]: stop it to rescore "
+                      "(with a ClickHouse server, rescoring runs beside the workers)")
+        raise typer.Exit(1)
+    # a version names its extractor after the "/" (reference sets are matched on it)
+    extractor = settings.clip_spec.version
+    version = (scorer_version if "/" in scorer_version else f"{scorer_version}/{extractor}") if scorer_version \
+        else settings.scorer_version
+    t0, t1 = _parse_time(start, reports.EPOCH), _parse_time(end, reports.FAR_FUTURE)
+    try:
+        warehouse = ClickHouseWarehouse(settings.dsn)
+        migrate(warehouse)
+        window = reports.Window(t0, t1).params()
+        total = warehouse.query(sql_files.report("rescore_count"), window).to_pylist()[0]["jobs"]
+        scorer = BatchScorer(ClipExtractor(settings.clip_spec))
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        with Progress(*columns, console=console) as progress:
+            task = progress.add_task(f"rescoring as {version}", total=total)
+            result = run_rescore(warehouse, scorer, version, t0, t1, bucket_s=settings.moments_bucket_s,
+                                 progress=lambda k: progress.advance(task, k))
+        warehouse.close()
+    except WarehouseError as exc:
+        console.print(f"[red]rescore failed:[/] {exc}")
+        raise typer.Exit(1) from None
+    for job_id, reason in result.skipped[:20]:
+        console.print(f"[yellow]skipped[/] {job_id}: {reason}")
+    console.print(f"rescored {result.scored} jobs as {version} ({len(result.skipped)} skipped), "
+                  f"{result.states} FID moment states, window {result.window[0].isoformat()} → {result.window[1].isoformat()}")
+
+
 @reference_app.command("build")
 def reference_build(niche: str = typer.Argument(..., help="Niche the images represent (e.g. headshot)."),
                     directory: Path = typer.Argument(..., help="Directory of real images of the niche (png/jpg/webp)."),

@@ -213,3 +213,36 @@ def test_composite_uses_documented_weights_and_renormalizes_missing_components(q
     for key in ("model", "jobs", "fid", "clip", "human", "composite", "cost_per_image_usd", "p50_latency_ms",
                 "p95_latency_ms"):
         assert key in report["models"][0]
+
+
+def test_rescore_writes_a_new_version_beside_history(quality_stack) -> None:
+    """Stop the worker (it owns the embedded store), rescore everything under a new label, start
+    it again: every job has scores under both versions, and the new version's FID (from the
+    moments the rescore built) equals the stream's, since the extractor is the same."""
+    stack, events, _ = quality_stack
+    _wait_stored(stack)
+    before = {(r["model"], r["niche"]): r for r in _report(stack)["niches"]}
+    NEW = "v-rescored/" + stack.settings.clip_spec.version  # the extractor is appended to the label
+    stack.worker.stop()
+    env = {**os.environ, **stack.settings.to_env()}
+    for _ in range(2):  # a rerun replaces, never duplicates
+        done = subprocess.run([sys.executable, "-m", "streams.cli", "rescore", "--scorer-version", "v-rescored"],
+                              env=env, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr
+        assert f"rescored {N_EVENTS} jobs as {NEW} (0 skipped)" in done.stderr.replace("\n", " ")
+    stack.restart_worker()
+    reader = _reader(stack)
+    counts = reader.query("SELECT scorer_version, count() AS n, uniqExact(job_id) AS jobs FROM sentinel.scores FINAL "
+                          "GROUP BY scorer_version ORDER BY scorer_version").to_pylist()
+    assert [(c["n"], c["jobs"]) for c in counts] == [(N_EVENTS, N_EVENTS)] * 2
+    assert {c["scorer_version"] for c in counts} == {stack.settings.scorer_version, NEW}
+    from streams.report import Window, benchmark
+
+    after = benchmark(reader, stack.settings.pricing(), Window(), NEW, stack.settings.quality_config())
+    assert after["quality"]["scorer_version"] == NEW
+    for row in after["niches"]:
+        old = before[(row["model"], row["niche"])]
+        assert row["fid_images"] == old["fid_images"] == 16
+        assert row["clip"] == pytest.approx(old["clip"], rel=1e-6)
+        if old["fid"] is not None:
+            assert row["fid"] == pytest.approx(old["fid"], rel=1e-4)

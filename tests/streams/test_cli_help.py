@@ -9,7 +9,7 @@ from streams.cli import app
 
 COMMANDS = [[], ["demo"], ["up"], ["worker"], ["node"], ["report"], ["sql"], ["alerts"], ["replay"],
             ["trace", "generate"], ["dlq", "list"], ["dlq", "replay"], ["db", "migrate"], ["reference", "build"],
-            ["reference", "list"], ["ratings", "import"], ["ratings", "list"], ["ratings", "url"]]
+            ["reference", "list"], ["ratings", "import"], ["ratings", "list"], ["ratings", "url"], ["rescore"]]
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "sentinel")
