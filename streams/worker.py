@@ -14,6 +14,7 @@ from sentinel.scoring import BatchScorer
 from streams.app import Runtime, create_app
 import sql as sql_files
 from streams.config import Settings
+from streams.pricing_table import publish_pricing
 from streams.report import Window
 from streams.warehouse import ClickHouseWarehouse, claim, migrate, release
 
@@ -31,6 +32,7 @@ def open_runtime(settings: Settings) -> Runtime:
         # Fail at startup, not with a silent zero, when history has GPU types the prices miss.
         known = warehouse.query(sql_files.report("gpu_types"), Window().params()).column("gpu_type").to_pylist()
         pricing.require_gpu_types(known)
+        publish_pricing(warehouse, pricing)  # for dashboards (sentinel.pricing)
         scorer = BatchScorer(ClipExtractor(settings.clip_spec))
     except BaseException:
         warehouse.close()

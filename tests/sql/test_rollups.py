@@ -78,3 +78,37 @@ def test_rollup_equals_direct_recomputation_and_ignores_a_retried_batch(store: C
         # t-digest estimates: close to the exact quantile for these small groups
         assert p50 == pytest.approx(np.percentile(latencies, 50), rel=0.1)
         assert min(latencies) <= p95 <= max(latencies)
+
+
+def _grafana(sql: str) -> str:
+    """The Grafana ClickHouse macros, expanded the way the plugin does for an all-time range."""
+    import re
+
+    sql = re.sub(r"\$__timeInterval\(([^)]+)\)", r"toStartOfInterval(\1, INTERVAL 1 HOUR)", sql)
+    return re.sub(r"\$__timeFilter\(([^)]+)\)",
+                  r"\1 >= toDateTime('2000-01-01 00:00:00') AND \1 <= toDateTime('2100-01-01 00:00:00')", sql)
+
+
+def test_every_grafana_panel_query_runs_and_cost_matches(store: ClickHouseWarehouse) -> None:
+    import json
+
+    from sentinel.cost import Pricing
+    from streams.pricing_table import publish_pricing
+
+    publish_pricing(store, Pricing(FEE, OVERHEAD, dict(PRICES)))
+    root = Path(sql_files.__file__).resolve().parent.parent
+    panels = json.loads((root / "deploy/grafana/dashboards/sentinel.json").read_text())["panels"]
+    results = {}
+    for panel in panels:
+        for target in panel["targets"]:
+            results[panel["title"]] = store.query(_grafana(target["rawSql"])).to_pylist()
+    cost = next(rows for title, rows in results.items() if title.startswith("Cost per image"))
+    jobs = _jobs(600, seed=1)  # stored by the first test of this module
+    for row in cost:
+        t = row["time"] if isinstance(row["time"], int) else int(row["time"].replace(tzinfo=UTC).timestamp())
+        group = [e for e in jobs if e["model_id"] == row["model_id"]
+                 and e["requested_at"].replace(minute=0, second=0, microsecond=0).timestamp() == t]
+        expected = [(e["api_cost_usd"] + FEE) if e["provider"] == "api"
+                    else e["gpu_seconds"] * PRICES[e["gpu_type"]] / 3600 * (1 + OVERHEAD) + FEE for e in group]
+        assert row["cost_per_image_usd"] == pytest.approx(np.mean(expected), rel=1e-9)
+    assert len(cost) == 9  # 3 models x 3 hours
