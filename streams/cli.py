@@ -195,7 +195,7 @@ def report(start: Optional[str] = typer.Option(None, "--from", help="Window star
     window = reports.Window(_parse_time(start, reports.EPOCH), _parse_time(end, reports.FAR_FUTURE))
     try:
         data = reports.benchmark(open_reader(settings.dsn), settings.pricing(), window, scorer_version,
-                                 settings.quality_config())
+                                 settings.quality_config(), settings.bootstrap_config())
     except (PricingError, ConfigError, WarehouseError) as exc:
         console.print(f"[red]report failed:[/] {exc}")
         raise typer.Exit(1) from None
@@ -616,7 +616,8 @@ def demo(jobs: int = typer.Option(300, help="Jobs to generate, spread over the r
                 log_file.close()
         _demo_ratings(s, reader, models, timeout)
         console.print("5/5 report (queried through the worker that owns the chDB store)")
-        data = reports.benchmark(reader, s.pricing(), reports.Window(), "", s.quality_config())
+        data = reports.benchmark(reader, s.pricing(), reports.Window(), "", s.quality_config(),
+                                 s.bootstrap_config())
         reports.render_terminal(data, Console())
         html_out.write_text(reports.render_html(data))
         console.print(f"HTML report: {html_out.resolve()}")

@@ -63,6 +63,11 @@ class Settings:
     clip_floor: float = 0.0
     clip_ceiling: float = 100.0
     cmmd_sample: int = 500
+    # report confidence intervals (streams/intervals.py): percentile-bootstrap resamples (0 = none),
+    # the seed (same data + seed = same intervals) and the jobs per model / model x niche pulled
+    bootstrap_resamples: int = 1000
+    bootstrap_seed: int = 0
+    bootstrap_max_jobs: int = 5_000
     # alerts: Slack-compatible webhook (a secret: from env/config only, never logged)
     alert_webhook_url: str = ""
     alert_webhook_timeout_s: float = 5.0
@@ -135,6 +140,15 @@ class Settings:
             raise ConfigError(f"clip_ceiling ({self.clip_ceiling}) must exceed clip_floor ({self.clip_floor})")
         return QualityConfig(weights=weights, clip_floor=self.clip_floor, clip_ceiling=self.clip_ceiling,
                              cmmd_sample=self.cmmd_sample)
+
+    def bootstrap_config(self) -> "BootstrapConfig":
+        from streams.intervals import BootstrapConfig
+
+        try:
+            return BootstrapConfig(resamples=self.bootstrap_resamples, seed=self.bootstrap_seed,
+                                   max_jobs=self.bootstrap_max_jobs)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from exc
 
     def pricing(self) -> Pricing:
         path = Path(self.pricing_file)

@@ -1,8 +1,10 @@
-"""The benchmark report: one parameterized query over the event log, rendered for people.
+"""The benchmark report: parameterized queries over the event log, rendered for people.
 
-Numbers come from ``sql/reports/benchmark.sql`` only; this module checks the pricing table
-against the traffic, runs the query and renders a terminal table, JSON or a self-contained
-HTML page (inline SVG charts, no scripts or external assets).
+Point estimates come from ``sql/reports/benchmark.sql`` (quality columns: ``streams.quality``);
+their 95% bootstrap intervals from per-job rows of ``bootstrap_jobs.sql`` (``streams.intervals``);
+the latency CDF chart from ``latency_cdf.sql``. This module checks the pricing table against the
+traffic, runs the queries and renders a terminal table, JSON, CSV, Markdown or a self-contained
+HTML page (inline SVG charts from ``streams.charts``, no scripts or external assets).
 """
 
 from __future__ import annotations
@@ -14,7 +16,10 @@ from datetime import datetime, timezone
 from typing import Any
 
 import sql as sql_files
+from sentinel.composite import Anchors
 from sentinel.cost import Pricing
+from streams import charts
+from streams.intervals import CI_KEYS, BootstrapConfig, add_intervals
 from streams.quality import QualityConfig, add_quality
 from streams.warehouse import Warehouse
 
@@ -64,8 +69,11 @@ def _clean(value: Any) -> Any:
 
 
 def benchmark(reader: Warehouse, pricing: Pricing, window: Window = Window(), scorer_version: str = "",
-              quality: QualityConfig = QualityConfig()) -> dict[str, Any]:
-    """The report as plain data (the JSON format's shape)."""
+              quality: QualityConfig = QualityConfig(),
+              bootstrap: BootstrapConfig = BootstrapConfig()) -> dict[str, Any]:
+    """The report as plain data (the JSON format's shape): per model and per model x niche the
+    point estimates, their bootstrap intervals (``streams.intervals``) and, per model, the
+    latency distribution (101 exact quantiles) behind the HTML's CDF chart."""
     gpu_types = reader.query(sql_files.report("gpu_types"), window.params()).column("gpu_type").to_pylist()
     pricing.require_gpu_types(gpu_types)
     params = {**window.params(), **pricing_params(pricing), "scorer_version": scorer_version}
@@ -74,6 +82,9 @@ def benchmark(reader: Warehouse, pricing: Pricing, window: Window = Window(), sc
     models = [{k: v for k, v in r.items() if k != "niche"} for r in rows if r["niche"] == "*"]
     niches = [r for r in rows if r["niche"] != "*"]
     section = add_quality(reader, window, models, niches, scorer_version, quality)
+    clip_anchor = Anchors(fid_best=0.0, fid_worst=1.0, clip_floor=quality.clip_floor, clip_ceiling=quality.clip_ceiling)
+    intervals = add_intervals(reader, params, models, niches, section, quality.weights, clip_anchor, bootstrap)
+    cdf = reader.query(sql_files.report("latency_cdf"), window.params()).to_pylist()
     return {
         "window": {"from": window.start.isoformat(), "to": window.end.isoformat(),
                    "all_time": window == Window()},
@@ -85,8 +96,11 @@ def benchmark(reader: Warehouse, pricing: Pricing, window: Window = Window(), sc
             "orchestration_overhead": pricing.orchestration_overhead,
             "gpu_usd_per_hour": dict(pricing.gpu_usd_per_hour),
         },
+        "intervals": intervals,
         "models": models,
         "niches": niches,
+        "latency_quantiles": {"levels": [i / 100 for i in range(101)],
+                              "models": {r["model"]: r["latency_ms"] for r in cdf}},
     }
 
 
@@ -114,7 +128,20 @@ def quality_notes(report: dict[str, Any]) -> list[str]:
                      f"{h['fit']['level']:.0%} intervals in JSON.")
     else:
         lines.append("Human: no pairwise ratings in this window (composite renormalized without it).")
+    lines.append(interval_note(report))
     return lines
+
+
+def interval_note(report: dict[str, Any]) -> str:
+    """What the [lo, hi] next to composite, cost and p95 are."""
+    iv = report.get("intervals") or {}
+    if not iv.get("enabled"):
+        return "No confidence intervals (bootstrap_resamples = 0)."
+    return (f"[lo, hi] = {iv['level']:.0%} percentile-bootstrap intervals, {iv['resamples']:,} resamples, seed "
+            f"{iv['seed']}: jobs resampled with replacement per row (at most {iv['max_jobs_per_group']:,} jobs per "
+            "row, a fixed hash sample; ci_jobs in JSON) for cost, p95 latency and CLIP. The composite's interval "
+            "covers CLIP (by job) and Human (its Bradley–Terry log-strength drawn from N(theta, se)); FID is "
+            "held at its point estimate, so it is conditional on FID.")
 
 
 def _window_text(report: dict[str, Any]) -> str:
@@ -124,6 +151,18 @@ def _window_text(report: dict[str, Any]) -> str:
 
 def _fmt(fmt: str, value: Any) -> str:
     return "–" if value is None else fmt.format(value)
+
+
+def _ci_text(fmt: str, row: dict[str, Any], key: str) -> str:
+    """'[lo, hi]' of the row's interval for ``key`` in the column's format, '' when none."""
+    ci = row.get(CI_KEYS[key]) if key in CI_KEYS else None
+    return "" if not ci or row.get(key) is None else f"[{fmt.format(ci[0])}, {fmt.format(ci[1])}]"
+
+
+def _fmt_ci(fmt: str, row: dict[str, Any], key: str) -> str:
+    """The value and, where the row has one, its interval: '21.7 [20.1, 23.0]'."""
+    ci = _ci_text(fmt, row, key)
+    return _fmt(fmt, row.get(key)) + (f" {ci}" if ci else "")
 
 
 TERMINAL_COLUMNS = [  # narrow enough for an 80-column terminal; JSON/HTML/Markdown carry all columns
@@ -167,7 +206,7 @@ def render_markdown(report: dict[str, Any]) -> str:
     def table(rows: list[dict[str, Any]], columns: list[tuple[str, str, str]]) -> list[str]:
         lines = ["| " + " | ".join(h for _, h, _ in columns) + " |",
                  "|" + "|".join("---" if i < 2 else "---:" for i in range(len(columns))) + "|"]
-        lines += ["| " + " | ".join(_fmt(fmt, r.get(k)) for k, _, fmt in columns) + " |" for r in rows]
+        lines += ["| " + " | ".join(_fmt_ci(fmt, r, k) for k, _, fmt in columns) + " |" for r in rows]
         return lines
 
     p = report["pricing"]
@@ -185,7 +224,13 @@ def render_markdown(report: dict[str, Any]) -> str:
 def csv_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
     """One flat row per model (niche "*") and per model x niche, for CSV."""
     def flat(row: dict[str, Any]) -> dict[str, Any]:
-        return {k: ";".join(v) if isinstance(v, list) else v for k, v in row.items()}
+        out: dict[str, Any] = {}
+        for k, v in row.items():
+            if k.endswith("_ci"):  # [lo, hi] -> two columns
+                out[f"{k}_lo"], out[f"{k}_hi"] = v if v else (None, None)
+            else:
+                out[k] = ";".join(v) if isinstance(v, list) else v
+        return out
 
     return [flat({"niche": "*", **r}) for r in report["models"]] + [flat(r) for r in report["niches"]]
 
@@ -211,18 +256,30 @@ def _bar_chart(title: str, rows: list[dict[str, Any]], key: str, fmt: str) -> st
 
 
 def render_html(report: dict[str, Any]) -> str:
+    def cell(row: dict[str, Any], key: str, fmt: str) -> str:
+        ci = _ci_text(fmt, row, key)
+        return (html.escape(_fmt(fmt, row.get(key)))
+                + (f'<span class="ci"> {html.escape(ci)}</span>' if ci else ""))
+
     def table(rows: list[dict[str, Any]], columns: list[tuple[str, str, str]]) -> str:
         head = "".join(f"<th>{html.escape(h)}</th>" for _, h, _ in columns)
-        body = "".join(
-            "<tr>" + "".join(f"<td>{html.escape(_fmt(fmt, r.get(k)))}</td>" for k, _, fmt in columns) + "</tr>"
-            for r in rows)
+        body = "".join("<tr>" + "".join(f"<td>{cell(r, k, fmt)}</td>" for k, _, fmt in columns) + "</tr>"
+                       for r in rows)
         return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
     niche_cols = COLUMNS[:1] + [("niche", "Niche", "{}")] + COLUMNS[2:]
     p = report["pricing"]
-    charts = "".join([
+    colors = charts.model_colors([r["model"] for r in report["models"]])
+    iv = report.get("intervals") or {}
+    ci_note = (f"Values in brackets: {iv['level']:.0%} bootstrap confidence intervals (see the notes below)."
+               if iv.get("enabled") else "")
+    top_charts = "".join([
+        charts.pareto_scatter(report["models"], colors),
+        charts.grouped_bars(report["niches"], "composite", colors, "Composite by niche", "composite (0-100)"),
+        charts.latency_cdf(report.get("latency_quantiles") or {}, colors),
+    ])
+    bars = "".join([
         _bar_chart("p95 end-to-end latency (ms)", report["models"], "p95_latency_ms", "{:,.0f} ms"),
-        _bar_chart("Cost per image (USD)", report["models"], "cost_per_image_usd", "${:.6f}"),
         _bar_chart("CLIP prompt alignment (0-100)", report["models"], "clip", "{:.2f}"),
     ])
     return f"""<!doctype html>
@@ -230,20 +287,23 @@ def render_html(report: dict[str, Any]) -> str:
 <style>
 body {{ font-family: system-ui, sans-serif; margin: 2rem; color: #1d2430; }}
 table {{ border-collapse: collapse; margin: 1rem 0 2rem; }}
-th, td {{ padding: .35rem .8rem; border-bottom: 1px solid #d5dae1; text-align: right; }}
+th, td {{ padding: .35rem .8rem; border-bottom: 1px solid #d5dae1; text-align: right; vertical-align: top; }}
 th:first-child, td:first-child, th:nth-child(2), td:nth-child(2) {{ text-align: left; }}
 th {{ background: #eef2f7; }}
-svg {{ display: block; margin: 1rem 0; font-size: 13px; }}
+td .ci {{ display: block; color: #5b6675; font-size: .8rem; white-space: nowrap; }}
+svg {{ display: block; margin: 1.5rem 0; font-size: 13px; font-family: system-ui, sans-serif; }}
 .note {{ color: #5b6675; font-size: .9rem; }}
 </style></head><body>
 <h1>Sentinel Stream benchmark</h1>
 <p class="note">Window {_window_text(report)};
 scorer {html.escape(report['scorer_version'])}. Pricing: platform fee ${p['platform_fee_usd_per_image']}/image,
 orchestration overhead {p['orchestration_overhead']:.0%}, GPU $/hour {html.escape(str(p['gpu_usd_per_hour']))}.
-Latency is requested → delivered, cold starts included; quantiles are exact.</p>
+Latency is requested → delivered, cold starts included; quantiles are exact. {html.escape(ci_note)}</p>
 <h2>Per model</h2>
 {table(report['models'], COLUMNS)}
-{charts}
+<h2>Charts</h2>
+{top_charts}
+{bars}
 <h2>Per model and niche</h2>
 {table(report['niches'], niche_cols)}
 <h2>How quality is computed</h2>

@@ -246,3 +246,74 @@ def test_rescore_writes_a_new_version_beside_history(quality_stack) -> None:
         assert row["clip"] == pytest.approx(old["clip"], rel=1e-6)
         if old["fid"] is not None:
             assert row["fid"] == pytest.approx(old["fid"], rel=1e-4)
+
+
+def test_bootstrap_intervals_on_stored_jobs(quality_stack) -> None:
+    """The report's intervals on the real store: on the rows bootstrap_jobs.sql returns (which
+    equal the published jobs, priced by hand), reproducible per seed, equal to scipy's percentile
+    bootstrap of those rows with the group's generator, containing the point estimates; the
+    latency quantile table equals numpy's percentiles of the events."""
+    from scipy import stats
+
+    from streams.intervals import BootstrapConfig, group_rng, job_samples
+    from streams.report import Window, benchmark, pricing_params
+
+    stack, events, _ = quality_stack
+    version = stack.settings.scorer_version
+    reader = _reader(stack)
+    wait_for(lambda: reader.query("SELECT count() AS n FROM sentinel.scores FINAL WHERE scorer_version = {v:String}",
+                                  {"v": version}).to_pylist()[0]["n"] == N_EVENTS, 240, "all events scored")
+    pricing = stack.settings.pricing()
+
+    def run(seed: int) -> dict:
+        return benchmark(reader, pricing, Window(), version, stack.settings.quality_config(),
+                         BootstrapConfig(resamples=500, seed=seed))
+
+    report, again, other = run(3), run(3), run(4)
+    keys = ("composite_ci", "cost_per_image_usd_ci", "p95_latency_ms_ci", "clip_ci")
+    assert report["intervals"]["resamples"] == 500 and report["intervals"]["seed"] == 3
+    for rows in ("models", "niches"):
+        assert [[r[k] for k in keys] for r in report[rows]] == [[r[k] for k in keys] for r in again[rows]]
+        assert [r["p95_latency_ms_ci"] for r in report[rows]] != [r["p95_latency_ms_ci"] for r in other[rows]]
+    for row in report["models"] + report["niches"]:
+        assert row["ci_jobs"] == row["jobs"]
+        for key in ("composite", "cost_per_image_usd", "p95_latency_ms", "clip"):
+            lo, hi = row[f"{key}_ci"]
+            assert lo <= row[key] * (1 + 1e-12) and row[key] <= hi * (1 + 1e-12), (row["model"], key)
+
+    def cost(e: dict) -> float:  # pricing.toml written out by hand, as in test_pipeline
+        if e["provider"] == "api":
+            return e["api_cost_usd"] + 0.002
+        return e["gpu_seconds"] * {"A100-80GB": 1.89, "L4": 0.80}[e["gpu_type"]] / 3600 * 1.15 + 0.002
+
+    params = {**Window().params(), **pricing_params(pricing), "scorer_version": version}
+    samples = job_samples(reader, params, 10_000)
+    for row in report["models"]:
+        mine = [e for e in events if e["model_id"] == row["model"]]
+        got = samples[(row["model"], "*")]
+        lat = [(e["delivered_at"] - e["requested_at"]) / timedelta(milliseconds=1) for e in mine]
+        assert sorted(got["latency"]) == sorted(lat)
+        np.testing.assert_allclose(sorted(got["cost"]), sorted(cost(e) for e in mine), rtol=1e-12)
+        assert np.isfinite(got["clip"]).sum() == len(mine)
+        for key, data, statistic in (
+                ("cost_per_image_usd_ci", got["cost"], lambda a, axis: np.mean(a, axis=axis)),
+                ("p95_latency_ms_ci", got["latency"], lambda a, axis: np.percentile(a, 95, axis=axis))):
+            if key.startswith("cost") and np.all(data == data[0]):
+                assert row[key] == [data[0], data[0]]  # a flat API price: a degenerate interval
+                continue
+            ref = stats.bootstrap((data,), statistic, n_resamples=500, method="percentile", vectorized=True,
+                                  rng=group_rng(3, row["model"], "*")).confidence_interval
+            assert row[key] == pytest.approx([ref.low, ref.high], rel=1e-12), (row["model"], key)
+        levels = np.array(report["latency_quantiles"]["levels"])
+        np.testing.assert_allclose(report["latency_quantiles"]["models"][row["model"]],
+                                   np.percentile(lat, levels * 100), rtol=1e-12)
+
+    capped = job_samples(reader, params, 5)
+    assert {k: len(v["latency"]) for k, v in capped.items()} == {k: 5 for k in samples}
+    # the hash-rate prefilter (rates from the jobs per group) selects exactly the same jobs
+    counts = {(r["model"], r.get("niche", "*")): r["jobs"] for r in report["models"] + report["niches"]}
+    prefiltered = job_samples(reader, params, 5, counts)
+    assert set(prefiltered) == set(capped)
+    for k in capped:
+        for column in ("latency", "cost", "clip"):
+            np.testing.assert_array_equal(prefiltered[k][column], capped[k][column])
