@@ -26,9 +26,11 @@ demo: install  ## run the whole pipeline on the embedded stack and print the ben
 test: install  ## run the test suite (starts the real embedded broker, Faust worker and chDB)
 	$(PY) -m pytest -q -ra
 
-bench: install  ## benchmarks: print measured ratios, write bench/results/*.json (never part of `make test`)
+bench: install  ## benchmarks: print measured ratios, write bench/results/*.json + *.md (never part of `make test`); BENCH_ARGS=--quick for a short run of the new ones
 	$(PY) bench/digest.py
-	$(PY) bench/scoring.py
+	$(PY) bench/scoring.py $(BENCH_ARGS)
+	$(PY) bench/metadata_path.py $(BENCH_ARGS)
+	$(PY) bench/memory.py $(BENCH_ARGS)
 	$(PY) bench/clickhouse.py
 	$(PY) bench/broker_recovery.py
 

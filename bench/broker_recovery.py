@@ -675,7 +675,9 @@ async def main_async(args: argparse.Namespace) -> int:
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
-    print(markdown(results))
+    text = markdown(results)
+    print(text)
+    Path(args.out).with_suffix(".md").write_text(text.rstrip() + "\n")
     print(f"\nleftover processes: {leaks['processes'] or 'none'}; ports still bound: "
           f"{leaks['ports_in_use'] or 'none'}; results: {args.out}")
     clean = not leaks["processes"] and not leaks["ports_in_use"]

@@ -929,8 +929,10 @@ def main() -> None:
     doc["elapsed_s"] = time.perf_counter() - t_start
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(doc, indent=2, default=str) + "\n")
-    print(tables_md(doc))
-    print(f"Results: {args.out}")
+    text = tables_md(doc)
+    print(text)
+    args.out.with_suffix(".md").write_text(text.rstrip() + "\n")
+    print(f"Results: {args.out} and {args.out.with_suffix('.md')}")
 
 
 if __name__ == "__main__":

@@ -463,6 +463,25 @@ def table(dist: str, res: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def report_md(doc: dict[str, Any], n: int, seed: int, tdigest_n: int | None) -> str:
+    """The printed tables (also written next to the JSON as .md)."""
+    m = doc["machine"]
+    parts = [f"## t-digest benchmark (n={n:,}, seed={seed}, {SHARDS} shards)\n",
+             f"Machine: {m['processor'] or m['cpu_model'] or m['machine']}, {m['cores_available']}/{m['cpu_count']} cores, "
+             f"Python {m['python']}; fastdigest {doc['versions']['fastdigest']}, tdigest {doc['versions']['tdigest']}. "
+             f"Defaults: fastdigest max_centroids={doc['defaults']['fastdigest']['max_centroids']}; "
+             f"tdigest delta={doc['defaults']['tdigest']['delta']} (compression 1/delta=100), K={doc['defaults']['tdigest']['K']} "
+             "(compress above K/delta=2500 centroids).\n"]
+    if tdigest_n and tdigest_n < n:
+        parts.append(f"NOTE: tdigest ingested only the first {tdigest_n:,} values (too slow for {n:,}); its errors are vs "
+                     "the exact percentiles of those values.\n")
+    for dist, res in doc["results"].items():
+        parts.append(table(dist, res) + "\n")
+    if doc.get("fastdigest_seed_sweep") is not None:
+        parts.append(sweep_table(doc["fastdigest_seed_sweep"]) + "\n")
+    return "\n".join(parts)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--n", type=int, default=1_000_000)
@@ -532,23 +551,9 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(doc, indent=2) + "\n")
 
-    m = doc["machine"]
-    print(f"## t-digest benchmark (n={args.n:,}, seed={args.seed}, {SHARDS} shards)\n")
-    print(
-        f"Machine: {m['processor'] or m['cpu_model'] or m['machine']}, {m['cores_available']}/{m['cpu_count']} cores, Python {m['python']}; "
-        f"fastdigest {doc['versions']['fastdigest']}, tdigest {doc['versions']['tdigest']}. "
-        f"Defaults: fastdigest max_centroids={doc['defaults']['fastdigest']['max_centroids']}; "
-        f"tdigest delta={doc['defaults']['tdigest']['delta']} (compression 1/delta=100), K={doc['defaults']['tdigest']['K']} "
-        "(compress above K/delta=2500 centroids).\n"
-    )
-    if args.tdigest_n and args.tdigest_n < args.n:
-        print(f"NOTE: tdigest ingested only the first {args.tdigest_n:,} values (too slow for {args.n:,}); its errors are vs the exact percentiles of those values.\n")
-    for dist, res in results.items():
-        print(table(dist, res))
-        print()
-    if sweep is not None:
-        print(sweep_table(sweep))
-        print()
+    text = report_md(doc, args.n, args.seed, args.tdigest_n)
+    print(text)
+    args.out.with_suffix(".md").write_text(text)
     print(f"Total run time {elapsed:.0f} s. Results: {args.out}")
 
 

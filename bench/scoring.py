@@ -78,10 +78,10 @@ import torch  # noqa: E402
 import sql as sql_files  # noqa: E402
 from conftest import make_event  # noqa: E402
 from schemas.codec import AvroCodec  # noqa: E402
-from sentinel.clip import ClipExtractor, ClipSpec  # noqa: E402
+from sentinel.clip import ClipExtractor, ClipSpec, cpu_threads  # noqa: E402
 from sentinel.drift import CusumDriftDetector, DriftConfig  # noqa: E402
 from sentinel.latency import LiveStats, latency_parts  # noqa: E402
-from sentinel.scoring import BatchScorer  # noqa: E402
+from sentinel.scoring import BatchScorer, ScoreInput  # noqa: E402
 from sentinel.validation import check_job, decode_image  # noqa: E402
 from streams import codecs, rows  # noqa: E402
 from streams.app import DRIFT_METRIC, Accepted, live_key, score_batch  # noqa: E402
@@ -89,6 +89,9 @@ from streams.config import load_settings  # noqa: E402
 from _machine import cpu_model as _cpu_model
 
 RESULTS = REPO / "bench" / "results" / "scoring.json"
+# torch's own default (one intra-op thread per core), measured against 1 thread; ClipExtractor
+# now sets sentinel.clip.cpu_threads() (cores - 1, at least 1) when it is built
+ALL_CORES = torch.get_num_threads()
 CLK = os.sysconf("SC_CLK_TCK")
 
 
@@ -126,7 +129,8 @@ def machine_info() -> dict[str, Any]:
         "loadavg_at_start": os.getloadavg(),
         "python": platform.python_version(),
         "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
+        "torch_threads": torch.get_num_threads(),  # torch's default: one per core
+        "clip_extractor_threads": cpu_threads(),  # what ClipExtractor sets (sentinel.clip.cpu_threads)
         "cuda_available": torch.cuda.is_available(),
         "cuda_device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "packages": {p: ver(p) for p in ("open_clip_torch", "faust-streaming", "aiokafka", "chdb", "noida-db",
@@ -190,7 +194,7 @@ def raw_probe(extractor: ClipExtractor, images: list[Any], batch: int) -> dict[s
     """A short raw-encoder measurement, taken next to each end-to-end run (same load)."""
     batches = make_batches(images, batch)
     out = {}
-    for name, n_threads in (("raw_img_s", None), ("raw_img_s_1thread", 1)):
+    for name, n_threads in (("raw_img_s", ALL_CORES), ("raw_img_s_1thread", 1)):
         with with_threads(n_threads):
             extractor.encode_images(batches[0])
             wall, _ = timed(lambda: [extractor.encode_images(b) for b in batches])
@@ -231,41 +235,63 @@ def bench_scorer(args: argparse.Namespace, extractor: ClipExtractor) -> dict[str
         for b in txt_b:
             extractor.encode_texts(b)
 
+    def text_full() -> None:  # the text tower on all 77 positions (before the prefix shortcut)
+        with torch.inference_mode():
+            for b in txt_b:
+                torch.nn.functional.normalize(extractor.encode_tokens(extractor.tokenizer(b), truncate=False).float(), dim=-1)
+
     def ref_only() -> None:
         for b in ref_b:
             extractor.encode_images(b)
 
-    threads = torch.get_num_threads()
-    for n_threads in (None, 1, None):  # warm-up: first torch calls are several times slower
+    scorer = BatchScorer(extractor)
+    inputs = [ScoreInput(e["job_id"], e["prompt"], im) for e, im in zip(events, images)]
+    inp_b = make_batches(inputs, args.batch)
+
+    def scorer_fn() -> None:  # BatchScorer.score on the same pre-decoded images (no references)
+        for b in inp_b:
+            scorer.score(b)
+
+    threads = ALL_CORES
+    for n_threads in (ALL_CORES, 1, ALL_CORES):  # warm-up: first torch calls are several times slower
         with with_threads(n_threads):
             raw()
             core()
-    keys = ("raw_img_s", "core_img_s", "ratio", "raw_cpu_us", "core_cpu_us", "raw_img_s_1thread",
-            "core_img_s_1thread", "ratio_1thread", "raw_cpu_us_1thread", "core_cpu_us_1thread", "decode_us",
-            "preprocess_us", "encode_text_us", "encode_ref_us_per_event", "encode_text_us_1thread",
+            scorer_fn()
+    keys = ("raw_img_s", "core_img_s", "ratio", "raw_cpu_us", "core_cpu_us", "scorer_img_s", "ratio_scorer",
+            "raw_img_s_1thread", "core_img_s_1thread", "ratio_1thread", "raw_cpu_us_1thread", "core_cpu_us_1thread",
+            "scorer_img_s_1thread", "ratio_scorer_1thread", "decode_us", "preprocess_us", "encode_text_us",
+            "encode_text_full_us", "encode_ref_us_per_event", "encode_text_us_1thread", "encode_text_full_us_1thread",
             "encode_ref_us_per_event_1thread", "loadavg")
     res: dict[str, list[float]] = {k: [] for k in keys}
-    variants = [("", None, raw, core), ("_1thread", 1, raw, core)]
+    variants = [("", ALL_CORES), ("_1thread", 1)]
     for r in range(args.rounds):
         order = variants if r % 2 == 0 else variants[::-1]
-        for suffix, n_threads, raw_fn, core_fn in order:
+        for suffix, n_threads in order:
             with with_threads(n_threads):
-                pair = [("raw", raw_fn), ("core", core_fn)]
-                got = {name: timed(fn) for name, fn in (pair if r % 2 == 0 else pair[::-1])}
-                res["encode_text_us" + suffix].append(timed(text_only)[0] / n * 1e6)
+                trio = [("raw", raw), ("core", core), ("scorer", scorer_fn)]
+                got = {name: timed(fn) for name, fn in (trio if r % 2 == 0 else trio[::-1])}
+                texts = [("encode_text_us", text_only), ("encode_text_full_us", text_full)]
+                for name, fn in (texts if r % 2 == 0 else texts[::-1]):
+                    res[name + suffix].append(timed(fn)[0] / n * 1e6)
                 res["encode_ref_us_per_event" + suffix].append(timed(ref_only)[0] / n * 1e6)
             res["raw_img_s" + suffix].append(n / got["raw"][0])
             res["core_img_s" + suffix].append(n / got["core"][0])
+            res["scorer_img_s" + suffix].append(n / got["scorer"][0])
             res["ratio" + suffix].append(got["raw"][0] / got["core"][0])
+            res["ratio_scorer" + suffix].append(got["raw"][0] / got["scorer"][0])
             res["raw_cpu_us" + suffix].append(got["raw"][1] / n * 1e6)
             res["core_cpu_us" + suffix].append(got["core"][1] / n * 1e6)
         res["decode_us"].append(timed(decode_only)[0] / n * 1e6)
         res["preprocess_us"].append(timed(preprocess_only)[0] / n * 1e6)
         res["loadavg"].append(os.getloadavg()[0])
         log(f"  round {r + 1}/{args.rounds}: {threads} threads: raw {res['raw_img_s'][-1]:.0f} img/s, "
-            f"score_batch {res['core_img_s'][-1]:.0f} img/s, ratio {res['ratio'][-1]:.2f}; 1 thread: raw "
-            f"{res['raw_img_s_1thread'][-1]:.0f}, score_batch {res['core_img_s_1thread'][-1]:.0f}, "
-            f"ratio {res['ratio_1thread'][-1]:.2f} (load {res['loadavg'][-1]:.1f})")
+            f"BatchScorer.score {res['scorer_img_s'][-1]:.0f} (ratio {res['ratio_scorer'][-1]:.2f}), "
+            f"score_batch {res['core_img_s'][-1]:.0f} (ratio {res['ratio'][-1]:.2f}); 1 thread: raw "
+            f"{res['raw_img_s_1thread'][-1]:.0f}, BatchScorer.score {res['scorer_img_s_1thread'][-1]:.0f} "
+            f"(ratio {res['ratio_scorer_1thread'][-1]:.2f}), score_batch {res['core_img_s_1thread'][-1]:.0f} "
+            f"(ratio {res['ratio_1thread'][-1]:.2f}); text {res['encode_text_us'][-1]:.0f} µs vs full context "
+            f"{res['encode_text_full_us'][-1]:.0f} (load {res['loadavg'][-1]:.1f})")
     out: dict[str, Any] = {"images": n, "with_reference": len(refs), "batch": args.batch, "torch_threads": threads,
                            "rounds": res, "median": {k: med(v) for k, v in res.items()}}
     out["cuda"] = bench_cuda(args, images) if torch.cuda.is_available() else None
@@ -809,11 +835,16 @@ def report(doc: dict[str, Any]) -> str:
         "",
         "| stage | /s (median) | ratio to raw encoder | CPU µs per image/event |",
         "|---|---:|---:|---:|",
-        f"| 1. raw `encode_images`, pre-decoded 64x64, {th} torch threads (default) | {f0(raw)} | 1.00 | {f0(s['raw_cpu_us'])} |",
+        f"| 1. raw `ClipExtractor.encode_images`, pre-decoded 64x64, {th} torch threads (torch's default: one per core) | {f0(raw)} | 1.00 "
+        f"| {f0(s['raw_cpu_us'])} |",
+        f"| 1b. `BatchScorer.score`, same images, same batches (+ prompts: text tower, scores), {th} threads "
+        f"| {f0(s['scorer_img_s'])} | **{s['ratio_scorer']:.2f}** (within-round: batching overhead) | |",
         f"| 2. `score_batch` (decode + images + refs + texts + scores), {th} threads | {f0(s['core_img_s'])} "
         f"| {s['ratio']:.2f} (within-round) | {f0(s['core_cpu_us'])} |",
         f"| 1'. raw `encode_images`, 1 torch thread | {f0(s['raw_img_s_1thread'])} | {s['raw_img_s_1thread'] / raw:.2f} "
         f"| {f0(s['raw_cpu_us_1thread'])} |",
+        f"| 1b'. `BatchScorer.score`, 1 torch thread | {f0(s['scorer_img_s_1thread'])} "
+        f"| {s['scorer_img_s_1thread'] / raw:.2f} (**{s['ratio_scorer_1thread']:.2f}** to 1') | |",
         f"| 2'. `score_batch`, 1 torch thread | {f0(s['core_img_s_1thread'])} | {s['core_img_s_1thread'] / raw:.2f} "
         f"({s['ratio_1thread']:.2f} to 1') | {f0(s['core_cpu_us_1thread'])} |",
     ]
@@ -825,7 +856,8 @@ def report(doc: dict[str, Any]) -> str:
         e2e = med([r["events_s"] for r in runs])
         sc = med([r["scored_events_s"] for r in runs])
         cpu = med([r["cpu"]["per_event_ms"]["total_cpu_s"] for r in runs]) * 1e3
-        label = "worker torch default threads" if name == "default" else f"worker {v['worker_env']}"
+        label = (f"worker as shipped: {doc['machine'].get('clip_extractor_threads', '?')} torch thread(s)" if name == "default"
+                 else f"worker {v['worker_env']}")
         lines += [
             f"| 3. end to end ({label}): publish -> stored + scored | {f0(e2e)} "
             f"| {v['ratio_to_raw']:.2f} to adjacent raw ({v['ratio_to_raw_1thread']:.2f} to 1-thread raw) "
@@ -840,8 +872,11 @@ def report(doc: dict[str, Any]) -> str:
     lines += ["", "Scorer core, µs per event (medians, wall): "
               f"WebP decode {s['decode_us']:.0f} (image + 1 in 5 references), preprocess {s['preprocess_us']:.0f}, "
               f"encode image {1e6 / raw:.0f} (incl. preprocess), encode reference {s['encode_ref_us_per_event']:.0f}, "
-              f"encode text {s['encode_text_us']:.0f} (1 thread: image {1e6 / s['raw_img_s_1thread']:.0f}, "
-              f"reference {s['encode_ref_us_per_event_1thread']:.0f}, text {s['encode_text_us_1thread']:.0f}); "
+              f"encode text {s['encode_text_us']:.0f} on the token prefix vs {s['encode_text_full_us']:.0f} on the full "
+              f"77-token context (x{s['encode_text_full_us'] / s['encode_text_us']:.1f}) "
+              f"(1 thread: image {1e6 / s['raw_img_s_1thread']:.0f}, "
+              f"reference {s['encode_ref_us_per_event_1thread']:.0f}, text {s['encode_text_us_1thread']:.0f} vs "
+              f"{s['encode_text_full_us_1thread']:.0f} full, x{s['encode_text_full_us_1thread'] / s['encode_text_us_1thread']:.1f}); "
               f"whole score_batch {1e6 / s['core_img_s']:.0f} (1 thread {1e6 / s['core_img_s_1thread']:.0f}).",
               "", "| other per-event work in the worker (bench process, 1 core) | µs/call | × per event | µs/event |",
               "|---|---:|---:|---:|"]
@@ -881,8 +916,8 @@ def report(doc: dict[str, Any]) -> str:
                              f"| {r['cpu']['cores_busy']:.2f} |")
     m = doc["machine"]
     lines += ["", f"Machine: {m['cpu_model'] or m['machine']}, {m['cores_available']}/{m['cpu_count']} cores (shared: "
-              f"load {m['loadavg_at_start'][0]:.1f} at start), Python {m['python']}, torch {m['torch']} "
-              f"({th} threads), CUDA {m['cuda_available']}; bench took {doc['runtime_s']:.0f} s."]
+              f"load {m['loadavg_at_start'][0]:.1f} at start, {m.get('loadavg_at_end', [float('nan')])[0]:.1f} at end), Python {m['python']}, torch {m['torch']} "
+              f"({th} threads by default, ClipExtractor sets {m.get('clip_extractor_threads', '?')}), CUDA {m['cuda_available']}; bench took {doc['runtime_s']:.0f} s."]
     return "\n".join(lines)
 
 
@@ -905,7 +940,12 @@ def main() -> None:
     ap.add_argument("--budget-s", type=float, default=420.0,
                     help="after this many seconds, later repeats are skipped (first of each kept)")
     ap.add_argument("--no-stack", action="store_true", help="skip the end-to-end part")
+    ap.add_argument("--quick", action="store_true", help="short run: 2 rounds, 1 end-to-end run of 600 events, "
+                                                        "one 4 s latency pair")
     args = ap.parse_args()
+    if args.quick:
+        args.events, args.runs, args.warmup, args.rounds, args.micro_images = 600, 1, 100, 2, 128
+        args.latency_seconds, args.latency_repeats, args.budget_s, args.idle_seconds = 4.0, 1, 150.0, 2.0
 
     # SIGTERM -> SystemExit, so the finally blocks stop the stacks (Ctrl-C already raises)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -928,7 +968,8 @@ def main() -> None:
     doc["table_markdown"] = text
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(doc, indent=2, default=str) + "\n")
-    log(f"wrote {args.out}")
+    args.out.with_suffix(".md").write_text(text.rstrip() + "\n")
+    log(f"wrote {args.out} and {args.out.with_suffix('.md')}")
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ architecture with seeded random weights, so that the same image always gets the 
 from __future__ import annotations
 
 import contextlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -16,6 +17,7 @@ from typing import Sequence
 import numpy as np
 import open_clip
 import torch
+from open_clip.transformer import text_global_pool
 from PIL import Image
 
 TINY_ARCH = "sentinel-tiny-clip"
@@ -32,6 +34,9 @@ class ClipSpec:
     seed: int = 0
     device: str = "cpu"
     batch_size: int = 64
+    # torch intra-op threads on CPU; 0 = automatic (see cpu_threads). Applied when an extractor
+    # is built; torch's setting is process-wide.
+    threads: int = 0
 
     @property
     def version(self) -> str:
@@ -48,11 +53,33 @@ def _seeded(seed: int):
         yield
 
 
+def cpu_threads(requested: int = 0) -> int:
+    """Intra-op threads for CPU inference: ``requested`` if > 0, else ``OMP_NUM_THREADS`` if set,
+    else all cores this process may use but one (at least one).
+
+    The spare core is for the worker's event loop and Kafka consumer thread. torch's default (one
+    thread per core) lets OpenMP threads spin against them: measured on a shared 2-core machine,
+    the tiny CLIP encoded 2-10x fewer images/s with 2 threads than with 1 (bench/scoring.py).
+    """
+    if requested > 0:
+        return requested
+    env = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    return max(1, cores - 1)
+
+
 class ClipExtractor:
     """Batched, device-aware open_clip image/text towers returning L2-normalized embeddings."""
 
     def __init__(self, spec: ClipSpec) -> None:
         self.spec = spec
+        if torch.device(spec.device).type == "cpu":
+            torch.set_num_threads(cpu_threads(spec.threads))
         with _seeded(spec.seed):
             model, _, preprocess = open_clip.create_model_and_transforms(
                 spec.arch, pretrained=spec.checkpoint, device=spec.device
@@ -61,6 +88,7 @@ class ClipExtractor:
         self.preprocess = preprocess
         self.tokenizer = open_clip.get_tokenizer(spec.arch)
         self.embed_dim = int(model.text_projection.shape[1]) if hasattr(model, "text_projection") else None
+        self._prefix_ok = _prefix_safe(self.model)
 
     @property
     def device(self) -> torch.device:
@@ -80,11 +108,53 @@ class ClipExtractor:
         out = []
         for start in range(0, len(texts), self.spec.batch_size):
             tokens = self.tokenizer(list(texts[start : start + self.spec.batch_size])).to(self.device)
-            out.append(torch.nn.functional.normalize(self.model.encode_text(tokens).float(), dim=-1).cpu())
+            out.append(torch.nn.functional.normalize(self.encode_tokens(tokens).float(), dim=-1).cpu())
         return torch.cat(out).numpy() if out else np.zeros((0, self.embed_dim or 0), np.float32)
+
+    def encode_tokens(self, tokens: torch.Tensor, *, truncate: bool = True) -> torch.Tensor:
+        """The text tower on a padded token batch; unnormalized features.
+
+        Prompts are short (a dozen tokens) but tokenized to the full context (77). In open_clip's
+        ``CLIP`` text tower every position attends only to earlier ones (causal mask) and the
+        feature is read at one position per row (the EOT token: ``argmax`` or ``eos`` pooling),
+        so the positions after the last row's EOT cannot change any result: the tower runs on
+        the shortest prefix holding every row's pooled position (same weights, positional
+        embedding and mask sliced to that length). Equal to ``model.encode_text`` on the full
+        context up to float rounding (tests/sentinel/test_clip_truncation.py); other text
+        towers (no causal mask, other pooling, CustomTextCLIP) always run in full.
+        """
+        model = self.model
+        if not truncate or not self._prefix_ok:
+            return model.encode_text(tokens)
+        if model.text_pool_type == "argmax":
+            pooled_at = tokens.argmax(dim=-1)
+        else:
+            pooled_at = (tokens == model.text_eos_id).int().argmax(dim=-1)
+        length = int(pooled_at.max()) + 1
+        if length >= tokens.shape[1]:
+            return model.encode_text(tokens)
+        tokens = tokens[:, :length]
+        cast_dtype = model.transformer.get_cast_dtype()
+        x = model.token_embedding(tokens).to(cast_dtype) + model.positional_embedding[:length].to(cast_dtype)
+        x = model.transformer(x, attn_mask=model.attn_mask[:length, :length])
+        x = model.ln_final(x)
+        x = text_global_pool(x, tokens, model.text_pool_type, eos_token_id=getattr(model, "text_eos_id", None))
+        projection = model.text_projection
+        if projection is not None:
+            x = projection(x) if isinstance(projection, torch.nn.Linear) else x @ projection
+        return x
 
     def state_dict(self) -> dict:
         return self.model.state_dict()
+
+
+def _prefix_safe(model: torch.nn.Module) -> bool:
+    """Whether ``ClipExtractor.encode_tokens`` may run ``model``'s text tower on a prefix."""
+    mask = getattr(model, "attn_mask", None)
+    return (type(model) is open_clip.CLIP and mask is not None and mask.dim() == 2
+            and getattr(model, "text_pool_type", None) in ("argmax", "eos")
+            and model.positional_embedding.dim() == 2 and not model.transformer.grad_checkpointing
+            and bool(torch.isneginf(mask[0, 1:]).all()) and bool((mask.tril() == 0).all()))
 
 
 def clip_score(image_emb: np.ndarray, text_emb: np.ndarray) -> np.ndarray:
