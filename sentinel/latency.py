@@ -8,6 +8,7 @@ measurement: see ``bench/digest.py`` and the README.
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Iterable, Mapping
@@ -51,9 +52,18 @@ class LatencySketch:
         # An empty digest serializes min/max as NaN, which is not valid JSON: store null.
         return None if self.digest.is_empty() else self.digest.to_dict()
 
+    def to_b64(self) -> str | None:
+        """Compact form: base64 of fastdigest's binary encoding (lossless; ~22x faster to
+        write and read back than the dict form through JSON, measured)."""
+        return None if self.digest.is_empty() else base64.b64encode(self.digest.to_bytes()).decode("ascii")
+
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any] | None) -> "LatencySketch":
-        return cls() if data is None else cls(TDigest.from_dict(dict(data)))
+    def from_dict(cls, data: Mapping[str, Any] | str | None) -> "LatencySketch":
+        if data is None:
+            return cls()
+        if isinstance(data, str):
+            return cls(TDigest.from_bytes(base64.b64decode(data)))
+        return cls(TDigest.from_dict(dict(data)))
 
 
 def _ms(delta: timedelta) -> float:
@@ -100,13 +110,15 @@ class LiveStats:
         return out
 
     def to_dict(self) -> dict[str, Any]:
-        return {"v": 1, "tally": self.tally.to_dict(), "latency": {p: self.latency[p].to_dict() for p in PARTS}}
+        """Format v2: digests as base64 of fastdigest bytes (v1 had fastdigest's dict form;
+        both are read)."""
+        return {"v": 2, "tally": self.tally.to_dict(), "latency": {p: self.latency[p].to_b64() for p in PARTS}}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> "LiveStats":
         if not data:
             return cls()
-        if data.get("v") != 1:
+        if data.get("v") not in (1, 2):
             raise ValueError(f"unknown LiveStats format {data.get('v')!r}")
         return cls(JobTally.from_dict(data["tally"]),
                    {p: LatencySketch.from_dict(data["latency"][p]) for p in PARTS})

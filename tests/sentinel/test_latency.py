@@ -88,3 +88,24 @@ def test_merge_all_combines_partitions() -> None:
     assert merged.tally.jobs == 200 and merged.tally.applied == {0: 49, 1: 49, 2: 49, 3: 49}
     assert all(merged.latency[p].count == 200 for p in PARTS)
     assert LiveStats.from_dict(json.loads(json.dumps(merged.to_dict()))).to_dict() == merged.to_dict()
+
+
+def test_v2_bytes_form_round_trips_exactly_and_v1_still_reads() -> None:
+    rng = np.random.default_rng(7)
+    state = LiveStats()
+    for k in range(3000):
+        parts = {p: float(rng.lognormal(6, 0.7)) for p in ("e2e", "queue", "cold_start", "inference")}
+        state.update(partition=0, offset=k, parts_ms=parts, gpu_seconds=1.0, cost_usd=0.01)
+    v2 = json.loads(json.dumps(state.to_dict(), allow_nan=False))
+    assert v2["v"] == 2 and all(isinstance(v, str) for v in v2["latency"].values())
+    back = LiveStats.from_dict(v2)
+    v1 = {"v": 1, "tally": state.tally.to_dict(),
+          "latency": {p: state.latency[p].to_dict() for p in state.latency}}
+    old = LiveStats.from_dict(json.loads(json.dumps(v1)))
+    for q in (0.5, 0.95, 0.99):
+        for part in state.latency:
+            assert back.latency[part].quantile(q) == state.latency[part].quantile(q)
+            assert old.latency[part].quantile(q) == pytest.approx(state.latency[part].quantile(q), rel=1e-12)
+    assert back.compute() == state.compute()
+    # replaying an applied offset is still a no-op after the round trip
+    assert back.update(partition=0, offset=10, parts_ms={p: 1.0 for p in state.latency}, gpu_seconds=1, cost_usd=1) is False
