@@ -181,6 +181,8 @@ def _print_table(table, fmt: str) -> None:
 @app.command()
 def report(start: Optional[str] = typer.Option(None, "--from", help="Window start (ISO-8601, UTC default)."),
            end: Optional[str] = typer.Option(None, "--to", help="Window end, exclusive."),
+           quarter: Optional[str] = typer.Option(None, "--quarter", help="A calendar quarter, e.g. 2026Q1 "
+                                                                       "(instead of --from/--to)."),
            fmt: str = typer.Option("table", "--format", "-f", help="table, json, csv, markdown or html."),
            output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write to this file."),
            scorer_version: str = typer.Option("", help="Scorer version to report (default: latest per job)."),
@@ -192,7 +194,13 @@ def report(start: Optional[str] = typer.Option(None, "--from", help="Window star
     from streams import report as reports
     from streams.warehouse import WarehouseError, open_reader
 
-    window = reports.Window(_parse_time(start, reports.EPOCH), _parse_time(end, reports.FAR_FUTURE))
+    if quarter and (start or end):
+        raise typer.BadParameter("use --quarter or --from/--to, not both")
+    try:
+        window = reports.Window.quarter(quarter) if quarter else \
+            reports.Window(_parse_time(start, reports.EPOCH), _parse_time(end, reports.FAR_FUTURE))
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
     try:
         data = reports.benchmark(open_reader(settings.dsn), settings.pricing(), window, scorer_version,
                                  settings.quality_config(), settings.bootstrap_config())

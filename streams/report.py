@@ -46,6 +46,19 @@ class Window:
     start: datetime = EPOCH
     end: datetime = FAR_FUTURE
 
+    @classmethod
+    def quarter(cls, text: str) -> "Window":
+        """``2026Q1`` -> [2026-01-01, 2026-04-01) UTC."""
+        import re
+
+        match = re.fullmatch(r"(\d{4})-?[Qq]([1-4])", text.strip())
+        if not match:
+            raise ValueError(f"{text!r} is not a quarter like 2026Q1")
+        year, q = int(match[1]), int(match[2])
+        start = datetime(year, 3 * q - 2, 1, tzinfo=timezone.utc)
+        end = datetime(year + (q == 4), 1 if q == 4 else 3 * q + 1, 1, tzinfo=timezone.utc)
+        return cls(start, end)
+
     def params(self) -> dict[str, str]:
         fmt = "%Y-%m-%d %H:%M:%S.%f"
         return {"start": self.start.astimezone(timezone.utc).strftime(fmt)[:-3],
@@ -85,6 +98,8 @@ def benchmark(reader: Warehouse, pricing: Pricing, window: Window = Window(), sc
     clip_anchor = Anchors(fid_best=0.0, fid_worst=1.0, clip_floor=quality.clip_floor, clip_ceiling=quality.clip_ceiling)
     intervals = add_intervals(reader, params, models, niches, section, quality.weights, clip_anchor, bootstrap)
     cdf = reader.query(sql_files.report("latency_cdf"), window.params()).to_pylist()
+    cost_parts = reader.query(sql_files.report("cost_breakdown"), {**window.params(), **pricing_params(pricing)})
+    latency_parts = reader.query(sql_files.report("latency_breakdown"), window.params())
     return {
         "window": {"from": window.start.isoformat(), "to": window.end.isoformat(),
                    "all_time": window == Window()},
@@ -99,6 +114,8 @@ def benchmark(reader: Warehouse, pricing: Pricing, window: Window = Window(), sc
         "intervals": intervals,
         "models": models,
         "niches": niches,
+        "cost_breakdown": [{k: _clean(v) for k, v in r.items()} for r in cost_parts.to_pylist()],
+        "latency_breakdown": [{k: _clean(v) for k, v in r.items()} for r in latency_parts.to_pylist()],
         "latency_quantiles": {"levels": [i / 100 for i in range(101)],
                               "models": {r["model"]: r["latency_ms"] for r in cdf}},
     }
@@ -202,6 +219,27 @@ def render_terminal(report: dict[str, Any], console: Any = None) -> None:
                   f"GPU $/h {p['gpu_usd_per_hour']}")
 
 
+COST_COLUMNS = [
+    ("model", "Model", "{}"),
+    ("gpu_seconds_per_image", "GPU-s / image", "{:.3f}"),
+    ("gpu_compute_usd", "GPU compute (USD)", "{:.6f}"),
+    ("orchestration_usd", "Orchestration (USD)", "{:.6f}"),
+    ("platform_fee_usd", "Platform fee (USD)", "{:.6f}"),
+    ("api_price_usd", "API price (USD)", "{:.6f}"),
+    ("cost_per_image_usd", "Cost / image (USD)", "{:.6f}"),
+]
+LATENCY_COLUMNS = [
+    ("model", "Model", "{}"),
+    ("cold_start_rate", "Cold starts", "{:.1%}"),
+    ("e2e_p95_ms", "End to end p95", "{:,.0f}"),
+    ("queue_p95_ms", "Queue p95", "{:,.0f}"),
+    ("cold_start_p95_ms", "Cold start p95", "{:,.0f}"),
+    ("inference_p95_ms", "Inference p95", "{:,.0f}"),
+    ("encode_p95_ms", "Encode p95", "{:,.0f}"),
+    ("delivery_p95_ms", "Delivery p95", "{:,.0f}"),
+]
+
+
 def render_markdown(report: dict[str, Any]) -> str:
     def table(rows: list[dict[str, Any]], columns: list[tuple[str, str, str]]) -> list[str]:
         lines = ["| " + " | ".join(h for _, h, _ in columns) + " |",
@@ -217,6 +255,8 @@ def render_markdown(report: dict[str, Any]) -> str:
            f"GPU $/hour {p['gpu_usd_per_hour']}. Latency is requested → delivered, cold starts included.", "",
            "## Per model", "", *table(report["models"], COLUMNS), "",
            "## Per model and niche", "", *table(report["niches"], niche_cols), "",
+           "## Cost per image, by part", "", *table(report.get("cost_breakdown", []), COST_COLUMNS), "",
+           "## Latency by part (ms, exact quantiles)", "", *table(report.get("latency_breakdown", []), LATENCY_COLUMNS), "",
            "## How quality is computed", "", *[f"- {line}" for line in quality_notes(report)], ""]
     return "\n".join(out)
 
@@ -306,6 +346,10 @@ Latency is requested → delivered, cold starts included; quantiles are exact. {
 {bars}
 <h2>Per model and niche</h2>
 {table(report['niches'], niche_cols)}
+<h2>Cost per image, by part</h2>
+{table(report.get('cost_breakdown', []), COST_COLUMNS)}
+<h2>Latency by part (ms, exact quantiles)</h2>
+{table(report.get('latency_breakdown', []), LATENCY_COLUMNS)}
 <h2>How quality is computed</h2>
 <ul class="note">{"".join(f"<li>{html.escape(line)}</li>" for line in quality_notes(report))}</ul>
 </body></html>

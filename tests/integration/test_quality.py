@@ -317,3 +317,34 @@ def test_bootstrap_intervals_on_stored_jobs(quality_stack) -> None:
     for k in capped:
         for column in ("latency", "cost", "clip"):
             np.testing.assert_array_equal(prefiltered[k][column], capped[k][column])
+
+
+def test_cost_and_latency_breakdowns_equal_the_events(quality_stack) -> None:
+    import tomllib
+
+    from streams.config import DEFAULT_PRICING
+
+    stack, events, _ = quality_stack
+    _wait_stored(stack)
+    report = _report(stack)
+    prices = tomllib.loads(Path(DEFAULT_PRICING).read_text())
+    fee, overhead = prices["platform_fee_usd_per_image"], prices["orchestration_overhead"]
+    for row in report["cost_breakdown"]:
+        mine = [e for e in events if e["model_id"] == row["model"]]
+        api = mine[0]["provider"] == "api"
+        compute = [0.0 if api else e["gpu_seconds"] * prices["gpu_usd_per_hour"][e["gpu_type"]] / 3600 for e in mine]
+        api_price = [e["api_cost_usd"] if api else 0.0 for e in mine]
+        assert row["gpu_compute_usd"] == pytest.approx(np.mean(compute), rel=1e-9, abs=1e-15)
+        assert row["orchestration_usd"] == pytest.approx(np.mean(compute) * overhead, rel=1e-9, abs=1e-15)
+        assert row["api_price_usd"] == pytest.approx(np.mean(api_price), rel=1e-9, abs=1e-15)
+        assert row["platform_fee_usd"] == fee
+        model = next(m for m in report["models"] if m["model"] == row["model"])
+        assert row["cost_per_image_usd"] == pytest.approx(model["cost_per_image_usd"], rel=1e-9)
+    for row in report["latency_breakdown"]:
+        mine = [e for e in events if e["model_id"] == row["model"]]
+        ms = lambda a, b: [(e[b] - e[a]).total_seconds() * 1000 for e in mine]  # noqa: E731
+        assert row["e2e_p95_ms"] == pytest.approx(np.percentile(ms("requested_at", "delivered_at"), 95), rel=1e-9)
+        assert row["queue_p95_ms"] == pytest.approx(np.percentile(ms("requested_at", "started_at"), 95), rel=1e-9)
+        assert row["inference_p95_ms"] == pytest.approx(np.percentile([e["inference_ms"] for e in mine], 95), rel=1e-9)
+        assert row["delivery_p95_ms"] == pytest.approx(np.percentile(ms("completed_at", "delivered_at"), 95), rel=1e-9)
+        assert row["cold_start_rate"] == pytest.approx(np.mean([e["cold_start"] for e in mine]))
