@@ -11,12 +11,14 @@ Schemas live beside this file: ``<name>.avsc`` is the current version of a recor
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import fastavro
 from fastavro.schema import fingerprint, parse_schema, to_parsing_canonical_form
@@ -53,9 +55,23 @@ def _load(path: Path) -> Schema:
     return Schema(name=raw["name"], parsed=parsed, fingerprint=fp)
 
 
+_schema_dir: Path = SCHEMA_DIR
+
+
+def use_schema_dir(directory: Path | str | None) -> None:
+    """Read schemas from ``directory`` (same layout: ``*.avsc`` + ``history/``) instead of the
+    built-in ones; ``None`` restores the built-in set. A worker calls this at start-up
+    (``SENTINEL_SCHEMA_DIR``), e.g. to be deployed with a newer writer schema in ``history/``
+    before any producer writes it."""
+    global _schema_dir
+    _schema_dir = SCHEMA_DIR if directory is None else Path(directory).resolve()
+    _known_schemas.cache_clear()
+
+
 @lru_cache(maxsize=None)
-def _known_schemas(directory: Path = SCHEMA_DIR) -> tuple[dict[str, Schema], dict[bytes, Schema]]:
+def _known_schemas(directory: Path | None = None) -> tuple[dict[str, Schema], dict[bytes, Schema]]:
     """Current schema per record name, and every known version by fingerprint."""
+    directory = _schema_dir if directory is None else directory
     current: dict[str, Schema] = {}
     by_fp: dict[bytes, Schema] = {}
     for path in sorted(directory.glob("*.avsc")):
@@ -81,10 +97,21 @@ class AvroCodec:
     """Encode/decode one record type with single-object framing and schema resolution."""
 
     def __init__(self, record_name: str, writer: Schema | None = None) -> None:
-        self.reader = schema(record_name)
+        self.record_name = record_name
+        schema(record_name)  # fail early on an unknown record name
         # The writer schema defaults to the current one; tests pass an old/new version to
         # prove evolution works both ways.
-        self.writer = writer or self.reader
+        self._writer = writer
+
+    @property
+    def reader(self) -> Schema:
+        # looked up on use, not at construction: codecs are registered at import, before a
+        # worker may switch to another schema directory (use_schema_dir)
+        return schema(self.record_name)
+
+    @property
+    def writer(self) -> Schema:
+        return self._writer or self.reader
 
     def encode(self, record: dict[str, Any]) -> bytes:
         buf = io.BytesIO()
@@ -112,3 +139,55 @@ class AvroCodec:
         if buf.tell() != len(data):
             raise DecodeError("trailing_bytes", f"{len(data) - buf.tell()} bytes after the record")
         return record
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def content_hash(record: Mapping[str, Any]) -> str:
+    """SHA-256 of a decoded record's content, independent of the writer schema.
+
+    Fields are taken in name order and null fields are skipped, so the same event written
+    with an older or newer schema (an added optional field left null) hashes the same, while
+    any change of a value (a byte of the image, a millisecond, a price) changes the hash.
+    """
+    h = hashlib.sha256()
+    _feed(h, record)
+    return h.hexdigest()
+
+
+def _feed(h: Any, value: Any) -> None:
+    if isinstance(value, Mapping):
+        h.update(b"{")
+        for key in sorted(value):
+            if value[key] is not None:
+                _feed(h, str(key))
+                _feed(h, value[key])
+        h.update(b"}")
+    elif isinstance(value, (bytes, bytearray, memoryview)):
+        data = bytes(value)
+        h.update(b"b%d:" % len(data))
+        h.update(data)
+    elif isinstance(value, str):
+        data = value.encode()
+        h.update(b"s%d:" % len(data))
+        h.update(data)
+    elif isinstance(value, bool):
+        h.update(b"T" if value else b"F")
+    elif isinstance(value, int):
+        h.update(b"i%d;" % value)
+    elif isinstance(value, float):
+        h.update(b"f" + value.hex().encode() + b";")
+    elif isinstance(value, datetime):
+        ts = value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
+        delta = ts - _EPOCH
+        h.update(b"t%d;" % ((delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds))
+    elif isinstance(value, (list, tuple)):
+        h.update(b"[")
+        for item in value:
+            _feed(h, item)
+        h.update(b"]")
+    elif value is None:
+        h.update(b"n")
+    else:
+        raise TypeError(f"content_hash: unsupported value type {type(value).__name__}")

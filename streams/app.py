@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from collections import OrderedDict
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -27,6 +27,7 @@ from typing import Any, Callable, Sequence
 
 import aiohttp
 import faust
+from faust.streams import _current_event
 from faust.types import EventT
 
 from schemas.codec import DecodeError
@@ -35,8 +36,9 @@ from sentinel.drift import CusumDriftDetector, DriftConfig
 from sentinel.scoring import BatchScorer, ScoreInput
 from sentinel.latency import LiveStats, latency_parts
 from sentinel.validation import InvalidEvent, check_job, decode_image
-from streams import codecs, rows
+from streams import codecs, faust_fixes, rows
 from streams.config import Settings
+from streams.gate import BAD, CONFLICT, OK, Catalog, Gate, stored_copies
 from streams.metrics import WorkerMetrics
 from streams.moments import MomentInput, MomentStates, rows_token
 from streams.ratings import register_ratings
@@ -70,6 +72,8 @@ class Runtime:
     metrics: WorkerMetrics = field(default_factory=WorkerMetrics)
     drift_config: DriftConfig = field(default_factory=DriftConfig)
     moments: MomentStates | None = None
+    catalog: Catalog | None = None  # known models and niches (None: any)
+    gate_pool: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(1, "gate"))
 
     def __post_init__(self) -> None:
         if self.moments is None:
@@ -77,6 +81,7 @@ class Runtime:
 
     def close(self) -> None:
         self.score_pool.shutdown(wait=True)
+        self.gate_pool.shutdown(wait=True)
         self.sink_pool.shutdown(wait=True)
         self.warehouse.close()
 
@@ -111,6 +116,8 @@ def triage(runtime: Runtime, events: Sequence[EventT]) -> tuple[list[Accepted], 
             check_job(event, max_image_bytes=runtime.settings.max_image_bytes)
             if event["provider"] != "api" and event["gpu_type"] not in runtime.pricing.gpu_usd_per_hour:
                 raise InvalidEvent("unpriced_gpu_type", f"{event['gpu_type']!r} is not in the pricing file")
+            if runtime.catalog is not None:
+                runtime.catalog.check(event)
             accepted.append(Accepted(event, msg.partition, msg.offset))
         except (DecodeError, InvalidEvent) as exc:
             rejected.append(Rejected(ev.value, ev.key, msg.partition, msg.offset, type(exc).__name__, exc.reason, exc.detail))
@@ -208,6 +215,7 @@ def live_snapshot(items: Any, since_epoch_s: float) -> dict[tuple[str, str], Liv
 # -- the app ------------------------------------------------------------------------------
 
 def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
+    faust_fixes.install()  # event-losing Faust behaviour, repaired (streams/faust_fixes.py)
     app = faust.App(
         settings.app_id,
         broker=settings.broker_url,
@@ -228,6 +236,14 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
         # noida-db never evicts a SIGKILLed member from its group (measured: no assignment
         # for a new member after 60 s); static membership lets the restarted worker replace it.
         consumer_group_instance_id=f"{settings.app_id}-{settings.worker_id}",
+        # a partition without a committed offset is read from its start, never from its end
+        # (Faust's default too; explicit because losing the head of a new log is silent)
+        consumer_auto_offset_reset="earliest",
+        # Do not wait for in-flight events on a rebalance or stop: commit what is acked and let
+        # the rest be redelivered (sinks and tallies are idempotent). Waiting deadlocked the
+        # worker after a broker restart: the revoke waited for events that the conductor could
+        # only deliver once the (suspended) flow resumed (reproduced, tests/integration/test_faults.py).
+        stream_wait_empty=False,
         producer_max_request_size=4 * 1024 * 1024,
         table_standby_replicas=0,
     )
@@ -249,23 +265,38 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
 
     app.sentinel_runtime = runtime  # type: ignore[attr-defined]
     app.sentinel_live = live  # type: ignore[attr-defined]
-
-    # archive and tally both need the scorer's verdict on an image (to keep the same set of
-    # jobs); decode it once per source offset, not once per agent.
-    verdicts: OrderedDict[tuple[int, int], bool] = OrderedDict()
-
-    def image_ok(a: Accepted) -> bool:
-        key = (a.partition, a.offset)
-        if key not in verdicts:
-            verdicts[key] = _image_ok(a.event)
-            if len(verdicts) > 10_000:
-                verdicts.popitem(last=False)
-        return verdicts[key]
+    # a record Faust failed to hand to every agent is re-read, not skipped (streams/faust_fixes.py)
+    faust_fixes.install_hole_healer(app, {JOBS_COMPLETED, JOBS_SCORED})
+    tally_order = faust_fixes.Contiguity(app)
 
     def rt() -> Runtime:
         if runtime is None:
             raise RuntimeError("this app was created without a Runtime (CLI-side instance)")
         return runtime
+
+    # score, archive and tally must keep the same set of jobs: one verdict per source offset
+    # (image decodes, duplicate job ids), computed once, shared (streams/gate.py)
+    gate = None if runtime is None else Gate(
+        lambda ids: stored_copies(runtime.warehouse, ids), executor=runtime.gate_pool,
+        on_duplicate=runtime.metrics.duplicates.inc, on_retry=runtime.metrics.sink_retries.inc)
+
+    async def screen(events: Sequence[EventT]) -> tuple[list[Accepted], list[Rejected]]:
+        """triage + the gate: the jobs to process, and the records to dead-letter (duplicates
+        of stored jobs are in neither)."""
+        accepted, rejected = triage(rt(), events)
+        if gate is None or not accepted:
+            return accepted, rejected
+        verdicts = await gate.screen([(a.partition, a.offset, a.event) for a in accepted])
+        raw = {(ev.message.partition, ev.message.offset): ev for ev in events}
+        kept = []
+        for a, verdict in zip(accepted, verdicts):
+            if verdict.kind == OK:
+                kept.append(a)
+            elif verdict.kind in (BAD, CONFLICT):
+                ev = raw[(a.partition, a.offset)]
+                rejected.append(Rejected(ev.value, ev.key, a.partition, a.offset, "InvalidEvent", verdict.reason,
+                                         verdict.detail))
+        return kept, rejected
 
     async def dead_letter(topic: faust.TopicT, source: str, bad: Rejected) -> None:
         rt().metrics.dead_letters.labels(source, bad.reason).inc()
@@ -303,7 +334,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
         loop = asyncio.get_running_loop()
         async for events in stream.take_events(settings.score_batch_size, within=settings.score_batch_wait_s):
             r.metrics.consumed.inc(len(events))
-            accepted, rejected = triage(r, events)
+            accepted, rejected = await screen(events)
             for bad in rejected:
                 await dead_letter(dlq, JOBS_COMPLETED, bad)
             scored, bad_images = await loop.run_in_executor(r.score_pool, score_batch, r, accepted)
@@ -326,9 +357,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
     async def archive(stream: faust.StreamT) -> None:
         r = rt()
         async for events in stream.take_events(settings.sink_batch_size, within=settings.sink_batch_wait_s):
-            accepted, _ = triage(r, events)  # the score agent dead-letters the rest
-            # Corrupt images are rejected by the scorer; keep the archive to the same set.
-            good = [a for a in accepted if image_ok(a)]
+            good, _ = await screen(events)  # the score agent dead-letters the rest
             if not good:
                 continue
             keys = [(a.partition, a.offset) for a in good]
@@ -370,28 +399,35 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
 
     @app.agent(jobs_in, name="tally")
     async def tally(stream: faust.StreamT) -> None:
-        # One event at a time, not take_events: Faust writes a table's changelog to the
-        # partition of the *current* event, which must be the event being applied.
+        # In batches (one gate call per batch, not per event), but applied one event at a
+        # time: Faust writes a table's changelog to the partition of the *current* event, so
+        # each event is made current (in this task only) before its update.
         r = rt()
+        async for events in stream.take_events(settings.sink_batch_size, within=settings.score_batch_wait_s):
+            good, _ = await screen(events)
+            raw = {(ev.message.partition, ev.message.offset): ev for ev in events}
+            # a tally skips offsets it has passed, so never apply one past a missing record
+            allowed = tally_order.allowed(JOBS_COMPLETED, [(ev.message.partition, ev.message.offset) for ev in events])
+            for a in good:
+                if (a.partition, a.offset) in allowed:
+                    _make_current(raw[(a.partition, a.offset)])
+                    _apply_tally(r, a)
+
+    def _apply_tally(r: Runtime, a: Accepted) -> None:
         bucket_s = settings.live_bucket_s
-        async for ev in stream.events():
-            accepted, _ = triage(r, [ev])
-            if not accepted or not image_ok(accepted[0]):
-                continue
-            a = accepted[0]
-            e = a.event
-            key = live_key(e, a.partition, bucket_s)
-            stored = live.get(key)
-            state = LiveStats.from_dict(stored["stats"] if stored else None)
-            cost = r.pricing.job_cost(provider=e["provider"], gpu_type=e["gpu_type"],
-                                      gpu_seconds=e["gpu_seconds"], api_cost_usd=e.get("api_cost_usd"))
-            if state.update(partition=a.partition, offset=a.offset, parts_ms=latency_parts(e),
-                            gpu_seconds=e["gpu_seconds"], cost_usd=cost):
-                live[key] = {"bucket_s": bucket_s, "stats": state.to_dict()}
-            bucket = bucket_start(e["requested_at"], bucket_s)
-            if bucket > newest_bucket.get(a.partition, -1):
-                newest_bucket[a.partition] = bucket
-                _expire(live, a.partition, bucket - settings.live_retention_s)
+        e = a.event
+        key = live_key(e, a.partition, bucket_s)
+        stored = live.get(key)
+        state = LiveStats.from_dict(stored["stats"] if stored else None)
+        cost = r.pricing.job_cost(provider=e["provider"], gpu_type=e["gpu_type"],
+                                  gpu_seconds=e["gpu_seconds"], api_cost_usd=e.get("api_cost_usd"))
+        if state.update(partition=a.partition, offset=a.offset, parts_ms=latency_parts(e),
+                        gpu_seconds=e["gpu_seconds"], cost_usd=cost):
+            live[key] = {"bucket_s": bucket_s, "stats": state.to_dict()}
+        bucket = bucket_start(e["requested_at"], bucket_s)
+        if bucket > newest_bucket.get(a.partition, -1):
+            newest_bucket[a.partition] = bucket
+            _expire(live, a.partition, bucket - settings.live_retention_s)
 
     @app.agent(scored_in, name="drift")
     async def drift(stream: faust.StreamT) -> None:
@@ -451,6 +487,14 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
     return app
 
 
+def _make_current(event: EventT) -> None:
+    """Make ``event`` Faust's current event in this task, as ``Stream.events()`` does per event
+    (faust-streaming 0.15: the ``faust.streams._current_event`` context variable), so table
+    writes go to its partition's changelog. Only the context variable: the stream's own
+    ``current_event`` attribute is ``take_events``' bookkeeping and must not be touched."""
+    _current_event.set(weakref.ref(event))
+
+
 def _expire(live: Any, partition: int, before_epoch_s: int) -> None:
     """Drop this partition's buckets older than the retention (called from the tally agent,
     whose current event is from ``partition``, so the tombstones go to the right changelog
@@ -459,13 +503,3 @@ def _expire(live: Any, partition: int, before_epoch_s: int) -> None:
            if parse_live_key(k)[3] == partition and parse_live_key(k)[2] < before_epoch_s]
     for key in old:
         del live[key]
-
-
-def _image_ok(event: dict[str, Any]) -> bool:
-    try:
-        decode_image(event["image"], event["media_type"])
-        if event.get("reference_image"):
-            decode_image(event["reference_image"])
-        return True
-    except InvalidEvent:
-        return False

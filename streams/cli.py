@@ -80,12 +80,13 @@ def up(config: Optional[Path] = ConfigOpt, pricing: Optional[Path] = PricingOpt,
     """Start the embedded stack (broker + one worker + chDB) and keep it running until Ctrl-C."""
     settings = _settings(config, pricing_file=pricing)
     from streams.stack import EmbeddedStack
+    from streams.warehouse import redact
 
     stack = EmbeddedStack(settings, broker_kind=broker)
     console.print("starting embedded broker and worker ...")
     stack.start()
     s = stack.settings
-    console.print(f"[green]up[/]: broker {s.broker_url}, worker {stack.worker.url}, warehouse {s.dsn}\n"
+    console.print(f"[green]up[/]: broker {s.broker_url}, worker {stack.worker.url}, warehouse {redact(s.dsn)}\n"
                   f"use it from another shell with:\n  export SENTINEL_BROKER_URL={s.broker_url} "
                   f"SENTINEL_DATA_DIR={s.data_dir}\nCtrl-C stops everything.")
     try:
@@ -570,7 +571,7 @@ def demo(jobs: int = typer.Option(300, help="Jobs to generate, spread over the r
     from streams import report as reports
     from streams.config import PROJECT_ROOT
     from streams.stack import CHILD_ENV, EmbeddedStack
-    from streams.warehouse import open_reader
+    from streams.warehouse import open_reader, redact
 
     settings = _settings(config, data_dir=data_dir, pricing_file=pricing)
     models = sorted(load_registry(Path(settings.model_registry or PROJECT_ROOT / "models.toml")))
@@ -582,7 +583,7 @@ def demo(jobs: int = typer.Option(300, help="Jobs to generate, spread over the r
     console.print("2/5 starting the embedded broker (noida-db), a Faust worker and chDB ...")
     with EmbeddedStack(settings) as stack:
         s = stack.settings
-        console.print(f"    broker {s.broker_url}, worker {stack.worker.url}, warehouse {s.dsn} "
+        console.print(f"    broker {s.broker_url}, worker {stack.worker.url}, warehouse {redact(s.dsn)} "
                       f"({time.monotonic() - t0:.1f}s)")
         console.print(f"3/5 {len(models)} inference nodes ({', '.join(models)}) generate {jobs} jobs on tiny offline pipelines")
         per_model = [jobs // len(models) + (1 if i < jobs % len(models) else 0) for i in range(len(models))]

@@ -85,6 +85,13 @@ class Settings:
     model_registry: str = ""
     max_image_bytes: int = 900_000
     pricing_file: Path = DEFAULT_PRICING
+    # the worker's catalog (streams/gate.py): events naming another model or niche are
+    # dead-lettered. Built in: the model registry, the trace models and the demo/trace niches;
+    # these add comma-separated ids ("*" accepts any)
+    known_models: str = ""
+    known_niches: str = ""
+    # Avro schema directory of the worker ("" = the built-in schemas/): *.avsc + history/
+    schema_dir: str = ""
     log_level: str = "info"
     extra: Mapping[str, Any] = field(default_factory=dict)
 
@@ -106,6 +113,12 @@ class Settings:
     @property
     def models_dir(self) -> Path:
         return self.data_dir / "models"
+
+    @property
+    def faults_dir(self) -> Path:
+        """Chaos switches (fault injection, README "Guarantees"): e.g. the file
+        ``<data_dir>/faults/clickhouse_down`` makes every ClickHouse call of the worker fail."""
+        return self.data_dir / "faults"
 
     @property
     def clip_spec(self) -> ClipSpec:

@@ -431,6 +431,8 @@ class EmbeddedBroker:
     def _terminate(self, timeout: float) -> None:
         """Stop the process group and wait for the port; leaves the data dir alone."""
         proc, self._proc = self._proc, None
+        if proc is not None and proc.poll() is None and self.kind == "noida":
+            self._stop_noida_service(timeout)
         if proc is not None:
             pgid = proc.pid  # start_new_session: the child leads its own group
             self._signal_group(pgid, signal.SIGTERM)
@@ -445,6 +447,24 @@ class EmbeddedBroker:
             self._log_file = None
         if proc is not None:
             self._wait_port_free(timeout=5.0)
+
+    def _stop_noida_service(self, timeout: float) -> None:
+        """Stop noida's Kafka service through its control channel before signalling it.
+
+        Measured (noida-db 0.2.3): on SIGTERM the process saves its data but keeps answering
+        produce requests until it exits, so writes it acknowledged (acks=all) in the last
+        milliseconds are lost on restart -- 12 of ~1,000 in a 3 s run, and with them Faust
+        changelog records and committed progress. ``noida-db stop kafka`` closes the service
+        first and then saves ("data saved"): no acknowledged write was lost that way.
+        """
+        try:
+            out = subprocess.run([*_locate_noida(), "stop", "kafka", "--data-dir", str(self.data_dir)],
+                                 capture_output=True, text=True, timeout=timeout)
+        except (OSError, subprocess.TimeoutExpired, BrokerError) as exc:
+            log.warning("noida-db stop kafka failed (%s); falling back to SIGTERM", exc)
+            return
+        if out.returncode != 0:
+            log.warning("noida-db stop kafka exited with %d: %s", out.returncode, (out.stdout + out.stderr)[-500:])
 
     def log_tail(self, max_bytes: int = _LOG_TAIL_BYTES) -> str:
         """The last ``max_bytes`` of the broker log (for error messages)."""

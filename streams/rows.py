@@ -10,6 +10,7 @@ from typing import Any, Sequence
 
 import pyarrow as pa
 
+from schemas.codec import content_hash
 from sentinel.validation import latency_ms
 
 TS = pa.timestamp("ms", tz="UTC")
@@ -40,6 +41,7 @@ JOBS_SCHEMA = pa.schema([
     ("image_bytes", pa.uint32()),
     ("source_partition", pa.uint32()),
     ("source_offset", pa.uint64()),
+    ("content_hash", pa.string()),  # schemas.codec.content_hash: the duplicate gate compares it
 ])
 
 IMAGES_SCHEMA = pa.schema([
@@ -76,7 +78,8 @@ ALERTS_SCHEMA = pa.schema([
 ])
 
 _DIRECT_JOB_FIELDS = [f.name for f in JOBS_SCHEMA if f.name not in
-                      {"has_reference", "latency_ms", "image_bytes", "source_partition", "source_offset"}]
+                      {"has_reference", "latency_ms", "image_bytes", "source_partition", "source_offset",
+                       "content_hash"}]
 
 
 def job_rows(items: Sequence[tuple[dict[str, Any], int, int]]) -> pa.Table:
@@ -90,6 +93,7 @@ def job_rows(items: Sequence[tuple[dict[str, Any], int, int]]) -> pa.Table:
         cols["image_bytes"].append(len(event["image"]))
         cols["source_partition"].append(partition)
         cols["source_offset"].append(offset)
+        cols["content_hash"].append(content_hash(event))
     return pa.table(cols, schema=JOBS_SCHEMA)
 
 

@@ -48,8 +48,12 @@ class ClickHouseWarehouse:
     the session cannot switch it back off afterwards.) Each session is used under a lock.
     """
 
-    def __init__(self, dsn: str) -> None:
+    def __init__(self, dsn: str, *, outage_switch: Path | None = None) -> None:
         self.dsn = dsn
+        # Chaos switch (fault injection): while this file exists every query, command and
+        # insert fails as if ClickHouse were down. One stat() per call; the worker passes
+        # <data_dir>/faults/clickhouse_down, other processes pass nothing.
+        self.outage_switch = outage_switch
         self._lock = threading.Lock()
         if dsn.startswith("chdb://"):
             Path(dsn[len("chdb://") :]).mkdir(parents=True, exist_ok=True)
@@ -70,15 +74,22 @@ class ClickHouseWarehouse:
             self._writer = self._connect(None)
         return self._writer
 
+    def _check_outage(self) -> None:
+        if self.outage_switch is not None and self.outage_switch.exists():
+            raise WarehouseError(f"injected outage: chaos switch {self.outage_switch} exists")
+
     def query(self, text: str, parameters: Mapping[str, Any] | None = None) -> pa.Table:
+        self._check_outage()
         with self._lock:
             return self.reader.query_arrow(text, parameters=dict(parameters or {}))
 
     def command(self, text: str, parameters: Mapping[str, Any] | None = None) -> None:
+        self._check_outage()
         with self._lock:
             self.writer.command(text, parameters=dict(parameters or {}))
 
     def insert(self, table: str, rows: pa.Table, dedup_token: str | None = None) -> None:
+        self._check_outage()
         settings = {"insert_deduplication_token": dedup_token} if dedup_token else None
         with self._lock:
             self.writer.insert_arrow(table, rows, settings=settings)

@@ -13,7 +13,9 @@ from sentinel.clip import ClipExtractor
 from sentinel.scoring import BatchScorer
 from streams.app import Runtime, create_app
 import sql as sql_files
+from schemas.codec import use_schema_dir
 from streams.config import Settings
+from streams.gate import Catalog
 from streams.pricing_table import publish_pricing
 from streams.report import Window
 from streams.warehouse import ClickHouseWarehouse, claim, migrate, release
@@ -24,7 +26,8 @@ log = logging.getLogger(__name__)
 def open_runtime(settings: Settings) -> Runtime:
     pricing = settings.pricing()
     drift_config = settings.drift_config()
-    warehouse = ClickHouseWarehouse(settings.dsn)
+    catalog = Catalog.from_settings(settings)
+    warehouse = ClickHouseWarehouse(settings.dsn, outage_switch=settings.faults_dir / "clickhouse_down")
     try:
         applied = migrate(warehouse)
         if applied:
@@ -37,7 +40,8 @@ def open_runtime(settings: Settings) -> Runtime:
     except BaseException:
         warehouse.close()
         raise
-    return Runtime(settings=settings, warehouse=warehouse, scorer=scorer, pricing=pricing, drift_config=drift_config)
+    return Runtime(settings=settings, warehouse=warehouse, scorer=scorer, pricing=pricing, drift_config=drift_config,
+                   catalog=catalog)
 
 
 def run_worker(settings: Settings) -> None:
@@ -45,6 +49,8 @@ def run_worker(settings: Settings) -> None:
     import faust
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if settings.schema_dir:
+        use_schema_dir(settings.schema_dir)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     runtime = open_runtime(settings)
     app = create_app(settings, runtime)

@@ -161,3 +161,10 @@ def test_failing_webhook_never_blocks_scoring(alert_stack, receiver):
     open_incidents = wait_for(lambda: reader.query(sql_files.report("alerts"), params).to_pylist(), 60,
                               "the incident stored although its webhook failed")
     assert [i["model"] for i in open_incidents] == ["proprietary-a"]
+    # the webhook URL is a secret from the environment: failed deliveries never log it
+    def logged_failure() -> str | None:
+        text = alert_stack.worker.log_path.read_text(errors="replace")
+        return text if "webhook attempt" in text else None
+
+    worker_log = wait_for(logged_failure, 60, "a failed webhook delivery logged")
+    assert "/hooks/T000/B000/secret" not in worker_log
