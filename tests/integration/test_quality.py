@@ -79,8 +79,11 @@ def _wait_stored(stack: Any) -> None:
     reader = _reader(stack)
 
     def done() -> bool:
-        row = reader.query("SELECT (SELECT count() FROM sentinel.scores FINAL) AS scored, "
-                           "(SELECT sum(n) FROM sentinel.feature_moments FINAL) AS moments").to_pylist()[0]
+        # this scorer version only: the rescore test adds a second version beside it
+        row = reader.query("SELECT (SELECT count() FROM sentinel.scores FINAL WHERE scorer_version = {v:String}) "
+                           "AS scored, (SELECT sum(n) FROM sentinel.feature_moments FINAL "
+                           "WHERE scorer_version = {v:String}) AS moments",
+                           {"v": stack.settings.scorer_version}).to_pylist()[0]
         return row["scored"] == N_EVENTS and row["moments"] == N_EVENTS
 
     wait_for(done, 240, "all events scored and in the FID moments", diagnose=lambda: stack.worker.log_tail())
