@@ -14,7 +14,7 @@ import math
 import random
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +46,27 @@ class JobRequest:
 
 def _now() -> datetime:
     return datetime.now(timezone.utc)
+
+
+class _Clock:
+    """Wall-clock timestamps of one job from one monotonic clock, anchored once: the parts
+    (queue, cold start, inference, encode, delivery) then add up to the end-to-end latency by
+    construction. Reading the wall clock again after each perf_counter reading let a thread
+    switch between the two land in one part and be missing from another (a -4.7 ms delivery
+    under load)."""
+
+    def __init__(self) -> None:
+        self._wall, self._perf = _now(), time.perf_counter()
+
+    def wall(self) -> datetime:
+        return self._wall
+
+    @property
+    def perf(self) -> float:
+        return self._perf
+
+    def at(self, perf: float) -> datetime:
+        return self._wall + timedelta(seconds=perf - self._perf)
 
 
 def encode_image(image: Image.Image, fmt: str = "webp", quality: int = 90) -> tuple[bytes, str]:
@@ -88,17 +109,17 @@ class InferenceNode:
             raise KeyError(f"model {request.model_id!r} is not in this node's registry ({sorted(self.models)})") from None
         if spec.is_api:
             return self._run_api(spec, request)
-        started_at = _now()
-        t_start = time.perf_counter()
+        clock = _Clock()
+        started_at, t_start = clock.wall(), clock.perf
         pipe, cold, cold_ms = self._pipeline(spec)
         t_infer = time.perf_counter()
         image = generate(pipe, request.prompt, seed=request.seed, size=spec.size, steps=spec.steps)
         t_done = time.perf_counter()
-        completed_at = _now()
+        completed_at = clock.at(t_done)
         data, media_type = encode_image(image, self.image_format)
         t_encoded = time.perf_counter()
         self._check_size(request, data)
-        delivered_at = _now()
+        delivered_at = clock.at(time.perf_counter())
         return self._event(spec, request, data, media_type, started_at, completed_at, delivered_at, cold, cold_ms,
                            (t_done - t_infer) * 1000.0, (t_encoded - t_done) * 1000.0,
                            gpu_seconds=(t_done - t_start) * self.gpus)
@@ -107,8 +128,8 @@ class InferenceNode:
         """A provider API call, SIMULATED: a seeded lognormal provider latency, and an image
         from a tiny stand-in pipeline. What is recorded is what a real API node records: the
         provider's latency and the per-image price, no GPU-seconds, no cold start."""
-        started_at = _now()
-        t_start = time.perf_counter()
+        clock = _Clock()
+        started_at, t_start = clock.wall(), clock.perf
         pipe, _, _ = self._pipeline(spec)
         image = generate(pipe, request.prompt, seed=request.seed, size=spec.size, steps=spec.steps)
         rng = random.Random(request.seed)
@@ -117,11 +138,12 @@ class InferenceNode:
         if remaining > 0:
             time.sleep(remaining)
         t_done = time.perf_counter()
-        completed_at = _now()
+        completed_at = clock.at(t_done)
         data, media_type = encode_image(image, self.image_format)
         t_encoded = time.perf_counter()
         self._check_size(request, data)
-        event = self._event(spec, request, data, media_type, started_at, completed_at, _now(), False, 0.0,
+        event = self._event(spec, request, data, media_type, started_at, completed_at, clock.at(time.perf_counter()),
+                            False, 0.0,
                             (t_done - t_start) * 1000.0, (t_encoded - t_done) * 1000.0, gpu_seconds=0.0)
         event["api_cost_usd"] = spec.api_cost_usd
         return event
