@@ -8,7 +8,7 @@ report needs the states in SQL anyway.
 
 Exactness under at-least-once delivery: a key holds one source partition of jobs.completed,
 and its state remembers the last source offset applied. A batch applies only offsets beyond
-it, then the whole state row is written (ReplacingMergeTree(last_offset) keeps the newest)
+it (each offset once, even when a batch holds a record twice), then the whole state row is written (ReplacingMergeTree(last_offset) keeps the newest)
 before the batch is acked. A redelivered batch after a crash finds its offsets already in the
 stored state and changes nothing. States are cached in memory (bounded LRU) and reloaded from
 the table on a miss, and the cache is dropped on every rebalance, so a partition that moved to
@@ -109,7 +109,10 @@ class MomentStates:
         for key, group in grouped.items():
             state = self._cache[key]
             self._cache.move_to_end(key)
-            fresh = sorted((i for i in group if i.offset > state.last_offset), key=lambda i: i.offset)
+            # one input per offset: a batch can hold a record twice (Faust re-fetches records
+            # after a seek while older copies are still buffered; reproduced after a SIGKILL)
+            fresh = sorted({i.offset: i for i in group if i.offset > state.last_offset}.values(),
+                           key=lambda i: i.offset)
             if not fresh:
                 continue
             state.moments.update(np.asarray([i.embedding for i in fresh], dtype=np.float64))

@@ -102,3 +102,20 @@ def test_partitions_keep_separate_states(store: ClickHouseWarehouse) -> None:
     assert _store(states, store, other) > 0
     got = window_moments(store, V, Window().params())
     assert sum(m.n for m in got.values()) == 80
+
+
+def test_a_batch_holding_a_record_twice_applies_it_once(store: ClickHouseWarehouse) -> None:
+    """Faust can hand an agent the same offset twice in one batch (a re-fetch after a seek
+    while the older copy is still buffered): the state must count it once."""
+    version = "v-test/twice"
+    items = _inputs(24, seed=3)
+    states = MomentStates(store, bucket_s=3600)
+    rows = states.apply(version, items[:16] + items[8:20] + items[19:])
+    assert rows is not None
+    store.insert("sentinel.feature_moments", rows, rows_token(rows))
+    got = window_moments(store, version, Window().params())
+    want = _expected(items, datetime.min.replace(tzinfo=UTC), datetime.max.replace(tzinfo=UTC))
+    assert {k: m.n for k, m in got.items()} == {k: n for k, (n, _, _) in want.items()}
+    for key, (n, mean, cov) in want.items():
+        np.testing.assert_allclose(got[key].mean, mean, rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(got[key].covariance, cov, rtol=1e-9, atol=1e-12)
