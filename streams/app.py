@@ -23,7 +23,7 @@ import weakref
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import aiohttp
 import faust
@@ -107,10 +107,15 @@ class Rejected:
 
 
 def triage(runtime: Runtime, events: Sequence[EventT]) -> tuple[list[Accepted], list[Rejected]]:
-    """Decode and check a batch of raw JobCompleted messages."""
+    """Decode and check a batch of raw JobCompleted messages, each source offset once (a batch
+    can hold a record twice when Faust re-fetches after a seek)."""
     accepted, rejected = [], []
+    seen: set[tuple[int, int]] = set()
     for ev in events:
         msg = ev.message
+        if (msg.partition, msg.offset) in seen:
+            continue
+        seen.add((msg.partition, msg.offset))
         try:
             event = codecs.decode("JobCompleted", ev.value)
             check_job(event, max_image_bytes=runtime.settings.max_image_bytes)
@@ -182,6 +187,46 @@ async def write_until_stored(runtime: Runtime, write: Callable[[], None], what: 
             log.warning("storing %s failed (%s: %s); retrying in %.1fs", what, type(exc).__name__, exc, delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 10.0)
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    key: bytes | None
+    value: Any
+    headers: dict[str, bytes] | None = None
+
+
+async def send_delivered(runtime: Runtime, topic: faust.TopicT, messages: Sequence[Outgoing], what: str) -> None:
+    """Send ``messages`` and return once the broker has acknowledged every one of them.
+
+    Faust flushes its producer before committing, but a send that *failed* (a broker restart,
+    a leader change, a metadata timeout) leaves nothing to flush and the offset is committed
+    anyway: an output silently lost. So every delivery is awaited and failed ones are sent
+    again with capped backoff (a resend can duplicate an output; consumers are idempotent).
+    """
+    pending = list(messages)
+    delay = 0.2
+    while pending:
+        results: list[Any] = []
+        for m in pending:
+            try:
+                results.append(await topic.send(key=m.key, value=m.value, headers=m.headers, force=True))
+            except Exception as exc:  # the producer refused it outright
+                results.append(exc)
+        outcomes = await asyncio.gather(*(r for r in results if not isinstance(r, BaseException)),
+                                        return_exceptions=True)
+        it = iter(outcomes)
+        settled = [r if isinstance(r, BaseException) else next(it) for r in results]
+        failed = [(m, r) for m, r in zip(pending, settled) if isinstance(r, BaseException)]
+        if not failed:
+            return
+        runtime.metrics.send_retries.inc()
+        exc = failed[0][1]
+        log.warning("sending %d of %d %s failed (%s: %s); retrying in %.1fs", len(failed), len(pending), what,
+                    type(exc).__name__, exc, delay)
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 10.0)
+        pending = [m for m, _ in failed]
 
 
 def bucket_start(ts: datetime, bucket_s: int) -> int:
@@ -298,10 +343,10 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
                                          verdict.detail))
         return kept, rejected
 
-    async def dead_letter(topic: faust.TopicT, source: str, bad: Rejected) -> None:
+    def dead_letter_message(source: str, bad: Rejected) -> Outgoing:
         rt().metrics.dead_letters.labels(source, bad.reason).inc()
         log.warning("dead-letter %s[%d]@%d: %s %s", source, bad.partition, bad.offset, bad.reason, bad.detail)
-        await topic.send(key=bad.key, value=bad.raw, force=True, headers={
+        return Outgoing(bad.key, bad.raw, {
             "error_class": bad.error.encode(),
             "reason": bad.reason.encode(),
             "message": bad.detail[:1000].encode(),
@@ -310,6 +355,10 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
             "source_offset": str(bad.offset).encode(),
             "time": datetime.now(timezone.utc).isoformat().encode(),
         })
+
+    async def dead_letter(topic: faust.TopicT, source: str, bad: Rejected) -> None:
+        """Dead-letter one record; returns once the broker has acknowledged it."""
+        await send_delivered(rt(), topic, [dead_letter_message(source, bad)], f"dead letter to {topic.get_topic_name()}")
 
     async def store_moments(r: Runtime, kept: Sequence[Accepted], scored: Sequence[dict]) -> None:
         # FID moments per model x niche x bucket x source partition, offset-idempotent; stored
@@ -324,7 +373,8 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
                                      f"{changed.num_rows} moment states")
 
     @app.on_partitions_revoked.connect
-    async def _forget_moments(sender: Any, revoked: Any = None, **kwargs: Any) -> None:
+    async def _forget_cached_states(sender: Any, revoked: Any = None, **kwargs: Any) -> None:
+        tally_cache.clear()
         if runtime is not None and runtime.moments is not None:
             runtime.moments.forget()
 
@@ -335,17 +385,19 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
         async for events in stream.take_events(settings.score_batch_size, within=settings.score_batch_wait_s):
             r.metrics.consumed.inc(len(events))
             accepted, rejected = await screen(events)
-            for bad in rejected:
-                await dead_letter(dlq, JOBS_COMPLETED, bad)
             scored, bad_images = await loop.run_in_executor(r.score_pool, score_batch, r, accepted)
             for item, exc in bad_images:
                 raw = next(ev for ev in events if ev.message.offset == item.offset and ev.message.partition == item.partition)
-                await dead_letter(dlq, JOBS_COMPLETED, Rejected(raw.value, raw.key, item.partition, item.offset,
-                                                                type(exc).__name__, exc.reason, exc.detail))
-            for value in scored:
-                # keyed by model|niche: one partition sees all of a model x niche, in order,
-                # which is what the drift detectors need
-                await scored_out.send(key=f"{value['model_id']}|{value['niche']}".encode(), value=value, force=True)
+                rejected.append(Rejected(raw.value, raw.key, item.partition, item.offset, type(exc).__name__,
+                                         exc.reason, exc.detail))
+            # every output acknowledged by the broker before the batch is acked (never a
+            # committed offset for a dead letter or a score still in a producer buffer)
+            await send_delivered(r, dlq, [dead_letter_message(JOBS_COMPLETED, bad) for bad in rejected],
+                                 "dead letters")
+            # keyed by model|niche: one partition sees all of a model x niche, in order, which
+            # is what the drift detectors need
+            await send_delivered(r, scored_out, [Outgoing(f"{v['model_id']}|{v['niche']}".encode(), v)
+                                                 for v in scored], "scores")
             if scored:
                 await store_moments(r, [a for a in accepted if id(a) not in {id(i) for i, _ in bad_images}], scored)
             r.metrics.scored.inc(len(scored))
@@ -396,38 +448,61 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
             await store_batch(events, "JobScored", JOBS_SCORED, scored_dlq, "scores", rows.score_rows)
 
     newest_bucket: dict[int, int] = {}
+    # decoded LiveStats per key, valid while the table still holds the very value object it
+    # was written as (a changelog recovery or another writer replaces the object: decoded again)
+    tally_cache: dict[str, tuple[Any, LiveStats]] = {}
 
     @app.agent(jobs_in, name="tally")
     async def tally(stream: faust.StreamT) -> None:
-        # In batches (one gate call per batch, not per event), but applied one event at a
-        # time: Faust writes a table's changelog to the partition of the *current* event, so
-        # each event is made current (in this task only) before its update.
+        # One gate call and one table write per key per batch (the digests of a busy key are
+        # tens of KB; writing them per event made the changelog the bottleneck). Faust writes a
+        # table's changelog to the partition of the *current* event, and a key holds one source
+        # partition, so each key is written with its own last event made current.
         r = rt()
         async for events in stream.take_events(settings.sink_batch_size, within=settings.score_batch_wait_s):
             good, _ = await screen(events)
             raw = {(ev.message.partition, ev.message.offset): ev for ev in events}
             # a tally skips offsets it has passed, so never apply one past a missing record
             allowed = tally_order.allowed(JOBS_COMPLETED, [(ev.message.partition, ev.message.offset) for ev in events])
-            for a in good:
-                if (a.partition, a.offset) in allowed:
-                    _make_current(raw[(a.partition, a.offset)])
-                    _apply_tally(r, a)
+            try:
+                _apply_tallies(r, [a for a in good if (a.partition, a.offset) in allowed], raw)
+            except BaseException:
+                tally_cache.clear()  # states may be half-updated in memory: decode from the table again
+                raise
 
-    def _apply_tally(r: Runtime, a: Accepted) -> None:
+    def _apply_tallies(r: Runtime, batch: Sequence[Accepted], raw: Mapping[tuple[int, int], EventT]) -> None:
         bucket_s = settings.live_bucket_s
-        e = a.event
-        key = live_key(e, a.partition, bucket_s)
+        changed: dict[str, tuple[LiveStats, EventT]] = {}
+        expire: dict[int, tuple[int, EventT]] = {}
+        for a in batch:
+            e = a.event
+            key = live_key(e, a.partition, bucket_s)
+            state = changed[key][0] if key in changed else _tally_state(key)
+            cost = r.pricing.job_cost(provider=e["provider"], gpu_type=e["gpu_type"],
+                                      gpu_seconds=e["gpu_seconds"], api_cost_usd=e.get("api_cost_usd"))
+            if state.update(partition=a.partition, offset=a.offset, parts_ms=latency_parts(e),
+                            gpu_seconds=e["gpu_seconds"], cost_usd=cost):
+                changed[key] = (state, raw[(a.partition, a.offset)])
+            bucket = bucket_start(e["requested_at"], bucket_s)
+            if bucket > newest_bucket.get(a.partition, -1):
+                newest_bucket[a.partition] = bucket
+                expire[a.partition] = (bucket, raw[(a.partition, a.offset)])
+        for key, (state, ev) in changed.items():
+            _make_current(ev)
+            value = {"bucket_s": bucket_s, "stats": state.to_dict()}
+            live[key] = value
+            tally_cache[key] = (value, state)
+        for partition, (bucket, ev) in expire.items():
+            _make_current(ev)
+            for key in _expire(live, partition, bucket - settings.live_retention_s):
+                tally_cache.pop(key, None)
+
+    def _tally_state(key: str) -> LiveStats:
         stored = live.get(key)
-        state = LiveStats.from_dict(stored["stats"] if stored else None)
-        cost = r.pricing.job_cost(provider=e["provider"], gpu_type=e["gpu_type"],
-                                  gpu_seconds=e["gpu_seconds"], api_cost_usd=e.get("api_cost_usd"))
-        if state.update(partition=a.partition, offset=a.offset, parts_ms=latency_parts(e),
-                        gpu_seconds=e["gpu_seconds"], cost_usd=cost):
-            live[key] = {"bucket_s": bucket_s, "stats": state.to_dict()}
-        bucket = bucket_start(e["requested_at"], bucket_s)
-        if bucket > newest_bucket.get(a.partition, -1):
-            newest_bucket[a.partition] = bucket
-            _expire(live, a.partition, bucket - settings.live_retention_s)
+        cached = tally_cache.get(key)
+        if cached is not None and stored is not None and cached[0] is stored:
+            return cached[1]
+        return LiveStats.from_dict(stored["stats"] if stored else None)
 
     @app.agent(scored_in, name="drift")
     async def drift(stream: faust.StreamT) -> None:
@@ -452,7 +527,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
                 alert = transition.to_alert()
                 log.warning("quality drift %s: %s/%s %s %.2f vs baseline %.2f", alert["state"], alert["model_id"],
                             alert["niche"], alert["metric"], alert["current"], alert["baseline"])
-                await alerts_out.send(key=alert["alert_id"].encode(), value=alert, force=True)
+                await send_delivered(r, alerts_out, [Outgoing(alert["alert_id"].encode(), alert)], "alert")
 
     @app.agent(alerts_in, name="store_alerts")
     async def store_alerts(stream: faust.StreamT) -> None:
@@ -495,7 +570,7 @@ def _make_current(event: EventT) -> None:
     _current_event.set(weakref.ref(event))
 
 
-def _expire(live: Any, partition: int, before_epoch_s: int) -> None:
+def _expire(live: Any, partition: int, before_epoch_s: int) -> list[str]:
     """Drop this partition's buckets older than the retention (called from the tally agent,
     whose current event is from ``partition``, so the tombstones go to the right changelog
     partition)."""
@@ -503,3 +578,4 @@ def _expire(live: Any, partition: int, before_epoch_s: int) -> None:
            if parse_live_key(k)[3] == partition and parse_live_key(k)[2] < before_epoch_s]
     for key in old:
         del live[key]
+    return old

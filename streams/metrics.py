@@ -48,6 +48,7 @@ class WorkerMetrics:
                                     ["topic", "reason"], registry=r)
         self.rows_stored = Counter("sentinel_rows_stored", "Rows stored in ClickHouse", ["table"], registry=r)
         self.sink_retries = Counter("sentinel_sink_retries", "Failed ClickHouse writes that were retried", registry=r)
+        self.send_retries = Counter("sentinel_send_retries", "Kafka sends that failed and were sent again", registry=r)
         self.duplicates = Counter("sentinel_duplicates_skipped",
                                   "Re-published jobs (a known job id, same content) skipped by every agent", registry=r)
         self.webhook = Counter("sentinel_alert_webhooks", "Alert webhook deliveries", ["outcome"], registry=r)
@@ -71,6 +72,7 @@ class WorkerMetrics:
             "dead_lettered": total(self.dead_letters),
             "rows_stored": total(self.rows_stored),
             "sink_retries": total(self.sink_retries),
+            "send_retries": total(self.send_retries),
             "duplicates_skipped": total(self.duplicates),
             "scoring_lag_seconds": next(s.value for m in self.scoring_lag.collect() for s in m.samples),
             "uptime_seconds": time.time() - self.started_at,

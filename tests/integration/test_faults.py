@@ -188,9 +188,25 @@ def wait_until_done(stack, ledger: Ledger, timeout: float = 300) -> None:
     r = reader(stack)
     wait_for(lambda: r.query("SELECT (SELECT count() FROM sentinel.jobs FINAL) AS jobs, "
                              "(SELECT count() FROM sentinel.scores FINAL) AS scores").to_pylist()[0] == {"jobs": n, "scores": n},
-             timeout, f"{n} jobs stored and scored", diagnose=lambda: stack.worker.log_tail(6000))
+             timeout, f"{n} jobs stored and scored", diagnose=lambda: progress(stack, r))
     wait_for(lambda: set(dead_letters(stack)) >= set(ledger.dead), 60, "the expected dead letters",
              diagnose=lambda: f"missing {set(ledger.dead) - set(dead_letters(stack))}")
+
+
+def progress(stack, r) -> str:
+    """What a stuck wait shows: counts, the worker's counters, offsets, the log tail."""
+    counts = r.query("SELECT (SELECT count() FROM sentinel.jobs FINAL) AS jobs, "
+                     "(SELECT count() FROM sentinel.scores FINAL) AS scores, "
+                     "(SELECT count() FROM sentinel.scores) AS score_rows").to_pylist()[0]
+    try:
+        stats = get_json(f"{stack.worker.url}/sentinel/stats/")
+    except Exception as exc:  # noqa: BLE001 - a diagnosis must not raise
+        stats = repr(exc)
+    try:
+        committed, ends = offsets(stack)
+    except Exception as exc:  # noqa: BLE001
+        committed, ends = repr(exc), None
+    return f"{counts}\nstats {stats}\ncommitted {committed}\nends {ends}\n{stack.worker.log_tail(6000)}"
 
 
 def dead_letters(stack) -> dict[tuple[int, int], set[str]]:
