@@ -52,6 +52,7 @@ JOBS_COMPLETED = "jobs.completed"
 JOBS_SCORED = "jobs.scored"
 ALERTS = "alerts.quality"
 DRIFT_METRIC = "clip_prompt_score"
+SEND_TIMEOUT_S = 30.0  # producer request timeout: a send not acknowledged by then has failed
 
 
 def dlq_name(topic: str) -> str:
@@ -196,6 +197,15 @@ class Outgoing:
     headers: dict[str, bytes] | None = None
 
 
+def _outcome(fut: Any) -> Any:
+    """A delivery future's result, its exception, or a TimeoutError while still pending."""
+    if not fut.done():
+        return TimeoutError(f"no broker acknowledgement within {2 * SEND_TIMEOUT_S:.0f}s")
+    if fut.cancelled():
+        return asyncio.CancelledError()
+    return fut.exception() or fut.result()
+
+
 async def send_delivered(runtime: Runtime, topic: faust.TopicT, messages: Sequence[Outgoing], what: str) -> None:
     """Send ``messages`` and return once the broker has acknowledged every one of them.
 
@@ -213,10 +223,10 @@ async def send_delivered(runtime: Runtime, topic: faust.TopicT, messages: Sequen
                 results.append(await topic.send(key=m.key, value=m.value, headers=m.headers, force=True))
             except Exception as exc:  # the producer refused it outright
                 results.append(exc)
-        outcomes = await asyncio.gather(*(r for r in results if not isinstance(r, BaseException)),
-                                        return_exceptions=True)
-        it = iter(outcomes)
-        settled = [r if isinstance(r, BaseException) else next(it) for r in results]
+        waiting = [r for r in results if not isinstance(r, BaseException)]
+        if waiting:  # a backstop: expired batches fail on their own after SEND_TIMEOUT_S
+            await asyncio.wait([asyncio.ensure_future(r) for r in waiting], timeout=2 * SEND_TIMEOUT_S)
+        settled = [r if isinstance(r, BaseException) else _outcome(r) for r in results]
         failed = [(m, r) for m, r in zip(pending, settled) if isinstance(r, BaseException)]
         if not failed:
             return
@@ -290,6 +300,10 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
         # only deliver once the (suspended) flow resumed (reproduced, tests/integration/test_faults.py).
         stream_wait_empty=False,
         producer_max_request_size=4 * 1024 * 1024,
+        # Faust's default (1200 s) lets a produce batch stuck across a broker restart hold a
+        # delivery (and the flush before every commit) for 20 minutes; expired batches fail
+        # their futures, and send_delivered sends them again.
+        producer_request_timeout=SEND_TIMEOUT_S,
         table_standby_replicas=0,
     )
 
@@ -312,7 +326,6 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
     app.sentinel_live = live  # type: ignore[attr-defined]
     # a record Faust failed to hand to every agent is re-read, not skipped (streams/faust_fixes.py)
     faust_fixes.install_hole_healer(app, {JOBS_COMPLETED, JOBS_SCORED})
-    tally_order = faust_fixes.Contiguity(app)
 
     def rt() -> Runtime:
         if runtime is None:
@@ -324,6 +337,13 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
     gate = None if runtime is None else Gate(
         lambda ids: stored_copies(runtime.warehouse, ids), executor=runtime.gate_pool,
         on_duplicate=runtime.metrics.duplicates.inc, on_retry=runtime.metrics.sink_retries.inc)
+
+    def committed_offset(partition: int) -> int | None:
+        """jobs.completed's committed offset for ``partition`` in this consumer (None: unknown)."""
+        from faust.types import TP
+
+        consumer = app.consumer
+        return consumer._committed_offset.get(TP(JOBS_COMPLETED, partition)) if consumer is not None else None
 
     async def screen(events: Sequence[EventT]) -> tuple[list[Accepted], list[Rejected]]:
         """triage + the gate: the jobs to process, and the records to dead-letter (duplicates
@@ -366,7 +386,8 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
         items = [MomentInput(a.event["model_id"], a.event["niche"], a.event["requested_at"], a.partition, a.offset,
                              value["embedding"]) for a, value in zip(kept, scored)]
         loop = asyncio.get_running_loop()
-        changed = await loop.run_in_executor(r.sink_pool, r.moments.apply, settings.scorer_version, items)
+        changed = await loop.run_in_executor(r.sink_pool, r.moments.apply, settings.scorer_version, items,
+                                             committed_offset)
         if changed is not None:
             token = rows_token(changed)
             await write_until_stored(r, lambda: r.warehouse.insert("sentinel.feature_moments", changed, token),
@@ -462,10 +483,8 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
         async for events in stream.take_events(settings.sink_batch_size, within=settings.score_batch_wait_s):
             good, _ = await screen(events)
             raw = {(ev.message.partition, ev.message.offset): ev for ev in events}
-            # a tally skips offsets it has passed, so never apply one past a missing record
-            allowed = tally_order.allowed(JOBS_COMPLETED, [(ev.message.partition, ev.message.offset) for ev in events])
             try:
-                _apply_tallies(r, [a for a in good if (a.partition, a.offset) in allowed], raw)
+                _apply_tallies(r, good, raw)
             except BaseException:
                 tally_cache.clear()  # states may be half-updated in memory: decode from the table again
                 raise
@@ -488,6 +507,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
                 newest_bucket[a.partition] = bucket
                 expire[a.partition] = (bucket, raw[(a.partition, a.offset)])
         for key, (state, ev) in changed.items():
+            state.tally.settle(ev.message.partition, committed_offset(ev.message.partition))
             _make_current(ev)
             value = {"bucket_s": bucket_s, "stats": state.to_dict()}
             live[key] = value

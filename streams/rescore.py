@@ -27,6 +27,7 @@ import pyarrow as pa
 
 import sql as sql_files
 from sentinel.fid import FeatureMoments
+from sentinel.offsets import AppliedOffsets
 from sentinel.scoring import BatchScorer, ScoreInput
 from sentinel.validation import InvalidEvent, decode_image
 from streams import rows
@@ -98,6 +99,8 @@ def rescore(warehouse: Any, scorer: BatchScorer, version: str, start: datetime, 
         if progress:
             progress(len(batch))
     if states:
+        for state in states.values():  # built whole from the stored jobs: no offset list to keep
+            state.held = AppliedOffsets(state.last_offset + 1)
         table = state_rows(sorted(states.items()))
         warehouse.insert("sentinel.feature_moments", table, rows_token(table))
     return RescoreResult(version, scored, skipped, len(states), (start, end))

@@ -85,7 +85,7 @@ def test_merge_all_combines_partitions() -> None:
                      gpu_seconds=0.5, cost_usd=0.001)
         parts.append(s)
     merged = merge_all(parts)
-    assert merged.tally.jobs == 200 and merged.tally.applied == {0: 49, 1: 49, 2: 49, 3: 49}
+    assert merged.tally.jobs == 200 and merged.tally.last_offsets() == {0: 49, 1: 49, 2: 49, 3: 49}
     assert all(merged.latency[p].count == 200 for p in PARTS)
     assert LiveStats.from_dict(json.loads(json.dumps(merged.to_dict()))).to_dict() == merged.to_dict()
 

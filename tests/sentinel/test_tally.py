@@ -63,7 +63,7 @@ def test_replays_are_no_ops(seed: int) -> None:
     assert tally.jobs == len(unique)
     assert tally.gpu_seconds == pytest.approx(np.sum(arr[:, 0]), rel=1e-12)
     assert tally.cost_usd == pytest.approx(np.sum(arr[:, 1]), rel=1e-12)
-    assert tally.applied == {p: evs[-1][1] for p, evs in events.items()}
+    assert tally.last_offsets() == {p: evs[-1][1] for p, evs in sorted(events.items())}
     computed = tally.compute()
     assert computed["cost_per_image_usd"] == pytest.approx(np.mean(arr[:, 1]), rel=1e-12)
 
@@ -89,7 +89,7 @@ def _dyadic_tally(partition: int, seed: int, n: int = 20) -> JobTally:
 
 
 def _numbers(t: JobTally):
-    return t.jobs, t.gpu_seconds, t.cost_usd, dict(sorted(t.applied.items()))
+    return t.jobs, t.gpu_seconds, t.cost_usd, {p: a.to_json() for p, a in sorted(t.applied.items())}
 
 
 def test_merge_is_associative_and_commutative() -> None:
@@ -100,7 +100,7 @@ def test_merge_is_associative_and_commutative() -> None:
     assert _numbers(left) == _numbers(right) == _numbers(swapped) == _numbers(b.merge(a).merge(c))
     assert left.jobs == a.jobs + b.jobs + c.jobs
     assert left.gpu_seconds == a.gpu_seconds + b.gpu_seconds + c.gpu_seconds
-    assert left.applied == {0: a.applied[0], 1: b.applied[1], 2: c.applied[2]}
+    assert left.last_offsets() == {0: a.last_offsets()[0], 1: b.last_offsets()[1], 2: c.last_offsets()[2]}
     assert _numbers(a.merge(JobTally())) == _numbers(JobTally().merge(a)) == _numbers(a)
 
 
@@ -109,8 +109,8 @@ def test_merge_does_not_mutate_and_keeps_replay_protection() -> None:
     a_before, b_before = _numbers(a), _numbers(b)
     merged = a.merge(b)
     assert _numbers(a) == a_before and _numbers(b) == b_before
-    assert merged.update(partition=0, offset=a.applied[0], gpu_seconds=1.0, cost_usd=1.0) is False
-    assert merged.update(partition=1, offset=b.applied[1] + 1, gpu_seconds=1.0, cost_usd=1.0) is True
+    assert merged.update(partition=0, offset=a.last_offsets()[0], gpu_seconds=1.0, cost_usd=1.0) is False
+    assert merged.update(partition=1, offset=b.last_offsets()[1] + 1, gpu_seconds=1.0, cost_usd=1.0) is True
 
 
 def test_to_dict_from_dict_round_trip_is_stable() -> None:
@@ -133,4 +133,39 @@ def test_from_dict_edge_cases() -> None:
     assert _numbers(JobTally.from_dict(None)) == _numbers(JobTally())
     assert _numbers(JobTally.from_dict({})) == _numbers(JobTally())
     with pytest.raises(ValueError, match="format"):
-        JobTally.from_dict({"v": 2, "jobs": 1, "gpu_seconds": 0, "cost_usd": 0, "applied": {}})
+        JobTally.from_dict({"v": 3, "jobs": 1, "gpu_seconds": 0, "cost_usd": 0, "applied": {}})
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_late_records_are_counted_once_and_settling_forgets_nothing(seed: int) -> None:
+    """Faust can deliver a record after later ones (a re-read of one it failed to hand over):
+    a watermark would skip it for good; the tally takes it, once, in any order, and settling
+    at a committed offset keeps every answer."""
+    rng = np.random.default_rng(seed)
+    offsets = list(range(200))
+    values = {o: (int(rng.integers(1, 4000)) / 1024, int(rng.integers(1, 100)) / 1024) for o in offsets}
+    late = set(rng.choice(200, 30, replace=False).tolist())
+    order = [o for o in offsets if o not in late] + sorted(late)  # the missing ones come back last
+    order += list(rng.choice(200, 100).tolist())  # and a replay of random ones
+    tally = JobTally()
+    taken = 0
+    for k, o in enumerate(order):
+        taken += tally.update(partition=0, offset=int(o), gpu_seconds=values[o][0], cost_usd=values[o][1])
+        if k == 150:
+            tally.settle(0, min(late))  # the commit cannot pass the first missing record
+        if k == 230:
+            tally.settle(0, 200)  # everything committed
+    assert taken == 200 and tally.jobs == 200
+    assert tally.gpu_seconds == sum(v[0] for v in values.values())  # dyadic: exact
+    assert tally.cost_usd == sum(v[1] for v in values.values())
+    assert tally.applied[0].to_json() == [200, []]
+    back = JobTally.from_dict(json.loads(json.dumps(tally.to_dict())))
+    assert all(back.update(partition=0, offset=o, gpu_seconds=1.0, cost_usd=1.0) is False for o in offsets)
+
+
+def test_format_1_watermarks_still_read() -> None:
+    old = {"v": 1, "jobs": 3, "images": 3, "gpu_seconds": 1.0, "cost_usd": 0.5, "applied": {"2": 41}}
+    t = JobTally.from_dict(old)
+    assert t.last_offsets() == {2: 41}
+    assert t.update(partition=2, offset=41, gpu_seconds=1.0, cost_usd=1.0) is False
+    assert t.update(partition=2, offset=42, gpu_seconds=1.0, cost_usd=1.0) is True

@@ -119,3 +119,37 @@ def test_a_batch_holding_a_record_twice_applies_it_once(store: ClickHouseWarehou
     for key, (n, mean, cov) in want.items():
         np.testing.assert_allclose(got[key].mean, mean, rtol=1e-9, atol=1e-12)
         np.testing.assert_allclose(got[key].covariance, cov, rtol=1e-9, atol=1e-12)
+
+
+def test_records_arriving_out_of_order_are_each_applied_once(store: ClickHouseWarehouse) -> None:
+    """A record Faust failed to deliver comes back (the hole healer's re-read) after later
+    ones; the state must take it then, and still never take anything twice -- across a
+    restart, with the stored offset list cut at the committed offset."""
+    version = "v-test/out-of-order"
+    items = _inputs(40, seed=4)
+    holes = {3, 4, 11, 25}
+    first = MomentStates(store, bucket_s=3600)
+
+    def write(states: MomentStates, batch: list[MomentInput], committed: int | None = None) -> None:
+        rows = states.apply(version, batch, (lambda p: committed) if committed is not None else None)
+        if rows is not None:
+            store.insert("sentinel.feature_moments", rows, rows_token(rows))
+
+    write(first, [i for i in items[:30] if i.offset not in holes])
+    write(first, [items[k] for k in sorted(holes)] + items[28:34])  # the re-read, overlapping
+    restarted = MomentStates(store, bucket_s=3600)  # a crash: everything again, from the table
+    write(restarted, items[::-1], committed=20)  # commit at 20: offsets below are settled
+    write(restarted, items[15:])
+    restarted.forget()
+    assert restarted.apply(version, items) is None
+    stored = store.query("SELECT complete_below, applied_offsets FROM sentinel.feature_moments FINAL "
+                         "WHERE scorer_version = {v:String}", {"v": version}).to_pylist()
+    settled = [r for r in stored if r["complete_below"] >= 20]  # states written after the commit
+    assert settled and all(min(r["applied_offsets"], default=20) >= 20 for r in settled)
+
+    got = window_moments(store, version, Window().params())
+    want = _expected(items, datetime.min.replace(tzinfo=UTC), datetime.max.replace(tzinfo=UTC))
+    assert {k: m.n for k, m in got.items()} == {k: n for k, (n, _, _) in want.items()}
+    for key, (n, mean, cov) in want.items():
+        np.testing.assert_allclose(got[key].mean, mean, rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(got[key].covariance, cov, rtol=1e-9, atol=1e-12)
