@@ -46,7 +46,10 @@ Installed once by :func:`streams.app.create_app`; each repairs one thing, descri
    their acks land in the new generation's bookkeeping, and once the fast agents had handled
    the same records the offsets were committed although the slow agent never processed them
    (13 jobs never scored in a fault-suite run). Fixed: an ack of an older generation's message
-   marks it done but is never counted toward a commit; the re-read copy is.
+   marks it done but is never counted toward a commit; the copy re-read after the seek is.
+   Still open: runs of 7-17 records right after a worker restart were committed without the
+   score agent processing them in 3 of 5 later runs (not fixed by also ignoring acks while the
+   flow is suspended, tried); the crash tests are opt-in until that path is found.
 """
 
 from __future__ import annotations

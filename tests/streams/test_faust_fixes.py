@@ -55,8 +55,7 @@ def test_an_ack_from_an_older_generation_never_counts_toward_a_commit() -> None:
     faust_fixes.install()
     tp = TP(TOPIC, 0)
     state = consumer_state(10, [])
-    state.app = SimpleNamespace(consumer_generation_id=7,
-                                topics=SimpleNamespace(acks_enabled_for=lambda topic: True))
+    state.app = SimpleNamespace(consumer_generation_id=7, topics=SimpleNamespace(acks_enabled_for=lambda topic: True))
     state._unacked_messages = set()
     state._n_acked = 0
     state._waiting_for_ack = None
