@@ -17,13 +17,14 @@ write is idempotent (ReplacingMergeTree + dedup tokens; tallies skip applied off
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import weakref
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import aiohttp
 import faust
@@ -188,6 +189,30 @@ async def write_until_stored(runtime: Runtime, write: Callable[[], None], what: 
             log.warning("storing %s failed (%s: %s); retrying in %.1fs", what, type(exc).__name__, exc, delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 10.0)
+
+
+@contextlib.contextmanager
+def unprocessed_on_failure(events: Sequence[EventT]) -> Iterator[None]:
+    """Around an agent's batch body: if it raises or is cancelled, its events never count as
+    processed.
+
+    Faust's ``take_events`` acknowledges the whole batch in a ``finally`` when the agent's loop
+    ends -- with an exception too -- and the supervisor restarts the agent, so a batch whose
+    body failed was committed unprocessed once the other agents had handled the same records
+    (seen: runs of 7-17 records stored and tallied but never scored). Marking the messages
+    done first makes those acks no-ops: the commit cannot pass them, and the hole healer (or a
+    restart) reads them again.
+    """
+    try:
+        yield
+    except BaseException:
+        from faust.types.tuples import ack_lock
+
+        with ack_lock:
+            for ev in events:
+                ev.message.acked = True
+        log.warning("a batch of %d events failed; its offsets are left for a re-read", len(events))
+        raise
 
 
 @dataclass(frozen=True)
@@ -404,45 +429,47 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
         r = rt()
         loop = asyncio.get_running_loop()
         async for events in stream.take_events(settings.score_batch_size, within=settings.score_batch_wait_s):
-            r.metrics.consumed.inc(len(events))
-            accepted, rejected = await screen(events)
-            scored, bad_images = await loop.run_in_executor(r.score_pool, score_batch, r, accepted)
-            for item, exc in bad_images:
-                raw = next(ev for ev in events if ev.message.offset == item.offset and ev.message.partition == item.partition)
-                rejected.append(Rejected(raw.value, raw.key, item.partition, item.offset, type(exc).__name__,
-                                         exc.reason, exc.detail))
-            # every output acknowledged by the broker before the batch is acked (never a
-            # committed offset for a dead letter or a score still in a producer buffer)
-            await send_delivered(r, dlq, [dead_letter_message(JOBS_COMPLETED, bad) for bad in rejected],
-                                 "dead letters")
-            # keyed by model|niche: one partition sees all of a model x niche, in order, which
-            # is what the drift detectors need
-            await send_delivered(r, scored_out, [Outgoing(f"{v['model_id']}|{v['niche']}".encode(), v)
-                                                 for v in scored], "scores")
-            if scored:
-                await store_moments(r, [a for a in accepted if id(a) not in {id(i) for i, _ in bad_images}], scored)
-            r.metrics.scored.inc(len(scored))
-            if accepted and scored:
-                newest = max(a.event["delivered_at"] for a in accepted)
-                r.metrics.scoring_lag.set((datetime.now(timezone.utc) - newest).total_seconds())
+            with unprocessed_on_failure(events):
+                r.metrics.consumed.inc(len(events))
+                accepted, rejected = await screen(events)
+                scored, bad_images = await loop.run_in_executor(r.score_pool, score_batch, r, accepted)
+                for item, exc in bad_images:
+                    raw = next(ev for ev in events if ev.message.offset == item.offset and ev.message.partition == item.partition)
+                    rejected.append(Rejected(raw.value, raw.key, item.partition, item.offset, type(exc).__name__,
+                                             exc.reason, exc.detail))
+                # every output acknowledged by the broker before the batch is acked (never a
+                # committed offset for a dead letter or a score still in a producer buffer)
+                await send_delivered(r, dlq, [dead_letter_message(JOBS_COMPLETED, bad) for bad in rejected],
+                                     "dead letters")
+                # keyed by model|niche: one partition sees all of a model x niche, in order, which
+                # is what the drift detectors need
+                await send_delivered(r, scored_out, [Outgoing(f"{v['model_id']}|{v['niche']}".encode(), v)
+                                                     for v in scored], "scores")
+                if scored:
+                    await store_moments(r, [a for a in accepted if id(a) not in {id(i) for i, _ in bad_images}], scored)
+                r.metrics.scored.inc(len(scored))
+                if accepted and scored:
+                    newest = max(a.event["delivered_at"] for a in accepted)
+                    r.metrics.scoring_lag.set((datetime.now(timezone.utc) - newest).total_seconds())
 
     @app.agent(jobs_in, name="archive")
     async def archive(stream: faust.StreamT) -> None:
         r = rt()
         async for events in stream.take_events(settings.sink_batch_size, within=settings.sink_batch_wait_s):
-            good, _ = await screen(events)  # the score agent dead-letters the rest
-            if not good:
-                continue
-            keys = [(a.partition, a.offset) for a in good]
-            jobs = rows.job_rows([(a.event, a.partition, a.offset) for a in good])
-            images = rows.image_rows([a.event for a in good])
+            with unprocessed_on_failure(events):
+                good, _ = await screen(events)  # the score agent dead-letters the rest
+                if not good:
+                    continue
+                keys = [(a.partition, a.offset) for a in good]
+                jobs = rows.job_rows([(a.event, a.partition, a.offset) for a in good])
+                images = rows.image_rows([a.event for a in good])
 
-            def write() -> None:
-                r.warehouse.insert("sentinel.job_images", images, dedup_token("job_images", keys))
-                r.warehouse.insert("sentinel.jobs", jobs, dedup_token("jobs", keys))
+                def write() -> None:
+                    r.warehouse.insert("sentinel.job_images", images, dedup_token("job_images", keys))
+                    r.warehouse.insert("sentinel.jobs", jobs, dedup_token("jobs", keys))
 
-            await write_until_stored(r, write, f"{len(good)} jobs")
-            r.metrics.rows_stored.labels("jobs").inc(len(good))
+                await write_until_stored(r, write, f"{len(good)} jobs")
+                r.metrics.rows_stored.labels("jobs").inc(len(good))
 
     async def store_batch(events: Sequence[EventT], record: str, source: str, dlq_topic: faust.TopicT,
                           table: str, to_rows: Callable[[list[dict]], Any]) -> None:
@@ -466,7 +493,8 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
     @app.agent(scored_in, name="store_scores")
     async def store_scores(stream: faust.StreamT) -> None:
         async for events in stream.take_events(settings.sink_batch_size, within=settings.sink_batch_wait_s):
-            await store_batch(events, "JobScored", JOBS_SCORED, scored_dlq, "scores", rows.score_rows)
+            with unprocessed_on_failure(events):
+                await store_batch(events, "JobScored", JOBS_SCORED, scored_dlq, "scores", rows.score_rows)
 
     newest_bucket: dict[int, int] = {}
     # decoded LiveStats per key, valid while the table still holds the very value object it
@@ -481,13 +509,14 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
         # partition, so each key is written with its own last event made current.
         r = rt()
         async for events in stream.take_events(settings.sink_batch_size, within=settings.score_batch_wait_s):
-            good, _ = await screen(events)
-            raw = {(ev.message.partition, ev.message.offset): ev for ev in events}
-            try:
-                _apply_tallies(r, good, raw)
-            except BaseException:
-                tally_cache.clear()  # states may be half-updated in memory: decode from the table again
-                raise
+            with unprocessed_on_failure(events):
+                good, _ = await screen(events)
+                raw = {(ev.message.partition, ev.message.offset): ev for ev in events}
+                try:
+                    _apply_tallies(r, good, raw)
+                except BaseException:
+                    tally_cache.clear()  # states may be half-updated in memory: decode from the table again
+                    raise
 
     def _apply_tallies(r: Runtime, batch: Sequence[Accepted], raw: Mapping[tuple[int, int], EventT]) -> None:
         bucket_s = settings.live_bucket_s
@@ -552,7 +581,8 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
     @app.agent(alerts_in, name="store_alerts")
     async def store_alerts(stream: faust.StreamT) -> None:
         async for events in stream.take_events(100, within=settings.sink_batch_wait_s):
-            await store_batch(events, "QualityAlert", ALERTS, alerts_dlq, "alerts", rows.alert_rows)
+            with unprocessed_on_failure(events):
+                await store_batch(events, "QualityAlert", ALERTS, alerts_dlq, "alerts", rows.alert_rows)
 
     @app.agent(alerts_in, name="notify")
     async def notify(stream: faust.StreamT) -> None:

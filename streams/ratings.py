@@ -460,7 +460,7 @@ def register_ratings(app: "faust.App", settings: Any, rt: Callable[[], Any],
 
     from schemas.codec import DecodeError
     from streams import codecs
-    from streams.app import Rejected, dedup_token, dlq_name, write_until_stored
+    from streams.app import Rejected, dedup_token, dlq_name, unprocessed_on_failure, write_until_stored
 
     ratings_in = app.topic(RATINGS, key_serializer="raw", value_serializer="raw", partitions=settings.partitions)
     ratings_out = app.topic(RATINGS, key_serializer="raw", value_serializer=codecs.codec_name("PairwiseRating"),
@@ -472,25 +472,26 @@ def register_ratings(app: "faust.App", settings: Any, rt: Callable[[], Any],
     @app.agent(ratings_in, name="store_ratings")
     async def store_ratings(stream: faust.StreamT) -> None:
         async for events in stream.take_events(settings.sink_batch_size, within=settings.sink_batch_wait_s):
-            r = rt()
-            good = []
-            for ev in events:
-                msg = ev.message
-                try:
-                    record = codecs.decode("PairwiseRating", ev.value)
-                    check_rating(record)
-                except (DecodeError, InvalidEvent) as exc:
-                    await dead_letter(ratings_dlq, RATINGS, Rejected(ev.value, ev.key, msg.partition, msg.offset,
-                                                                     type(exc).__name__, exc.reason, exc.detail))
+            with unprocessed_on_failure(events):
+                r = rt()
+                good = []
+                for ev in events:
+                    msg = ev.message
+                    try:
+                        record = codecs.decode("PairwiseRating", ev.value)
+                        check_rating(record)
+                    except (DecodeError, InvalidEvent) as exc:
+                        await dead_letter(ratings_dlq, RATINGS, Rejected(ev.value, ev.key, msg.partition, msg.offset,
+                                                                         type(exc).__name__, exc.reason, exc.detail))
+                        continue
+                    good.append((record, msg.partition, msg.offset))
+                if not good:
                     continue
-                good.append((record, msg.partition, msg.offset))
-            if not good:
-                continue
-            table = rating_rows(good)
-            token = dedup_token("ratings", [(p, o) for _, p, o in good])
-            await write_until_stored(r, lambda: r.warehouse.insert("sentinel.ratings", table, token),
-                                     f"{len(good)} ratings")
-            r.metrics.rows_stored.labels("ratings").inc(len(good))
+                table = rating_rows(good)
+                token = dedup_token("ratings", [(p, o) for _, p, o in good])
+                await write_until_stored(r, lambda: r.warehouse.insert("sentinel.ratings", table, token),
+                                         f"{len(good)} ratings")
+                r.metrics.rows_stored.labels("ratings").inc(len(good))
 
     def denied(web: faust.web.View, request: faust.web.Request, given: str = "") -> faust.web.Response | None:
         problem = check_token(rt().token, given or _given_token(request))
