@@ -52,7 +52,7 @@ Installed once by :func:`streams.app.create_app`; each repairs one thing, descri
    flow is suspended, tried). A candidate found in the code and guarded since
    (``streams.app.unprocessed_on_failure``): ``take_events`` acks a whole batch in a
    ``finally`` even when the agent body raised or was cancelled. With that guard the SIGKILL
-   test passed 3 of 3 runs, the broker-restart test 1 of 3 (one stalled in the rejoin after the
+   test passed 4 of 4 runs, the broker-restart test 2 of 4 (one stalled in the rejoin after the
    restart, one lost the 27 scores in flight when the broker stopped); the crash tests stay
    opt-in until that is found.
 """

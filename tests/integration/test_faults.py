@@ -55,7 +55,7 @@ pytestmark = pytest.mark.integration
 # The two crash tests are opt-in (SENTINEL_FAULT_TESTS=1): in 3 of 4 runs before the
 # take_events guard (streams.app.unprocessed_on_failure) a run of 7-17 records right after a
 # worker restart was committed without the score agent processing it; with the guard, the SIGKILL
-# test passed 3 of 3 runs and the broker-restart test 1 of 3 (a stall while rejoining; 27 scores
+# test passed 4 of 4 runs and the broker-restart test 2 of 4 (a stall while rejoining; 27 scores
 # in flight at the broker stop lost). Opt-in until that is found (streams/faust_fixes.py). Everything else here runs in `make test`.
 crash_test = pytest.mark.skipif(not os.environ.get("SENTINEL_FAULT_TESTS"),
                                 reason="crash tests are opt-in (SENTINEL_FAULT_TESTS=1): open Faust ack-path "
