@@ -58,6 +58,16 @@ def _expected(items: list[MomentInput], start: datetime, end: datetime) -> dict:
             for k, v in groups.items()}
 
 
+def _assert_holds_each_once(store: ClickHouseWarehouse, version: str, items: list[MomentInput]) -> None:
+    """The stored states of ``version`` merge to numpy's count, mean and covariance of ``items``."""
+    got = window_moments(store, version, Window().params())
+    want = _expected(items, datetime.min.replace(tzinfo=UTC), datetime.max.replace(tzinfo=UTC))
+    assert {k: m.n for k, m in got.items()} == {k: n for k, (n, _, _) in want.items()}
+    for key, (n, mean, cov) in want.items():
+        np.testing.assert_allclose(got[key].mean, mean, rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(got[key].covariance, cov, rtol=1e-9, atol=1e-12)
+
+
 def test_redelivery_and_restart_apply_each_offset_once(store: ClickHouseWarehouse) -> None:
     items = _inputs(60, seed=1)
     first = MomentStates(store, bucket_s=3600)
@@ -113,12 +123,7 @@ def test_a_batch_holding_a_record_twice_applies_it_once(store: ClickHouseWarehou
     rows = states.apply(version, items[:16] + items[8:20] + items[19:])
     assert rows is not None
     store.insert("sentinel.feature_moments", rows, rows_token(rows))
-    got = window_moments(store, version, Window().params())
-    want = _expected(items, datetime.min.replace(tzinfo=UTC), datetime.max.replace(tzinfo=UTC))
-    assert {k: m.n for k, m in got.items()} == {k: n for k, (n, _, _) in want.items()}
-    for key, (n, mean, cov) in want.items():
-        np.testing.assert_allclose(got[key].mean, mean, rtol=1e-9, atol=1e-12)
-        np.testing.assert_allclose(got[key].covariance, cov, rtol=1e-9, atol=1e-12)
+    _assert_holds_each_once(store, version, items)
 
 
 def test_records_arriving_out_of_order_are_each_applied_once(store: ClickHouseWarehouse) -> None:
@@ -147,9 +152,4 @@ def test_records_arriving_out_of_order_are_each_applied_once(store: ClickHouseWa
     settled = [r for r in stored if r["complete_below"] >= 20]  # states written after the commit
     assert settled and all(min(r["applied_offsets"], default=20) >= 20 for r in settled)
 
-    got = window_moments(store, version, Window().params())
-    want = _expected(items, datetime.min.replace(tzinfo=UTC), datetime.max.replace(tzinfo=UTC))
-    assert {k: m.n for k, m in got.items()} == {k: n for k, (n, _, _) in want.items()}
-    for key, (n, mean, cov) in want.items():
-        np.testing.assert_allclose(got[key].mean, mean, rtol=1e-9, atol=1e-12)
-        np.testing.assert_allclose(got[key].covariance, cov, rtol=1e-9, atol=1e-12)
+    _assert_holds_each_once(store, version, items)
