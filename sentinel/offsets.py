@@ -1,18 +1,19 @@
-"""Which source offsets of one partition a state holds: exact under any delivery order.
+"""Source offsets, exact under any delivery order: what a state holds, and where a commit may go.
 
 At-least-once delivery replays records after a crash, and Faust can hand an agent a record
 *after* later ones (a re-read of one it failed to deliver; streams/faust_fixes.py). A "last
 offset applied" watermark skips such a late record for good. :class:`AppliedOffsets` instead
 holds every offset below ``complete_below`` plus the set ``above`` of the ones held at or above
 it. The owner raises ``complete_below`` with :meth:`settle` to the source partition's committed
-offset -- everything below a commit was acknowledged by the agent that owns the state, which
-acknowledges only after updating it -- so ``above`` stays the short uncommitted tail.
+offset -- everything below a commit was finished by every agent reading the partition
+(:class:`CommitLedger` decides the commit), including the one that owns the state -- so
+``above`` stays the short uncommitted tail.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable, Collection, Mapping
 
 
 @dataclass
@@ -54,3 +55,106 @@ class AppliedOffsets:
             return cls(value + 1)
         complete_below, above = value
         return cls(int(complete_below), {int(o) for o in above})
+
+
+@dataclass
+class Frontier:
+    """The offsets one reader has finished in one partition: all below ``next``, plus ``ahead``."""
+
+    next: int
+    ahead: set[int] = field(default_factory=set)
+
+    def finish(self, offset: int) -> None:
+        if offset >= self.next:
+            self.ahead.add(offset)
+
+    def advance(self, gap_end: Callable[[int], int | None]) -> int:
+        """Move ``next`` over finished offsets and known gaps in the log; the new ``next``."""
+        while True:
+            if self.next in self.ahead:
+                self.ahead.discard(self.next)
+                self.next += 1
+                continue
+            end = gap_end(self.next)
+            if end is None or end <= self.next:
+                return self.next
+            self.ahead = {o for o in self.ahead if o >= end}
+            self.next = end
+
+
+def _no_gap(offset: int) -> int | None:
+    return None
+
+
+@dataclass(frozen=True)
+class Lag:
+    """Why a partition's commit position has not moved."""
+
+    offset: int  # the commit position: the first offset some reader has not finished
+    readers: tuple[str, ...]  # the readers that have not finished it
+    skipped: bool  # one of them finished a later offset (it was passed over: a re-read is due)
+    others_ahead: bool  # another reader finished it and more
+    next_finished: int | None = None  # the lowest later offset one of them finished
+
+
+class CommitLedger:
+    """Where each partition's consumer commit may go: the first offset that *some* reader of its
+    topic has not finished.
+
+    Several agents read one topic; a record may be committed once every one of them has
+    finished it (its outputs acknowledged, its state written). Faust decides that by counting
+    acknowledgements per message, and in crash tests records were committed that an agent had
+    never processed (an older generation's skipped events, a failed batch acked in a
+    ``finally``, a record acknowledged before one agent got it; streams/faust_fixes.py). The
+    ledger decides it from what each reader *says* it finished, so the commit cannot pass a
+    record one of them never saw, whatever the cause.
+
+    ``readers`` maps a topic to the names of the readers that must finish each of its records.
+    :meth:`reset` starts each partition at its committed offset (every assignment and every
+    seek back to the committed offsets: everything at or above it is read again).
+    """
+
+    def __init__(self, readers: Mapping[str, Collection[str]]) -> None:
+        self.readers = {topic: tuple(sorted(set(names))) for topic, names in readers.items() if names}
+        self._parts: dict[tuple[str, int], dict[str, Frontier]] = {}
+
+    def tracks(self, topic: str) -> bool:
+        return topic in self.readers
+
+    def reset(self, starts: Mapping[tuple[str, int], int]) -> None:
+        """The partitions read from now on and the offset each is read from; others are forgotten."""
+        self._parts = {(topic, partition): {r: Frontier(start) for r in self.readers[topic]}
+                       for (topic, partition), start in starts.items() if topic in self.readers}
+
+    def finish(self, reader: str, topic: str, partition: int, offset: int) -> None:
+        """``reader`` is done with this record (a record of a partition not held is ignored:
+        it was revoked, and is read again by whoever holds it)."""
+        frontiers = self._parts.get((topic, partition))
+        if frontiers is None:
+            return
+        frontier = frontiers.get(reader)
+        if frontier is None:
+            raise KeyError(f"{reader!r} is not a registered reader of {topic!r} ({self.readers.get(topic)})")
+        frontier.finish(offset)
+
+    def committable(self, topic: str, partition: int,
+                    gap_end: Callable[[int], int | None] = _no_gap) -> int | None:
+        """The offset a commit may move to (every reader finished everything below it); None if
+        the partition is not held."""
+        frontiers = self._parts.get((topic, partition))
+        if not frontiers:
+            return None
+        return min(f.advance(gap_end) for f in frontiers.values())
+
+    def lag(self, topic: str, partition: int, gap_end: Callable[[int], int | None] = _no_gap) -> Lag | None:
+        """None when every reader has finished the same prefix (nothing held back by one of them)."""
+        at = self.committable(topic, partition, gap_end)
+        if at is None:
+            return None
+        frontiers = self._parts[(topic, partition)]
+        behind = tuple(r for r, f in frontiers.items() if f.next == at)
+        later = [min(frontiers[r].ahead) for r in behind if frontiers[r].ahead]
+        others_ahead = len(behind) < len(frontiers)
+        if not later and not others_ahead:
+            return None
+        return Lag(at, behind, bool(later), others_ahead, min(later) if later else None)

@@ -8,10 +8,12 @@ Data flow (each agent decodes, batches, calls the core, emits):
                                  latency t-digests (changelog-backed, offset-idempotent)
     anything undecodable/invalid --score--> jobs.completed.dlq (headers say why)
 
-Delivery is at-least-once: Faust acks a ``take_events`` batch only after the loop body
-returns, and flushes the producer before committing offsets. Sinks therefore retry until
-ClickHouse accepts a batch (never raising out of the loop, which would ack it), and every
-write is idempotent (ReplacingMergeTree + dedup tokens; tallies skip applied offsets).
+Delivery is at-least-once: each agent reports the records it finished (``finished``: after its
+outputs were acknowledged or stored), a partition is committed only up to the first record
+some agent of its topic has not finished (the commit ledger, streams/faust_fixes.py), and Faust
+flushes the producer (table changelogs) before committing. Sinks retry until ClickHouse
+accepts a batch, and every write is idempotent (ReplacingMergeTree + dedup tokens; tallies and
+moments skip applied offsets).
 """
 
 from __future__ import annotations
@@ -192,27 +194,17 @@ async def write_until_stored(runtime: Runtime, write: Callable[[], None], what: 
 
 
 @contextlib.contextmanager
-def unprocessed_on_failure(events: Sequence[EventT]) -> Iterator[None]:
-    """Around an agent's batch body: if it raises or is cancelled, its events never count as
-    processed.
-
-    Faust's ``take_events`` acknowledges the whole batch in a ``finally`` when the agent's loop
-    ends -- with an exception too -- and the supervisor restarts the agent, so a batch whose
-    body failed was committed unprocessed once the other agents had handled the same records
-    (seen: runs of 7-17 records stored and tallied but never scored). Marking the messages
-    done first makes those acks no-ops: the commit cannot pass them, and the hole healer (or a
-    restart) reads them again.
-    """
-    try:
-        yield
-    except BaseException:
-        from faust.types.tuples import ack_lock
-
-        with ack_lock:
-            for ev in events:
-                ev.message.acked = True
-        log.warning("a batch of %d events failed; its offsets are left for a re-read", len(events))
-        raise
+def finished(app: faust.App, agent: str, events: Sequence[EventT]) -> Iterator[None]:
+    """Around an agent's work on ``events``: once the body returns, ``agent`` has finished them
+    and the commit may pass them (streams/faust_fixes.py, the commit ledger). A body that raised
+    or was cancelled reports nothing, so its records stay uncommitted and are read again --
+    whatever Faust acknowledges (``take_events`` acks a batch in a ``finally`` either way)."""
+    yield
+    ledger = getattr(app, "sentinel_ledger", None)
+    if ledger is not None:
+        for ev in events:
+            msg = ev.message
+            ledger.finish(agent, msg.topic, msg.partition, msg.offset)
 
 
 @dataclass(frozen=True)
@@ -350,7 +342,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
     app.sentinel_runtime = runtime  # type: ignore[attr-defined]
     app.sentinel_live = live  # type: ignore[attr-defined]
     # a record Faust failed to hand to every agent is re-read, not skipped (streams/faust_fixes.py)
-    faust_fixes.install_hole_healer(app, {JOBS_COMPLETED, JOBS_SCORED})
+    faust_fixes.install_hole_healer(app)
 
     def rt() -> Runtime:
         if runtime is None:
@@ -429,7 +421,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
         r = rt()
         loop = asyncio.get_running_loop()
         async for events in stream.take_events(settings.score_batch_size, within=settings.score_batch_wait_s):
-            with unprocessed_on_failure(events):
+            with finished(app, "score", events):
                 r.metrics.consumed.inc(len(events))
                 accepted, rejected = await screen(events)
                 scored, bad_images = await loop.run_in_executor(r.score_pool, score_batch, r, accepted)
@@ -456,7 +448,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
     async def archive(stream: faust.StreamT) -> None:
         r = rt()
         async for events in stream.take_events(settings.sink_batch_size, within=settings.sink_batch_wait_s):
-            with unprocessed_on_failure(events):
+            with finished(app, "archive", events):
                 good, _ = await screen(events)  # the score agent dead-letters the rest
                 if not good:
                     continue
@@ -493,7 +485,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
     @app.agent(scored_in, name="store_scores")
     async def store_scores(stream: faust.StreamT) -> None:
         async for events in stream.take_events(settings.sink_batch_size, within=settings.sink_batch_wait_s):
-            with unprocessed_on_failure(events):
+            with finished(app, "store_scores", events):
                 await store_batch(events, "JobScored", JOBS_SCORED, scored_dlq, "scores", rows.score_rows)
 
     newest_bucket: dict[int, int] = {}
@@ -509,7 +501,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
         # partition, so each key is written with its own last event made current.
         r = rt()
         async for events in stream.take_events(settings.sink_batch_size, within=settings.score_batch_wait_s):
-            with unprocessed_on_failure(events):
+            with finished(app, "tally", events):
                 good, _ = await screen(events)
                 raw = {(ev.message.partition, ev.message.offset): ev for ev in events}
                 try:
@@ -559,29 +551,30 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
         # jobs.scored is keyed by model|niche, so each detector is fed in order from one partition.
         r = rt()
         async for ev in stream.events():
-            try:
-                value = codecs.decode("JobScored", ev.value)
-            except DecodeError:
-                continue  # store_scores dead-letters it
-            if value["scorer_version"] != settings.scorer_version:
-                continue  # rescoring under another version never moves the live detectors
-            key = f"{value['model_id']}|{value['niche']}|{DRIFT_METRIC}"
-            stored = drift_state.get(key)
-            detector = (CusumDriftDetector.from_dict(stored, config=r.drift_config) if stored else
-                        CusumDriftDetector(value["model_id"], value["niche"], DRIFT_METRIC, r.drift_config))
-            transition = detector.update(value[DRIFT_METRIC], value["scored_at"].timestamp(),
-                                         partition=ev.message.partition, offset=ev.message.offset)
-            drift_state[key] = detector.to_dict()
-            if transition is not None:
-                alert = transition.to_alert()
-                log.warning("quality drift %s: %s/%s %s %.2f vs baseline %.2f", alert["state"], alert["model_id"],
-                            alert["niche"], alert["metric"], alert["current"], alert["baseline"])
-                await send_delivered(r, alerts_out, [Outgoing(alert["alert_id"].encode(), alert)], "alert")
+            with finished(app, "drift", [ev]):
+                try:
+                    value = codecs.decode("JobScored", ev.value)
+                except DecodeError:
+                    continue  # store_scores dead-letters it
+                if value["scorer_version"] != settings.scorer_version:
+                    continue  # rescoring under another version never moves the live detectors
+                key = f"{value['model_id']}|{value['niche']}|{DRIFT_METRIC}"
+                stored = drift_state.get(key)
+                detector = (CusumDriftDetector.from_dict(stored, config=r.drift_config) if stored else
+                            CusumDriftDetector(value["model_id"], value["niche"], DRIFT_METRIC, r.drift_config))
+                transition = detector.update(value[DRIFT_METRIC], value["scored_at"].timestamp(),
+                                             partition=ev.message.partition, offset=ev.message.offset)
+                drift_state[key] = detector.to_dict()
+                if transition is not None:
+                    alert = transition.to_alert()
+                    log.warning("quality drift %s: %s/%s %s %.2f vs baseline %.2f", alert["state"], alert["model_id"],
+                                alert["niche"], alert["metric"], alert["current"], alert["baseline"])
+                    await send_delivered(r, alerts_out, [Outgoing(alert["alert_id"].encode(), alert)], "alert")
 
     @app.agent(alerts_in, name="store_alerts")
     async def store_alerts(stream: faust.StreamT) -> None:
         async for events in stream.take_events(100, within=settings.sink_batch_wait_s):
-            with unprocessed_on_failure(events):
+            with finished(app, "store_alerts", events):
                 await store_batch(events, "QualityAlert", ALERTS, alerts_dlq, "alerts", rows.alert_rows)
 
     @app.agent(alerts_in, name="notify")
@@ -592,23 +585,25 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
         session: aiohttp.ClientSession | None = None
         try:
             async for ev in stream.events():
-                if not settings.alert_webhook_url:
-                    continue
-                try:
-                    alert = codecs.decode("QualityAlert", ev.value)
-                except DecodeError:
-                    continue
-                session = session or aiohttp.ClientSession()
-                ok = await post_alert(session, settings.alert_webhook_url, alert,
-                                      timeout_s=settings.alert_webhook_timeout_s,
-                                      attempts=settings.alert_webhook_attempts)
-                r.metrics.webhook.labels("delivered" if ok else "failed").inc()
+                with finished(app, "notify", [ev]):
+                    if not settings.alert_webhook_url:
+                        continue
+                    try:
+                        alert = codecs.decode("QualityAlert", ev.value)
+                    except DecodeError:
+                        continue
+                    session = session or aiohttp.ClientSession()
+                    ok = await post_alert(session, settings.alert_webhook_url, alert,
+                                          timeout_s=settings.alert_webhook_timeout_s,
+                                          attempts=settings.alert_webhook_attempts)
+                    r.metrics.webhook.labels("delivered" if ok else "failed").inc()
         finally:
             if session is not None:
                 await session.close()
 
     register_views(app, settings, rt, live)
     register_ratings(app, settings, rt, dead_letter)
+    faust_fixes.install_ledger(app)  # after every agent: the commit waits for each of them
     return app
 
 

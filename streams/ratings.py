@@ -460,7 +460,7 @@ def register_ratings(app: "faust.App", settings: Any, rt: Callable[[], Any],
 
     from schemas.codec import DecodeError
     from streams import codecs
-    from streams.app import Rejected, dedup_token, dlq_name, unprocessed_on_failure, write_until_stored
+    from streams.app import Rejected, dedup_token, dlq_name, finished, write_until_stored
 
     ratings_in = app.topic(RATINGS, key_serializer="raw", value_serializer="raw", partitions=settings.partitions)
     ratings_out = app.topic(RATINGS, key_serializer="raw", value_serializer=codecs.codec_name("PairwiseRating"),
@@ -472,7 +472,7 @@ def register_ratings(app: "faust.App", settings: Any, rt: Callable[[], Any],
     @app.agent(ratings_in, name="store_ratings")
     async def store_ratings(stream: faust.StreamT) -> None:
         async for events in stream.take_events(settings.sink_batch_size, within=settings.sink_batch_wait_s):
-            with unprocessed_on_failure(events):
+            with finished(app, "store_ratings", events):
                 r = rt()
                 good = []
                 for ev in events:
