@@ -177,8 +177,9 @@ def dedup_token(table: str, items: Sequence[tuple[int, int]]) -> str:
 async def write_until_stored(runtime: Runtime, write: Callable[[], None], what: str) -> None:
     """Retry a sink write with capped exponential backoff until it succeeds.
 
-    Raising here would end the agent's ``take_events`` loop, which acks the batch: offsets
-    would be committed for rows never stored. So a sink waits out an unavailable warehouse.
+    Raising here would end the agent's loop and restart it (the batch is read again, but only
+    after a rebalance or a re-read); waiting keeps the order and the batch. So a sink waits out
+    an unavailable warehouse.
     """
     delay = 0.2
     loop = asyncio.get_running_loop()
@@ -311,7 +312,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
         # a partition without a committed offset is read from its start, never from its end
         # (Faust's default too; explicit because losing the head of a new log is silent)
         consumer_auto_offset_reset="earliest",
-        # Do not wait for in-flight events on a rebalance or stop: commit what is acked and let
+        # Do not wait for in-flight events on a rebalance or stop: commit what is finished and let
         # the rest be redelivered (sinks and tallies are idempotent). Waiting deadlocked the
         # worker after a broker restart: the revoke waited for events that the conductor could
         # only deliver once the (suspended) flow resumed (reproduced, tests/integration/test_faults.py).
@@ -399,7 +400,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
 
     async def store_moments(r: Runtime, kept: Sequence[Accepted], scored: Sequence[dict]) -> None:
         # FID moments per model x niche x bucket x source partition, offset-idempotent; stored
-        # before the batch is acked (see streams/moments.py)
+        # before the batch counts as finished (see streams/moments.py)
         items = [MomentInput(a.event["model_id"], a.event["niche"], a.event["requested_at"], a.partition, a.offset,
                              value["embedding"]) for a, value in zip(kept, scored)]
         loop = asyncio.get_running_loop()
@@ -429,7 +430,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
                     raw = next(ev for ev in events if ev.message.offset == item.offset and ev.message.partition == item.partition)
                     rejected.append(Rejected(raw.value, raw.key, item.partition, item.offset, type(exc).__name__,
                                              exc.reason, exc.detail))
-                # every output acknowledged by the broker before the batch is acked (never a
+                # every output acknowledged by the broker before the batch counts as finished (never a
                 # committed offset for a dead letter or a score still in a producer buffer)
                 await send_delivered(r, dlq, [dead_letter_message(JOBS_COMPLETED, bad) for bad in rejected],
                                      "dead letters")

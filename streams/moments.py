@@ -12,11 +12,12 @@ and its state says exactly which of that partition's offsets it holds (every off
 does not hold (each once, even when a batch holds a record twice), in whatever order they
 come -- Faust can deliver a record after later ones when it re-reads one it failed to hand to
 the agent, and a "last offset applied" watermark then skipped it (176 of 2,000 images lost in
-a fault-suite run). The whole state row is written before the batch is acked
+a fault-suite run). The whole state row is written before the batch counts as finished
 (ReplacingMergeTree(last_offset): the highest offset applied; of equal ones the last written).
 When writing, ``complete_below`` is raised to the partition's committed offset -- every offset
-below a commit was acknowledged by the score agent, which acknowledges a batch only after
-storing its states -- so the set stays the short uncommitted tail. A redelivered batch
+below a commit was finished by the score agent (streams/faust_fixes.py, the commit ledger),
+which finishes a batch only after storing its states -- so the set stays the short uncommitted
+tail. A redelivered batch
 after a crash finds its offsets in the stored state and changes nothing. States are cached in
 memory (bounded LRU) and reloaded from the table on a miss, and the cache is dropped on every
 rebalance, so a partition that moved to another worker and back is never resumed from a stale

@@ -1,5 +1,5 @@
 """The commit ledger against a naive recomputation: a partition may be committed up to the first
-offset (from where it was read) that some reader has not finished, known gaps excepted."""
+offset (from where it was read) that some reader has not finished."""
 
 from __future__ import annotations
 
@@ -12,19 +12,13 @@ from sentinel.offsets import CommitLedger
 READERS = {"jobs.completed": ["score", "archive", "tally"], "jobs.scored": ["store_scores"]}
 
 
-def naive_commit(start: int, finished: dict[str, set[int]], gaps: set[int]) -> int:
+def naive_commit(start: int, finished: dict[str, set[int]]) -> int:
     def first_missing(done: set[int]) -> int:
         o = start
-        while o in done or o in gaps:
+        while o in done:
             o += 1
         return o
     return min(first_missing(done) for done in finished.values())
-
-
-def gap_end_of(gaps: list[tuple[int, int]]):
-    def end(offset: int) -> int | None:
-        return next((e for b, e in gaps if b <= offset < e), None)
-    return end
 
 
 @pytest.mark.parametrize("seed", range(40))
@@ -33,8 +27,6 @@ def test_committable_equals_a_naive_recomputation_under_any_delivery_order(seed:
     ledger = CommitLedger(READERS)
     start = rng.randrange(0, 50)
     ledger.reset({("jobs.completed", 0): start, ("jobs.scored", 0): 0})
-    gaps = [(start + 30, start + 33)] if seed % 3 == 0 else []
-    gap_offsets = {o for b, e in gaps for o in range(b, e)}
     finished: dict[str, set[int]] = {r: set() for r in READERS["jobs.completed"]}
     for step in range(300):
         reader = rng.choice(READERS["jobs.completed"])
@@ -43,8 +35,8 @@ def test_committable_equals_a_naive_recomputation_under_any_delivery_order(seed:
         ledger.finish(reader, "jobs.completed", 0, offset)
         finished[reader].add(offset)
         if step % 17 == 0:
-            assert ledger.committable("jobs.completed", 0, gap_end_of(gaps)) == naive_commit(start, finished, gap_offsets)
-    assert ledger.committable("jobs.completed", 0, gap_end_of(gaps)) == naive_commit(start, finished, gap_offsets)
+            assert ledger.committable("jobs.completed", 0) == naive_commit(start, finished)
+    assert ledger.committable("jobs.completed", 0) == naive_commit(start, finished)
 
 
 def test_one_reader_that_never_got_a_record_holds_the_commit_for_all() -> None:

@@ -4,6 +4,7 @@ tests/integration/test_faults.py and tests/integration/test_worker_restart.py.""
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
 from types import SimpleNamespace
 
@@ -58,9 +59,17 @@ def test_the_commit_waits_for_every_reader_whatever_faust_acknowledged() -> None
     assert new_offset(consumer_state(10, [], ledger=ledger_from(10, {"archive": [10], "tally": [10]}))) == 10
 
 
-def test_a_known_gap_in_the_log_counts_as_finished() -> None:
-    ledger = ledger_from(10, {r: [12, 13] for r in READERS})
-    assert new_offset(consumer_state(10, [], gaps=[(10, 12)], ledger=ledger)) == 14
+def test_fausts_gaps_never_move_the_commit() -> None:
+    """Faust records a "gap" wherever the offsets it delivers jump -- also where it dropped
+    records after a rebalance -- and counted it acknowledged: 57-63 were committed unscored."""
+    ledger = ledger_from(57, {"archive": range(57, 70), "tally": range(57, 70), "score": range(64, 70)})
+    state = consumer_state(57, list(range(57, 70)), gaps=[(57, 64)], ledger=ledger)
+    assert new_offset(state) == 57
+    assert state._gap[TP(TOPIC, 0)]  # kept until passed
+    for o in range(57, 64):  # the re-read copies
+        ledger.finish("score", TOPIC, 0, o)
+    assert new_offset(state) == 70
+    assert not state._gap[TP(TOPIC, 0)]  # chopped below the commit: Faust's bookkeeping stays bounded
 
 
 def test_topics_without_a_ledger_keep_fausts_commit() -> None:
@@ -91,3 +100,52 @@ def test_a_batch_body_that_raised_finishes_nothing() -> None:
         with finished(app, "score", [ev]):
             pass
     assert ledger.committable(TOPIC, 0) == 3
+
+
+class FakeConsumer:
+    """What the healer reads of Faust's consumer: the log ends."""
+
+    def __init__(self, end: int | None = None) -> None:
+        self.end = end
+
+    async def highwaters(self, tp):
+        return {tp: self.end}
+
+
+def due(healer: faust_fixes.HoleHealer, consumer: FakeConsumer, ledger: CommitLedger, now: float):
+    return asyncio.run(healer.due(consumer, ledger, TP(TOPIC, 0), now))
+
+
+def test_a_passed_over_record_is_re_read_at_the_second_sighting_then_backs_off() -> None:
+    ledger = ledger_from(10, {"archive": range(10, 20), "tally": range(10, 20), "score": [10, 11, 12, 14, 15]})
+    healer, consumer = faust_fixes.HoleHealer(interval_s=2.0, idle_s=20.0), FakeConsumer()
+    assert due(healer, consumer, ledger, 0.0) is None  # first sighting: score may still be at it
+    assert due(healer, consumer, ledger, 2.0) == (13, "not finished by score while it finished 14")
+    assert due(healer, consumer, ledger, 4.0) is None  # backing off: 4 s, then 8 s
+    assert due(healer, consumer, ledger, 6.0) is not None
+    assert due(healer, consumer, ledger, 10.0) is None
+    assert due(healer, consumer, ledger, 14.0) is not None
+    ledger.finish("score", TOPIC, 0, 13)  # the re-read copy arrived: the position moves on
+    assert due(healer, consumer, ledger, 16.0) is None and due(healer, consumer, ledger, 18.0) is None
+
+
+def test_a_slow_reader_is_left_alone_until_it_has_not_moved_for_idle_s() -> None:
+    ledger = ledger_from(10, {"archive": range(10, 20), "tally": range(10, 20), "score": [10, 11]})
+    healer, consumer = faust_fixes.HoleHealer(interval_s=2.0, idle_s=20.0), FakeConsumer()
+    assert due(healer, consumer, ledger, 0.0) is None
+    assert due(healer, consumer, ledger, 10.0) is None
+    ledger.finish("score", TOPIC, 0, 12)  # progress restarts the clock
+    assert due(healer, consumer, ledger, 12.0) is None
+    assert due(healer, consumer, ledger, 31.0) is None
+    assert due(healer, consumer, ledger, 32.0) == (13, "not finished by score for 20s while others are past it")
+
+
+def test_a_partition_nobody_reads_on_is_re_read_only_if_the_log_goes_on() -> None:
+    ledger = ledger_from(10, {r: range(10, 20) for r in READERS})
+    healer = faust_fixes.HoleHealer(interval_s=2.0, idle_s=20.0)
+    caught_up = FakeConsumer(end=20)
+    assert due(healer, caught_up, ledger, 0.0) is None
+    assert due(healer, caught_up, ledger, 25.0) is None  # at the log end: nothing to read
+    stalled = FakeConsumer(end=33)
+    assert due(healer, stalled, ledger, 30.0) is None  # the clock restarted at the last check
+    assert due(healer, stalled, ledger, 45.0) == (20, "no reader got past it for 20s (log end 33)")
