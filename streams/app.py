@@ -195,17 +195,20 @@ async def write_until_stored(runtime: Runtime, write: Callable[[], None], what: 
 
 
 @contextlib.contextmanager
-def finished(app: faust.App, agent: str, events: Sequence[EventT]) -> Iterator[None]:
+def finished(app: faust.App, agent: str, events: Sequence[EventT]) -> Iterator[set[tuple[int, int]]]:
     """Around an agent's work on ``events``: once the body returns, ``agent`` has finished them
-    and the commit may pass them (streams/faust_fixes.py, the commit ledger). A body that raised
-    or was cancelled reports nothing, so its records stay uncommitted and are read again --
-    whatever Faust acknowledges (``take_events`` acks a batch in a ``finally`` either way)."""
-    yield
+    and the commit may pass them (streams/faust_fixes.py, the commit ledger) -- except the
+    (partition, offset)s the body put into the set it was given (records it deferred). A body
+    that raised or was cancelled reports nothing, so its records stay uncommitted and are read
+    again -- whatever Faust acknowledges (``take_events`` acks a batch in a ``finally``)."""
+    unfinished: set[tuple[int, int]] = set()
+    yield unfinished
     ledger = getattr(app, "sentinel_ledger", None)
     if ledger is not None:
         for ev in events:
             msg = ev.message
-            ledger.finish(agent, msg.topic, msg.partition, msg.offset)
+            if (msg.partition, msg.offset) not in unfinished:
+                ledger.finish(agent, msg.topic, msg.partition, msg.offset)
 
 
 @dataclass(frozen=True)
@@ -363,22 +366,51 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
         consumer = app.consumer
         return consumer._committed_offset.get(TP(JOBS_COMPLETED, partition)) if consumer is not None else None
 
-    async def screen(events: Sequence[EventT]) -> tuple[list[Accepted], list[Rejected]]:
+    if gate is not None:  # at every seek to the committed offsets: judge in log order from there
+        app.sentinel_on_reset = [lambda starts: gate.restart(  # type: ignore[attr-defined]
+            {p: o for (topic, p), o in starts.items() if topic == JOBS_COMPLETED})]
+    reread_asked: dict[int, tuple[int, float]] = {}  # partition -> (offset, when) of the last re-read
+
+    async def reread_deferred(partition: int, count: int) -> None:
+        """Read ``partition`` again from the offset the gate waits for (at most every 5 s per
+        offset): the deferred records come back after it, in order."""
+        from faust.types import TP
+
+        offset = gate.next_offset(partition) if gate is not None else None
+        last = reread_asked.get(partition)
+        now = asyncio.get_running_loop().time()
+        if offset is None or (last is not None and last[0] == offset and now - last[1] < 5.0):
+            return
+        reread_asked[partition] = (offset, now)
+        log.warning("%s[%d]: %d records deferred past offset %d, not judged yet; re-reading from it",
+                    JOBS_COMPLETED, partition, count, offset)
+        await app.consumer.seek(TP(JOBS_COMPLETED, partition), offset)
+
+    async def screen(events: Sequence[EventT], unfinished: set[tuple[int, int]]) -> tuple[list[Accepted], list[Rejected]]:
         """triage + the gate: the jobs to process, and the records to dead-letter (duplicates
-        of stored jobs are in neither)."""
+        of stored jobs are in neither); records the gate deferred go into ``unfinished``."""
         accepted, rejected = triage(rt(), events)
         if gate is None or not accepted:
+            if gate is not None and rejected:  # judged too: the gate keeps each partition in log order
+                await gate.screen([(b.partition, b.offset, None) for b in rejected])
             return accepted, rejected
-        verdicts = await gate.screen([(a.partition, a.offset, a.event) for a in accepted])
+        verdicts = await gate.screen([(a.partition, a.offset, a.event) for a in accepted]
+                                     + [(b.partition, b.offset, None) for b in rejected])
         raw = {(ev.message.partition, ev.message.offset): ev for ev in events}
         kept = []
+        deferred: dict[int, int] = {}
         for a, verdict in zip(accepted, verdicts):
-            if verdict.kind == OK:
+            if verdict is None:
+                unfinished.add((a.partition, a.offset))
+                deferred[a.partition] = deferred.get(a.partition, 0) + 1
+            elif verdict.kind == OK:
                 kept.append(a)
             elif verdict.kind in (BAD, CONFLICT):
                 ev = raw[(a.partition, a.offset)]
                 rejected.append(Rejected(ev.value, ev.key, a.partition, a.offset, "InvalidEvent", verdict.reason,
                                          verdict.detail))
+        for partition, count in deferred.items():
+            await reread_deferred(partition, count)
         return kept, rejected
 
     def dead_letter_message(source: str, bad: Rejected) -> Outgoing:
@@ -422,9 +454,9 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
         r = rt()
         loop = asyncio.get_running_loop()
         async for events in stream.take_events(settings.score_batch_size, within=settings.score_batch_wait_s):
-            with finished(app, "score", events):
+            with finished(app, "score", events) as unfinished:
                 r.metrics.consumed.inc(len(events))
-                accepted, rejected = await screen(events)
+                accepted, rejected = await screen(events, unfinished)
                 scored, bad_images = await loop.run_in_executor(r.score_pool, score_batch, r, accepted)
                 for item, exc in bad_images:
                     raw = next(ev for ev in events if ev.message.offset == item.offset and ev.message.partition == item.partition)
@@ -449,8 +481,8 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
     async def archive(stream: faust.StreamT) -> None:
         r = rt()
         async for events in stream.take_events(settings.sink_batch_size, within=settings.sink_batch_wait_s):
-            with finished(app, "archive", events):
-                good, _ = await screen(events)  # the score agent dead-letters the rest
+            with finished(app, "archive", events) as unfinished:
+                good, _ = await screen(events, unfinished)  # the score agent dead-letters the rest
                 if not good:
                     continue
                 keys = [(a.partition, a.offset) for a in good]
@@ -502,8 +534,8 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
         # partition, so each key is written with its own last event made current.
         r = rt()
         async for events in stream.take_events(settings.sink_batch_size, within=settings.score_batch_wait_s):
-            with finished(app, "tally", events):
-                good, _ = await screen(events)
+            with finished(app, "tally", events) as unfinished:
+                good, _ = await screen(events, unfinished)
                 raw = {(ev.message.partition, ev.message.offset): ev for ev in events}
                 try:
                     _apply_tallies(r, good, raw)

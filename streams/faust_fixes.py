@@ -80,8 +80,11 @@ def install() -> None:
                      sorted(f"{tp.topic}[{tp.partition}]" for tp in uncommitted))
         ledger = getattr(self.app, "sentinel_ledger", None)
         if ledger is not None:
-            ledger.reset({(tp.topic, tp.partition): self._committed_offset.get(tp) or 0
-                          for tp in self.assignment() if ledger.tracks(tp.topic)})
+            starts = {(tp.topic, tp.partition): self._committed_offset.get(tp) or 0
+                      for tp in self.assignment() if ledger.tracks(tp.topic)}
+            ledger.reset(starts)
+            for hook in getattr(self.app, "sentinel_on_reset", ()):
+                hook(starts)  # e.g. the gate: judge each partition in log order from here
 
     def _new_offset(self: Any, tp: Any) -> int | None:
         ledger = getattr(self.app, "sentinel_ledger", None)

@@ -19,6 +19,15 @@ order, and the first agent to reach an offset has already judged every earlier o
 partition: verdicts are registered in log order. A re-delivered first copy (after a crash,
 same partition and offset as the stored row) is recognised as itself, never as a duplicate.
 
+Faust does not always deliver in log order: around restarts it passes records over and the
+worker re-reads them after later ones (streams/faust_fixes.py). Judged out of order, a job's
+later copy became its "first" and the real first copy was dead-lettered as the conflict (seen
+in a SIGKILL run). So once the worker tells the gate where each partition is read from
+(:meth:`Gate.restart`, at every seek to the committed offsets), the gate judges each partition
+strictly in log order: an item past an offset not judged yet is *deferred* (verdict ``None``);
+the agent leaves it unfinished, and it is judged when the partition is read again from the
+missing offset.
+
 Verdicts are computed in one dedicated thread (image decoding and ClickHouse lookups never run
 on the event loop, and two agents never judge concurrently); an unavailable ClickHouse makes
 :meth:`Gate.screen` back off and retry instead of guessing. Both memories are bounded: the
@@ -123,7 +132,8 @@ def check_images(event: Mapping[str, Any]) -> None:
 
 # -- the gate -----------------------------------------------------------------------------
 
-Item = tuple[int, int, Mapping[str, Any]]  # (partition, offset, decoded event)
+Item = tuple[int, int, Mapping[str, Any] | None]  # (partition, offset, decoded event; None: rejected before)
+REJECTED_BEFORE = InvalidEvent("rejected", "rejected before the gate")
 Lookup = Callable[[list[str]], Mapping[str, StoredCopy]]
 
 
@@ -139,20 +149,54 @@ class Gate:
         self.max_jobs = max_jobs
         self._verdicts: OrderedDict[tuple[int, int], Verdict] = OrderedDict()
         self._first: OrderedDict[str, StoredCopy] = OrderedDict()  # job id -> its ok copy
+        self._next: dict[int, int] = {}  # partition -> the lowest offset not judged yet (in log order)
+
+    def restart(self, starts: Mapping[int, int]) -> None:
+        """Partitions are read from these offsets from now on (the committed offsets): each is
+        judged in log order from there (verdicts already cached stay valid)."""
+        self._next = dict(starts)
+
+    def next_offset(self, partition: int) -> int | None:
+        """The lowest offset of ``partition`` not judged yet (None: order not tracked)."""
+        nxt = self._next.get(partition)
+        if nxt is None:
+            return None
+        while (partition, nxt) in self._verdicts:
+            nxt += 1
+        self._next[partition] = nxt
+        return nxt
 
     def cached(self, partition: int, offset: int) -> Verdict | None:
         return self._verdicts.get((partition, offset))
 
-    def judge(self, items: Sequence[Item]) -> list[Verdict]:
-        """Verdicts for ``items`` (in log order per partition). Not thread-safe: one thread only.
+    def judge(self, items: Sequence[Item]) -> list[Verdict | None]:
+        """Verdicts for ``items``; ``None`` for an item deferred because an earlier offset of its
+        partition is not judged yet. Not thread-safe: one thread only.
 
         Nothing is remembered unless the whole batch is judged: when the lookup fails, the
         same call can simply be repeated.
         """
         todo: dict[tuple[int, int], tuple[Mapping[str, Any], str | None, InvalidEvent | None]] = {}
-        for partition, offset, event in items:
+        deferred: set[tuple[int, int]] = set()
+        reach: dict[int, int | None] = {}  # partition -> next offset judged in order, this batch included
+        for partition, offset, event in sorted(items, key=lambda item: (item[0], item[1])):
             key = (partition, offset)
             if key in self._verdicts or key in todo:
+                continue
+            if partition not in reach:
+                reach[partition] = self.next_offset(partition)
+            nxt = reach[partition]
+            if nxt is not None:
+                if offset > nxt:
+                    deferred.add(key)
+                    continue
+                if offset == nxt:
+                    nxt += 1
+                    while (partition, nxt) in self._verdicts:
+                        nxt += 1
+                    reach[partition] = nxt
+            if event is None:  # rejected before the gate (undecodable, invalid): judged, never a copy
+                todo[key] = ({}, None, REJECTED_BEFORE)
                 continue
             try:
                 check_images(event)
@@ -162,9 +206,10 @@ class Gate:
             todo[key] = (event, content_hash(event), None)
         unknown = sorted({e["job_id"] for e, h, bad in todo.values() if bad is None and e["job_id"] not in self._first})
         stored = self.lookup(unknown) if unknown else {}
-        for (partition, offset), (event, digest, bad) in todo.items():
+        for (partition, offset), (event, digest, bad) in sorted(todo.items()):
             self._remember((partition, offset), self._decide(partition, offset, event, digest, bad, stored))
-        return [self._verdicts[(p, o)] if (p, o) in self._verdicts else self._decide_again(p, o, e) for p, o, e in items]
+        return [None if (p, o) in deferred else self._verdicts[(p, o)] if (p, o) in self._verdicts
+                else self._decide_again(p, o, e) for p, o, e in items]
 
     def _decide(self, partition: int, offset: int, event: Mapping[str, Any], digest: str | None,
                 bad: InvalidEvent | None, stored: Mapping[str, StoredCopy]) -> Verdict:
@@ -190,14 +235,21 @@ class Gate:
 
     def _decide_again(self, partition: int, offset: int, event: Mapping[str, Any]) -> Verdict:
         # only when this very batch pushed its own verdicts out of a tiny cache
-        return self.judge([(partition, offset, event)])[0]
+        nxt = self._next.pop(partition, None)
+        try:
+            verdict = self.judge([(partition, offset, event)])[0]
+        finally:
+            if nxt is not None:
+                self._next[partition] = nxt
+        assert verdict is not None
+        return verdict
 
     def _remember(self, key: tuple[int, int], verdict: Verdict) -> None:
         self._verdicts[key] = verdict
         if len(self._verdicts) > self.max_verdicts:
             self._verdicts.popitem(last=False)
 
-    async def screen(self, items: Sequence[Item]) -> list[Verdict]:
+    async def screen(self, items: Sequence[Item]) -> list[Verdict | None]:
         """:meth:`judge` in the gate's executor; retried with capped backoff while ClickHouse
         is unavailable (an agent must not ack events it could not judge)."""
         if not items:

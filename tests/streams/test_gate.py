@@ -54,7 +54,7 @@ class Store:
 
 
 def kinds(verdicts) -> list[str]:
-    return [v.kind for v in verdicts]
+    return [None if v is None else v.kind for v in verdicts]
 
 
 def test_content_hash_ignores_writer_schema_but_not_values() -> None:
@@ -195,3 +195,22 @@ def test_catalog_defaults_extension_and_wildcard(tmp_path) -> None:
     custom.check(event("a", model_id="house-model"))
     with pytest.raises(InvalidEvent):
         custom.check(event("a", model_id="tiny-sd"))
+
+
+def test_each_partition_is_judged_in_log_order_once_its_start_is_known() -> None:
+    """Judged out of order, a later copy became the 'first' and the real first copy was
+    dead-lettered as the conflict (a SIGKILL run). Items past an unjudged offset are deferred."""
+    first, other = event("j1"), event("j2")
+    conflict = {**first, "prompt": "a different job under a re-used id"}
+    gate = Gate(Store())
+    gate.restart({2: 5})
+    assert gate.judge([(2, 7, conflict)]) == [None]  # 5 and 6 not judged yet
+    assert gate.next_offset(2) == 5
+    assert kinds(gate.judge([(2, 6, other), (2, 5, first), (2, 7, conflict)])) == [OK, OK, CONFLICT]
+    assert gate.next_offset(2) == 8
+    # records rejected before the gate (undecodable) are judged too, so they hold nothing back
+    assert kinds(gate.judge([(2, 8, None), (2, 9, event("j3"))])) == [BAD, OK]
+    # other partitions and partitions without a known start are not held back
+    assert kinds(gate.judge([(3, 100, event("j4")), (2, 12, event("j5"))])) == [OK, None]
+    gate.restart({2: 12})  # a seek to the committed offset: judged from there
+    assert kinds(gate.judge([(2, 12, event("j5"))])) == [OK]
