@@ -5,6 +5,7 @@ tests/integration/test_faults.py and tests/integration/test_worker_restart.py.""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import defaultdict
 from types import SimpleNamespace
 
@@ -149,3 +150,42 @@ def test_a_partition_nobody_reads_on_is_re_read_only_if_the_log_goes_on() -> Non
     stalled = FakeConsumer(end=33)
     assert due(healer, stalled, ledger, 30.0) is None  # the clock restarted at the last check
     assert due(healer, stalled, ledger, 45.0) == (20, "no reader got past it for 20s (log end 33)")
+
+
+def test_an_empty_fetch_is_followed_by_a_short_wait_a_full_one_is_not() -> None:
+    """noida-db answers empty fetches at once: without the wait an idle worker spun a core."""
+    calls = []
+
+    async def fetch(self, assignment, node_id, request) -> bool:
+        calls.append(request)
+        return request == "data"
+
+    wrapped = faust_fixes.waiting_after_empty(fetch, wait_s=0.05)
+    fetcher = SimpleNamespace(_fetch_max_wait_ms=1500)
+
+    async def timed(request: str) -> tuple[bool, float]:
+        began = time.monotonic()
+        got = await wrapped(fetcher, None, 1, request)
+        return got, time.monotonic() - began
+
+    got, took = asyncio.run(timed("empty"))
+    assert got is False and 0.045 <= took < 0.5
+    got, took = asyncio.run(timed("data"))
+    assert got is True and took < 0.03
+    fetcher._fetch_max_wait_ms = 10  # never longer than the consumer's own max wait
+    got, took = asyncio.run(timed("empty"))
+    assert took < 0.04 and calls == ["empty", "data", "empty"]
+
+
+def test_a_cancelled_wait_ends_the_fetch_quietly() -> None:
+    async def fetch(self, assignment, node_id, request) -> bool:
+        return False
+
+    async def cancel_midway() -> bool:
+        task = asyncio.ensure_future(faust_fixes.waiting_after_empty(fetch, wait_s=5.0)(
+            SimpleNamespace(_fetch_max_wait_ms=1500), None, 1, None))
+        await asyncio.sleep(0.01)
+        task.cancel()
+        return await task
+
+    assert asyncio.run(cancel_midway()) is False
