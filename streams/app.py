@@ -471,7 +471,8 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
                 await send_delivered(r, scored_out, [Outgoing(f"{v['model_id']}|{v['niche']}".encode(), v)
                                                      for v in scored], "scores")
                 if scored:
-                    await store_moments(r, [a for a in accepted if id(a) not in {id(i) for i, _ in bad_images}], scored)
+                    bad_ids = {id(item) for item, _ in bad_images}
+                    await store_moments(r, [a for a in accepted if id(a) not in bad_ids], scored)
                 r.metrics.scored.inc(len(scored))
                 if accepted and scored:
                     newest = max(a.event["delivered_at"] for a in accepted)

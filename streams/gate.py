@@ -206,7 +206,7 @@ class Gate:
             todo[key] = (event, content_hash(event), None)
         unknown = sorted({e["job_id"] for e, h, bad in todo.values() if bad is None and e["job_id"] not in self._first})
         stored = self.lookup(unknown) if unknown else {}
-        for (partition, offset), (event, digest, bad) in sorted(todo.items()):
+        for (partition, offset), (event, digest, bad) in todo.items():  # in log order: filled sorted
             self._remember((partition, offset), self._decide(partition, offset, event, digest, bad, stored))
         return [None if (p, o) in deferred else self._verdicts[(p, o)] if (p, o) in self._verdicts
                 else self._decide_again(p, o, e) for p, o, e in items]
