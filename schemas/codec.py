@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import fastavro
 from fastavro.schema import fingerprint, parse_schema, to_parsing_canonical_form
@@ -150,44 +150,91 @@ def content_hash(record: Mapping[str, Any]) -> str:
     Fields are taken in name order and null fields are skipped, so the same event written
     with an older or newer schema (an added optional field left null) hashes the same, while
     any change of a value (a byte of the image, a millisecond, a price) changes the hash.
+
+    The byte stream hashed (stored in ``sentinel.jobs.content_hash``, so it never changes):
+    a mapping is ``{`` + (key as a string, value) per non-null key in sorted order + ``}``;
+    bytes ``b<len>:`` + the bytes; str ``s<len>:`` + UTF-8; bool ``T``/``F``; int ``i<n>;``;
+    float ``f`` + ``float.hex()`` + ``;``; datetime ``t<microseconds since the epoch, UTC>;``
+    (naive = UTC); list/tuple ``[`` + items + ``]``; None ``n``.
     """
-    h = hashlib.sha256()
-    _feed(h, record)
-    return h.hexdigest()
+    parts: list[bytes] = []
+    _feed(parts.append, record)
+    return hashlib.sha256(b"".join(parts)).hexdigest()
 
 
-def _feed(h: Any, value: Any) -> None:
-    if isinstance(value, Mapping):
-        h.update(b"{")
-        for key in sorted(value):
-            if value[key] is not None:
-                _feed(h, str(key))
-                _feed(h, value[key])
-        h.update(b"}")
-    elif isinstance(value, (bytes, bytearray, memoryview)):
-        data = bytes(value)
-        h.update(b"b%d:" % len(data))
-        h.update(data)
-    elif isinstance(value, str):
-        data = value.encode()
-        h.update(b"s%d:" % len(data))
-        h.update(data)
-    elif isinstance(value, bool):
-        h.update(b"T" if value else b"F")
-    elif isinstance(value, int):
-        h.update(b"i%d;" % value)
-    elif isinstance(value, float):
-        h.update(b"f" + value.hex().encode() + b";")
-    elif isinstance(value, datetime):
-        ts = value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
-        delta = ts - _EPOCH
-        h.update(b"t%d;" % ((delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds))
-    elif isinstance(value, (list, tuple)):
-        h.update(b"[")
-        for item in value:
-            _feed(h, item)
-        h.update(b"]")
-    elif value is None:
-        h.update(b"n")
-    else:
-        raise TypeError(f"content_hash: unsupported value type {type(value).__name__}")
+def _feed(out: Callable[[bytes], None], value: Any) -> None:
+    # exact types first (what fastavro returns); isinstance only for the rare subclass
+    kind = _KINDS.get(type(value))
+    if kind is None:
+        kind = _kind_of(value)
+    kind(out, value)
+
+
+def _feed_mapping(out: Callable[[bytes], None], value: Mapping[str, Any]) -> None:
+    out(b"{")
+    for key in sorted(value):
+        item = value[key]
+        if item is not None:
+            name = _NAMES.get(key)
+            if name is None:
+                data = str(key).encode()
+                name = b"s%d:%s" % (len(data), data)
+                if type(key) is str and len(_NAMES) < 4096:  # record field names: a few dozen
+                    _NAMES[key] = name
+            out(name)
+            _feed(out, item)
+    out(b"}")
+
+
+_NAMES: dict[str, bytes] = {}  # str mapping key -> its encoded form (1 == True: only str keys)
+
+
+def _feed_bytes(out: Callable[[bytes], None], value: Any) -> None:
+    data = bytes(value)
+    out(b"b%d:" % len(data))
+    out(data)
+
+
+def _feed_str(out: Callable[[bytes], None], value: str) -> None:
+    data = value.encode()
+    out(b"s%d:" % len(data))
+    out(data)
+
+
+def _feed_datetime(out: Callable[[bytes], None], value: datetime) -> None:
+    ts = value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
+    delta = ts - _EPOCH
+    out(b"t%d;" % ((delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds))
+
+
+def _feed_list(out: Callable[[bytes], None], value: Any) -> None:
+    out(b"[")
+    for item in value:
+        _feed(out, item)
+    out(b"]")
+
+
+_KINDS: dict[type, Callable[[Callable[[bytes], None], Any], None]] = {
+    dict: _feed_mapping,
+    bytes: _feed_bytes,
+    bytearray: _feed_bytes,
+    memoryview: _feed_bytes,
+    str: _feed_str,
+    bool: lambda out, v: out(b"T" if v else b"F"),
+    int: lambda out, v: out(b"i%d;" % v),
+    float: lambda out, v: out(b"f" + v.hex().encode() + b";"),
+    datetime: _feed_datetime,
+    list: _feed_list,
+    tuple: _feed_list,
+    type(None): lambda out, v: out(b"n"),
+}
+
+
+def _kind_of(value: Any) -> Callable[[Callable[[bytes], None], Any], None]:
+    # subclasses, in the order that decides them (bool before int, datetime is not a str...)
+    for base, kind in ((Mapping, _feed_mapping), ((bytes, bytearray, memoryview), _feed_bytes), (str, _feed_str),
+                       (bool, _KINDS[bool]), (int, _KINDS[int]), (float, _KINDS[float]),
+                       (datetime, _feed_datetime), ((list, tuple), _feed_list)):
+        if isinstance(value, base):
+            return kind
+    raise TypeError(f"content_hash: unsupported value type {type(value).__name__}")

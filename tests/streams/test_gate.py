@@ -70,6 +70,27 @@ def test_content_hash_ignores_writer_schema_but_not_values() -> None:
     assert content_hash(codec.decode(codec.encode(e))) == content_hash(e)
 
 
+def test_content_hash_byte_stream_is_stable() -> None:
+    """Hashes are stored (sentinel.jobs.content_hash) and compared with later copies, so the
+    hashed byte stream must never change: recomputed here by hand from the documented format."""
+    import hashlib
+    from collections import OrderedDict
+
+    class Name(str):  # a subclass takes the isinstance path
+        pass
+
+    when = datetime(2026, 1, 5, 9, 0, 0, 1500, tzinfo=timezone(timedelta(hours=2)))
+    record = OrderedDict([("z", [1, True, 2.5, None, (b"ab",)]), ("a", Name("é")), ("m", None),
+                          ("t", when), ("naive", datetime(1970, 1, 1, 0, 0, 1)), ("b", bytearray(b"\x00\x01")),
+                          ("n", {"k": -3})])
+    us = int((when - datetime(1970, 1, 1, tzinfo=timezone.utc)).total_seconds()) * 1_000_000 + 1500
+    expected = (b"{" + b"s1:a" + b"s2:\xc3\xa9" + b"s1:b" + b"b2:\x00\x01" + b"s1:n" + b"{s1:ki-3;}"
+                + b"s5:naive" + b"t1000000;" + b"s1:t" + b"t%d;" % us
+                + b"s1:z" + b"[" + b"i1;" + b"T" + b"f" + (2.5).hex().encode() + b";" + b"n" + b"[b2:ab]" + b"]" + b"}")
+    assert content_hash(record) == hashlib.sha256(expected).hexdigest()
+    with pytest.raises(TypeError, match="unsupported value type set"):
+        content_hash({"x": {1}})
+
 def test_first_copy_duplicate_and_conflict_in_one_partition() -> None:
     store = Store()
     duplicates = []
