@@ -23,6 +23,7 @@ import contextlib
 import hashlib
 import logging
 import weakref
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -33,7 +34,7 @@ import faust
 from faust.streams import _current_event
 from faust.types import EventT
 
-from schemas.codec import DecodeError
+from schemas.codec import DecodeError, content_hash
 from sentinel.cost import Pricing
 from sentinel.drift import CusumDriftDetector, DriftConfig
 from sentinel.scoring import BatchScorer, ScoreInput
@@ -92,11 +93,20 @@ class Runtime:
 
 # -- core calls the agents share ----------------------------------------------------------
 
-@dataclass(frozen=True)
+@dataclass
 class Accepted:
+    """A decoded, checked JobCompleted record. Shared by the agents (``Triaged``): read-only."""
+
     event: dict[str, Any]
     partition: int
     offset: int
+    _digest: str | None = field(default=None, repr=False, compare=False)
+
+    def content_hash(self) -> str:
+        """``schemas.codec.content_hash`` of the event, computed once."""
+        if self._digest is None:
+            self._digest = content_hash(self.event)
+        return self._digest
 
 
 @dataclass(frozen=True)
@@ -110,27 +120,96 @@ class Rejected:
     detail: str
 
 
-def triage(runtime: Runtime, events: Sequence[EventT]) -> tuple[list[Accepted], list[Rejected]]:
+class Triaged:
+    """``triage`` results per source offset, shared by the agents that read the topic, so each
+    record is decoded and checked once instead of once per agent.
+
+    An entry goes once ``readers()`` agents have taken it (the first decodes it); a reader far
+    behind the others, or a record read again after a seek, finds it gone and decodes the
+    record again: the same result, since a log record never changes. Bounded by entries and by
+    the records' bytes (images), oldest out first.
+    """
+
+    def __init__(self, readers: Callable[[], int], *, max_items: int = 4096,
+                 max_bytes: int = 64 * 1024 * 1024) -> None:
+        self.readers = readers
+        self._readers: int | None = None
+        self.max_items = max_items
+        self.max_bytes = max_bytes
+        self.size = 0
+        self.hits = 0
+        self.misses = 0
+        # (partition, offset) -> [result, takes left, bytes]
+        self._entries: OrderedDict[tuple[int, int], list[Any]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def take(self, key: tuple[int, int]) -> Accepted | Rejected | None:
+        entry = self._entries.get(key)
+        if entry is None:
+            self.misses += 1
+            return None
+        self.hits += 1
+        entry[1] -= 1
+        if entry[1] <= 0:
+            del self._entries[key]
+            self.size -= entry[2]
+        return entry[0]
+
+    def put(self, key: tuple[int, int], result: Accepted | Rejected, nbytes: int) -> None:
+        if self._readers is None:  # asked once, at the first record: the agents are final by then
+            self._readers = self.readers()
+        left = self._readers - 1  # this reader has it already
+        if left <= 0 or nbytes > self.max_bytes:
+            return
+        old = self._entries.pop(key, None)
+        if old is not None:
+            self.size -= old[2]
+        self._entries[key] = [result, left, nbytes]
+        self.size += nbytes
+        while self._entries and (len(self._entries) > self.max_items or self.size > self.max_bytes):
+            _, dropped = self._entries.popitem(last=False)
+            self.size -= dropped[2]
+
+    def clear(self) -> None:
+        self._entries.clear()
+        self.size = 0
+
+
+def triage(runtime: Runtime, events: Sequence[EventT],
+           shared: Triaged | None = None) -> tuple[list[Accepted], list[Rejected]]:
     """Decode and check a batch of raw JobCompleted messages, each source offset once (a batch
-    can hold a record twice when Faust re-fetches after a seek)."""
+    can hold a record twice when Faust re-fetches after a seek). With ``shared``, a record
+    another agent triaged already is not decoded again."""
     accepted, rejected = [], []
     seen: set[tuple[int, int]] = set()
     for ev in events:
         msg = ev.message
-        if (msg.partition, msg.offset) in seen:
+        key = (msg.partition, msg.offset)
+        if key in seen:
             continue
-        seen.add((msg.partition, msg.offset))
-        try:
-            event = codecs.decode("JobCompleted", ev.value)
-            check_job(event, max_image_bytes=runtime.settings.max_image_bytes)
-            if event["provider"] != "api" and event["gpu_type"] not in runtime.pricing.gpu_usd_per_hour:
-                raise InvalidEvent("unpriced_gpu_type", f"{event['gpu_type']!r} is not in the pricing file")
-            if runtime.catalog is not None:
-                runtime.catalog.check(event)
-            accepted.append(Accepted(event, msg.partition, msg.offset))
-        except (DecodeError, InvalidEvent) as exc:
-            rejected.append(Rejected(ev.value, ev.key, msg.partition, msg.offset, type(exc).__name__, exc.reason, exc.detail))
+        seen.add(key)
+        result = shared.take(key) if shared is not None else None
+        if result is None:
+            result = _triage_one(runtime, ev, msg.partition, msg.offset)
+            if shared is not None:
+                shared.put(key, result, len(ev.value or b""))
+        (accepted if isinstance(result, Accepted) else rejected).append(result)
     return accepted, rejected
+
+
+def _triage_one(runtime: Runtime, ev: EventT, partition: int, offset: int) -> Accepted | Rejected:
+    try:
+        event = codecs.decode("JobCompleted", ev.value)
+        check_job(event, max_image_bytes=runtime.settings.max_image_bytes)
+        if event["provider"] != "api" and event["gpu_type"] not in runtime.pricing.gpu_usd_per_hour:
+            raise InvalidEvent("unpriced_gpu_type", f"{event['gpu_type']!r} is not in the pricing file")
+        if runtime.catalog is not None:
+            runtime.catalog.check(event)
+        return Accepted(event, partition, offset)
+    except (DecodeError, InvalidEvent) as exc:
+        return Rejected(ev.value, ev.key, partition, offset, type(exc).__name__, exc.reason, exc.detail)
 
 
 def score_batch(runtime: Runtime, accepted: Sequence[Accepted]) -> tuple[list[dict], list[tuple[Accepted, InvalidEvent]]]:
@@ -359,6 +438,10 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
         lambda ids: stored_copies(runtime.warehouse, ids), executor=runtime.gate_pool,
         on_duplicate=runtime.metrics.duplicates.inc, on_retry=runtime.metrics.sink_retries.inc)
 
+    # each jobs.completed record decoded and checked once for all the agents that read it
+    triaged = Triaged(lambda: sum(JOBS_COMPLETED in getattr(a.channel, "topics", ()) for a in app.agents.values()))
+    app.sentinel_triaged = triaged  # type: ignore[attr-defined]
+
     def committed_offset(partition: int) -> int | None:
         """jobs.completed's committed offset for ``partition`` in this consumer (None: unknown)."""
         from faust.types import TP
@@ -389,12 +472,12 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
     async def screen(events: Sequence[EventT], unfinished: set[tuple[int, int]]) -> tuple[list[Accepted], list[Rejected]]:
         """triage + the gate: the jobs to process, and the records to dead-letter (duplicates
         of stored jobs are in neither); records the gate deferred go into ``unfinished``."""
-        accepted, rejected = triage(rt(), events)
+        accepted, rejected = triage(rt(), events, triaged)
         if gate is None or not accepted:
             if gate is not None and rejected:  # judged too: the gate keeps each partition in log order
                 await gate.screen([(b.partition, b.offset, None) for b in rejected])
             return accepted, rejected
-        verdicts = await gate.screen([(a.partition, a.offset, a.event) for a in accepted]
+        verdicts = await gate.screen([(a.partition, a.offset, a.event, a.content_hash()) for a in accepted]
                                      + [(b.partition, b.offset, None) for b in rejected])
         raw = {(ev.message.partition, ev.message.offset): ev for ev in events}
         kept = []
@@ -446,6 +529,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
     @app.on_partitions_revoked.connect
     async def _forget_cached_states(sender: Any, revoked: Any = None, **kwargs: Any) -> None:
         tally_cache.clear()
+        triaged.clear()
         if runtime is not None and runtime.moments is not None:
             runtime.moments.forget()
 
@@ -487,7 +571,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
                 if not good:
                     continue
                 keys = [(a.partition, a.offset) for a in good]
-                jobs = rows.job_rows([(a.event, a.partition, a.offset) for a in good])
+                jobs = rows.job_rows([(a.event, a.partition, a.offset, a.content_hash()) for a in good])
                 images = rows.image_rows([a.event for a in good])
 
                 def write() -> None:

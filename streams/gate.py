@@ -132,7 +132,9 @@ def check_images(event: Mapping[str, Any]) -> None:
 
 # -- the gate -----------------------------------------------------------------------------
 
-Item = tuple[int, int, Mapping[str, Any] | None]  # (partition, offset, decoded event; None: rejected before)
+# (partition, offset, decoded event -- None: rejected before the gate[, the event's content hash,
+# when the caller has it already])
+Item = tuple[Any, ...]
 REJECTED_BEFORE = InvalidEvent("rejected", "rejected before the gate")
 Lookup = Callable[[list[str]], Mapping[str, StoredCopy]]
 
@@ -179,7 +181,7 @@ class Gate:
         todo: dict[tuple[int, int], tuple[Mapping[str, Any], str | None, InvalidEvent | None]] = {}
         deferred: set[tuple[int, int]] = set()
         reach: dict[int, int | None] = {}  # partition -> next offset judged in order, this batch included
-        for partition, offset, event in sorted(items, key=lambda item: (item[0], item[1])):
+        for partition, offset, event, *known in sorted(items, key=lambda item: (item[0], item[1])):
             key = (partition, offset)
             if key in self._verdicts or key in todo:
                 continue
@@ -203,13 +205,13 @@ class Gate:
             except InvalidEvent as exc:
                 todo[key] = (event, None, exc)
                 continue
-            todo[key] = (event, content_hash(event), None)
+            todo[key] = (event, known[0] if known else content_hash(event), None)
         unknown = sorted({e["job_id"] for e, h, bad in todo.values() if bad is None and e["job_id"] not in self._first})
         stored = self.lookup(unknown) if unknown else {}
         for (partition, offset), (event, digest, bad) in todo.items():  # in log order: filled sorted
             self._remember((partition, offset), self._decide(partition, offset, event, digest, bad, stored))
         return [None if (p, o) in deferred else self._verdicts[(p, o)] if (p, o) in self._verdicts
-                else self._decide_again(p, o, e) for p, o, e in items]
+                else self._decide_again(p, o, e) for p, o, e, *_ in items]
 
     def _decide(self, partition: int, offset: int, event: Mapping[str, Any], digest: str | None,
                 bad: InvalidEvent | None, stored: Mapping[str, StoredCopy]) -> Verdict:

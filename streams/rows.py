@@ -82,10 +82,11 @@ _DIRECT_JOB_FIELDS = [f.name for f in JOBS_SCHEMA if f.name not in
                        "content_hash"}]
 
 
-def job_rows(items: Sequence[tuple[dict[str, Any], int, int]]) -> pa.Table:
-    """``items``: (decoded JobCompleted, source partition, source offset)."""
+def job_rows(items: Sequence[tuple[Any, ...]]) -> pa.Table:
+    """``items``: (decoded JobCompleted, source partition, source offset[, its content hash,
+    when the caller has it already])."""
     cols: dict[str, list] = {f.name: [] for f in JOBS_SCHEMA}
-    for event, partition, offset in items:
+    for event, partition, offset, *digest in items:
         for name in _DIRECT_JOB_FIELDS:
             cols[name].append(event.get(name))
         cols["has_reference"].append(event.get("reference_image") is not None)
@@ -93,7 +94,7 @@ def job_rows(items: Sequence[tuple[dict[str, Any], int, int]]) -> pa.Table:
         cols["image_bytes"].append(len(event["image"]))
         cols["source_partition"].append(partition)
         cols["source_offset"].append(offset)
-        cols["content_hash"].append(content_hash(event))
+        cols["content_hash"].append(digest[0] if digest else content_hash(event))
     return pa.table(cols, schema=JOBS_SCHEMA)
 
 
