@@ -1,7 +1,12 @@
 """Scoring throughput: raw CLIP image encoder vs the scorer core vs the whole embedded stack.
 
-All on the same model (the default tiny CLIP, ``ClipSpec()`` with ``batch_size=--batch``, as the
-worker builds it from ``Settings.clip_spec``) and the same batch size:
+All on the same model and the same batch size: ``ClipSpec(arch=--arch, batch_size=--batch)``,
+seeded random weights (seed 0), as the worker builds it from ``Settings.clip_spec`` with
+``clip_arch=--arch`` and no ``clip_checkpoint``. ``--arch`` defaults to the tiny CLIP
+(``sentinel.clip.TINY_ARCH``, thousands of images/s: the encoder is nearly free, so the ratios
+below mostly measure everything around it); any open_clip architecture name works offline, e.g.
+``--arch ViT-B-32`` (random weights: the compute of the real model, ~300x the tiny one's, but
+meaningless scores).
 
 1. **raw encoder**: ``ClipExtractor.encode_images`` on pre-decoded 64x64 PIL images (the demo's
    images: ``tests/conftest.make_event``), in batches of ``--batch``; images/s.
@@ -13,13 +18,14 @@ worker builds it from ``Settings.clip_spec``) and the same batch size:
    Also per-event costs of the other work a worker does per event (Avro decode, checks,
    row building, tally and drift table updates), to attribute the worker's CPU.
 3. **end to end**: ``streams.stack.EmbeddedStack`` (real noida broker, Faust worker subprocess,
-   chDB) with ``score_batch_size=--batch``, other settings at their defaults. After a warm-up,
-   the CPU an idle stack uses is measured (its Faust consumer thread spins: noida answers
-   empty fetches at once). Then ``--runs`` throughput runs, each preceded by a short raw-encoder
-   probe (images/s as in 1, default threads and 1 thread) taken with the stack frozen (SIGSTOP
-   to its process groups, ~1-3 s; ``--rewarm`` unmeasured events after the thaw): publish
-   ``--events`` pre-encoded JobCompleted events as fast as ``inference.publisher.JobPublisher``
-   takes them (its bounded in-flight window) and poll ``sql/reports/progress.sql`` through
+   chDB) with ``score_batch_size=--batch`` and ``clip_arch=--arch``, other settings at their
+   defaults. After a warm-up, the CPU an idle stack uses is measured (small since the worker
+   waits on empty fetches: ~0.03 cores). Then ``--runs`` throughput runs, each preceded by a
+   short raw-encoder probe (images/s as in 1, on up to 128 of the in-process images, default
+   threads and 1 thread) taken with the stack frozen (SIGSTOP to its process groups, so none of
+   it runs next to the probe; ~1-3 s with the tiny CLIP, ~5-10 s with ViT-B-32; ``--rewarm``
+   unmeasured events after the thaw): publish ``--events`` pre-encoded JobCompleted events as
+   fast as ``inference.publisher.JobPublisher`` takes them (its bounded in-flight window) and poll ``sql/reports/progress.sql`` through
    ``streams.warehouse.open_reader`` (every ``--poll`` s) until all are stored and scored;
    events/s = events / (that moment - first publish); ratio = that / the adjacent raw probe.
    Recorded alongside: the worker's /metrics counters over time (when it had consumed, scored,
@@ -37,12 +43,34 @@ order, ratios are taken within a round / next to each run, medians are reported,
 seconds per image/event (less sensitive to other load) are reported next to the rates.
 ``--budget-s`` bounds the runtime: past it, later repeats are skipped (and listed).
 
+Sizes depend on the model. Options not given on the command line take these defaults (``--quick``
+picks its own for the options not given; options given always win):
+
+===================  =================  ==========================  ===========  ==================
+option               tiny CLIP          tiny CLIP ``--quick``       other arch   other ``--quick``
+===================  =================  ==========================  ===========  ==================
+--events / --runs    2000 / 3           600 / 1                     224 / 3      96 / 1
+--warmup / --rewarm  300 / 32           100 / 32                    64 / 32      32 / 16
+--micro-images       256                128                         64           32
+--rounds             5                  2                           2            1
+--latency-seconds    8 (x 2 repeats)    4 (x 1)                     10 (x 2)     6 (x 1)
+--budget-s           420                150                         300          150
+===================  =================  ==========================  ===========  ==================
+
+With ViT-B-32 (~16-18 images/s on one core; the worker scores ~10 events/s end to end here) the
+other-arch defaults should take about 4-5 minutes (estimated from the 85 s of a ``--quick`` run;
+``--budget-s`` skips later repeats if it runs slower). A paced latency run publishes at least 50
+events, so at low rates it runs past ``--latency-seconds``.
+
 Usage::
 
-    python bench/scoring.py [--events 2000] [--batch 32] [--out bench/results/scoring.json]
+    python bench/scoring.py [--arch ViT-B-32] [--events N] [--batch 32] [--quick] [--out PATH]
 
-Prints a Markdown table and writes ``bench/results/scoring.json``. The stack is always stopped
-(also on Ctrl-C / SIGTERM) and its temporary data directory removed.
+Prints a Markdown table and writes ``bench/results/scoring.json`` (tiny CLIP) or
+``bench/results/scoring_<arch>.json`` (arch lowercased, other characters than letters and digits
+as ``_``: ``scoring_vit_b_32.json``), and the table next to it as ``.md``, unless ``--out`` is
+given. The stack is always stopped (also on Ctrl-C / SIGTERM) and its temporary data directory
+removed.
 """
 
 from __future__ import annotations
@@ -77,8 +105,8 @@ import torch  # noqa: E402
 
 import sql as sql_files  # noqa: E402
 from conftest import make_event  # noqa: E402
-from schemas.codec import AvroCodec  # noqa: E402
-from sentinel.clip import ClipExtractor, ClipSpec, cpu_threads  # noqa: E402
+from schemas.codec import AvroCodec, content_hash  # noqa: E402
+from sentinel.clip import TINY_ARCH, ClipExtractor, ClipSpec, cpu_threads  # noqa: E402
 from sentinel.drift import CusumDriftDetector, DriftConfig  # noqa: E402
 from sentinel.latency import LiveStats, latency_parts  # noqa: E402
 from sentinel.scoring import BatchScorer, ScoreInput  # noqa: E402
@@ -86,13 +114,26 @@ from sentinel.validation import check_job, decode_image  # noqa: E402
 from streams import codecs, rows  # noqa: E402
 from streams.app import DRIFT_METRIC, Accepted, live_key, score_batch  # noqa: E402
 from streams.config import load_settings  # noqa: E402
+from streams.gate import check_images  # noqa: E402
 from _machine import cpu_model as _cpu_model
 
-RESULTS = REPO / "bench" / "results" / "scoring.json"
+RESULTS = REPO / "bench" / "results" / "scoring.json"  # the tiny CLIP's; other archs: default_out()
 # torch's own default (one intra-op thread per core), measured against 1 thread; ClipExtractor
 # now sets sentinel.clip.cpu_threads() (cores - 1, at least 1) when it is built
 ALL_CORES = torch.get_num_threads()
 CLK = os.sysconf("SC_CLK_TCK")
+
+
+def spec(args: argparse.Namespace, **kw: Any) -> ClipSpec:
+    """The model every part of the bench uses: --arch, seeded random weights (as the worker's
+    ``Settings.clip_spec`` with no checkpoint), score batch size --batch."""
+    return ClipSpec(arch=args.arch, batch_size=args.batch, **kw)
+
+
+def default_out(arch: str) -> Path:
+    if arch == TINY_ARCH:
+        return RESULTS
+    return RESULTS.with_name(f"scoring_{re.sub(r'[^a-z0-9]', '_', arch.lower())}.json")
 
 
 def log(msg: str) -> None:
@@ -203,7 +244,7 @@ def raw_probe(extractor: ClipExtractor, images: list[Any], batch: int) -> dict[s
 
 
 def bench_scorer(args: argparse.Namespace, extractor: ClipExtractor) -> dict[str, Any]:
-    settings = load_settings(env={}, score_batch_size=args.batch)
+    settings = load_settings(env={}, score_batch_size=args.batch, clip_arch=args.arch)
     runtime = types.SimpleNamespace(settings=settings, scorer=BatchScorer(extractor))  # all score_batch reads
     events = [make_event(i, seed=7) for i in range(args.micro_images)]
     accepted = [Accepted(e, i % 4, i) for i, e in enumerate(events)]
@@ -253,11 +294,21 @@ def bench_scorer(args: argparse.Namespace, extractor: ClipExtractor) -> dict[str
             scorer.score(b)
 
     threads = ALL_CORES
-    for n_threads in (ALL_CORES, 1, ALL_CORES):  # warm-up: first torch calls are several times slower
-        with with_threads(n_threads):
-            raw()
-            core()
-            scorer_fn()
+    # warm-up: the first torch calls are several times slower. The tiny CLIP warms up on all the
+    # images three times (cheap); a bigger model on one batch per thread setting (its first-call
+    # overhead is small next to a batch, and a pass over all images takes seconds)
+    if args.arch == TINY_ARCH:
+        for n_threads in (ALL_CORES, 1, ALL_CORES):
+            with with_threads(n_threads):
+                raw()
+                core()
+                scorer_fn()
+    else:
+        for n_threads in (ALL_CORES, 1):
+            with with_threads(n_threads):
+                extractor.encode_images(img_b[0])
+                score_batch(runtime, acc_b[0])
+                scorer.score(inp_b[0])
     keys = ("raw_img_s", "core_img_s", "ratio", "raw_cpu_us", "core_cpu_us", "scorer_img_s", "ratio_scorer",
             "raw_img_s_1thread", "core_img_s_1thread", "ratio_1thread", "raw_cpu_us_1thread", "core_cpu_us_1thread",
             "scorer_img_s_1thread", "ratio_scorer_1thread", "decode_us", "preprocess_us", "encode_text_us",
@@ -300,7 +351,7 @@ def bench_scorer(args: argparse.Namespace, extractor: ClipExtractor) -> dict[str
 
 
 def bench_cuda(args: argparse.Namespace, images: list[Any]) -> dict[str, Any]:
-    ex = ClipExtractor(ClipSpec(batch_size=args.batch, device="cuda"))
+    ex = ClipExtractor(spec(args, device="cuda"))
     batches = make_batches(images, args.batch)
     for _ in range(3):
         for b in batches:
@@ -337,11 +388,13 @@ def bench_components(args: argparse.Namespace) -> dict[str, Any]:
         for e in events:
             check_job(e, max_image_bytes=settings.max_image_bytes)
 
-    def image_ok() -> None:  # _image_ok: the archive and tally agents' own decode of every image
+    def hashes() -> None:
         for e in events:
-            decode_image(e["image"], e["media_type"])
-            if e.get("reference_image"):
-                decode_image(e["reference_image"])
+            content_hash(e)
+
+    def gate_images() -> None:  # the gate's decode of image + reference, once per offset for all agents
+        for e in events:
+            check_images(e)
 
     def scored_encode() -> None:
         for v in scored:
@@ -384,13 +437,17 @@ def bench_components(args: argparse.Namespace) -> dict[str, Any]:
             json.dumps(table[key])
 
     parts = {  # name: (fn, times per event in the worker, which agent)
-        "avro_decode_JobCompleted": (avro_decode, 3, "score, archive, tally each decode the raw record"),
-        "check_job": (checks, 3, "triage() in score, archive, tally"),
-        "decode_image_again": (image_ok, 2, "_image_ok() in archive and tally (score_batch decodes too)"),
+        "avro_decode_JobCompleted": (avro_decode, 1, "triage: once per offset for score, archive and tally "
+                                                     "(streams.app.Triaged)"),
+        "check_job": (checks, 1, "triage: once per offset, shared the same way"),
+        "content_hash": (hashes, 1, "duplicate detection: once per offset (Accepted.content_hash), "
+                                    "for the gate and the jobs rows"),
+        "gate_check_images": (gate_images, 1, "the gate: check_images once per offset (score_batch decodes again "
+                                              "to score)"),
         "encode_JobScored": (scored_encode, 1, "score -> jobs.scored"),
         "decode_JobScored": (scored_decode, 2, "store_scores and drift"),
         "arrow_rows": (sink_rows, 1, "job_rows + image_rows + score_rows (batches of 500)"),
-        "tally_update": (tally, 1, "LiveStats from_dict/update/to_dict + JSON, per event"),
+        "tally_update": (tally, 1, "LiveStats from_dict/update/to_dict + JSON per event (upper bound: the agent keeps decoded states and writes each key once per batch)"),
         "drift_update": (drift, 1, "detector from_dict/update/to_dict + JSON, per event"),
     }
     times: dict[str, list[float]] = {k: [] for k in parts}
@@ -622,8 +679,9 @@ def latency_run(pub: Publisher, probe: Probe, items: list[dict[str, Any]], prefi
 class Variant:
     """One embedded stack; ``env`` goes into the worker's environment (e.g. OMP_NUM_THREADS).
 
-    While another variant is measured this one is frozen (SIGSTOP to the worker's and the
-    broker's process groups): an idle worker is not idle (see ``idle`` in the results).
+    While another variant is measured, or the raw encoder is probed, this one is frozen (SIGSTOP
+    to the worker's and the broker's process groups), so none of it runs next to the measurement
+    (an idle stack still uses a little CPU: see ``idle`` in the results).
     """
 
     def __init__(self, name: str, env: dict[str, str], args: argparse.Namespace, root: Path) -> None:
@@ -632,7 +690,7 @@ class Variant:
         self.name = name
         self.env = env
         self.settings = load_settings(env={}, data_dir=root / name, score_batch_size=args.batch, partitions=4,
-                                      app_id=f"sentinel-bench-{os.getpid()}-{name}")
+                                      clip_arch=args.arch, app_id=f"sentinel-bench-{os.getpid()}-{name}")
         self.stack = EmbeddedStack(self.settings)
         self.pub: Publisher | None = None
         self.probe: Probe | None = None
@@ -640,7 +698,7 @@ class Variant:
         self.seed = 0
         self.out: dict[str, Any] = {"worker_env": env, "settings": {k: getattr(self.settings, k) for k in (
             "partitions", "score_batch_size", "score_batch_wait_s", "sink_batch_size", "sink_batch_wait_s",
-            "device")}, "runs": [], "latency": [], "thaw_s": []}
+            "device", "clip_arch", "clip_checkpoint", "clip_seed")}, "runs": [], "latency": [], "thaw_s": []}
 
     def start(self) -> None:
         saved = {k: os.environ.get(k) for k in self.env}
@@ -779,7 +837,7 @@ def run_variant(args: argparse.Namespace, v: Variant, extractor: ClipExtractor, 
         if r > 0 and time.monotonic() > deadline:
             skipped.append(f"{v.name} throughput run {r + 1}")
             continue
-        # a short raw-encoder probe next to each run, with the stack frozen (an idle worker spins)
+        # a short raw-encoder probe next to each run, with the stack frozen (nothing of it runs meanwhile)
         v.freeze()
         try:
             raw = raw_probe(extractor, probe_images, args.batch)
@@ -823,15 +881,22 @@ def run_variant(args: argparse.Namespace, v: Variant, extractor: ClipExtractor, 
 
 
 def f0(x: float) -> str:
-    return f"{x:,.0f}"
+    """Rates and µs: no decimals, one below 100 (a realistic CLIP scores tens of events/s)."""
+    return f"{x:,.1f}" if abs(x) < 100 else f"{x:,.0f}"
 
 
 def report(doc: dict[str, Any]) -> str:
     s = doc["scorer"]["median"]
     raw = s["raw_img_s"]
     th = doc["machine"]["torch_threads"]
+    if doc.get("arch", TINY_ARCH) == TINY_ARCH:
+        model = f"tiny CLIP `{doc['model']}`"
+    else:
+        model = f"CLIP `{doc['model']}`"
+        if doc.get("random_weights", True):
+            model += ", random weights: same compute as the real model, scores meaningless"
     lines = [
-        f"### Scoring throughput (tiny CLIP `{doc['model']}`, batch {doc['batch']}, CPU)",
+        f"### Scoring throughput ({model}, batch {doc['batch']}, CPU)",
         "",
         "| stage | /s (median) | ratio to raw encoder | CPU µs per image/event |",
         "|---|---:|---:|---:|",
@@ -921,39 +986,83 @@ def report(doc: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
+# Defaults of the options that depend on the model and on --quick (None on the command line =
+# not given): (tiny CLIP, tiny CLIP --quick, other arch, other arch --quick). A realistic model
+# (ViT-B-32: ~16-18 images/s on one core, ~300x slower than the tiny CLIP) gets sizes that keep
+# the whole run to about 4-5 minutes on a 2-core machine (estimated from a --quick run: 85 s, end
+# to end ~10 events/s); --budget-s skips later repeats if it runs slower.
+SIZES: dict[str, tuple[Any, Any, Any, Any]] = {
+    "events": (2000, 600, 224, 96),
+    "runs": (3, 1, 3, 1),
+    "warmup": (300, 100, 64, 32),
+    "rounds": (5, 2, 2, 1),
+    "micro_images": (256, 128, 64, 32),
+    "latency_seconds": (8.0, 4.0, 10.0, 6.0),
+    "latency_repeats": (2, 1, 2, 1),
+    "rewarm": (32, 32, 32, 16),
+    "idle_seconds": (3.0, 2.0, 3.0, 2.0),
+    "budget_s": (420.0, 150.0, 300.0, 150.0),
+}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    def sizes(name: str) -> str:
+        t, tq, o, oq = SIZES[name]
+        return f"(default {t}, --quick {tq}; other --arch {o}, --quick {oq})"
+
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--events", type=int, default=2000, help="events per end-to-end throughput run")
+    ap.add_argument("--arch", default=TINY_ARCH,
+                    help=f"open_clip architecture, seeded random weights (default {TINY_ARCH}; e.g. ViT-B-32: "
+                         "the real model's compute, meaningless scores)")
+    ap.add_argument("--events", type=int, help=f"events per end-to-end throughput run {sizes('events')}")
     ap.add_argument("--batch", type=int, default=32, help="score batch size (encoder batches and score_batch_size)")
-    ap.add_argument("--out", type=Path, default=RESULTS)
-    ap.add_argument("--runs", type=int, default=3, help="end-to-end throughput runs per stack (median reported)")
-    ap.add_argument("--warmup", type=int, default=300, help="events published before the measured runs")
-    ap.add_argument("--rounds", type=int, default=5, help="in-process timing rounds (median reported)")
-    ap.add_argument("--micro-images", type=int, default=256, help="events/images per in-process round")
-    ap.add_argument("--latency-seconds", type=float, default=8.0, help="length of each paced latency run")
-    ap.add_argument("--latency-repeats", type=int, default=2, help="repeats of the 50%%/80%% latency pair")
+    ap.add_argument("--out", type=Path, help="JSON output, the table goes next to it as .md (default "
+                                             "bench/results/scoring.json; other --arch: scoring_<arch>.json)")
+    ap.add_argument("--runs", type=int, help=f"end-to-end throughput runs per stack (median reported) {sizes('runs')}")
+    ap.add_argument("--warmup", type=int, help=f"events published before the measured runs {sizes('warmup')}")
+    ap.add_argument("--rounds", type=int, help=f"in-process timing rounds (median reported) {sizes('rounds')}")
+    ap.add_argument("--micro-images", type=int, help=f"events/images per in-process round {sizes('micro_images')}")
+    ap.add_argument("--latency-seconds", type=float,
+                    help=f"length of each paced latency run (at least 50 events) {sizes('latency_seconds')}")
+    ap.add_argument("--latency-repeats", type=int,
+                    help=f"repeats of the 50%%/80%% latency pair {sizes('latency_repeats')}")
     ap.add_argument("--poll", type=float, default=0.2, help="seconds between progress polls")
     ap.add_argument("--worker-1thread", action="store_true",
                     help="then repeat 3 on a second stack whose worker runs torch with OMP_NUM_THREADS=1")
-    ap.add_argument("--rewarm", type=int, default=32, help="unmeasured events after thawing a frozen stack")
-    ap.add_argument("--idle-seconds", type=float, default=3.0, help="CPU of an idle stack, measured this long")
-    ap.add_argument("--budget-s", type=float, default=420.0,
-                    help="after this many seconds, later repeats are skipped (first of each kept)")
+    ap.add_argument("--rewarm", type=int, help=f"unmeasured events after thawing a frozen stack {sizes('rewarm')}")
+    ap.add_argument("--idle-seconds", type=float,
+                    help=f"CPU of an idle stack, measured this long {sizes('idle_seconds')}")
+    ap.add_argument("--budget-s", type=float, help="after this many seconds, later repeats are skipped (first of "
+                                                   f"each kept) {sizes('budget_s')}")
     ap.add_argument("--no-stack", action="store_true", help="skip the end-to-end part")
-    ap.add_argument("--quick", action="store_true", help="short run: 2 rounds, 1 end-to-end run of 600 events, "
-                                                        "one 4 s latency pair")
-    args = ap.parse_args()
-    if args.quick:
-        args.events, args.runs, args.warmup, args.rounds, args.micro_images = 600, 1, 100, 2, 128
-        args.latency_seconds, args.latency_repeats, args.budget_s, args.idle_seconds = 4.0, 1, 150.0, 2.0
+    ap.add_argument("--quick", action="store_true", help="short run: smaller defaults for the options not given "
+                                                        "(see above)")
+    args = ap.parse_args(argv)
+    import open_clip  # sentinel.clip has registered the tiny CLIP's config
+
+    if args.arch not in open_clip.list_models():
+        ap.error(f"--arch {args.arch!r} is not an open_clip architecture (open_clip.list_models())")
+    col = (0 if args.arch == TINY_ARCH else 2) + (1 if args.quick else 0)
+    for name, values in SIZES.items():
+        if getattr(args, name) is None:
+            setattr(args, name, values[col])
+    if args.out is None:
+        args.out = default_out(args.arch)
+    return args
+
+
+def main() -> None:
+    args = parse_args()
 
     # SIGTERM -> SystemExit, so the finally blocks stop the stacks (Ctrl-C already raises)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     t_start = time.perf_counter()
-    doc: dict[str, Any] = {"bench": "scoring", "batch": args.batch, "model": ClipSpec(batch_size=args.batch).version,
+    doc: dict[str, Any] = {"bench": "scoring", "batch": args.batch, "model": spec(args).version, "arch": args.arch,
+                           "random_weights": spec(args).checkpoint is None,
                            "args": {k: str(v) for k, v in vars(args).items()}, "machine": machine_info()}
-    log(f"in-process: raw encoder vs score_batch, {args.rounds} rounds x {args.micro_images} images ...")
-    extractor = ClipExtractor(ClipSpec(batch_size=args.batch))
+    log(f"model {doc['model']}; in-process: raw encoder vs score_batch, {args.rounds} rounds x "
+        f"{args.micro_images} images ...")
+    extractor = ClipExtractor(spec(args))
     doc["scorer"] = bench_scorer(args, extractor)
     probe_images = doc["scorer"].pop("probe_images")
     log("per-event costs of the other worker work ...")
