@@ -290,6 +290,36 @@ def finished(app: faust.App, agent: str, events: Sequence[EventT]) -> Iterator[s
                 ledger.finish(agent, msg.topic, msg.partition, msg.offset)
 
 
+class OneBehind:
+    """An agent's output stage, one batch behind: the agent hands batch N's outputs (sends,
+    sink writes, each batch's ``finished`` inside) to a task and goes on with batch N+1's
+    input stage (the gate, scoring) while they complete, so the score executor and the sink
+    work at the same time. At most one batch in flight, so outputs keep the log order; a
+    failed stage raises in the agent at its next ``push`` or at ``drain``, like an inline one."""
+
+    def __init__(self) -> None:
+        self._task: asyncio.Future | None = None
+
+    async def push(self, stage: Any) -> None:
+        """Wait for the previous batch's stage, then start ``stage`` (a coroutine)."""
+        try:
+            await self.drain()
+        except BaseException:
+            stage.close()  # never started: its batch reports nothing and is read again
+            raise
+        self._task = asyncio.ensure_future(stage)
+
+    async def drain(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            await task
+
+    def cancel(self) -> None:
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+        self._task = None
+
+
 @dataclass(frozen=True)
 class Outgoing:
     key: bytes | None
@@ -537,49 +567,72 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
     async def score(stream: faust.StreamT) -> None:
         r = rt()
         loop = asyncio.get_running_loop()
-        async for events in stream.take_events(settings.score_batch_size, within=settings.score_batch_wait_s):
-            with finished(app, "score", events) as unfinished:
+        outputs = OneBehind()  # batch N is sent and stored while batch N+1 is scored
+        try:
+            async for events in stream.take_events(settings.score_batch_size, within=settings.score_batch_wait_s):
                 r.metrics.consumed.inc(len(events))
-                accepted, rejected = await screen(events, unfinished)
+                deferred: set[tuple[int, int]] = set()
+                accepted, rejected = await screen(events, deferred)
                 scored, bad_images = await loop.run_in_executor(r.score_pool, score_batch, r, accepted)
-                for item, exc in bad_images:
-                    raw = next(ev for ev in events if ev.message.offset == item.offset and ev.message.partition == item.partition)
-                    rejected.append(Rejected(raw.value, raw.key, item.partition, item.offset, type(exc).__name__,
-                                             exc.reason, exc.detail))
-                # every output acknowledged by the broker before the batch counts as finished (never a
-                # committed offset for a dead letter or a score still in a producer buffer)
-                await send_delivered(r, dlq, [dead_letter_message(JOBS_COMPLETED, bad) for bad in rejected],
-                                     "dead letters")
-                # keyed by model|niche: one partition sees all of a model x niche, in order, which
-                # is what the drift detectors need
-                await send_delivered(r, scored_out, [Outgoing(f"{v['model_id']}|{v['niche']}".encode(), v)
-                                                     for v in scored], "scores")
-                if scored:
-                    bad_ids = {id(item) for item, _ in bad_images}
-                    await store_moments(r, [a for a in accepted if id(a) not in bad_ids], scored)
-                r.metrics.scored.inc(len(scored))
-                if accepted and scored:
-                    newest = max(a.event["delivered_at"] for a in accepted)
-                    r.metrics.scoring_lag.set((datetime.now(timezone.utc) - newest).total_seconds())
+                await outputs.push(deliver_scores(r, events, deferred, accepted, rejected, scored, bad_images))
+            await outputs.drain()
+        finally:
+            outputs.cancel()
+
+    async def deliver_scores(r: Runtime, events: Sequence[EventT], deferred: set[tuple[int, int]],
+                             accepted: list[Accepted], rejected: list[Rejected], scored: list[dict],
+                             bad_images: list[tuple[Accepted, InvalidEvent]]) -> None:
+        with finished(app, "score", events) as unfinished:
+            unfinished |= deferred
+            for item, exc in bad_images:
+                raw = next(ev for ev in events if ev.message.offset == item.offset and ev.message.partition == item.partition)
+                rejected.append(Rejected(raw.value, raw.key, item.partition, item.offset, type(exc).__name__,
+                                         exc.reason, exc.detail))
+            # every output acknowledged by the broker before the batch counts as finished (never a
+            # committed offset for a dead letter or a score still in a producer buffer)
+            await send_delivered(r, dlq, [dead_letter_message(JOBS_COMPLETED, bad) for bad in rejected],
+                                 "dead letters")
+            # keyed by model|niche: one partition sees all of a model x niche, in order, which
+            # is what the drift detectors need
+            await send_delivered(r, scored_out, [Outgoing(f"{v['model_id']}|{v['niche']}".encode(), v)
+                                                 for v in scored], "scores")
+            if scored:
+                bad_ids = {id(item) for item, _ in bad_images}
+                await store_moments(r, [a for a in accepted if id(a) not in bad_ids], scored)
+            r.metrics.scored.inc(len(scored))
+            if accepted and scored:
+                newest = max(a.event["delivered_at"] for a in accepted)
+                r.metrics.scoring_lag.set((datetime.now(timezone.utc) - newest).total_seconds())
 
     @app.agent(jobs_in, name="archive")
     async def archive(stream: faust.StreamT) -> None:
         r = rt()
-        async for events in stream.take_events(settings.sink_batch_size, within=settings.sink_batch_wait_s):
-            with finished(app, "archive", events) as unfinished:
-                good, _ = await screen(events, unfinished)  # the score agent dead-letters the rest
-                if not good:
-                    continue
+        outputs = OneBehind()  # batch N is inserted while batch N+1 is screened and made into rows
+        try:
+            async for events in stream.take_events(settings.sink_batch_size, within=settings.sink_batch_wait_s):
+                deferred: set[tuple[int, int]] = set()
+                good, _ = await screen(events, deferred)  # the score agent dead-letters the rest
                 keys = [(a.partition, a.offset) for a in good]
-                jobs = rows.job_rows([(a.event, a.partition, a.offset, a.content_hash()) for a in good])
-                images = rows.image_rows([a.event for a in good])
+                jobs = rows.job_rows([(a.event, a.partition, a.offset, a.content_hash()) for a in good]) if good else None
+                images = rows.image_rows([a.event for a in good]) if good else None
+                await outputs.push(store_jobs(r, events, deferred, keys, jobs, images))
+            await outputs.drain()
+        finally:
+            outputs.cancel()
 
-                def write() -> None:
-                    r.warehouse.insert("sentinel.job_images", images, dedup_token("job_images", keys))
-                    r.warehouse.insert("sentinel.jobs", jobs, dedup_token("jobs", keys))
+    async def store_jobs(r: Runtime, events: Sequence[EventT], deferred: set[tuple[int, int]],
+                         keys: list[tuple[int, int]], jobs: Any, images: Any) -> None:
+        with finished(app, "archive", events) as unfinished:
+            unfinished |= deferred
+            if not keys:
+                return
 
-                await write_until_stored(r, write, f"{len(good)} jobs")
-                r.metrics.rows_stored.labels("jobs").inc(len(good))
+            def write() -> None:
+                r.warehouse.insert("sentinel.job_images", images, dedup_token("job_images", keys))
+                r.warehouse.insert("sentinel.jobs", jobs, dedup_token("jobs", keys))
+
+            await write_until_stored(r, write, f"{len(keys)} jobs")
+            r.metrics.rows_stored.labels("jobs").inc(len(keys))
 
     async def store_batch(events: Sequence[EventT], record: str, source: str, dlq_topic: faust.TopicT,
                           table: str, to_rows: Callable[[list[dict]], Any]) -> None:
