@@ -34,8 +34,9 @@ meaningless scores).
    done; distinct values = score batches, so the mean batch size). Then event-to-scored
    latency: events published at a paced 50% and 80% of the measured capacity, p50/p95/p99 of
    (scores.scored_at - publish time); scored_at is stamped by ``score_batch`` when a batch is
-   scored (ms precision), same host clock. ``--worker-1thread`` repeats all of 3 on a second
-   stack whose worker has ``OMP_NUM_THREADS=1`` (one torch thread).
+   scored (ms precision), same host clock. ``--worker-threads N`` (repeatable) repeats all of 3
+   on another stack whose worker has ``OMP_NUM_THREADS=N`` (N torch threads; the shipped
+   default is ``sentinel.clip.cpu_threads()``: cores - 1); ``--worker-1thread`` is ``--worker-threads 1``.
 4. ``torch.cuda.is_available()`` is recorded; with a CUDA device (1) is also measured on it.
 
 The machine may be shared: wall-clock rates move with other load, so rounds alternate their
@@ -795,8 +796,9 @@ def bench_stack(args: argparse.Namespace, extractor: ClipExtractor, probe_images
                 deadline: float) -> dict[str, Any]:
     root = Path(tempfile.mkdtemp(prefix="sentinel-bench-scoring-"))
     specs = [("default", {})]
-    if args.worker_1thread:
-        specs.append(("torch1", {"OMP_NUM_THREADS": "1"}))
+    threads = list(args.worker_threads or []) + ([1] if args.worker_1thread else [])
+    for n in dict.fromkeys(threads):
+        specs.append((f"torch{n}", {"OMP_NUM_THREADS": str(n)}))
     out: dict[str, Any] = {"variants": {}, "skipped": []}
     try:
         for i, (name, env) in enumerate(specs):
@@ -1029,6 +1031,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--poll", type=float, default=0.2, help="seconds between progress polls")
     ap.add_argument("--worker-1thread", action="store_true",
                     help="then repeat 3 on a second stack whose worker runs torch with OMP_NUM_THREADS=1")
+    ap.add_argument("--worker-threads", type=int, action="append", metavar="N",
+                    help="then repeat 3 on another stack whose worker runs torch with OMP_NUM_THREADS=N (repeatable)")
     ap.add_argument("--rewarm", type=int, help=f"unmeasured events after thawing a frozen stack {sizes('rewarm')}")
     ap.add_argument("--idle-seconds", type=float,
                     help=f"CPU of an idle stack, measured this long {sizes('idle_seconds')}")
