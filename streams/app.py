@@ -559,6 +559,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
     @app.on_partitions_revoked.connect
     async def _forget_cached_states(sender: Any, revoked: Any = None, **kwargs: Any) -> None:
         tally_cache.clear()
+        drift_cache.clear()
         triaged.clear()
         if runtime is not None and runtime.moments is not None:
             runtime.moments.forget()
@@ -716,31 +717,60 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
             return cached[1]
         return LiveStats.from_dict(stored["stats"] if stored else None)
 
+    # decoded detectors per key, valid while the table still holds the very value they were
+    # written as (as tally_cache)
+    drift_cache: dict[str, tuple[Any, CusumDriftDetector]] = {}
+
     @app.agent(scored_in, name="drift")
     async def drift(stream: faust.StreamT) -> None:
-        # Per event: the detector table's changelog goes to the current event's partition, and
-        # jobs.scored is keyed by model|niche, so each detector is fed in order from one partition.
+        # One table write per detector per batch (a changelog record per score was most of the
+        # agent's cost). jobs.scored is keyed by model|niche, so each detector is fed in order
+        # from one partition, and its changelog goes to that partition (its last event made
+        # current, as in tally).
         r = rt()
-        async for ev in stream.events():
-            with finished(app, "drift", [ev]):
+        async for events in stream.take_events(settings.sink_batch_size, within=settings.score_batch_wait_s):
+            with finished(app, "drift", events):
                 try:
-                    value = codecs.decode("JobScored", ev.value)
-                except DecodeError:
-                    continue  # store_scores dead-letters it
-                if value["scorer_version"] != settings.scorer_version:
-                    continue  # rescoring under another version never moves the live detectors
-                key = f"{value['model_id']}|{value['niche']}|{DRIFT_METRIC}"
-                stored = drift_state.get(key)
-                detector = (CusumDriftDetector.from_dict(stored, config=r.drift_config) if stored else
-                            CusumDriftDetector(value["model_id"], value["niche"], DRIFT_METRIC, r.drift_config))
-                transition = detector.update(value[DRIFT_METRIC], value["scored_at"].timestamp(),
-                                             partition=ev.message.partition, offset=ev.message.offset)
-                drift_state[key] = detector.to_dict()
-                if transition is not None:
-                    alert = transition.to_alert()
-                    log.warning("quality drift %s: %s/%s %s %.2f vs baseline %.2f", alert["state"], alert["model_id"],
-                                alert["niche"], alert["metric"], alert["current"], alert["baseline"])
-                    await send_delivered(r, alerts_out, [Outgoing(alert["alert_id"].encode(), alert)], "alert")
+                    await _apply_drift(r, events)
+                except BaseException:
+                    drift_cache.clear()  # detectors may be half-updated in memory: decode from the table again
+                    raise
+
+    async def _apply_drift(r: Runtime, events: Sequence[EventT]) -> None:
+        changed: dict[str, tuple[CusumDriftDetector, EventT]] = {}
+        alerts: list[dict[str, Any]] = []
+        for ev in events:
+            try:
+                value = codecs.decode("JobScored", ev.value)
+            except DecodeError:
+                continue  # store_scores dead-letters it
+            if value["scorer_version"] != settings.scorer_version:
+                continue  # rescoring under another version never moves the live detectors
+            key = f"{value['model_id']}|{value['niche']}|{DRIFT_METRIC}"
+            detector = changed[key][0] if key in changed else _detector(r, key, value)
+            transition = detector.update(value[DRIFT_METRIC], value["scored_at"].timestamp(),
+                                         partition=ev.message.partition, offset=ev.message.offset)
+            changed[key] = (detector, ev)
+            if transition is not None:
+                alert = transition.to_alert()
+                log.warning("quality drift %s: %s/%s %s %.2f vs baseline %.2f", alert["state"], alert["model_id"],
+                            alert["niche"], alert["metric"], alert["current"], alert["baseline"])
+                alerts.append(alert)
+        # the alerts acknowledged before the batch counts as finished (in the order they fired)
+        await send_delivered(r, alerts_out, [Outgoing(a["alert_id"].encode(), a) for a in alerts], "alerts")
+        for key, (detector, ev) in changed.items():
+            _make_current(ev)
+            stored = detector.to_dict()
+            drift_state[key] = stored
+            drift_cache[key] = (stored, detector)
+
+    def _detector(r: Runtime, key: str, value: Mapping[str, Any]) -> CusumDriftDetector:
+        stored = drift_state.get(key)
+        cached = drift_cache.get(key)
+        if cached is not None and stored is not None and cached[0] is stored:
+            return cached[1]
+        return (CusumDriftDetector.from_dict(stored, config=r.drift_config) if stored else
+                CusumDriftDetector(value["model_id"], value["niche"], DRIFT_METRIC, r.drift_config))
 
     @app.agent(alerts_in, name="store_alerts")
     async def store_alerts(stream: faust.StreamT) -> None:
