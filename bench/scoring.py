@@ -449,7 +449,7 @@ def bench_components(args: argparse.Namespace) -> dict[str, Any]:
         "decode_JobScored": (scored_decode, 2, "store_scores and drift"),
         "arrow_rows": (sink_rows, 1, "job_rows + image_rows + score_rows (batches of 500)"),
         "tally_update": (tally, 1, "LiveStats from_dict/update/to_dict + JSON per event (upper bound: the agent keeps decoded states and writes each key once per batch)"),
-        "drift_update": (drift, 1, "detector from_dict/update/to_dict + JSON, per event"),
+        "drift_update": (drift, 1, "detector from_dict/update/to_dict + JSON per event (upper bound: the agent keeps decoded detectors and writes each once per batch)"),
     }
     times: dict[str, list[float]] = {k: [] for k in parts}
     for _ in range(2):
