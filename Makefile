@@ -29,6 +29,7 @@ test: install  ## run the test suite (starts the real embedded broker, Faust wor
 bench: install  ## benchmarks: print measured ratios, write bench/results/*.json + *.md (never part of `make test`); BENCH_ARGS=--quick for a short run of the new ones
 	$(PY) bench/digest.py
 	$(PY) bench/scoring.py $(BENCH_ARGS)
+	$(PY) bench/scoring.py --arch ViT-B-32 --worker-threads 2 --budget-s 600 $(BENCH_ARGS)
 	$(PY) bench/metadata_path.py $(BENCH_ARGS)
 	$(PY) bench/memory.py $(BENCH_ARGS)
 	$(PY) bench/clickhouse.py

@@ -16,7 +16,8 @@ RSS(10k)/RSS(1k) and RSS(100k)/RSS(10k) are printed, and the growth in MB per 10
 
 In-process, it also measures what one live-table value costs in memory when its key is
 saturated (500-centroid digests, as every key is at 20k events/s): the dict the worker keeps
-(``LiveStats.to_dict()`` inside ``{"bucket_s", "stats"}``) vs the same state as fastdigest bytes,
+(``LiveStats.to_dict()`` inside ``{"bucket_s", "stats"}``: the digests as base64 text) vs the
+same digests as raw fastdigest bytes,
 and what that means for a table of a day or two of buckets.
 
 Usage::
@@ -185,8 +186,8 @@ def report(doc: dict[str, Any]) -> str:
               + ", ".join(f"{t} +{n:,}" for t, n in r["object_growth_last_step"].items()) + "."]
     v = doc["value_memory"]
     L += ["", f"One live-table value of a saturated key ({v['centroids_per_digest']} centroids per digest, 4 digests), "
-          f"Python heap: {v['dict_value_bytes'] / 1024:,.0f} KiB as the worker stores it (nested dicts and lists "
-          f"from LiveStats.to_dict), {v['bytes_value_bytes'] / 1024:,.0f} KiB as fastdigest bytes. A table holding two "
+          f"Python heap: {v['dict_value_bytes'] / 1024:,.0f} KiB as the worker stores it (LiveStats.to_dict: "
+          f"the digests as base64 text), {v['bytes_value_bytes'] / 1024:,.0f} KiB as raw fastdigest bytes. A table holding two "
           f"days of 5-minute buckets for 10 models x 3 niches x 4 partitions (69,120 keys) would need "
           f"{69120 * v['dict_value_bytes'] / 2**30:,.1f} GiB vs {69120 * v['bytes_value_bytes'] / 2**30:,.1f} GiB."]
     L += ["", machine_line(doc) + f" Bench took {doc['runtime_s']:.0f} s."]

@@ -26,7 +26,7 @@ What runs:
   after the worker; ratios are taken within a round; medians are reported.
 * Where the time goes: worker CPU per thread (/proc), the time spent inside chDB inserts, the
   CPU of an idle worker, per-event costs measured in isolation (including the tally update as a
-  function of how full the key's digests are, and the proposed alternatives), and one extra
+  function of how full the key's digests are), and one extra
   round under cProfile (event-loop thread; not counted in the rates) with its top functions.
 
 Usage::
@@ -39,7 +39,6 @@ Writes ``bench/results/metadata_path.json`` and ``.md`` and prints the table.
 from __future__ import annotations
 
 import argparse
-import base64
 import pstats
 import shutil
 import signal
@@ -58,7 +57,7 @@ from _common import (BenchStack, EventMaker, cpu_delta, end_offsets, loadavg, lo
 from faust.serializers.codecs import get_codec  # noqa: E402
 
 from schemas.codec import AvroCodec  # noqa: E402
-from sentinel.latency import PARTS, LiveStats, latency_parts  # noqa: E402
+from sentinel.latency import LiveStats, latency_parts  # noqa: E402
 from sentinel.validation import check_job, decode_image  # noqa: E402
 from streams import codecs, rows  # noqa: E402
 from streams.app import bucket_start, live_key, triage  # noqa: E402
@@ -110,16 +109,15 @@ class Core:
     the worker does it: each record triaged once for both agents (``streams.app.Triaged``; the
     second agent's triage is a cache hit), the gate's image decode and content hash once per
     offset, the tally on a decoded state kept per key with one changelog value per dirty key per
-    batch (``mode="current"``: the value as the worker writes it, Faust's JSON of ``to_dict``;
-    ``mode="proposed"``: the digests as compact bytes instead), archive rows per 500."""
+    batch (Faust's JSON of ``LiveStats.to_dict``: the digests as base64 of fastdigest bytes),
+    archive rows per 500."""
 
-    def __init__(self, settings: Any, mode: str = "current") -> None:
+    def __init__(self, settings: Any) -> None:
         self.runtime = _Runtime(settings=settings, pricing=settings.pricing())
         self.bucket_s = settings.live_bucket_s
         self.cache: dict[str, LiveStats] = {}
         self.dirty: set[str] = set()
         self.pending: list[Any] = []
-        self.mode = mode
         self.changelog_bytes = 0
         self.shared = Triaged(lambda: 2) if Triaged is not None else None
 
@@ -154,16 +152,9 @@ class Core:
         rows.image_rows([a.event for a in good])
         self.pending = []
         for key in self.dirty:  # one changelog value per dirty key per batch
-            stats = self.cache[key].to_dict() if self.mode == "current" else compact_stats(self.cache[key])
-            self.changelog_bytes += len(FAUST_JSON.dumps({"bucket_s": self.bucket_s, "stats": stats}))
+            value = {"bucket_s": self.bucket_s, "stats": self.cache[key].to_dict()}
+            self.changelog_bytes += len(FAUST_JSON.dumps(value))
         self.dirty.clear()
-
-
-def compact_stats(state: LiveStats) -> dict[str, Any]:
-    """Proposed serialized form: the digests as base64 of fastdigest's ``to_bytes`` (not JSON lists)."""
-    return {"v": 2, "tally": state.tally.to_dict(),
-            "latency": {p: None if state.latency[p].digest.is_empty()
-                        else base64.b64encode(state.latency[p].digest.to_bytes()).decode() for p in PARTS}}
 
 
 # --------------------------------------------------------------------------- per-event costs in isolation
@@ -242,20 +233,15 @@ def bench_components(settings: Any) -> dict[str, Any]:
             offset[0] += 1
             cached.update(partition=0, offset=offset[0], parts_ms=parts, gpu_seconds=1.0, cost_usd=0.01)
 
-        def compact_write() -> None:  # proposal B: bytes digests in the changelog value
-            FAUST_JSON.dumps({"bucket_s": 300, "stats": compact_stats(cached)})
-
         reps = 300 if k >= 100 else 2000
         fill[str(k)] = {
             "centroids_per_digest": state.latency["e2e"].digest.n_centroids,
             "changelog_value_bytes": len(FAUST_JSON.dumps(stored)),
-            "compact_value_bytes": len(FAUST_JSON.dumps({"bucket_s": 300, "stats": compact_stats(state)})),
             "current_us": timeit(current, reps),
             "from_dict_us": timeit(from_dict_only, reps),
             "to_dict_us": timeit(to_dict_only, reps),
             "json_us": timeit(json_only, reps),
             "cached_update_us": timeit(cached_update, reps * 5),
-            "compact_write_us": timeit(compact_write, reps),
         }
         log(f"  tally update, key with {k} events: {fill[str(k)]['current_us']:.0f} µs "
             f"(changelog value {fill[str(k)]['changelog_value_bytes']:,} bytes)")
@@ -319,8 +305,8 @@ def raw_passes(stack: BenchStack, settings: Any, start: dict[int, int], end: dic
     share = min(1.0, core_events / max(raw["events"], 1))
     cut = {p: start[p] + int((end[p] - start[p]) * share) for p in end}
     out = {"raw": raw}
-    for mode in ("current", "proposed"):
-        core = Core(settings, mode)
+    for mode in ("current",):
+        core = Core(settings)
         res = raw_consume(stack.bootstrap, start, cut, handle=core.handle)
         t0 = time.perf_counter()
         core.flush()
@@ -378,7 +364,7 @@ def run_stack(args: argparse.Namespace, root: Path, doc: dict[str, Any]) -> None
             log(f"  round {r + 1}/{args.rounds}: worker {res['events_s']:,.0f} events/s (tally "
                 f"{res['tally_events_s']:,.0f}, archive {res['archive_events_s']:,.0f}), raw aiokafka "
                 f"{res['raw']['events_s']:,.0f}/s -> ratio {res['ratio']:.4f}; raw+core (no Faust) "
-                f"{res['core_current']['events_s']:,.0f}/s, proposed core {res['core_proposed']['events_s']:,.0f}/s; "
+                f"{res['core_current']['events_s']:,.0f}/s; "
                 f"{res['events_per_key']:.0f} events/key; worker {res['cpu']['worker_cores']:.2f} cores; "
                 f"load {la0[0]:.1f}->{res['loadavg_after'][0]:.1f}")
             # wait until the worker answers again (a long freeze may make it rejoin its group)
@@ -434,7 +420,7 @@ def report(doc: dict[str, Any]) -> str:
     if rs:
         w, raw = med([r["events_s"] for r in rs]), med([r["raw"]["events_s"] for r in rs])
         ratio = med([r["ratio"] for r in rs])
-        core, prop = med([r["core_current"]["events_s"] for r in rs]), med([r["core_proposed"]["events_s"] for r in rs])
+        core = med([r["core_current"]["events_s"] for r in rs])
         L += [f"### Metadata path: one worker (score agent off), 1x1 images, {st['settings']['partitions']} partitions, "
               f"event time {st['settings']['event_rate']:,}/s",
               "",
@@ -449,7 +435,6 @@ def report(doc: dict[str, Any]) -> str:
               f"| worker, archive agent alone done | {med([r['archive_events_s'] for r in rs]):,.0f} | "
               f"{med([r['archive_events_s'] / r['raw']['events_s'] for r in rs]):.4f} | |",
               f"| raw + the worker's per-event Python work, no Faust (1 thread) | {core:,.0f} | {core / raw:.4f} | |",
-              f"| same, with the proposed compact changelog values (digests as bytes) | {prop:,.0f} | {prop / raw:.4f} | |",
               "",
               "| round | events | worker events/s | raw events/s | ratio | raw+core | events/key | worker cores (event loop) "
               "| worker CPU µs/event | broker CPU µs/event | chDB insert share | load before -> after |",
@@ -480,15 +465,13 @@ def report(doc: dict[str, Any]) -> str:
     L += [f"| sum without the tally update | | | {total:.1f} | |", "",
           "Tally update, by how many events the key already holds. Round trip = LiveStats.from_dict + update + "
           "to_dict + Faust's JSON (per event before the agent kept decoded states; now only on a cache miss, and "
-          "to_dict + JSON once per changed key per batch); cached update = what the agent does per event now; "
-          "compact write = the proposed changelog value with the digests as bytes:", "",
+          "to_dict + JSON once per changed key per batch); cached update = what the agent does per event now:", "",
           "| events in key | centroids/digest | changelog value bytes | round trip µs | from_dict | to_dict | JSON "
-          "| cached update µs | compact write µs (once per batch) | compact value bytes |",
-          "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+          "| cached update µs |",
+          "|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for k, f in fill.items():
         L.append(f"| {int(k):,} | {f['centroids_per_digest']} | {f['changelog_value_bytes']:,} | {f['current_us']:,.0f} "
-                 f"| {f['from_dict_us']:,.0f} | {f['to_dict_us']:,.0f} | {f['json_us']:,.0f} | {f['cached_update_us']:.1f} "
-                 f"| {f['compact_write_us']:,.0f} | {f['compact_value_bytes']:,} |")
+                 f"| {f['from_dict_us']:,.0f} | {f['to_dict_us']:,.0f} | {f['json_us']:,.0f} | {f['cached_update_us']:.1f} |")
     prof = st.get("profile")
     if prof:
         L += ["", f"cProfile of the event-loop thread, one round of {prof['events']:,} events "
@@ -546,8 +529,7 @@ def main() -> None:
             doc["summary"] = {"worker_events_s": med([r["events_s"] for r in rs]),
                               "raw_events_s": med([r["raw"]["events_s"] for r in rs]),
                               "ratio": med([r["ratio"] for r in rs]),
-                              "core_events_s": med([r["core_current"]["events_s"] for r in rs]),
-                              "proposed_core_events_s": med([r["core_proposed"]["events_s"] for r in rs])}
+                              "core_events_s": med([r["core_current"]["events_s"] for r in rs])}
     doc["loadavg_end"] = loadavg()
     doc["runtime_s"] = time.perf_counter() - t0
     text = report(doc)
