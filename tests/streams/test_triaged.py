@@ -9,7 +9,6 @@ import pytest
 
 from conftest import make_event
 from schemas.codec import AvroCodec, content_hash
-from sentinel.cost import Pricing
 from streams import app as app_mod
 from streams.app import Accepted, Rejected, Triaged, triage
 from streams.config import load_settings
