@@ -887,6 +887,29 @@ def f0(x: float) -> str:
     return f"{x:,.1f}" if abs(x) < 100 else f"{x:,.0f}"
 
 
+def where_the_rest_goes(doc: dict[str, Any]) -> list[str]:
+    """Per stack: the in-process stages on the worker's torch thread count, down to end to end."""
+    s, out = doc["scorer"]["median"], []
+    for name, v in (doc.get("stack") or {}).get("variants", {}).items():
+        if not v["runs"]:
+            continue
+        threads = (doc["machine"].get("clip_extractor_threads") if name == "default"
+                   else int(v["worker_env"].get("OMP_NUM_THREADS", 0)))
+        suffix = "_1thread" if threads == 1 else "" if threads == doc["machine"]["torch_threads"] else None
+        if suffix is None:
+            continue
+        raw, bs, sb = s[f"raw_img_s{suffix}"], s[f"scorer_img_s{suffix}"], s[f"core_img_s{suffix}"]
+        e2e = med([r["events_s"] for r in v["runs"]])
+        out += ["", f"Where the rest goes, stack {name} ({threads} torch thread(s); in-process rates on as many "
+                f"threads): raw encoder {f0(raw)} img/s = 1.00 -> `BatchScorer.score` {bs / raw:.2f} (text tower, "
+                f"scores, batching) -> `score_batch` {sb / raw:.2f} (WebP decode, preprocessing, and 1 in 5 events "
+                f"carrying a reference image to encode: 1.2 images per event) -> end to end {e2e / raw:.2f}: "
+                f"`score_batch` at its in-process rate would have needed {e2e / sb:.0%} of the run; the rest is the "
+                f"gate, batching waits, sends and sink writes not overlapped with scoring, and the other threads' "
+                f"CPU next to torch's."]
+    return out
+
+
 def report(doc: dict[str, Any]) -> str:
     s = doc["scorer"]["median"]
     raw = s["raw_img_s"]
@@ -936,6 +959,7 @@ def report(doc: dict[str, Any]) -> str:
         lines.append(f"| 4. raw `encode_images` on CUDA | {f0(doc['scorer']['cuda']['raw_img_s'])} | | |")
     else:
         lines.append(f"| 4. CUDA | n/a: torch.cuda.is_available() = {doc['machine']['cuda_available']} | | |")
+    lines += where_the_rest_goes(doc)
     lines += ["", "Scorer core, µs per event (medians, wall): "
               f"WebP decode {s['decode_us']:.0f} (image + 1 in 5 references), preprocess {s['preprocess_us']:.0f}, "
               f"encode image {1e6 / raw:.0f} (incl. preprocess), encode reference {s['encode_ref_us_per_event']:.0f}, "
@@ -1041,6 +1065,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--no-stack", action="store_true", help="skip the end-to-end part")
     ap.add_argument("--quick", action="store_true", help="short run: smaller defaults for the options not given "
                                                         "(see above)")
+    ap.add_argument("--from-json", type=Path, metavar="PATH",
+                    help="measure nothing: print the report of a previous run's JSON and rewrite the .md next to it")
     args = ap.parse_args(argv)
     import open_clip  # sentinel.clip has registered the tiny CLIP's config
 
@@ -1057,6 +1083,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
+    if args.from_json:  # measure nothing: render a previous run's report again
+        doc = json.loads(args.from_json.read_text())
+        text = report(doc)
+        print(text)
+        args.from_json.with_suffix(".md").write_text(text.rstrip() + "\n")
+        return
 
     # SIGTERM -> SystemExit, so the finally blocks stop the stacks (Ctrl-C already raises)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
