@@ -66,6 +66,7 @@ events, so at low rates it runs past ``--latency-seconds``.
 Usage::
 
     python bench/scoring.py [--arch ViT-B-32] [--events N] [--batch 32] [--quick] [--out PATH]
+    python bench/scoring.py --from-json bench/results/scoring.json   # re-render a stored run, measure nothing
 
 Prints a Markdown table and writes ``bench/results/scoring.json`` (tiny CLIP) or
 ``bench/results/scoring_<arch>.json`` (arch lowercased, other characters than letters and digits
