@@ -171,24 +171,19 @@ class MomentStates:
             self._cache.setdefault(key, MomentState(-1, FeatureMoments()))
 
 
-def _list_arrays(table: pa.Table, name: str) -> list[np.ndarray]:
-    """Each row's list<float64> of column ``name`` as a writable numpy array of its own (a
-    null list: empty)."""
-    column = table.column(name).combine_chunks()
-    if isinstance(column, pa.ChunkedArray):  # no chunks at all: an empty table
-        return []
-    values = column.values.to_numpy(zero_copy_only=False)
-    offsets = column.offsets.to_numpy()
-    return [values[offsets[i]:offsets[i + 1]].copy() for i in range(len(column))]
+def _list_arrays(table: pa.Table, name: str) -> list[np.ndarray | None]:
+    """Each row's list<float64> of column ``name`` as a writable numpy array (None: null)."""
+    return [None if v is None else np.array(v) for v in table.column(name).to_numpy(zero_copy_only=False)]
 
 
-def _moments_from_row(row: dict[str, Any], n: str = "n", s1: str = "sum", s2: str = "sum_outer") -> FeatureMoments:
-    count = int(row[n])
-    if count == 0 or row[s1] is None or len(row[s1]) == 0:
+def _moments_from_row(row: dict[str, Any]) -> FeatureMoments:
+    """``row``: n, sum (D floats) and sum_outer (D² floats) of one state."""
+    count = int(row["n"])
+    if count == 0 or row["sum"] is None or len(row["sum"]) == 0:
         return FeatureMoments()
-    s = np.asarray(row[s1], np.float64)
+    s = np.asarray(row["sum"], np.float64)
     d = s.shape[0]
-    return FeatureMoments(count, s, np.asarray(row[s2], np.float64).reshape(d, d))
+    return FeatureMoments(count, s, np.asarray(row["sum_outer"], np.float64).reshape(d, d))
 
 
 def state_rows(states: Sequence[tuple[MomentKey, MomentState]]) -> pa.Table:
@@ -202,19 +197,11 @@ def state_rows(states: Sequence[tuple[MomentKey, MomentState]]) -> pa.Table:
         "complete_below": [s.held.complete_below for _, s in states],
         "applied_offsets": [sorted(s.held.above) for _, s in states],
         "n": [s.moments.n for _, s in states],
-        "sum": _float_lists([s.moments.sum for _, s in states]),
-        "sum_outer": _float_lists([s.moments.sum_outer for _, s in states]),
+        # numpy arrays straight into Arrow (a state is D + D² floats, 2 MiB at D = 512: through
+        # Python lists that cost ~40 ms per state)
+        "sum": pa.array([s.moments.sum for _, s in states], pa.list_(pa.float64())),
+        "sum_outer": pa.array([s.moments.sum_outer.reshape(-1) for _, s in states], pa.list_(pa.float64())),
     }, schema=MOMENTS_SCHEMA)
-
-
-def _float_lists(arrays: Sequence[np.ndarray | None]) -> pa.Array:
-    """A list<float64> column straight from numpy (a state is D + D² floats: 2 MiB at D = 512;
-    through Python lists that cost ~40 ms per state). An empty state's arrays are empty lists."""
-    flat = [np.asarray(a, np.float64).reshape(-1) if a is not None else np.empty(0) for a in arrays]
-    offsets = np.zeros(len(flat) + 1, np.int32)
-    np.cumsum([len(a) for a in flat], out=offsets[1:])
-    values = np.concatenate(flat) if flat else np.empty(0)
-    return pa.ListArray.from_arrays(pa.array(offsets), pa.array(values, pa.float64()))
 
 
 def rows_token(rows: pa.Table) -> str:
@@ -230,7 +217,6 @@ def rows_token(rows: pa.Table) -> str:
 def window_moments(reader: Any, scorer_version: str, params: dict[str, str]) -> dict[tuple[str, str], FeatureMoments]:
     """Merged moments per (model, niche) for a window (``Window.params()``)."""
     table = reader.query(sql_files.report("feature_moments"), {**params, "scorer_version": scorer_version})
-    out = {}
-    for row in table.to_pylist():
-        out[(row["model"], row["niche"])] = _moments_from_row(row, "images", "feature_sum", "feature_sum_outer")
-    return out
+    sums, outers = _list_arrays(table, "feature_sum"), _list_arrays(table, "feature_sum_outer")
+    return {(row["model"], row["niche"]): _moments_from_row({"n": row["images"], "sum": sums[i], "sum_outer": outers[i]})
+            for i, row in enumerate(table.select(["model", "niche", "images"]).to_pylist())}
