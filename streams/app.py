@@ -320,6 +320,37 @@ class OneBehind:
         self._task = None
 
 
+class TableStates:
+    """Decoded states of a Faust table's values (tally, drift detectors), so an agent does not
+    decode a key's value for every batch. A cached state is used only while the table still
+    holds the very value object it was written as: a changelog recovery or another writer
+    replaces the object, and the state is decoded again."""
+
+    def __init__(self, table: Any, decode: Callable[[Any], Any]) -> None:
+        self.table = table
+        self.decode = decode  # stored value (None: no value) -> state
+        self._cache: dict[Any, tuple[Any, Any]] = {}
+
+    def get(self, key: Any) -> Any:
+        stored = self.table.get(key)
+        cached = self._cache.get(key)
+        if cached is not None and stored is not None and cached[0] is stored:
+            return cached[1]
+        return self.decode(stored)
+
+    def put(self, key: Any, state: Any, value: Any) -> None:
+        """Write ``value`` (``state`` encoded) to the table and remember ``state`` for it."""
+        self.table[key] = value
+        self._cache[key] = (value, state)
+
+    def forget(self, key: Any = None) -> None:
+        """Drop one key's state, or all (states may be half-updated after a failed batch)."""
+        if key is None:
+            self._cache.clear()
+        else:
+            self._cache.pop(key, None)
+
+
 @dataclass(frozen=True)
 class Outgoing:
     key: bytes | None
@@ -558,8 +589,8 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
 
     @app.on_partitions_revoked.connect
     async def _forget_cached_states(sender: Any, revoked: Any = None, **kwargs: Any) -> None:
-        tally_cache.clear()
-        drift_cache.clear()
+        tallies.forget()
+        detectors.forget()
         triaged.clear()
         if runtime is not None and runtime.moments is not None:
             runtime.moments.forget()
@@ -661,9 +692,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
                 await store_batch(events, "JobScored", JOBS_SCORED, scored_dlq, "scores", rows.score_rows)
 
     newest_bucket: dict[int, int] = {}
-    # decoded LiveStats per key, valid while the table still holds the very value object it
-    # was written as (a changelog recovery or another writer replaces the object: decoded again)
-    tally_cache: dict[str, tuple[Any, LiveStats]] = {}
+    tallies = TableStates(live, lambda stored: LiveStats.from_dict(stored["stats"] if stored else None))
 
     @app.agent(jobs_in, name="tally")
     async def tally(stream: faust.StreamT) -> None:
@@ -679,7 +708,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
                 try:
                     _apply_tallies(r, good, raw)
                 except BaseException:
-                    tally_cache.clear()  # states may be half-updated in memory: decode from the table again
+                    tallies.forget()  # states may be half-updated in memory: decode from the table again
                     raise
 
     def _apply_tallies(r: Runtime, batch: Sequence[Accepted], raw: Mapping[tuple[int, int], EventT]) -> None:
@@ -689,7 +718,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
         for a in batch:
             e = a.event
             key = live_key(e, a.partition, bucket_s)
-            state = changed[key][0] if key in changed else _tally_state(key)
+            state = changed[key][0] if key in changed else tallies.get(key)
             cost = r.pricing.job_cost(provider=e["provider"], gpu_type=e["gpu_type"],
                                       gpu_seconds=e["gpu_seconds"], api_cost_usd=e.get("api_cost_usd"))
             if state.update(partition=a.partition, offset=a.offset, parts_ms=latency_parts(e),
@@ -702,24 +731,14 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
         for key, (state, ev) in changed.items():
             state.tally.settle(ev.message.partition, committed_offset(ev.message.partition))
             _make_current(ev)
-            value = {"bucket_s": bucket_s, "stats": state.to_dict()}
-            live[key] = value
-            tally_cache[key] = (value, state)
+            tallies.put(key, state, {"bucket_s": bucket_s, "stats": state.to_dict()})
         for partition, (bucket, ev) in expire.items():
             _make_current(ev)
             for key in _expire(live, partition, bucket - settings.live_retention_s):
-                tally_cache.pop(key, None)
+                tallies.forget(key)
 
-    def _tally_state(key: str) -> LiveStats:
-        stored = live.get(key)
-        cached = tally_cache.get(key)
-        if cached is not None and stored is not None and cached[0] is stored:
-            return cached[1]
-        return LiveStats.from_dict(stored["stats"] if stored else None)
-
-    # decoded detectors per key, valid while the table still holds the very value they were
-    # written as (as tally_cache)
-    drift_cache: dict[str, tuple[Any, CusumDriftDetector]] = {}
+    detectors = TableStates(drift_state, lambda stored: CusumDriftDetector.from_dict(stored, config=rt().drift_config)
+                            if stored else None)
 
     @app.agent(scored_in, name="drift")
     async def drift(stream: faust.StreamT) -> None:
@@ -733,7 +752,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
                 try:
                     await _apply_drift(r, events)
                 except BaseException:
-                    drift_cache.clear()  # detectors may be half-updated in memory: decode from the table again
+                    detectors.forget()  # detectors may be half-updated in memory: decode from the table again
                     raise
 
     async def _apply_drift(r: Runtime, events: Sequence[EventT]) -> None:
@@ -747,7 +766,9 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
             if value["scorer_version"] != settings.scorer_version:
                 continue  # rescoring under another version never moves the live detectors
             key = f"{value['model_id']}|{value['niche']}|{DRIFT_METRIC}"
-            detector = changed[key][0] if key in changed else _detector(r, key, value)
+            detector = changed[key][0] if key in changed else detectors.get(key)
+            if detector is None:  # the first score of this model x niche
+                detector = CusumDriftDetector(value["model_id"], value["niche"], DRIFT_METRIC, r.drift_config)
             transition = detector.update(value[DRIFT_METRIC], value["scored_at"].timestamp(),
                                          partition=ev.message.partition, offset=ev.message.offset)
             changed[key] = (detector, ev)
@@ -760,17 +781,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
         await send_delivered(r, alerts_out, [Outgoing(a["alert_id"].encode(), a) for a in alerts], "alerts")
         for key, (detector, ev) in changed.items():
             _make_current(ev)
-            stored = detector.to_dict()
-            drift_state[key] = stored
-            drift_cache[key] = (stored, detector)
-
-    def _detector(r: Runtime, key: str, value: Mapping[str, Any]) -> CusumDriftDetector:
-        stored = drift_state.get(key)
-        cached = drift_cache.get(key)
-        if cached is not None and stored is not None and cached[0] is stored:
-            return cached[1]
-        return (CusumDriftDetector.from_dict(stored, config=r.drift_config) if stored else
-                CusumDriftDetector(value["model_id"], value["niche"], DRIFT_METRIC, r.drift_config))
+            detectors.put(key, detector, detector.to_dict())
 
     @app.agent(alerts_in, name="store_alerts")
     async def store_alerts(stream: faust.StreamT) -> None:
