@@ -3,10 +3,15 @@ FROM python:3.11-slim
 ENV PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 PIP_NO_CACHE_DIR=1
 WORKDIR /app
 COPY pyproject.toml README.md pricing.toml models.toml ./
-COPY schemas schemas
-COPY sentinel sentinel
+COPY contracts contracts
+COPY config config
 COPY inference inference
-COPY streams streams
+COPY sentinel sentinel
+COPY worker worker
+COPY warehouse warehouse
+COPY reports reports
+COPY devstack devstack
+COPY cli cli
 COPY sql sql
 RUN pip install .
 ENTRYPOINT ["sentinel"]

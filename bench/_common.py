@@ -161,7 +161,7 @@ class EventMaker:
     (requested_at of event i = t0 + i / event_rate), timings like ``tests/conftest.make_event``."""
 
     def __init__(self, *, seed: int, event_rate: float, t0: datetime | None = None) -> None:
-        from schemas.codec import AvroCodec
+        from contracts.codec import AvroCodec
 
         self.codec = AvroCodec("JobCompleted")
         self.image = tiny_image()
@@ -292,8 +292,8 @@ class BenchStack:
 
     def __init__(self, data_dir: Path, *, disable_agents: str = "", env: dict[str, str] | None = None,
                  **settings: Any) -> None:
-        from streams.config import load_settings
-        from streams.stack import EmbeddedStack
+        from config.settings import load_settings
+        from devstack.stack import EmbeddedStack
 
         base = load_settings(env={}, data_dir=data_dir, app_id=f"sentinel-bench-{os.getpid()}", **settings)
         self.stack = EmbeddedStack(base)
@@ -317,7 +317,7 @@ class BenchStack:
         return self.proc.pid
 
     def start(self, timeout: float = 180.0) -> "BenchStack":
-        from streams.stack import CHILD_ENV, StackError, create_topics
+        from devstack.stack import CHILD_ENV, StackError, create_topics
 
         self.stack.broker.start()
         try:

@@ -1,7 +1,7 @@
-"""Bench-only worker entry point: ``streams.worker.run_worker`` plus the instruments benches need.
+"""Bench-only worker entry point: ``worker.main.run_worker`` plus the instruments benches need.
 
 Run as ``python bench/_worker.py`` with the worker's usual ``SENTINEL_*`` environment (what
-``streams.stack.WorkerProcess`` passes). The product code runs unchanged; this only wraps it:
+``devstack.stack.WorkerProcess`` passes). The product code runs unchanged; this only wraps it:
 
 * ``BENCH_DISABLE_AGENTS=score[,name...]``: agents removed from the app before it starts. With
   ``score`` removed the worker is a *metadata-path* worker: tally (tallies + latency sketches in
@@ -43,10 +43,10 @@ sys.path.insert(0, str(REPO))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-import streams.app as app_mod  # noqa: E402
-import streams.worker as worker_mod  # noqa: E402
+import worker.app as app_mod  # noqa: E402
+import worker.main as worker_mod  # noqa: E402
 from sentinel.latency import LiveStats  # noqa: E402
-from streams.warehouse import ClickHouseWarehouse  # noqa: E402
+from warehouse.client import ClickHouseWarehouse  # noqa: E402
 
 
 class Progress:
@@ -183,7 +183,7 @@ def create_app(settings: Any, runtime: Any = None) -> Any:
         if name.rsplit(".", 1)[-1] in disabled:
             del app.agents[name]
     if disabled:  # the commit ledger waits for every agent it knows: only the ones left
-        from streams import faust_fixes
+        from worker.delivery import overrides as faust_fixes
         faust_fixes.install_ledger(app)
     live = app.sentinel_live
     profiler: dict[str, Any] = {}
@@ -260,12 +260,12 @@ def main() -> None:
     if os.environ.get("BENCH_TRACE"):
         app_mod.score_batch = _traced("score_batch", app_mod.score_batch)
         try:
-            import streams.gate as gate_mod
+            import worker.gate as gate_mod
 
             gate_mod.Gate.screen = _traced_async("gate.screen", gate_mod.Gate.screen)
         except (ImportError, AttributeError):
             pass
-    from streams.config import load_settings
+    from config.settings import load_settings
 
     settings = load_settings()
     import logging

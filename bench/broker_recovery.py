@@ -2,7 +2,7 @@
 
 For each broker kind (noida-db, tansu) and producer variant, this script:
 
-1. starts the broker with :class:`streams.embedded_broker.EmbeddedBroker`;
+1. starts the broker with :class:`devstack.broker.EmbeddedBroker`;
 2. runs a minimal Faust app in a *subprocess* (this file with ``--worker``):
    an agent counts events per key into a changelog-backed table with the
    memory store, so every restart rebuilds the table from the changelog;
@@ -329,7 +329,7 @@ async def bench_one(kind: str, variant: str, args: argparse.Namespace, workdir: 
     from aiokafka import AIOKafkaProducer
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-    from streams.embedded_broker import EmbeddedBroker, free_port
+    from devstack.broker import EmbeddedBroker, free_port
 
     res = RunResult(broker=kind, variant=variant, events=args.events)
     rng = random.Random(f"{args.seed}-{kind}-{variant}")
@@ -601,7 +601,7 @@ def count_restart_skips(res: RunResult) -> int:
 
 def leftovers(spawned: Spawned) -> dict[str, list[int]]:
     """Processes still alive in any group we created, and ports still bound."""
-    from streams.embedded_broker import _group_members
+    from devstack.broker import _group_members
 
     return {
         "processes": sorted({pid for pgid in spawned.pgids for pid in _group_members(pgid)}),

@@ -1,7 +1,7 @@
 """ClickHouse (embedded chDB) costs of Sentinel Stream's event log, by measurement.
 
 Three parts, all on one fresh chDB data path (a temp dir; chDB allows one path per process),
-migrated with ``streams.warehouse.migrate`` exactly as the worker does:
+migrated with ``warehouse.client.migrate`` exactly as the worker does:
 
 1. **Arrow insert speed** through ``ClickHouseWarehouse.insert`` (clickhouse-connect's
    ``insert_arrow``) into ``sentinel.jobs`` and ``sentinel.scores`` (embeddings of ``--dim``
@@ -10,7 +10,7 @@ migrated with ``streams.warehouse.migrate`` exactly as the worker does:
    (never the same block twice: the tables deduplicate identical blocks), and is repeated
    ``--rounds`` times in interleaved order; rows/s is the median of the rounds.
 2. **Quarterly report** (the real ``sql/reports/benchmark.sql`` through
-   ``streams.report.benchmark()`` with the Pricing of ``pricing.toml``) at each of ``--sizes``
+   ``reports.report.benchmark()`` with the Pricing of ``pricing.toml``) at each of ``--sizes``
    jobs (one score with a ``--dim`` embedding per scored job), each loaded from scratch in
    batches of ``--load-batch`` rows. After loading, background merges are allowed to finish
    (bounded wait) so they do not run under the timings. Cold = the first run after the load
@@ -74,9 +74,10 @@ from inference.trace import NICHES, PROVIDER_API, TRACE_MODELS  # noqa: E402
 from inference.traffic import NICHE_PROMPTS  # noqa: E402
 from sentinel.cost import Pricing  # noqa: E402
 from sentinel.fid import FeatureMoments, fid  # noqa: E402
-from streams.report import Window, benchmark  # noqa: E402
-from streams.rows import JOBS_SCHEMA, SCORES_SCHEMA  # noqa: E402
-from streams.warehouse import ClickHouseWarehouse, migrate  # noqa: E402
+from reports.report import benchmark  # noqa: E402
+from warehouse.window import Window  # noqa: E402
+from warehouse.rows import JOBS_SCHEMA, SCORES_SCHEMA  # noqa: E402
+from warehouse.client import ClickHouseWarehouse, migrate  # noqa: E402
 from _machine import cores_available, cpu_model as _cpu_model
 
 RESULTS = Path(__file__).resolve().parent / "results" / "clickhouse.json"
@@ -759,7 +760,7 @@ def tables_md(doc: dict[str, Any]) -> str:
         out.append(f"| {r['table']} | {r['dim'] or '-'} | {r['batch_rows']:,} | {r['batches']} | {fmt_int(r['rows_per_s'])} "
                    f"| {' / '.join(fmt_int(x) for x in r['rows_per_s_rounds'])} | {r['median_insert_ms']:.1f} "
                    f"| {r['arrow_mb_per_batch']:.2f} | {' / '.join(f'{x:.1f}' for x in r['loadavg_1m'])} |")
-    out.append("\n### 2. Quarterly report (streams.report.benchmark, sql/reports/benchmark.sql)\n")
+    out.append("\n### 2. Quarterly report (reports.report.benchmark, sql/reports/benchmark.sql)\n")
     out.append("| jobs | scores | load wall s | generate s | jobs insert rows/s | scores insert rows/s | parts jobs/scores "
                "| disk MB | report cold s | report warm s (median of 3) | warm runs s | load avg |")
     out.append("|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---|---:|")
@@ -903,12 +904,12 @@ def main() -> None:
             "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
             "machine": mach,
             "method": {
-                "store": "embedded chDB through streams.warehouse.ClickHouseWarehouse (clickhouse-connect), "
+                "store": "embedded chDB through warehouse.client.ClickHouseWarehouse (clickhouse-connect), "
                          "fresh temp path, schema from sql/migrations via migrate()",
                 "inserts": "ClickHouseWarehouse.insert (insert_arrow); each config on a TRUNCATEd table with fresh rows; "
                            "batches built before timing; rows/s = rows / wall time of all inserts of the round; "
                            "median over rounds (interleaved order)",
-                "report": "streams.report.benchmark(warehouse, Pricing(pricing.toml), Window(2026-01-01, 2026-04-01)): "
+                "report": "reports.report.benchmark(warehouse, Pricing(pricing.toml), Window(2026-01-01, 2026-04-01)): "
                           "gpu_types + benchmark queries; cold = first run after load + merge wait, chDB caches dropped; "
                           "warm = median of the next 3",
                 "fid": "windows are the latest N images of the busiest (model, niche), start floored to the hour; "

@@ -4,7 +4,7 @@ The worker keeps bounded caches that fill with traffic: the gate's verdicts (100
 offsets) and first copies (200k job ids, for duplicate detection), so RSS grows until about
 200k events and must be flat after; the 250k and 400k checkpoints show whether it is.
 
-The real worker (``bench/_worker.py`` around ``streams.worker.run_worker``) on the embedded
+The real worker (``bench/_worker.py`` around ``worker.main.run_worker``) on the embedded
 noida broker and chDB, fed the metadata-path events of ``bench/metadata_path.py`` (valid
 JobCompleted records with a 1x1 WebP, event time at ``--event-rate``/s, default 20,000/s: the
 keys of the live table are then a fixed, small set (model x niche x partition x one or two

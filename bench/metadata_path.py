@@ -5,7 +5,7 @@ Targets (issue #9): >= 20,000 events/s per worker, and >= 0.5 of the raw consume
 
 What runs:
 
-* **worker**: the real worker (``streams.worker.run_worker`` via ``bench/_worker.py``) on the
+* **worker**: the real worker (``worker.main.run_worker`` via ``bench/_worker.py``) on the
   embedded noida broker and chDB, with the ``score`` agent removed (``BENCH_DISABLE_AGENTS=score``):
   a metadata-path worker. What is left on ``jobs.completed`` is ``tally`` (per-event tallies and
   four t-digests per model|niche|bucket|partition key in the changelog-backed ``live_stats``
@@ -19,7 +19,7 @@ What runs:
   inserted into ``sentinel.jobs`` (times stamped inside the worker by ``bench/_worker.py``).
   Next to it, on exactly the same offsets: **raw** = a plain ``AIOKafkaConsumer.getmany`` loop
   that touches each record's value; **raw+core** = the same loop doing the worker's per-event
-  Python work without Faust (``streams.app.triage`` per agent, shared so a record is decoded
+  Python work without Faust (``worker.app.triage`` per agent, shared so a record is decoded
   once; the gate's image decode and content hash; the tally agent's update of a decoded
   ``LiveStats`` kept per key, and per batch one ``to_dict`` plus the changelog's JSON per
   changed key; archive rows per 500; no chDB insert, no changelog produce). Rounds alternate whether raw runs before or
@@ -56,19 +56,20 @@ from _common import (BenchStack, EventMaker, cpu_delta, end_offsets, loadavg, lo
 
 from faust.serializers.codecs import get_codec  # noqa: E402
 
-from schemas.codec import AvroCodec  # noqa: E402
+from contracts.codec import AvroCodec  # noqa: E402
 from sentinel.latency import LiveStats, latency_parts  # noqa: E402
 from sentinel.validation import check_job, decode_image  # noqa: E402
-from streams import codecs, rows  # noqa: E402
-from streams.app import bucket_start, live_key, triage  # noqa: E402
-from streams.config import load_settings  # noqa: E402
+from worker import codecs
+from warehouse import rows  # noqa: E402
+from worker.app import bucket_start, live_key, triage  # noqa: E402
+from config.settings import load_settings  # noqa: E402
 
 try:  # the worker's gate (decode the images once per offset, hash the content for duplicates)
-    from schemas.codec import content_hash
+    from contracts.codec import content_hash
 except ImportError:  # older tree: no duplicate detection
     content_hash = None
 try:  # one triage per record for all agents
-    from streams.app import Triaged
+    from worker.app import Triaged
 except ImportError:  # older tree: each agent decodes
     Triaged = None
 
@@ -98,7 +99,7 @@ def med(xs: list[float]) -> float:
 
 
 class _Runtime(types.SimpleNamespace):
-    """What ``triage`` reads of ``streams.app.Runtime``; any other attribute is None (e.g. no catalog)."""
+    """What ``triage`` reads of ``worker.app.Runtime``; any other attribute is None (e.g. no catalog)."""
 
     def __getattr__(self, name: str) -> Any:
         return None
@@ -106,7 +107,7 @@ class _Runtime(types.SimpleNamespace):
 
 class Core:
     """The worker's per-event Python work for the metadata path, without Faust (one thread), as
-    the worker does it: each record triaged once for both agents (``streams.app.Triaged``; the
+    the worker does it: each record triaged once for both agents (``worker.app.Triaged``; the
     second agent's triage is a cache hit), the gate's image decode and content hash once per
     offset, the tally on a decoded state kept per key with one changelog value per dirty key per
     batch (Faust's JSON of ``LiveStats.to_dict``: the digests as base64 of fastdigest bytes),
@@ -187,7 +188,7 @@ def bench_components(settings: Any) -> dict[str, Any]:
     out: dict[str, Any] = {}
     n = 2000
     out["avro_decode_JobCompleted"] = {"us": timeit(lambda: codecs.decode("JobCompleted", raw), n), "per_event": 1,
-                                       "where": "triage, once per offset for all agents (streams.app.Triaged)"}
+                                       "where": "triage, once per offset for all agents (worker.app.Triaged)"}
     out["check_job"] = {"us": timeit(lambda: check_job(event, max_image_bytes=settings.max_image_bytes), n),
                         "per_event": 1, "where": "triage, shared the same way"}
     out["image_decode_1x1_webp"] = {"us": timeit(lambda: image_verdict(event, hash_content=False), n), "per_event": 1,
@@ -451,7 +452,7 @@ def report(doc: dict[str, Any]) -> str:
         L += ["", f"Worker CPU by thread in the last round (s): {last}. Idle worker (no events): "
               f"{idle.get('worker_cores', float('nan')):.2f} cores {idle.get('threads_cores')} — noida answers "
               f"empty fetches at once; the worker's fetcher waits up to 20 ms after one "
-              f"(streams.faust_fixes.waiting_after_empty; without it an idle worker spun ~0.9 cores)."]
+              f"(worker.delivery.overrides.waiting_after_empty; without it an idle worker spun ~0.9 cores)."]
     comp = doc["components"]
     L += ["", "Per-event costs in isolation (bench process, µs, best of 3):", "",
           "| work | µs/call | × per event | µs/event | where |", "|---|---:|---:|---:|---|"]

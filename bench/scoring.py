@@ -10,14 +10,14 @@ meaningless scores).
 
 1. **raw encoder**: ``ClipExtractor.encode_images`` on pre-decoded 64x64 PIL images (the demo's
    images: ``tests/conftest.make_event``), in batches of ``--batch``; images/s.
-2. **scorer core**: ``streams.app.score_batch`` itself (WebP decode of image + reference,
+2. **scorer core**: ``worker.app.score_batch`` itself (WebP decode of image + reference,
    ``encode_images`` for images and references, ``encode_texts``, CLIP scores, output rows) on
    the same events in the same batches; images/s and its ratio to (1). 1 in 5 demo events
    carries a reference image, which costs a second image decode and encode.
    Rounds alternate the order of (1) and (2) and the ratio is taken within each round.
    Also per-event costs of the other work a worker does per event (Avro decode, checks,
    row building, tally and drift table updates), to attribute the worker's CPU.
-3. **end to end**: ``streams.stack.EmbeddedStack`` (real noida broker, Faust worker subprocess,
+3. **end to end**: ``devstack.stack.EmbeddedStack`` (real noida broker, Faust worker subprocess,
    chDB) with ``score_batch_size=--batch`` and ``clip_arch=--arch``, other settings at their
    defaults. After a warm-up, the CPU an idle stack uses is measured (small since the worker
    waits on empty fetches: ~0.03 cores). Then ``--runs`` throughput runs, each preceded by a
@@ -26,7 +26,7 @@ meaningless scores).
    it runs next to the probe; ~1-3 s with the tiny CLIP, ~5-10 s with ViT-B-32; ``--rewarm``
    unmeasured events after the thaw): publish ``--events`` pre-encoded JobCompleted events as
    fast as ``inference.publisher.JobPublisher`` takes them (its bounded in-flight window) and poll ``sql/reports/progress.sql`` through
-   ``streams.warehouse.open_reader`` (every ``--poll`` s) until all are stored and scored;
+   ``warehouse.client.open_reader`` (every ``--poll`` s) until all are stored and scored;
    events/s = events / (that moment - first publish); ratio = that / the adjacent raw probe.
    Recorded alongside: the worker's /metrics counters over time (when it had consumed, scored,
    stored everything), CPU seconds of the worker per thread (event loop vs the others), the
@@ -107,16 +107,17 @@ import torch  # noqa: E402
 
 import sql as sql_files  # noqa: E402
 from conftest import make_event  # noqa: E402
-from schemas.codec import AvroCodec, content_hash  # noqa: E402
+from contracts.codec import AvroCodec, content_hash  # noqa: E402
 from sentinel.clip import TINY_ARCH, ClipExtractor, ClipSpec, cpu_threads  # noqa: E402
 from sentinel.drift import CusumDriftDetector, DriftConfig  # noqa: E402
 from sentinel.latency import LiveStats, latency_parts  # noqa: E402
 from sentinel.scoring import BatchScorer, ScoreInput  # noqa: E402
 from sentinel.validation import check_job, decode_image  # noqa: E402
-from streams import codecs, rows  # noqa: E402
-from streams.app import DRIFT_METRIC, Accepted, live_key, score_batch  # noqa: E402
-from streams.config import load_settings  # noqa: E402
-from streams.gate import check_images  # noqa: E402
+from worker import codecs
+from warehouse import rows  # noqa: E402
+from worker.app import DRIFT_METRIC, Accepted, live_key, score_batch  # noqa: E402
+from config.settings import load_settings  # noqa: E402
+from worker.gate import check_images  # noqa: E402
 from _machine import cpu_model as _cpu_model
 
 RESULTS = REPO / "bench" / "results" / "scoring.json"  # the tiny CLIP's; other archs: default_out()
@@ -440,7 +441,7 @@ def bench_components(args: argparse.Namespace) -> dict[str, Any]:
 
     parts = {  # name: (fn, times per event in the worker, which agent)
         "avro_decode_JobCompleted": (avro_decode, 1, "triage: once per offset for score, archive and tally "
-                                                     "(streams.app.Triaged)"),
+                                                     "(worker.app.Triaged)"),
         "check_job": (checks, 1, "triage: once per offset, shared the same way"),
         "content_hash": (hashes, 1, "duplicate detection: once per offset (Accepted.content_hash), "
                                     "for the gate and the jobs rows"),
@@ -540,7 +541,7 @@ class Probe:
     """Reads the worker's counters and the warehouse's progress."""
 
     def __init__(self, stack: Any) -> None:
-        from streams.warehouse import open_reader
+        from warehouse.client import open_reader
 
         self.stack = stack
         self.reader = open_reader(stack.settings.dsn)
@@ -687,7 +688,7 @@ class Variant:
     """
 
     def __init__(self, name: str, env: dict[str, str], args: argparse.Namespace, root: Path) -> None:
-        from streams.stack import EmbeddedStack
+        from devstack.stack import EmbeddedStack
 
         self.name = name
         self.env = env

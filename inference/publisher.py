@@ -7,7 +7,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
-from schemas.codec import AvroCodec
+from contracts.codec import AvroCodec
 
 TOPIC = "jobs.completed"
 

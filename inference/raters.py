@@ -5,11 +5,11 @@ who judge candidate job pairs by a Davidson–Bradley–Terry model with strengt
 plants (the same model ``sentinel.human.fit_bradley_terry`` fits, so the fit should recover
 the planted ranking). The output says nothing about image quality: it exercises ingestion,
 storage and the Bradley–Terry report. Every rater id starts with ``sim-``, which is how
-``streams.ratings.pairwise_counts`` marks a report's human-eval numbers as simulated.
+``worker.ratings.pairwise_counts`` marks a report's human-eval numbers as simulated.
 
 The rows have the fields of ``sentinel ratings import`` (rating_id, job_a, job_b, winner,
 rater, time) and can be written as JSON Lines with :func:`write_ratings` or published with
-``streams.ratings.publish_ratings`` after ``streams.ratings.parse_rating``.
+``inference.ratings.publish_ratings`` after ``inference.ratings.parse_rating``.
 """
 
 from __future__ import annotations

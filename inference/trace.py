@@ -135,7 +135,7 @@ class TraceRow:
 
     def to_job_completed(self, image: bytes, media_type: str, node_id: str,
                          reference_bytes: bytes | None = None) -> dict[str, Any]:
-        """The JobCompleted record (schemas/job_completed.avsc) for this row and a rendered image.
+        """The JobCompleted record (contracts/job_completed.avsc) for this row and a rendered image.
 
         The trace's own timings, GPU-seconds and API cost are kept, so scores and costs from a
         replay describe the recorded traffic; encode time was not recorded, hence ``None``.

@@ -27,7 +27,7 @@ zero-weight ones) the composite is ``None``.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -155,3 +155,11 @@ def combine(components: dict[str, float | None], weights: CompositeWeights = Com
     used = {name: (0.0 if name in missing else w[name] / present) for name in COMPONENTS}
     total = sum(used[name] * scores[name] for name in COMPONENTS if name not in missing)  # type: ignore[operator]
     return CompositeResult(float(total), scores, used, missing, renormalized)
+
+
+@dataclass(frozen=True)
+class QualityConfig:
+    weights: CompositeWeights = field(default_factory=CompositeWeights)
+    clip_floor: float = 0.0
+    clip_ceiling: float = 100.0
+    cmmd_sample: int = 500  # stored embeddings per model x niche drawn for CMMD

@@ -2,7 +2,7 @@
 
 Two detectors, one alert lifecycle. Each returns a ``Transition`` (``firing`` / ``resolved``)
 from ``update`` exactly when the incident changes state, so the caller publishes one alert per
-transition; ``Transition.to_alert()`` is a ``QualityAlert`` record (schemas/quality_alert.avsc).
+transition; ``Transition.to_alert()`` is a ``QualityAlert`` record (contracts/quality_alert.avsc).
 
 ``CusumDriftDetector`` — per-image signals (CLIP alignment 0–100, later the composite):
 
@@ -116,7 +116,7 @@ class Transition:
         return (self.current - self.baseline) / abs(self.baseline) if self.baseline else None
 
     def to_alert(self) -> dict[str, Any]:
-        """The ``QualityAlert`` record (schemas/quality_alert.avsc) for this transition."""
+        """The ``QualityAlert`` record (contracts/quality_alert.avsc) for this transition."""
         return {
             "alert_id": self.incident_id,
             "model_id": self.model_id,

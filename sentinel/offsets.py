@@ -1,7 +1,7 @@
 """Source offsets, exact under any delivery order: what a state holds, and where a commit may go.
 
 At-least-once delivery replays records after a crash, and Faust can hand an agent a record
-*after* later ones (a re-read of one it failed to deliver; streams/faust_fixes.py). A "last
+*after* later ones (a re-read of one it failed to deliver; worker/delivery/overrides.py). A "last
 offset applied" watermark skips such a late record for good. :class:`AppliedOffsets` instead
 holds every offset below ``complete_below`` plus the set ``above`` of the ones held at or above
 it. The owner raises ``complete_below`` with :meth:`settle` to the source partition's committed
@@ -95,7 +95,7 @@ class CommitLedger:
     finished it (its outputs acknowledged, its state written). Faust decides that by counting
     acknowledgements per message, and in crash tests records were committed that an agent had
     never processed (an older generation's skipped events, a failed batch acked in a
-    ``finally``, a record acknowledged before one agent got it; streams/faust_fixes.py). The
+    ``finally``, a record acknowledged before one agent got it; worker/delivery/overrides.py). The
     ledger decides it from what each reader *says* it finished, so the commit cannot pass a
     record one of them never saw, whatever the cause.
 

@@ -13,7 +13,7 @@ embeddings of real images and kept as
   images against the whole reference (no content at all).
 
 Pure: takes features, returns statistics. Reading image files and running the extractor is
-the caller's job (``streams/references.py``).
+the caller's job (``warehouse/references.py``).
 """
 
 from __future__ import annotations

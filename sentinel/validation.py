@@ -13,16 +13,11 @@ from typing import Any, Mapping
 
 from PIL import Image, UnidentifiedImageError
 
+from contracts.errors import InvalidEvent
+
 # A few bytes of PNG header can claim gigapixels; refuse before allocating (8192^2 = 64 MP).
 MAX_PIXELS = 8192 * 8192
 MEDIA_TYPES = {"image/webp": "WEBP", "image/png": "PNG", "image/jpeg": "JPEG"}
-
-
-class InvalidEvent(ValueError):
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail
 
 
 def _ms(ts: datetime) -> float:

@@ -144,8 +144,8 @@ def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: 
 @pytest.fixture(scope="module")
 def embedded_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """Broker + worker + chDB for one test module, on free ports, stopped afterwards."""
-    from streams.config import load_settings
-    from streams.stack import EmbeddedStack
+    from config.settings import load_settings
+    from devstack.stack import EmbeddedStack
 
     data_dir: Path = tmp_path_factory.mktemp("stack")
     settings = load_settings(env={}, data_dir=data_dir, partitions=4, score_batch_wait_s=0.2,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from streams.config import Settings
+from config.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -9,9 +9,9 @@ import pytest
 
 from inference.node import InferenceNode, JobRequest
 from inference.registry import RegistryError, load_registry
-from schemas.codec import AvroCodec
+from contracts.codec import AvroCodec
 from sentinel.validation import check_job
-from streams.config import PROJECT_ROOT
+from config.settings import PROJECT_ROOT
 
 
 @pytest.fixture(scope="module")

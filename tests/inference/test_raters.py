@@ -9,7 +9,7 @@ import pytest
 
 from inference.raters import davidson_probabilities, simulate_ratings, write_ratings
 from sentinel.human import PairwiseCounts, fit_bradley_terry
-from streams.ratings import parse_ratings, read_ratings_file
+from inference.ratings import parse_ratings, read_ratings_file
 
 PLANTED = {"m-strong": 1.0, "m-mid": 0.0, "m-weak": -1.0}
 

@@ -31,7 +31,7 @@ from inference.trace import (
     write_trace,
 )
 from inference.traffic import NICHE_PROMPTS
-from schemas.codec import SCHEMA_DIR, AvroCodec
+from contracts.codec import SCHEMA_DIR, AvroCodec
 from sentinel.validation import check_job
 
 ROOT = Path(__file__).resolve().parents[2]

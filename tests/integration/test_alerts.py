@@ -17,8 +17,8 @@ import pytest
 from conftest import consume_all, make_event, publish_events, publish_raw, wait_for
 
 import sql as sql_files
-from schemas.codec import AvroCodec
-from streams.warehouse import open_reader
+from contracts.codec import AvroCodec
+from warehouse.client import open_reader
 
 pytestmark = pytest.mark.integration
 
@@ -64,8 +64,8 @@ def receiver():
 
 @pytest.fixture(scope="module")
 def alert_stack(tmp_path_factory, receiver):
-    from streams.config import load_settings
-    from streams.stack import EmbeddedStack
+    from config.settings import load_settings
+    from devstack.stack import EmbeddedStack
 
     settings = load_settings(env={}, data_dir=tmp_path_factory.mktemp("alerts"), partitions=2,
                              score_batch_wait_s=0.2, sink_batch_wait_s=0.3, app_id=f"sentinel-alerts-{os.getpid()}",
@@ -130,7 +130,7 @@ def test_planted_drop_fires_once_and_resolves(alert_stack, receiver):
     assert all("attachments" in p for p in receiver.payloads)
 
     env = {**os.environ, **alert_stack.settings.to_env()}
-    out = subprocess.run([sys.executable, "-m", "streams.cli", "alerts", "--format", "json"], env=env,
+    out = subprocess.run([sys.executable, "-m", "cli.main", "alerts", "--format", "json"], env=env,
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     listed = json.loads(out.stdout)

@@ -45,10 +45,10 @@ import pytest
 from conftest import image_bytes, make_event, wait_for
 from PIL import Image
 
-import schemas.codec as codec
-from schemas.codec import AvroCodec, content_hash
-from streams.dlq import read_dead_letters
-from streams.embedded_broker import free_port
+import contracts.codec as codec
+from contracts.codec import AvroCodec, content_hash
+from worker.dlq import read_dead_letters
+from devstack.broker import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -158,7 +158,7 @@ def tallied(stack) -> int:
 
 
 def reader(stack):
-    from streams.warehouse import open_reader
+    from warehouse.client import open_reader
 
     return open_reader(stack.settings.dsn)
 
@@ -249,7 +249,8 @@ def check_moments_exact(stack, ledger: Ledger) -> None:
 
 def check_exactly_once(stack, ledger: Ledger) -> None:
     """Everything in the ledger stored once, reported and tallied exactly; the DLQ exact."""
-    from streams import report as reports
+    from reports import report as reports
+    from warehouse.window import Window
 
     r = reader(stack)
     first = ledger.first
@@ -263,7 +264,7 @@ def check_exactly_once(stack, ledger: Ledger) -> None:
     assert {s["job_id"] for s in scored} == set(first) and all(s["n"] == 1 for s in scored)
 
     # the report (FINAL views) against numpy over the first copies
-    data = reports.benchmark(r, stack.settings.pricing(), reports.Window())
+    data = reports.benchmark(r, stack.settings.pricing(), Window())
     models = {m["model"]: m for m in data["models"]}
     per_model: dict[str, list[dict]] = defaultdict(list)
     for e in first.values():
@@ -306,8 +307,8 @@ def ledger() -> Ledger:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory):
-    from streams.config import load_settings
-    from streams.stack import EmbeddedStack
+    from config.settings import load_settings
+    from devstack.stack import EmbeddedStack
 
     settings = load_settings(env={}, data_dir=tmp_path_factory.mktemp("faults"), partitions=4, score_batch_wait_s=0.2,
                              sink_batch_wait_s=0.3, app_id=f"sentinel-faults-{os.getpid()}",
@@ -539,14 +540,14 @@ def test_secrets_never_logged_and_query_view_needs_its_token(stack, tmp_path):
     env = {**os.environ, **stack.settings.to_env(), "SENTINEL_DATA_DIR": str(tmp_path),
            "SENTINEL_CLICKHOUSE_DSN": f"http://sentinel:{password}@127.0.0.1:{free_port()}",
            "SENTINEL_WEB_PORT": str(free_port()), "HF_HUB_OFFLINE": "1", "COLUMNS": "1000"}  # no line wrapping
-    out = subprocess.run([sys.executable, "-m", "streams.cli", "worker"], env=env, capture_output=True, text=True,
+    out = subprocess.run([sys.executable, "-m", "cli.main", "worker"], env=env, capture_output=True, text=True,
                          timeout=120)
     assert out.returncode != 0
     assert "sentinel:***@127.0.0.1" in out.stdout + out.stderr  # it says which DSN failed, redacted
     assert password not in out.stdout + out.stderr
 
     # the query view answers only with the owner file's bearer token
-    from streams.warehouse import live_owner
+    from warehouse.client import live_owner
 
     owner = live_owner(stack.settings.chdb_path)
     assert owner is not None

@@ -18,10 +18,11 @@ from conftest import consume_all, make_event, publish_events, publish_raw, wait_
 from PIL import Image
 
 import sql as sql_files
-from schemas.codec import AvroCodec
+from contracts.codec import AvroCodec
 from sentinel.clip import ClipExtractor
-from streams import report as reports
-from streams.warehouse import WorkerProxyWarehouse, open_reader
+from reports import report as reports
+from warehouse.window import Window
+from warehouse.client import WorkerProxyWarehouse, open_reader
 
 N = 90
 pytestmark = pytest.mark.integration
@@ -117,7 +118,7 @@ def test_bad_records_are_dead_lettered_with_reasons(published, embedded_stack):
 def test_report_matches_numpy(published, embedded_stack):
     events, _, reader = published
     pricing = embedded_stack.settings.pricing()
-    data = reports.benchmark(reader, pricing, reports.Window())
+    data = reports.benchmark(reader, pricing, Window())
     models = {m["model"]: m for m in data["models"]}
     assert set(models) == {e["model_id"] for e in events}
     for model_id, row in models.items():
@@ -140,11 +141,11 @@ def test_report_matches_numpy(published, embedded_stack):
 
 def test_sql_cli_works_while_worker_runs(published, embedded_stack):
     env = {**os.environ, **embedded_stack.settings.to_env()}
-    out = subprocess.run([sys.executable, "-m", "streams.cli", "sql", "SELECT count() AS n FROM sentinel.jobs FINAL",
+    out = subprocess.run([sys.executable, "-m", "cli.main", "sql", "SELECT count() AS n FROM sentinel.jobs FINAL",
                           "--format", "json"], env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout) == [{"n": N}]
-    hostile = subprocess.run([sys.executable, "-m", "streams.cli", "sql", "DROP TABLE sentinel.jobs"],
+    hostile = subprocess.run([sys.executable, "-m", "cli.main", "sql", "DROP TABLE sentinel.jobs"],
                              env=env, capture_output=True, text=True, timeout=120)
     assert hostile.returncode == 1 and "readonly" in hostile.stderr.lower()
 
@@ -206,7 +207,7 @@ def test_dashboard_page_served(embedded_stack):
 
 def test_dlq_cli_lists_and_replays(published, embedded_stack):
     env = {**os.environ, **embedded_stack.settings.to_env()}
-    cli = [sys.executable, "-m", "streams.cli", "dlq"]
+    cli = [sys.executable, "-m", "cli.main", "dlq"]
     out = subprocess.run(cli + ["list", "--format", "json"], env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     listed = json.loads(out.stdout)
@@ -227,11 +228,11 @@ def test_hostile_report_parameters_are_only_data(published, embedded_stack):
     _, _, reader = published
     pricing = embedded_stack.settings.pricing()
     hostile = "x' OR '1'='1"  # bound as a parameter, it is just a scorer version nobody has
-    data = reports.benchmark(reader, pricing, reports.Window(), scorer_version=hostile)
+    data = reports.benchmark(reader, pricing, Window(), scorer_version=hostile)
     assert sum(m["jobs"] for m in data["models"]) == N
     assert all(m["clip"] is None for m in data["models"])
     env = {**os.environ, **embedded_stack.settings.to_env(), "COLUMNS": "300"}
-    out = subprocess.run([sys.executable, "-m", "streams.cli", "report", "--from", "2026-01-01'; DROP TABLE sentinel.jobs; --"],
+    out = subprocess.run([sys.executable, "-m", "cli.main", "report", "--from", "2026-01-01'; DROP TABLE sentinel.jobs; --"],
                          env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 2 and "not an ISO-8601 time" in out.stderr
     assert reader.query("SELECT count() AS n FROM sentinel.jobs FINAL").to_pylist() == [{"n": N}]
@@ -241,7 +242,7 @@ def test_hostile_report_parameters_are_only_data(published, embedded_stack):
 def test_report_cli_formats(published, embedded_stack, fmt, tmp_path):
     env = {**os.environ, **embedded_stack.settings.to_env()}
     target = tmp_path / f"report.{fmt}"
-    out = subprocess.run([sys.executable, "-m", "streams.cli", "report", "--format", fmt, "--output", str(target)],
+    out = subprocess.run([sys.executable, "-m", "cli.main", "report", "--format", fmt, "--output", str(target)],
                          env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     text = target.read_text()

@@ -26,8 +26,8 @@ BUCKET_S = 120
 
 @pytest.fixture(scope="module")
 def quality_stack(tmp_path_factory: pytest.TempPathFactory):
-    from streams.config import load_settings
-    from streams.stack import EmbeddedStack
+    from config.settings import load_settings
+    from devstack.stack import EmbeddedStack
 
     data_dir: Path = tmp_path_factory.mktemp("quality")
     settings = load_settings(env={}, data_dir=data_dir, partitions=4, score_batch_wait_s=0.2, sink_batch_wait_s=0.3,
@@ -39,7 +39,7 @@ def quality_stack(tmp_path_factory: pytest.TempPathFactory):
         for j in range(REF_IMAGES):
             _scene(1000 * k + j, hue=k).save(d / f"{j:02d}.png")
         env = {**os.environ, **settings.with_(data_dir=data_dir.resolve()).to_env()}
-        done = subprocess.run([sys.executable, "-m", "streams.cli", "reference", "build", niche, str(d)],
+        done = subprocess.run([sys.executable, "-m", "cli.main", "reference", "build", niche, str(d)],
                               env=env, capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, done.stderr
         assert f"{REF_IMAGES} images" in done.stderr
@@ -70,7 +70,7 @@ def _scene(seed: int, hue: int, size: int = 64) -> Image.Image:
 
 
 def _reader(stack: Any):
-    from streams.warehouse import open_reader
+    from warehouse.client import open_reader
 
     return open_reader(stack.settings.dsn)
 
@@ -130,7 +130,8 @@ def _reference_features(ref_dirs: dict[str, Path]) -> dict[str, np.ndarray]:
 
 
 def _report(stack: Any, **window: Any) -> dict:
-    from streams.report import Window, benchmark
+    from reports.report import benchmark
+    from warehouse.window import Window
 
     return benchmark(_reader(stack), stack.settings.pricing(), Window(**window), "", stack.settings.quality_config())
 
@@ -229,7 +230,7 @@ def test_rescore_writes_a_new_version_beside_history(quality_stack) -> None:
     stack.worker.stop()
     env = {**os.environ, **stack.settings.to_env()}
     for _ in range(2):  # a rerun replaces, never duplicates
-        done = subprocess.run([sys.executable, "-m", "streams.cli", "rescore", "--scorer-version", "v-rescored"],
+        done = subprocess.run([sys.executable, "-m", "cli.main", "rescore", "--scorer-version", "v-rescored"],
                               env=env, capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, done.stderr
         assert f"rescored {N_EVENTS} jobs as {NEW} (0 skipped)" in done.stderr.replace("\n", " ")
@@ -239,7 +240,8 @@ def test_rescore_writes_a_new_version_beside_history(quality_stack) -> None:
                           "GROUP BY scorer_version ORDER BY scorer_version").to_pylist()
     assert [(c["n"], c["jobs"]) for c in counts] == [(N_EVENTS, N_EVENTS)] * 2
     assert {c["scorer_version"] for c in counts} == {stack.settings.scorer_version, NEW}
-    from streams.report import Window, benchmark
+    from reports.report import benchmark
+    from warehouse.window import Window
 
     after = benchmark(reader, stack.settings.pricing(), Window(), NEW, stack.settings.quality_config())
     assert after["quality"]["scorer_version"] == NEW
@@ -258,8 +260,10 @@ def test_bootstrap_intervals_on_stored_jobs(quality_stack) -> None:
     latency quantile table equals numpy's percentiles of the events."""
     from scipy import stats
 
-    from streams.intervals import BootstrapConfig, group_rng, job_samples
-    from streams.report import Window, benchmark, pricing_params
+    from reports.intervals import job_samples
+    from sentinel.bootstrap import BootstrapConfig, group_rng
+    from reports.report import benchmark, pricing_params
+    from warehouse.window import Window
 
     stack, events, _ = quality_stack
     version = stack.settings.scorer_version
@@ -325,7 +329,7 @@ def test_bootstrap_intervals_on_stored_jobs(quality_stack) -> None:
 def test_cost_and_latency_breakdowns_equal_the_events(quality_stack) -> None:
     import tomllib
 
-    from streams.config import DEFAULT_PRICING
+    from config.settings import DEFAULT_PRICING
 
     stack, events, _ = quality_stack
     _wait_stored(stack)

@@ -24,10 +24,13 @@ from pathlib import Path
 import pytest
 from conftest import BASE_TIME, MODELS, consume_all, make_event, publish_events, publish_raw, wait_for
 
-from schemas.codec import AvroCodec
-from streams.ratings import RATINGS, import_ratings, pairwise_counts, rater_token
-from streams.report import Window
-from streams.warehouse import live_owner, open_reader
+from contracts.codec import AvroCodec
+from contracts.topics import RATINGS
+from inference.ratings import import_ratings
+from warehouse.ratings import pairwise_counts
+from worker.ratings import rater_token
+from warehouse.window import Window
+from warehouse.client import live_owner, open_reader
 
 pytestmark = pytest.mark.integration
 
@@ -182,7 +185,7 @@ def test_reimport_keeps_one_copy_per_rating(rated, embedded_stack):
     _, rows, path, reader = rated
     before = stored_rows_metric(embedded_stack.worker.url, "ratings")
     env = {**os.environ, **embedded_stack.settings.to_env()}
-    out = subprocess.run([sys.executable, "-m", "streams.cli", "ratings", "import", str(path)], env=env,
+    out = subprocess.run([sys.executable, "-m", "cli.main", "ratings", "import", str(path)], env=env,
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert f"published {len(rows)} ratings to {RATINGS}" in out.stderr
@@ -228,7 +231,7 @@ def test_bad_rating_records_are_dead_lettered(rated, embedded_stack):
 def test_ratings_cli_list_and_url(rated, embedded_stack):
     events, rows, _, _ = rated
     env = {**os.environ, **embedded_stack.settings.to_env()}
-    out = subprocess.run([sys.executable, "-m", "streams.cli", "ratings", "list", "--format", "json"], env=env,
+    out = subprocess.run([sys.executable, "-m", "cli.main", "ratings", "list", "--format", "json"], env=env,
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     listed = {r["rater"]: r for r in json.loads(out.stdout)}
@@ -240,7 +243,7 @@ def test_ratings_cli_list_and_url(rated, embedded_stack):
             len(mine), winners["a"], winners["b"], winners["tie"])
         assert listed[rater]["unknown_jobs"] == sum(r["job_a"] not in stored_jobs or r["job_b"] not in stored_jobs
                                                     for r in mine)
-    url = subprocess.run([sys.executable, "-m", "streams.cli", "ratings", "url", "--rater", "dana"], env=env,
+    url = subprocess.run([sys.executable, "-m", "cli.main", "ratings", "url", "--rater", "dana"], env=env,
                          capture_output=True, text=True, timeout=120)
     assert url.returncode == 0, url.stderr
     link = url.stdout.strip()

@@ -16,8 +16,9 @@ import pytest
 from conftest import wait_for
 
 import sql as sql_files
-from streams import report as reports
-from streams.warehouse import open_reader
+from reports import report as reports
+from warehouse.window import Window
+from warehouse.client import open_reader
 
 pytestmark = pytest.mark.integration
 
@@ -41,7 +42,7 @@ def replayed(embedded_stack, tmp_path_factory):
         fh.write('{"job_id": "broken-1", "model": "flux-dev"}\n')
         fh.write("this is not json\n")
     env = {**os.environ, **embedded_stack.settings.to_env()}
-    out = subprocess.run([sys.executable, "-m", "streams.cli", "replay", str(trace), "--as-recorded",
+    out = subprocess.run([sys.executable, "-m", "cli.main", "replay", str(trace), "--as-recorded",
                           "--image-size", "32", "--steps", "1"], env=env, capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stderr[-3000:]
     reader = open_reader(embedded_stack.settings.dsn)
@@ -65,7 +66,7 @@ def test_report_matches_numpy_from_the_trace_file(replayed, embedded_stack):
     for line in trace.read_text().splitlines()[:N]:
         row = json.loads(line)
         by_model[row["model"]].append(row)
-    data = reports.benchmark(reader, embedded_stack.settings.pricing(), reports.Window())
+    data = reports.benchmark(reader, embedded_stack.settings.pricing(), Window())
     models = {m["model"]: m for m in data["models"]}
     assert set(models) == set(by_model) and len(models) == 8
     for model, rows in by_model.items():
@@ -83,7 +84,7 @@ def test_live_replay_timings_add_up(embedded_stack, tmp_path):
     from inference.registry import load_registry
     from inference.replay import replay_live
     from inference.trace import generate_trace
-    from streams.config import PROJECT_ROOT
+    from config.settings import PROJECT_ROOT
 
     models = load_registry(PROJECT_ROOT / "models.toml")
     names = sorted(models)

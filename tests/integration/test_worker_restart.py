@@ -17,7 +17,7 @@ from conftest import make_event, publish_events, wait_for
 
 import sql as sql_files
 from sentinel.validation import latency_ms
-from streams.warehouse import open_reader
+from warehouse.client import open_reader
 
 pytestmark = pytest.mark.integration
 

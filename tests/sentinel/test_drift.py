@@ -243,7 +243,7 @@ def test_rebaseline_resolves_and_learns_the_new_normal() -> None:
 # -- the alert record and the config -----------------------------------------------------------
 
 def test_transition_is_a_quality_alert_and_round_trips() -> None:
-    from schemas.codec import AvroCodec
+    from contracts.codec import AvroCodec
 
     trs = feed(detector(), clip_scores(1, 3000, drops=[(1000, 2000)]))
     codec = AvroCodec("QualityAlert")

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sentinel.validation import InvalidEvent, check_job, decode_image, latency_ms
+from sentinel.validation import check_job, decode_image, latency_ms
+from contracts.errors import InvalidEvent
 
 UTC = timezone.utc
 T0 = datetime(2026, 1, 5, 9, 0, 0, 17000, tzinfo=UTC)

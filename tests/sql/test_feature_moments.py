@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from streams.moments import MomentInput, MomentStates, rows_token, window_moments
-from streams.report import Window
-from streams.warehouse import ClickHouseWarehouse, migrate
+from warehouse.moments import MomentInput, MomentStates, rows_token, window_moments
+from warehouse.window import Window
+from warehouse.client import ClickHouseWarehouse, migrate
 
 UTC = timezone.utc
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 import sql as sql_files
-from streams.rows import JOBS_SCHEMA, job_rows
-from streams.warehouse import ClickHouseWarehouse, migrate
+from warehouse.rows import JOBS_SCHEMA, job_rows
+from warehouse.client import ClickHouseWarehouse, migrate
 
 UTC = timezone.utc
 T0 = datetime(2026, 2, 3, 10, 0, 0, 250000, tzinfo=UTC)

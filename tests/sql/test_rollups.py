@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 import sql as sql_files
-from streams.rows import job_rows
-from streams.warehouse import ClickHouseWarehouse, migrate
+from warehouse.rows import job_rows
+from warehouse.client import ClickHouseWarehouse, migrate
 
 UTC = timezone.utc
 T0 = datetime(2026, 4, 1, 0, 0, tzinfo=UTC)
@@ -93,7 +93,7 @@ def test_every_grafana_panel_query_runs_and_cost_matches(store: ClickHouseWareho
     import json
 
     from sentinel.cost import Pricing
-    from streams.pricing_table import publish_pricing
+    from warehouse.pricing import publish_pricing
 
     publish_pricing(store, Pricing(FEE, OVERHEAD, dict(PRICES)))
     root = Path(sql_files.__file__).resolve().parent.parent

@@ -1,0 +1,226 @@
+"""One configuration object, loaded once (defaults < TOML file < environment), passed down.
+
+Environment variables are ``SENTINEL_<FIELD>`` in upper case (``SENTINEL_BROKER_URL``,
+``SENTINEL_CLICKHOUSE_DSN``, ``SENTINEL_DATA_DIR`` ...). A TOML file is named by
+``SENTINEL_CONFIG`` or ``--config`` and holds the same field names at top level.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping
+
+from sentinel.clip import TINY_ARCH, ClipSpec
+from sentinel.cost import Pricing
+from sentinel.drift import DriftConfig
+
+if TYPE_CHECKING:
+    from sentinel.bootstrap import BootstrapConfig
+    from sentinel.composite import QualityConfig
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_PRICING = PROJECT_ROOT / "pricing.toml"
+SCORER_CODE_VERSION = "1"
+
+
+class ConfigError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path = Path(".sentinel")
+    broker_url: str = "kafka://127.0.0.1:9092"
+    # chdb:///path (embedded, default: <data_dir>/chdb) or http(s)://user:pass@host:8123
+    clickhouse_dsn: str = ""
+    app_id: str = "sentinel"
+    partitions: int = 4
+    # Static group membership (KIP-345): a restarted worker with the same id takes its
+    # partitions back at once. Give every worker of a deployment its own id.
+    worker_id: str = "worker-1"
+    web_host: str = "127.0.0.1"
+    web_port: int = 6066
+    # scoring
+    clip_arch: str = TINY_ARCH
+    clip_checkpoint: str = ""
+    clip_seed: int = 0
+    device: str = "cpu"
+    score_batch_size: int = 32
+    score_batch_wait_s: float = 0.5
+    # sinks
+    sink_batch_size: int = 500
+    sink_batch_wait_s: float = 1.0
+    # live monitoring: event-time buckets of the live_stats table and how long they are kept
+    live_bucket_s: int = 300
+    live_retention_s: int = 2 * 86400
+    # FID feature moments: event-time bucket of the stored states (windows round to it)
+    moments_bucket_s: int = 3600
+    # composite quality score (README "Quality metrics"): component weights (sum 1), the CLIP
+    # range mapped to 0-100, and stored embeddings per model x niche sampled for CMMD
+    weight_fid: float = 0.4
+    weight_clip: float = 0.3
+    weight_human: float = 0.3
+    clip_floor: float = 0.0
+    clip_ceiling: float = 100.0
+    cmmd_sample: int = 500
+    # report confidence intervals (reports/intervals.py): percentile-bootstrap resamples (0 = none),
+    # the seed (same data + seed = same intervals) and the jobs per model / model x niche pulled
+    bootstrap_resamples: int = 1000
+    bootstrap_seed: int = 0
+    bootstrap_max_jobs: int = 5_000
+    # alerts: Slack-compatible webhook (a secret: from env/config only, never logged)
+    alert_webhook_url: str = ""
+    alert_webhook_timeout_s: float = 5.0
+    alert_webhook_attempts: int = 3
+    # drift detectors (see README "Quality-drift alerts"): baseline size, CUSUM allowance and
+    # threshold in baseline sigmas, samples an excursion needs, smallest relative drop, and
+    # quiet samples needed to resolve
+    drift_baseline_n: int = 200
+    drift_k: float = 0.5
+    drift_h: float = 15.0
+    drift_min_n: int = 20
+    drift_min_drop_rel: float = 0.05
+    drift_recovery_n: int = 300
+    # inference
+    model_registry: str = ""
+    max_image_bytes: int = 900_000
+    pricing_file: Path = DEFAULT_PRICING
+    # the worker's catalog (worker/gate.py): events naming another model or niche are
+    # dead-lettered. Built in: the model registry, the trace models and the demo/trace niches;
+    # these add comma-separated ids ("*" accepts any)
+    known_models: str = ""
+    known_niches: str = ""
+    # Avro schema directory of the worker ("" = the built-in contracts/): *.avsc + history/
+    schema_dir: str = ""
+    log_level: str = "info"
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    # -- derived -----------------------------------------------------------------------
+    @property
+    def dsn(self) -> str:
+        return self.clickhouse_dsn or f"chdb://{(self.data_dir / 'chdb').resolve()}"
+
+    @property
+    def chdb_path(self) -> Path | None:
+        if not self.dsn.startswith("chdb://"):
+            return None
+        return Path(self.dsn[len("chdb://") :])
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return ",".join(u.split("://", 1)[-1] for u in self.broker_url.split(","))
+
+    @property
+    def models_dir(self) -> Path:
+        return self.data_dir / "models"
+
+    @property
+    def faults_dir(self) -> Path:
+        """Chaos switches (fault injection, README "Guarantees"): e.g. the file
+        ``<data_dir>/faults/clickhouse_down`` makes every ClickHouse call of the worker fail."""
+        return self.data_dir / "faults"
+
+    @property
+    def clip_spec(self) -> ClipSpec:
+        return ClipSpec(
+            arch=self.clip_arch,
+            checkpoint=self.clip_checkpoint or None,
+            seed=self.clip_seed,
+            device=self.device,
+            batch_size=self.score_batch_size,
+        )
+
+    @property
+    def scorer_version(self) -> str:
+        return f"v{SCORER_CODE_VERSION}/{self.clip_spec.version}"
+
+    def drift_config(self) -> DriftConfig:
+        try:
+            return DriftConfig(baseline_n=self.drift_baseline_n, k=self.drift_k, h=self.drift_h, min_n=self.drift_min_n,
+                               min_drop_rel=self.drift_min_drop_rel, recovery_n=self.drift_recovery_n)
+        except ValueError as exc:
+            raise ConfigError(f"drift settings: {exc}") from exc
+
+    def quality_config(self) -> "QualityConfig":
+        from sentinel.composite import CompositeWeights
+        from sentinel.composite import QualityConfig
+
+        try:
+            weights = CompositeWeights(fid=self.weight_fid, clip=self.weight_clip, human=self.weight_human)
+        except ValueError as exc:
+            raise ConfigError(f"composite weights: {exc}") from exc
+        if not self.clip_ceiling > self.clip_floor:
+            raise ConfigError(f"clip_ceiling ({self.clip_ceiling}) must exceed clip_floor ({self.clip_floor})")
+        return QualityConfig(weights=weights, clip_floor=self.clip_floor, clip_ceiling=self.clip_ceiling,
+                             cmmd_sample=self.cmmd_sample)
+
+    def bootstrap_config(self) -> "BootstrapConfig":
+        from sentinel.bootstrap import BootstrapConfig
+
+        try:
+            return BootstrapConfig(resamples=self.bootstrap_resamples, seed=self.bootstrap_seed,
+                                   max_jobs=self.bootstrap_max_jobs)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from exc
+
+    def pricing(self) -> Pricing:
+        path = Path(self.pricing_file)
+        if not path.exists():
+            raise ConfigError(f"pricing file {path} does not exist")
+        with path.open("rb") as fh:
+            return Pricing.from_mapping(tomllib.load(fh))
+
+    def with_(self, **changes: Any) -> "Settings":
+        return dataclasses.replace(self, **changes)
+
+    def to_env(self) -> dict[str, str]:
+        """The environment that reproduces these settings in a child process."""
+        env = {}
+        for f in fields(self):
+            if f.name == "extra":
+                continue
+            value = getattr(self, f.name)
+            # children may run elsewhere: hand them absolute paths
+            env[f"SENTINEL_{f.name.upper()}"] = str(value.resolve() if isinstance(value, Path) else value)
+        return env
+
+
+def _coerce(name: str, raw: Any, kind: Any) -> Any:
+    try:
+        if kind in (int, "int"):
+            return int(raw)
+        if kind in (float, "float"):
+            return float(raw)
+        if kind in (Path, "Path"):
+            return Path(raw)
+        return str(raw)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"setting {name}={raw!r}: {exc}") from exc
+
+
+def load_settings(config_file: str | Path | None = None, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+    env = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    config_file = config_file or env.get("SENTINEL_CONFIG")
+    types = {f.name: f.type for f in fields(Settings)}
+    if config_file:
+        path = Path(config_file)
+        if not path.exists():
+            raise ConfigError(f"config file {path} does not exist")
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+        unknown = set(data) - set(types)
+        if unknown:
+            raise ConfigError(f"unknown settings in {path}: {sorted(unknown)}")
+        values.update(data)
+    for name in types:
+        key = f"SENTINEL_{name.upper()}"
+        if key in env and name != "extra":
+            values[name] = env[key]
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    kwargs = {name: _coerce(name, v, types[name]) for name, v in values.items() if name != "extra"}
+    return Settings(**kwargs)

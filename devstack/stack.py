@@ -1,0 +1,164 @@
+"""The embedded stack: broker + Faust worker as child processes, for `up`, `demo` and tests.
+
+Each child runs in its own process group so that stopping it reaches everything it spawned;
+``EmbeddedStack`` stops the worker before the broker, so the worker can commit on its way out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from config.settings import Settings
+from devstack.broker import EmbeddedBroker, free_port
+
+log = logging.getLogger(__name__)
+
+CHILD_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTHONUNBUFFERED": "1",
+             "TOKENIZERS_PARALLELISM": "false"}
+
+
+class StackError(RuntimeError):
+    pass
+
+
+def _get_json(url: str, timeout: float = 2.0) -> Any:
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        return json.loads(response.read())
+
+
+async def _create_topics(bootstrap: str, names: dict[str, int]) -> None:
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+    from aiokafka.errors import TopicAlreadyExistsError
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        new = [NewTopic(n, p, 1) for n, p in names.items() if n not in existing]
+        if new:
+            try:
+                await admin.create_topics(new)
+            except TopicAlreadyExistsError:
+                pass
+    finally:
+        await admin.close()
+
+
+def create_topics(settings: Settings) -> None:
+    """Create the input topics up front, so producers never auto-create them with 1 partition."""
+    from worker.app import ALERTS, JOBS_COMPLETED, JOBS_SCORED, dlq_name
+    from contracts.topics import RATINGS
+
+    asyncio.run(_create_topics(settings.bootstrap_servers, {
+        JOBS_COMPLETED: settings.partitions, JOBS_SCORED: settings.partitions, ALERTS: 1,
+        dlq_name(JOBS_COMPLETED): 1, dlq_name(JOBS_SCORED): 1, dlq_name(ALERTS): 1,
+        RATINGS: settings.partitions, dlq_name(RATINGS): 1,
+    }))
+
+
+class WorkerProcess:
+    """`sentinel worker` as a child process, ready when its partitions are assigned."""
+
+    def __init__(self, settings: Settings, log_path: Path) -> None:
+        self.settings = settings
+        self.log_path = log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.settings.web_host}:{self.settings.web_port}"
+
+    def start(self, timeout: float = 180.0) -> "WorkerProcess":
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, **self.settings.to_env(), **CHILD_ENV}
+        with self.log_path.open("ab") as log_file:
+            self.proc = subprocess.Popen([sys.executable, "-m", "cli.main", "worker"], env=env,
+                                         stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise StackError(f"worker exited with {self.proc.returncode} during start:\n{self.log_tail()}")
+            try:
+                if _get_json(f"{self.url}/sentinel/ready/").get("ready"):
+                    return self
+            except (urllib.error.URLError, ConnectionError, TimeoutError, ValueError):
+                pass
+            time.sleep(0.25)
+        self.stop()
+        raise StackError(f"worker not ready after {timeout:.0f}s:\n{self.log_tail()}")
+
+    def stats(self) -> dict[str, Any]:
+        return _get_json(f"{self.url}/sentinel/stats/")
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would: no commit, no cleanup."""
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+    def stop(self, timeout: float = 30.0) -> int | None:
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else None
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            log.warning("worker did not stop in %.0fs; killing it", timeout)
+            self.kill()
+            return self.proc.returncode
+
+    def log_tail(self, n: int = 4000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-n:]
+        except FileNotFoundError:
+            return "(no worker log)"
+
+
+class EmbeddedStack:
+    """Broker + one worker on free local ports, data under ``settings.data_dir``."""
+
+    def __init__(self, settings: Settings, *, broker_kind: str = "noida") -> None:
+        data_dir = settings.data_dir.resolve()
+        self.broker = EmbeddedBroker(broker_kind, data_dir=data_dir / "broker", log_path=data_dir / "logs" / "broker.log")
+        self.settings = settings.with_(data_dir=data_dir, broker_url=self.broker.url, web_port=free_port())
+        self.worker = WorkerProcess(self.settings, data_dir / "logs" / "worker.log")
+
+    def start(self) -> "EmbeddedStack":
+        self.broker.start()
+        try:
+            create_topics(self.settings)
+            self.worker.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def restart_worker(self, *, kill: bool = False) -> None:
+        if kill:
+            self.worker.kill()
+        else:
+            self.worker.stop()
+        self.worker = WorkerProcess(self.settings, self.worker.log_path).start()
+
+    def stop(self) -> None:
+        try:
+            self.worker.stop()
+        finally:
+            self.broker.stop()
+
+    def __enter__(self) -> "EmbeddedStack":
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()

@@ -1,0 +1,110 @@
+"""Quality columns of the benchmark: FID, CMMD, human (Bradley–Terry) and the composite.
+
+Inputs all come from the warehouse: per-bucket FID moments merged over the window
+(``sql/reports/feature_moments.sql``), a deterministic sample of stored embeddings for CMMD
+(``embedding_sample.sql``), the niche reference sets (``reference_sets.sql``) and pairwise
+ratings (``warehouse.ratings``). The math is ``sentinel``'s.
+
+Per model x niche: FID and CMMD against the niche's reference set; FID_score normalized with
+that reference's anchors. Per model: FID, FID_score and CMMD are the job-weighted means over
+the model's niches that have a reference (FID is defined per niche; a pooled FID across
+niches would mostly measure the niche mix). Human is per model (Bradley–Terry over all of
+the window's ratings) and is shown on the model's niche rows too. The composite combines the
+0–100 components with the configured weights; a missing component renormalizes the others
+and is listed in ``composite_missing``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+import sql as sql_files
+from sentinel.cmmd import cmmd
+from sentinel.composite import Anchors, QualityConfig, clip_component, combine, fid_score
+from sentinel.fid import fid
+from sentinel.human import fit_bradley_terry
+from warehouse.moments import window_moments
+from warehouse.ratings import pairwise_counts
+from warehouse.references import extractor_id, load_references
+
+
+def resolve_version(reader: Any, requested: str) -> str | None:
+    """The scorer version whose FID moments to use: the one asked for, else the newest."""
+    if requested:
+        return requested
+    rows = reader.query(sql_files.report("moment_versions")).to_pylist()
+    return rows[0]["scorer_version"] if rows else None
+
+
+def _weighted(rows: list[dict[str, Any]], key: str) -> float | None:
+    pairs = [(r["jobs"], r[key]) for r in rows if r.get(key) is not None and math.isfinite(r[key])]
+    total = sum(w for w, _ in pairs)
+    return sum(w * v for w, v in pairs) / total if total else None
+
+
+def _human(reader: Any, window: Any) -> tuple[dict[str, Any], dict[str, float]]:
+    counts, info = pairwise_counts(reader, window)
+    if counts.total == 0 or len(counts.models) < 2:
+        return {**info, "fit": None}, {}
+    bt = fit_bradley_terry(counts)
+    pairs = [{"model_a": a, "model_b": b, "a_wins": wa, "b_wins": wb, "ties": t}
+             for (a, b), (wa, wb, t) in sorted(counts.unordered().items())]
+    return {**info, "fit": bt.to_dict(), "pairs": pairs}, dict(bt.score)
+
+
+def add_quality(reader: Any, window: Any, models: list[dict[str, Any]], niches: list[dict[str, Any]],
+                scorer_version: str, config: QualityConfig = QualityConfig()) -> dict[str, Any]:
+    """Add fid/fid_score/cmmd/human/composite keys to the report rows (in place); return the
+    report's quality section (version, references and anchors, weights, human fit)."""
+    params = window.params()
+    version = resolve_version(reader, scorer_version)
+    extractor = extractor_id(version) if version else None
+    refs = load_references(reader, extractor) if extractor else {}
+    moments = window_moments(reader, version, params) if version else {}
+    samples: dict[tuple[str, str], list] = {}
+    if version and refs:
+        table = reader.query(sql_files.report("embedding_sample"),
+                             {**params, "scorer_version": version, "per_group": config.cmmd_sample})
+        for row in table.to_pylist():
+            samples.setdefault((row["model"], row["niche"]), []).append(row["embedding"])
+    human_info, human = _human(reader, window)
+
+    for row in niches:
+        key = (row["model"], row["niche"])
+        ref, m = refs.get(row["niche"]), moments.get(key)
+        row["fid"] = fid(m, ref.moments) if ref is not None and m is not None and m.n >= 2 else None
+        row["fid_score"] = None if row["fid"] is None else fid_score(row["fid"], ref.anchors)  # type: ignore[union-attr]
+        emb = samples.get(key)
+        row["cmmd"] = (cmmd(np.asarray(emb, np.float64), ref.embeddings.astype(np.float64))
+                       if ref is not None and emb is not None and len(emb) >= 2 and len(ref.embeddings) >= 2 else None)
+        row["fid_images"] = m.n if m is not None else 0
+    by_model: dict[str, list[dict[str, Any]]] = {}
+    for row in niches:
+        by_model.setdefault(row["model"], []).append(row)
+    for row in models:
+        rows = by_model.get(row["model"], [])
+        row["fid"] = _weighted(rows, "fid")
+        row["fid_score"] = _weighted(rows, "fid_score")
+        row["cmmd"] = _weighted(rows, "cmmd")
+        row["fid_images"] = sum(r["fid_images"] for r in rows)
+    clip_anchor = Anchors(fid_best=0.0, fid_worst=1.0, clip_floor=config.clip_floor, clip_ceiling=config.clip_ceiling)
+    for row in models + niches:
+        row["human"] = human.get(row["model"])
+        clip = row.get("clip")
+        result = combine({"fid": row["fid_score"],
+                          "clip": None if clip is None else clip_component(clip, clip_anchor),
+                          "human": row["human"]}, config.weights)
+        row["composite"] = result.composite
+        row["composite_missing"] = list(result.missing)
+    return {
+        "scorer_version": version,
+        "extractor": extractor,
+        "weights": config.weights.as_dict(),
+        "clip_range": {"floor": config.clip_floor, "ceiling": config.clip_ceiling},
+        "references": {niche: {"n": r.n, "fid_best": r.fid_best, "fid_worst": r.fid_worst}
+                       for niche, r in sorted(refs.items())},
+        "human": human_info,
+    }

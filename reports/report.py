@@ -1,0 +1,330 @@
+"""The benchmark report: parameterized queries over the event log, rendered for people.
+
+Point estimates come from ``sql/reports/benchmark.sql`` (quality columns: ``reports.quality``);
+their 95% bootstrap intervals from per-job rows of ``bootstrap_jobs.sql`` (``reports.intervals``);
+the latency CDF chart from ``latency_cdf.sql``. This module checks the pricing table against the
+traffic, runs the queries and renders a terminal table, JSON, CSV, Markdown or a self-contained
+HTML page (inline SVG charts from ``reports.charts``, no scripts or external assets).
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from typing import Any
+
+import sql as sql_files
+from sentinel.composite import Anchors
+from sentinel.cost import Pricing
+from reports import charts
+from reports.intervals import add_intervals
+from sentinel.bootstrap import CI_KEYS, BootstrapConfig
+from reports.quality import QualityConfig, add_quality
+from warehouse.client import Warehouse
+from warehouse.window import Window
+
+
+COLUMNS = [  # key, header, format
+    ("model", "Model", "{}"),
+    ("provider", "Provider", "{}"),
+    ("jobs", "Jobs", "{:,}"),
+    ("fid", "FID", "{:.3f}"),
+    ("cmmd", "CMMD", "{:.3f}"),
+    ("clip", "CLIP (0-100)", "{:.2f}"),
+    ("human", "Human (0-100)", "{:.1f}"),
+    ("composite", "Composite", "{:.1f}"),
+    ("p50_latency_ms", "p50 latency (ms)", "{:,.0f}"),
+    ("p95_latency_ms", "p95 latency (ms)", "{:,.0f}"),
+    ("cost_per_image_usd", "Cost / image (USD)", "{:.6f}"),
+]
+
+
+def pricing_params(pricing: Pricing) -> dict[str, Any]:
+    types = sorted(pricing.gpu_usd_per_hour)
+    return {
+        "gpu_types": types,
+        "gpu_prices": [pricing.gpu_usd_per_hour[t] for t in types],
+        "overhead": pricing.orchestration_overhead,
+        "platform_fee": pricing.platform_fee_usd_per_image,
+    }
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
+
+
+def benchmark(reader: Warehouse, pricing: Pricing, window: Window = Window(), scorer_version: str = "",
+              quality: QualityConfig = QualityConfig(),
+              bootstrap: BootstrapConfig = BootstrapConfig()) -> dict[str, Any]:
+    """The report as plain data (the JSON format's shape): per model and per model x niche the
+    point estimates, their bootstrap intervals (``reports.intervals``) and, per model, the
+    latency distribution (101 exact quantiles) behind the HTML's CDF chart."""
+    gpu_types = reader.query(sql_files.report("gpu_types"), window.params()).column("gpu_type").to_pylist()
+    pricing.require_gpu_types(gpu_types)
+    params = {**window.params(), **pricing_params(pricing), "scorer_version": scorer_version}
+    table = reader.query(sql_files.report("benchmark"), params)
+    rows = [{k: _clean(v) for k, v in row.items()} for row in table.to_pylist()]
+    models = [{k: v for k, v in r.items() if k != "niche"} for r in rows if r["niche"] == "*"]
+    niches = [r for r in rows if r["niche"] != "*"]
+    section = add_quality(reader, window, models, niches, scorer_version, quality)
+    clip_anchor = Anchors(fid_best=0.0, fid_worst=1.0, clip_floor=quality.clip_floor, clip_ceiling=quality.clip_ceiling)
+    intervals = add_intervals(reader, params, models, niches, section, quality.weights, clip_anchor, bootstrap)
+    cdf = reader.query(sql_files.report("latency_cdf"), window.params()).to_pylist()
+    cost_parts = reader.query(sql_files.report("cost_breakdown"), {**window.params(), **pricing_params(pricing)})
+    latency_parts = reader.query(sql_files.report("latency_breakdown"), window.params())
+    return {
+        "window": {"from": window.start.isoformat(), "to": window.end.isoformat(),
+                   "all_time": window == Window()},
+        "scorer_version": scorer_version or "latest per job",
+        "quality": section,
+        "weights": section["weights"],
+        "pricing": {
+            "platform_fee_usd_per_image": pricing.platform_fee_usd_per_image,
+            "orchestration_overhead": pricing.orchestration_overhead,
+            "gpu_usd_per_hour": dict(pricing.gpu_usd_per_hour),
+        },
+        "intervals": intervals,
+        "models": models,
+        "niches": niches,
+        "cost_breakdown": [{k: _clean(v) for k, v in r.items()} for r in cost_parts.to_pylist()],
+        "latency_breakdown": [{k: _clean(v) for k, v in r.items()} for r in latency_parts.to_pylist()],
+        "latency_quantiles": {"levels": [i / 100 for i in range(101)],
+                              "models": {r["model"]: r["latency_ms"] for r in cdf}},
+    }
+
+
+def quality_notes(report: dict[str, Any]) -> list[str]:
+    """How the quality columns were computed: weights, anchors, references, human ratings."""
+    q = report.get("quality") or {}
+    w = q.get("weights", {})
+    lines = [f"Composite = {w.get('fid', 0):.2f}·FID_score + {w.get('clip', 0):.2f}·CLIP_score + "
+             f"{w.get('human', 0):.2f}·Human (each 0-100; a missing component renormalizes the others). "
+             f"CLIP_score maps CLIP {q.get('clip_range', {}).get('floor', 0):g}..{q.get('clip_range', {}).get('ceiling', 100):g} "
+             f"to 0..100. FID/CMMD scorer version: {q.get('scorer_version') or 'none (no feature moments yet)'}."]
+    refs = q.get("references") or {}
+    if refs:
+        lines.append("FID anchors (FID_score 100 at fid_best = reference half vs half, 0 at fid_worst = noise vs "
+                     "reference): " + "; ".join(f"{n}: n={r['n']}, best {r['fid_best']:.4g}, worst {r['fid_worst']:.4g}"
+                                                for n, r in refs.items()))
+    else:
+        lines.append("No reference sets for this extractor: FID, CMMD and FID_score are empty "
+                     "(build them with `sentinel reference build NICHE DIR`).")
+    h = q.get("human") or {}
+    if h.get("fit"):
+        label = " — SIMULATED raters (demo), not human judgments" if h.get("simulated") else ""
+        lines.append(f"Human: Bradley–Terry (Davidson ties) over {h.get('ratings', 0):,} pairwise ratings from "
+                     f"{h.get('raters', 0)} raters{label}; 0-100 = expected score vs the average model, "
+                     f"{h['fit']['level']:.0%} intervals in JSON.")
+    else:
+        lines.append("Human: no pairwise ratings in this window (composite renormalized without it).")
+    lines.append(interval_note(report))
+    return lines
+
+
+def interval_note(report: dict[str, Any]) -> str:
+    """What the [lo, hi] next to composite, cost and p95 are."""
+    iv = report.get("intervals") or {}
+    if not iv.get("enabled"):
+        return "No confidence intervals (bootstrap_resamples = 0)."
+    return (f"[lo, hi] = {iv['level']:.0%} percentile-bootstrap intervals, {iv['resamples']:,} resamples, seed "
+            f"{iv['seed']}: jobs resampled with replacement per row (at most {iv['max_jobs_per_group']:,} jobs per "
+            "row, a fixed hash sample; ci_jobs in JSON) for cost, p95 latency and CLIP. The composite's interval "
+            "covers CLIP (by job) and Human (its Bradley–Terry log-strength drawn from N(theta, se)); FID is "
+            "held at its point estimate, so it is conditional on FID.")
+
+
+def _window_text(report: dict[str, Any]) -> str:
+    w = report["window"]
+    return "all traffic" if w.get("all_time") else f"{w['from']} → {w['to']} (end exclusive)"
+
+
+def _fmt(fmt: str, value: Any) -> str:
+    return "–" if value is None else fmt.format(value)
+
+
+def _ci_text(fmt: str, row: dict[str, Any], key: str) -> str:
+    """'[lo, hi]' of the row's interval for ``key`` in the column's format, '' when none."""
+    ci = row.get(CI_KEYS[key]) if key in CI_KEYS else None
+    return "" if not ci or row.get(key) is None else f"[{fmt.format(ci[0])}, {fmt.format(ci[1])}]"
+
+
+def _fmt_ci(fmt: str, row: dict[str, Any], key: str) -> str:
+    """The value and, where the row has one, its interval: '21.7 [20.1, 23.0]'."""
+    ci = _ci_text(fmt, row, key)
+    return _fmt(fmt, row.get(key)) + (f" {ci}" if ci else "")
+
+
+TERMINAL_COLUMNS = [  # narrow enough for an 80-column terminal; JSON/HTML/Markdown carry all columns
+    ("model", "Model", "{}"),
+    ("jobs", "Jobs", "{:,}"),
+    ("fid", "FID", "{:.4f}"),
+    ("clip", "CLIP", "{:.1f}"),
+    ("human", "Human", "{:.1f}"),
+    ("composite", "Comp.", "{:.1f}"),
+    ("p95_latency_ms", "p95 ms", "{:,.0f}"),
+    ("cost_per_image_usd", "$/image", "{:.5f}"),
+]
+
+
+def render_terminal(report: dict[str, Any], console: Any = None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console or Console()
+    for title, rows, cols in (
+            ("Sentinel Stream benchmark — per model", report["models"], TERMINAL_COLUMNS),
+            ("per model x niche (Human is per model)", report["niches"],
+             TERMINAL_COLUMNS[:1] + [("niche", "Niche", "{}")]
+             + [c for c in TERMINAL_COLUMNS[2:] if c[0] != "human"])):
+        table = Table(title=title, title_justify="left")
+        for key, header, _ in cols:
+            table.add_column(header, justify="left" if key in ("model", "niche") else "right",
+                             no_wrap=True)
+        for row in rows:
+            table.add_row(*[_fmt(fmt, row.get(key)) for key, _, fmt in cols])
+        console.print(table)
+    for line in quality_notes(report):
+        console.print(line, highlight=False)
+    p = report["pricing"]
+    console.print(f"window {_window_text(report)}; scorer {report['scorer_version']}; "
+                  f"pricing: fee {p['platform_fee_usd_per_image']}/image, overhead {p['orchestration_overhead']:.0%}, "
+                  f"GPU $/h {p['gpu_usd_per_hour']}")
+
+
+COST_COLUMNS = [
+    ("model", "Model", "{}"),
+    ("gpu_seconds_per_image", "GPU-s / image", "{:.3f}"),
+    ("gpu_compute_usd", "GPU compute (USD)", "{:.6f}"),
+    ("orchestration_usd", "Orchestration (USD)", "{:.6f}"),
+    ("platform_fee_usd", "Platform fee (USD)", "{:.6f}"),
+    ("api_price_usd", "API price (USD)", "{:.6f}"),
+    ("cost_per_image_usd", "Cost / image (USD)", "{:.6f}"),
+]
+LATENCY_COLUMNS = [
+    ("model", "Model", "{}"),
+    ("cold_start_rate", "Cold starts", "{:.1%}"),
+    ("e2e_p95_ms", "End to end p95", "{:,.0f}"),
+    ("queue_p95_ms", "Queue p95", "{:,.0f}"),
+    ("cold_start_p95_ms", "Cold start p95", "{:,.0f}"),
+    ("inference_p95_ms", "Inference p95", "{:,.0f}"),
+    ("encode_p95_ms", "Encode p95", "{:,.0f}"),
+    ("delivery_p95_ms", "Delivery p95", "{:,.0f}"),
+]
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    def table(rows: list[dict[str, Any]], columns: list[tuple[str, str, str]]) -> list[str]:
+        lines = ["| " + " | ".join(h for _, h, _ in columns) + " |",
+                 "|" + "|".join("---" if i < 2 else "---:" for i in range(len(columns))) + "|"]
+        lines += ["| " + " | ".join(_fmt_ci(fmt, r, k) for k, _, fmt in columns) + " |" for r in rows]
+        return lines
+
+    p = report["pricing"]
+    niche_cols = COLUMNS[:1] + [("niche", "Niche", "{}")] + COLUMNS[2:]
+    out = ["# Sentinel Stream benchmark", "",
+           f"Window {_window_text(report)}; scorer {report['scorer_version']}. Pricing: platform fee "
+           f"${p['platform_fee_usd_per_image']}/image, orchestration overhead {p['orchestration_overhead']:.0%}, "
+           f"GPU $/hour {p['gpu_usd_per_hour']}. Latency is requested → delivered, cold starts included.", "",
+           "## Per model", "", *table(report["models"], COLUMNS), "",
+           "## Per model and niche", "", *table(report["niches"], niche_cols), "",
+           "## Cost per image, by part", "", *table(report.get("cost_breakdown", []), COST_COLUMNS), "",
+           "## Latency by part (ms, exact quantiles)", "", *table(report.get("latency_breakdown", []), LATENCY_COLUMNS), "",
+           "## How quality is computed", "", *[f"- {line}" for line in quality_notes(report)], ""]
+    return "\n".join(out)
+
+
+def csv_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """One flat row per model (niche "*") and per model x niche, for CSV."""
+    def flat(row: dict[str, Any]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for k, v in row.items():
+            if k.endswith("_ci"):  # [lo, hi] -> two columns
+                out[f"{k}_lo"], out[f"{k}_hi"] = v if v else (None, None)
+            else:
+                out[k] = ";".join(v) if isinstance(v, list) else v
+        return out
+
+    return [flat({"niche": "*", **r}) for r in report["models"]] + [flat(r) for r in report["niches"]]
+
+
+def _bar_chart(title: str, rows: list[dict[str, Any]], key: str, fmt: str) -> str:
+    values = [(r["model"], r.get(key)) for r in rows if r.get(key) is not None]
+    if not values:
+        return ""
+    top = max(v for _, v in values) or 1.0
+    bar_h, gap, label_w, width = 22, 8, 160, 640
+    height = len(values) * (bar_h + gap) + 30
+    parts = [f'<svg role="img" aria-label="{html.escape(title)}" width="{width}" height="{height}" '
+             f'viewBox="0 0 {width} {height}" xmlns="http://www.w3.org/2000/svg">',
+             f'<text x="0" y="16" font-weight="bold">{html.escape(title)}</text>']
+    for i, (name, value) in enumerate(values):
+        y = 26 + i * (bar_h + gap)
+        w = max(1.0, (width - label_w - 110) * value / top)
+        parts.append(f'<text x="0" y="{y + 16}">{html.escape(name)}</text>'
+                     f'<rect x="{label_w}" y="{y}" width="{w:.1f}" height="{bar_h}" fill="#3b6ea5"/>'
+                     f'<text x="{label_w + w + 6:.1f}" y="{y + 16}">{html.escape(fmt.format(value))}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def render_html(report: dict[str, Any]) -> str:
+    def cell(row: dict[str, Any], key: str, fmt: str) -> str:
+        ci = _ci_text(fmt, row, key)
+        return (html.escape(_fmt(fmt, row.get(key)))
+                + (f'<span class="ci"> {html.escape(ci)}</span>' if ci else ""))
+
+    def table(rows: list[dict[str, Any]], columns: list[tuple[str, str, str]]) -> str:
+        head = "".join(f"<th>{html.escape(h)}</th>" for _, h, _ in columns)
+        body = "".join("<tr>" + "".join(f"<td>{cell(r, k, fmt)}</td>" for k, _, fmt in columns) + "</tr>"
+                       for r in rows)
+        return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+    niche_cols = COLUMNS[:1] + [("niche", "Niche", "{}")] + COLUMNS[2:]
+    p = report["pricing"]
+    colors = charts.model_colors([r["model"] for r in report["models"]])
+    iv = report.get("intervals") or {}
+    ci_note = (f"Values in brackets: {iv['level']:.0%} bootstrap confidence intervals (see the notes below)."
+               if iv.get("enabled") else "")
+    top_charts = "".join([
+        charts.pareto_scatter(report["models"], colors),
+        charts.grouped_bars(report["niches"], "composite", colors, "Composite by niche", "composite (0-100)"),
+        charts.latency_cdf(report.get("latency_quantiles") or {}, colors),
+    ])
+    bars = "".join([
+        _bar_chart("p95 end-to-end latency (ms)", report["models"], "p95_latency_ms", "{:,.0f} ms"),
+        _bar_chart("CLIP prompt alignment (0-100)", report["models"], "clip", "{:.2f}"),
+    ])
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Sentinel Stream benchmark</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2rem; color: #1d2430; }}
+table {{ border-collapse: collapse; margin: 1rem 0 2rem; }}
+th, td {{ padding: .35rem .8rem; border-bottom: 1px solid #d5dae1; text-align: right; vertical-align: top; }}
+th:first-child, td:first-child, th:nth-child(2), td:nth-child(2) {{ text-align: left; }}
+th {{ background: #eef2f7; }}
+td .ci {{ display: block; color: #5b6675; font-size: .8rem; white-space: nowrap; }}
+svg {{ display: block; margin: 1.5rem 0; font-size: 13px; font-family: system-ui, sans-serif; }}
+.note {{ color: #5b6675; font-size: .9rem; }}
+</style></head><body>
+<h1>Sentinel Stream benchmark</h1>
+<p class="note">Window {_window_text(report)};
+scorer {html.escape(report['scorer_version'])}. Pricing: platform fee ${p['platform_fee_usd_per_image']}/image,
+orchestration overhead {p['orchestration_overhead']:.0%}, GPU $/hour {html.escape(str(p['gpu_usd_per_hour']))}.
+Latency is requested → delivered, cold starts included; quantiles are exact. {html.escape(ci_note)}</p>
+<h2>Per model</h2>
+{table(report['models'], COLUMNS)}
+<h2>Charts</h2>
+{top_charts}
+{bars}
+<h2>Per model and niche</h2>
+{table(report['niches'], niche_cols)}
+<h2>Cost per image, by part</h2>
+{table(report.get('cost_breakdown', []), COST_COLUMNS)}
+<h2>Latency by part (ms, exact quantiles)</h2>
+{table(report.get('latency_breakdown', []), LATENCY_COLUMNS)}
+<h2>How quality is computed</h2>
+<ul class="note">{"".join(f"<li>{html.escape(line)}</li>" for line in quality_notes(report))}</ul>
+</body></html>
+"""

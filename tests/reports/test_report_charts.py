@@ -1,0 +1,134 @@
+"""HTML report charts and interval columns (reports/charts.py, reports/report.py), pure: no stack."""
+
+from __future__ import annotations
+
+import itertools
+import random
+import re
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from reports.charts import log_ticks, nice_ticks, pareto_frontier
+from reports.report import csv_rows, render_html, render_markdown
+
+
+def _brute_force(points: list[tuple[str, float, float]]) -> set[str]:
+    def dominates(a, b) -> bool:
+        return a[2] >= b[2] and a[1] <= b[1] and (a[2] > b[2] or a[1] < b[1])
+
+    return {p[0] for p in points if not any(dominates(q, p) for q in points if q is not p)}
+
+
+def test_pareto_frontier_equals_brute_force() -> None:
+    rng = random.Random(0)
+    for trial in range(2000):
+        n = rng.randint(1, 9)
+        grid = rng.choice([3, 5, 1000])  # small grids force ties in cost, quality or both
+        points = [(f"m{i}", rng.randint(1, grid) / 100, float(rng.randint(0, grid))) for i in range(n)]
+        got = pareto_frontier(points)
+        assert set(got) == _brute_force(points), points
+        costs = [dict((p[0], p[1]) for p in points)[m] for m in got]
+        assert costs == sorted(costs), "cheapest first"
+
+
+def test_pareto_frontier_examples() -> None:
+    assert pareto_frontier([("cheap", 0.002, 18.0), ("dear", 0.04, 22.0), ("worse", 0.002, 15.0)]) == ["cheap", "dear"]
+    assert pareto_frontier([("a", 1.0, 5.0), ("b", 2.0, 5.0)]) == ["a"]  # same quality, dearer: dominated
+    assert pareto_frontier([("a", 1.0, 5.0), ("b", 1.0, 5.0)]) == ["a", "b"]  # equal points both stay
+    assert pareto_frontier([("a", float("nan"), 5.0)]) == []
+
+
+def test_ticks_cover_the_range() -> None:
+    for lo, hi in itertools.product([0.0, 3.3, 12.0], [17.0, 99.0, 1234.0]):
+        t = nice_ticks(lo, hi)
+        assert t[0] <= lo and t[-1] >= hi and len(t) >= 3
+    assert log_ticks(0.0015, 0.05) == [0.002, 0.005, 0.01, 0.02, 0.05]
+
+
+def _row(model: str, niche: str | None, composite: float, cost: float, p95: float) -> dict:
+    row = {"model": model, "provider": "api" if model == "api-x" else "self_hosted", "jobs": 30, "fid": 0.1,
+           "cmmd": 0.5, "clip": 20.0, "human": 50.0, "composite": composite, "p50_latency_ms": p95 / 3,
+           "p95_latency_ms": p95, "cost_per_image_usd": cost, "composite_missing": [],
+           "composite_ci": [composite - 1.04, composite + 1.26], "cost_per_image_usd_ci": [cost * 0.9, cost * 1.1],
+           "p95_latency_ms_ci": [p95 * 0.8, p95 * 1.3], "clip_ci": [19.0, 21.0], "ci_jobs": 30}
+    if niche is not None:
+        row["niche"] = niche
+    return row
+
+
+def _report() -> dict:
+    models = [_row("api-x", None, 21.74, 0.042, 2386.0), _row("flux<&>", None, 18.44, 0.002005, 759.0),
+              _row("sd", None, 15.09, 0.002008, 2993.0)]
+    niches = [_row(m["model"], n, m["composite"] + k, m["cost_per_image_usd"], m["p95_latency_ms"])
+              for m in models for k, n in enumerate(["headshot", "product"])]
+    levels = [i / 100 for i in range(101)]
+    return {
+        "window": {"from": "1970-01-01T00:00:00+00:00", "to": "2200-01-01T00:00:00+00:00", "all_time": True},
+        "scorer_version": "latest per job",
+        "quality": {"weights": {"fid": 0.4, "clip": 0.3, "human": 0.3}, "clip_range": {"floor": 0, "ceiling": 100},
+                    "references": {}, "human": {}},
+        "weights": {"fid": 0.4, "clip": 0.3, "human": 0.3},
+        "pricing": {"platform_fee_usd_per_image": 0.002, "orchestration_overhead": 0.15, "gpu_usd_per_hour": {"L4": 0.8}},
+        "intervals": {"method": "percentile bootstrap", "level": 0.95, "resamples": 1000, "seed": 0,
+                      "max_jobs_per_group": 10000, "enabled": True},
+        "models": models,
+        "niches": niches,
+        "latency_quantiles": {"levels": levels,
+                              "models": {m["model"]: [40.0 * (1 + 100 * p**3) * (k + 1) for p in levels]
+                                         for k, m in enumerate(models)}},
+    }
+
+
+def test_html_has_the_three_charts_and_interval_columns() -> None:
+    page = render_html(_report())
+    svgs = re.findall(r"<svg .*?</svg>", page, flags=re.S)
+    labels = [ET.fromstring(s).get("aria-label") for s in svgs]  # each chart is well-formed XML
+    assert "Quality vs cost per image, with the Pareto frontier" in labels
+    assert "End-to-end latency, empirical CDF per model" in labels
+    assert "Composite by niche" in labels
+    ns = "{http://www.w3.org/2000/svg}"
+    scatter = ET.fromstring(svgs[labels.index("Quality vs cost per image, with the Pareto frontier")])
+    assert len(scatter.findall(f"{ns}circle")) == 3
+    frontier = scatter.find(f"{ns}polyline")
+    assert frontier is not None and len(frontier.get("points").split()) == 2  # api-x and flux<&>; sd dominated
+    names = {t.text for t in scatter.findall(f"{ns}text")}
+    assert {"api-x", "flux<&>", "sd"} <= names
+    assert "cost per image (USD, log scale)" in names  # 0.002 .. 0.042 spreads over 10x
+    cdf = ET.fromstring(svgs[labels.index("End-to-end latency, empirical CDF per model")])
+    assert len(cdf.findall(f"{ns}polyline")) == 3
+    assert all(len(p.get("points").split()) == 101 for p in cdf.findall(f"{ns}polyline"))
+    bars = ET.fromstring(svgs[labels.index("Composite by niche")])
+    assert len(bars.findall(f"{ns}rect")) == 6 + 3  # bars + legend swatches
+    # interval columns: value then [lo, hi] in the column's format
+    assert '21.7<span class="ci"> [20.7, 23.0]</span>' in page
+    assert '2,386<span class="ci"> [1,909, 3,102]</span>' in page
+    assert '0.042000<span class="ci"> [0.037800, 0.046200]</span>' in page
+    assert "flux&lt;&amp;&gt;" in page and "flux<&>" not in page
+    # self-contained: no scripts, no external assets
+    assert "<script" not in page.lower()
+    assert not re.search(r"(src|href)=", page)
+
+
+def test_markdown_and_csv_carry_the_intervals() -> None:
+    report = _report()
+    md = render_markdown(report)
+    assert "| 21.7 [20.7, 23.0] |" in md and "95% percentile-bootstrap intervals" in md
+    rows = csv_rows(report)
+    assert rows[0]["composite_ci_lo"] == pytest.approx(21.74 - 1.04)
+    assert rows[0]["p95_latency_ms_ci_hi"] == pytest.approx(2386.0 * 1.3)
+    assert "composite_ci" not in rows[0]
+    assert {frozenset(r) for r in rows} == {frozenset(rows[0])}, "every CSV row has the same columns"
+
+
+def test_html_without_intervals_or_quality() -> None:
+    report = _report()
+    report["intervals"] = {"enabled": False}
+    for row in report["models"] + report["niches"]:
+        for key in ("composite_ci", "cost_per_image_usd_ci", "p95_latency_ms_ci", "clip_ci"):
+            row[key] = None
+        row["composite"] = None
+    page = render_html(report)
+    assert '<span class="ci">' not in page
+    assert "Composite by niche" not in page and "Pareto" not in page  # nothing to plot
+    assert "End-to-end latency, empirical CDF per model" in page

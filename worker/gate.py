@@ -1,0 +1,284 @@
+"""The worker's gate for JobCompleted events: one verdict per source offset, shared by agents.
+
+The score, archive and tally agents each consume ``jobs.completed`` at their own pace, and all
+three must keep exactly the same set of jobs. Past decoding and the field checks (``triage``
+in worker/app.py, which also asks the :class:`Catalog` about model and niche), the gate
+decides once per ``(partition, offset)``:
+
+* ``ok``         the first copy of this job id: scored, stored and tallied;
+* ``bad``        the image (or reference image) does not decode: dead-lettered;
+* ``duplicate``  a re-published job (a job id already seen, same content): skipped by every
+                 agent, counted in ``sentinel_duplicates_skipped_total``;
+* ``conflict``   a job id already seen with *other* content: dead-lettered as
+                 ``duplicate_job_id_conflict``; the first copy stays.
+
+"Seen" means: an earlier offset this process judged ``ok`` (kept in memory), or a copy stored
+in ``sentinel.jobs`` (looked up in one batched query per verdict batch, for ids not in
+memory). ``jobs.completed`` is keyed by job id, so every copy of a job is in one partition, in
+order, and the first agent to reach an offset has already judged every earlier offset of that
+partition: verdicts are registered in log order. A re-delivered first copy (after a crash,
+same partition and offset as the stored row) is recognised as itself, never as a duplicate.
+
+Faust does not always deliver in log order: around restarts it passes records over and the
+worker re-reads them after later ones (worker/delivery/overrides.py). Judged out of order, a job's
+later copy became its "first" and the real first copy was dead-lettered as the conflict (seen
+in a SIGKILL run). So once the worker tells the gate where each partition is read from
+(:meth:`Gate.restart`, at every seek to the committed offsets), the gate judges each partition
+strictly in log order: an item past an offset not judged yet is *deferred* (verdict ``None``);
+the agent leaves it unfinished, and it is judged when the partition is read again from the
+missing offset.
+
+Verdicts are computed in one dedicated thread (image decoding and ClickHouse lookups never run
+on the event loop, and two agents never judge concurrently); an unavailable ClickHouse makes
+:meth:`Gate.screen` back off and retry instead of guessing. Both memories are bounded: the
+verdict cache only has to span the distance between the fastest and the slowest agent (Faust's
+per-stream buffers, a few thousand events), the job memory the distance between judging an
+offset and the archive storing it; both bounds are far larger.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import tomllib
+from collections import OrderedDict
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+from contracts.codec import content_hash
+from sentinel.validation import decode_image
+from contracts.errors import InvalidEvent
+
+log = logging.getLogger(__name__)
+
+OK = "ok"
+BAD = "bad"
+DUPLICATE = "duplicate"
+CONFLICT = "conflict"
+CONFLICT_REASON = "duplicate_job_id_conflict"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    kind: str
+    reason: str = ""
+    detail: str = ""
+
+
+OK_VERDICT = Verdict(OK)
+
+
+@dataclass(frozen=True)
+class StoredCopy:
+    partition: int
+    offset: int
+    content_hash: str
+
+
+# -- catalog: which models and niches the worker accepts ----------------------------------
+
+def registry_model_ids(path: Path) -> set[str]:
+    """Model ids of a model registry file (models.toml); the nodes validate the entries."""
+    if not path.exists():
+        raise FileNotFoundError(f"model registry {path} does not exist")
+    with path.open("rb") as fh:
+        return set(tomllib.load(fh).get("models", {}))
+
+
+def _ids(text: str) -> set[str]:
+    return {part.strip() for part in text.split(",") if part.strip()}
+
+
+class Catalog:
+    """Known model ids and niches; ``None`` for either accepts anything."""
+
+    def __init__(self, models: Iterable[str] | None, niches: Iterable[str] | None) -> None:
+        self.models = None if models is None else frozenset(models)
+        self.niches = None if niches is None else frozenset(niches)
+
+    def check(self, event: Mapping[str, Any]) -> None:
+        if self.models is not None and event["model_id"] not in self.models:
+            raise InvalidEvent("unknown_model", f"model {event['model_id']!r} is not in the catalog "
+                                                "(model registry, trace models, SENTINEL_KNOWN_MODELS)")
+        if self.niches is not None and event["niche"] not in self.niches:
+            raise InvalidEvent("unknown_niche", f"niche {event['niche']!r} is not in the catalog "
+                                                "(demo and trace niches, SENTINEL_KNOWN_NICHES)")
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> "Catalog":
+        """Registry models + the shipped trace models + ``known_models``; demo and trace niches +
+        ``known_niches``. ``*`` in either setting turns that check off."""
+        from inference.trace import NICHES as TRACE_NICHES
+        from inference.trace import TRACE_MODELS
+        from inference.traffic import NICHE_PROMPTS
+        from config.settings import PROJECT_ROOT
+
+        extra_models, extra_niches = _ids(settings.known_models), _ids(settings.known_niches)
+        models = None
+        if "*" not in extra_models:
+            registry = Path(settings.model_registry or PROJECT_ROOT / "models.toml")
+            models = registry_model_ids(registry) | {m.model for m in TRACE_MODELS} | extra_models
+        niches = None if "*" in extra_niches else set(NICHE_PROMPTS) | set(TRACE_NICHES) | extra_niches
+        return cls(models, niches)
+
+
+def check_images(event: Mapping[str, Any]) -> None:
+    """Raise InvalidEvent unless the image (and the reference image, if any) decode."""
+    decode_image(event["image"], event["media_type"])
+    if event.get("reference_image"):
+        decode_image(event["reference_image"])
+
+
+# -- the gate -----------------------------------------------------------------------------
+
+# (partition, offset, decoded event -- None: rejected before the gate[, the event's content hash,
+# when the caller has it already])
+Item = tuple[Any, ...]
+REJECTED_BEFORE = InvalidEvent("rejected", "rejected before the gate")
+Lookup = Callable[[list[str]], Mapping[str, StoredCopy]]
+
+
+class Gate:
+    def __init__(self, lookup: Lookup, *, executor: Executor | None = None,
+                 on_duplicate: Callable[[], None] | None = None, on_retry: Callable[[], None] | None = None,
+                 max_verdicts: int = 100_000, max_jobs: int = 200_000) -> None:
+        self.lookup = lookup
+        self.executor = executor
+        self.on_duplicate = on_duplicate
+        self.on_retry = on_retry
+        self.max_verdicts = max_verdicts
+        self.max_jobs = max_jobs
+        self._verdicts: OrderedDict[tuple[int, int], Verdict] = OrderedDict()
+        self._first: OrderedDict[str, StoredCopy] = OrderedDict()  # job id -> its ok copy
+        self._next: dict[int, int] = {}  # partition -> the lowest offset not judged yet (in log order)
+
+    def restart(self, starts: Mapping[int, int]) -> None:
+        """Partitions are read from these offsets from now on (the committed offsets): each is
+        judged in log order from there (verdicts already cached stay valid)."""
+        self._next = dict(starts)
+
+    def next_offset(self, partition: int) -> int | None:
+        """The lowest offset of ``partition`` not judged yet (None: order not tracked)."""
+        nxt = self._next.get(partition)
+        if nxt is None:
+            return None
+        while (partition, nxt) in self._verdicts:
+            nxt += 1
+        self._next[partition] = nxt
+        return nxt
+
+    def cached(self, partition: int, offset: int) -> Verdict | None:
+        return self._verdicts.get((partition, offset))
+
+    def judge(self, items: Sequence[Item]) -> list[Verdict | None]:
+        """Verdicts for ``items``; ``None`` for an item deferred because an earlier offset of its
+        partition is not judged yet. Not thread-safe: one thread only.
+
+        Nothing is remembered unless the whole batch is judged: when the lookup fails, the
+        same call can simply be repeated.
+        """
+        todo: dict[tuple[int, int], tuple[Mapping[str, Any], str | None, InvalidEvent | None]] = {}
+        deferred: set[tuple[int, int]] = set()
+        reach: dict[int, int | None] = {}  # partition -> next offset judged in order, this batch included
+        for partition, offset, event, *known in sorted(items, key=lambda item: (item[0], item[1])):
+            key = (partition, offset)
+            if key in self._verdicts or key in todo:
+                continue
+            if partition not in reach:
+                reach[partition] = self.next_offset(partition)
+            nxt = reach[partition]
+            if nxt is not None:
+                if offset > nxt:
+                    deferred.add(key)
+                    continue
+                if offset == nxt:
+                    nxt += 1
+                    while (partition, nxt) in self._verdicts:
+                        nxt += 1
+                    reach[partition] = nxt
+            if event is None:  # rejected before the gate (undecodable, invalid): judged, never a copy
+                todo[key] = ({}, None, REJECTED_BEFORE)
+                continue
+            try:
+                check_images(event)
+            except InvalidEvent as exc:
+                todo[key] = (event, None, exc)
+                continue
+            todo[key] = (event, known[0] if known else content_hash(event), None)
+        unknown = sorted({e["job_id"] for e, h, bad in todo.values() if bad is None and e["job_id"] not in self._first})
+        stored = self.lookup(unknown) if unknown else {}
+        for (partition, offset), (event, digest, bad) in todo.items():  # in log order: filled sorted
+            self._remember((partition, offset), self._decide(partition, offset, event, digest, bad, stored))
+        return [None if (p, o) in deferred else self._verdicts[(p, o)] if (p, o) in self._verdicts
+                else self._decide_again(p, o, e) for p, o, e, *_ in items]
+
+    def _decide(self, partition: int, offset: int, event: Mapping[str, Any], digest: str | None,
+                bad: InvalidEvent | None, stored: Mapping[str, StoredCopy]) -> Verdict:
+        if bad is not None:
+            return Verdict(BAD, bad.reason, bad.detail)
+        assert digest is not None
+        job_id = event["job_id"]
+        first = self._first.get(job_id) or stored.get(job_id)
+        if first is None or (first.partition, first.offset) == (partition, offset):
+            if job_id not in self._first:
+                self._first[job_id] = StoredCopy(partition, offset, digest)
+                if len(self._first) > self.max_jobs:
+                    self._first.popitem(last=False)
+            return OK_VERDICT  # one shared object: the verdict cache holds ~100k of these
+        if first.content_hash == digest:
+            if self.on_duplicate is not None:
+                self.on_duplicate()
+            return Verdict(DUPLICATE, "duplicate", f"same content as {job_id!r} at {first.partition}@{first.offset}")
+        why = "other content" if first.content_hash else "a stored copy without a content hash (stored before 0005)"
+        return Verdict(CONFLICT, CONFLICT_REASON,
+                       f"job id {job_id!r} already used at partition {first.partition} offset {first.offset} "
+                       f"with {why}; the first copy is kept")
+
+    def _decide_again(self, partition: int, offset: int, event: Mapping[str, Any]) -> Verdict:
+        # only when this very batch pushed its own verdicts out of a tiny cache
+        nxt = self._next.pop(partition, None)
+        try:
+            verdict = self.judge([(partition, offset, event)])[0]
+        finally:
+            if nxt is not None:
+                self._next[partition] = nxt
+        assert verdict is not None
+        return verdict
+
+    def _remember(self, key: tuple[int, int], verdict: Verdict) -> None:
+        self._verdicts[key] = verdict
+        if len(self._verdicts) > self.max_verdicts:
+            self._verdicts.popitem(last=False)
+
+    async def screen(self, items: Sequence[Item]) -> list[Verdict | None]:
+        """:meth:`judge` in the gate's executor; retried with capped backoff while ClickHouse
+        is unavailable (an agent must not ack events it could not judge)."""
+        if not items:
+            return []
+        loop = asyncio.get_running_loop()
+        delay = 0.2
+        while True:
+            try:
+                return await loop.run_in_executor(self.executor, self.judge, list(items))
+            except Exception as exc:  # the lookup's driver errors, an injected outage
+                if self.on_retry is not None:
+                    self.on_retry()
+                log.warning("duplicate check failed (%s: %s); retrying in %.1fs", type(exc).__name__, exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
+
+def stored_copies(warehouse: Any, job_ids: list[str]) -> dict[str, StoredCopy]:
+    """The lookup the worker uses: ``sql/reports/stored_copies.sql``, chunked."""
+    import sql as sql_files
+
+    query = sql_files.report("stored_copies")
+    out: dict[str, StoredCopy] = {}
+    for start in range(0, len(job_ids), 5000):
+        table = warehouse.query(query, {"job_ids": job_ids[start:start + 5000]})
+        for row in table.to_pylist():
+            out[row["job_id"]] = StoredCopy(int(row["source_partition"]), int(row["source_offset"]),
+                                            row["content_hash"])
+    return out

@@ -1,0 +1,68 @@
+"""Run one Faust worker: open the warehouse (migrated), load the scorer, start the app.
+
+The worker is designed to be killed: everything it writes is idempotent and everything it
+consumes is committed only after it is stored, so a restart simply resumes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from sentinel.clip import ClipExtractor
+from sentinel.scoring import BatchScorer
+from worker.app import Runtime, create_app
+import sql as sql_files
+from contracts.codec import use_schema_dir
+from config.settings import Settings
+from worker.gate import Catalog
+from warehouse.pricing import publish_pricing
+from warehouse.window import Window
+from warehouse.client import ClickHouseWarehouse, claim, migrate, release
+
+log = logging.getLogger(__name__)
+
+
+def open_runtime(settings: Settings) -> Runtime:
+    pricing = settings.pricing()
+    drift_config = settings.drift_config()
+    catalog = Catalog.from_settings(settings)
+    warehouse = ClickHouseWarehouse(settings.dsn, outage_switch=settings.faults_dir / "clickhouse_down")
+    try:
+        applied = migrate(warehouse)
+        if applied:
+            log.info("applied migrations %s", applied)
+        # Fail at startup, not with a silent zero, when history has GPU types the prices miss.
+        known = warehouse.query(sql_files.report("gpu_types"), Window().params()).column("gpu_type").to_pylist()
+        pricing.require_gpu_types(known)
+        publish_pricing(warehouse, pricing)  # for dashboards (sentinel.pricing)
+        scorer = BatchScorer(ClipExtractor(settings.clip_spec))
+    except BaseException:
+        warehouse.close()
+        raise
+    return Runtime(settings=settings, warehouse=warehouse, scorer=scorer, pricing=pricing, drift_config=drift_config,
+                   catalog=catalog)
+
+
+def run_worker(settings: Settings) -> None:
+    """Blocks until the worker is stopped (SIGTERM/SIGINT)."""
+    import faust
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if settings.schema_dir:
+        use_schema_dir(settings.schema_dir)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    runtime = open_runtime(settings)
+    app = create_app(settings, runtime)
+    chdb_path = settings.chdb_path
+    if chdb_path is not None:
+        runtime.token = claim(chdb_path, f"http://{settings.web_host}:{settings.web_port}").token
+    else:
+        runtime.token = os.environ.get("SENTINEL_QUERY_TOKEN", "")
+    try:
+        worker = faust.Worker(app, loglevel=settings.log_level.upper(), quiet=True, redirect_stdouts=False)
+        worker.execute_from_commandline()
+    finally:
+        if chdb_path is not None:
+            release(chdb_path)
+        runtime.close()

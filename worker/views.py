@@ -1,0 +1,104 @@
+"""The worker's web views (bound to localhost by default).
+
+    /sentinel/ready/      200 once this worker holds input partitions and is not rebalancing
+    /sentinel/stats/      counters of this worker (JSON)
+    /sentinel/live/       p50/p95/p99 latency (end to end and parts), jobs, GPU-seconds and cost
+                          per model x niche over ?window=1h|1d|all (default 1h), JSON
+    /sentinel/sketches/   the serialized live states behind /live (to merge across workers)
+    /sentinel/dashboard/  a live HTML page that redraws a chart from /live every 5 s
+    /metrics              Prometheus exposition
+    /sentinel/query/      POST, bearer token: read-only SQL on the embedded store (Arrow IPC)
+
+Views read only this worker's table partitions: with several workers, merge the /sketches of
+each (the states are mergeable) or use ClickHouse/Grafana for the global picture.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import faust
+
+from sentinel.latency import LiveStats
+from config.settings import Settings
+from worker.metrics import CONTENT_TYPE
+from warehouse.client import arrow_to_ipc
+
+WINDOWS = {"5m": 300, "1h": 3600, "1d": 86400, "all": None}
+DASHBOARD = Path(__file__).resolve().parent / "dashboard.html"
+
+
+def _since(window: str, now: float) -> float:
+    if window not in WINDOWS:
+        raise ValueError(f"window must be one of {sorted(WINDOWS)}")
+    seconds = WINDOWS[window]
+    return float("-inf") if seconds is None else now - seconds
+
+
+def register_views(app: faust.App, settings: Settings, rt: Callable[[], Any], live: Any) -> None:
+    from worker.app import JOBS_COMPLETED, live_snapshot
+
+    def snapshot(window: str, now: float | None = None) -> dict[tuple[str, str], LiveStats]:
+        return live_snapshot(list(live.items()), _since(window, time.time() if now is None else now))
+
+    rt_metrics = None
+
+    def metrics():
+        nonlocal rt_metrics
+        if rt_metrics is None:
+            rt_metrics = rt().metrics
+            rt_metrics.watch_latency(lambda: {k: v.compute() for k, v in snapshot("1h").items()})
+        return rt_metrics
+
+    @app.page("/sentinel/ready/")
+    async def ready(web: faust.web.View, request: faust.web.Request) -> faust.web.Response:
+        assigned = [tp for tp in app.consumer.assignment() if tp.topic == JOBS_COMPLETED]
+        ok = bool(assigned) and not app.rebalancing
+        return web.json({"ready": ok, "partitions": sorted(tp.partition for tp in assigned),
+                         "scorer_version": settings.scorer_version}, status=200 if ok else 503)
+
+    @app.page("/sentinel/stats/")
+    async def stats(web: faust.web.View, request: faust.web.Request) -> faust.web.Response:
+        return web.json(metrics().summary())
+
+    @app.page("/sentinel/live/")
+    async def live_view(web: faust.web.View, request: faust.web.Request) -> faust.web.Response:
+        window = request.query.get("window", "1h")
+        try:
+            merged = snapshot(window)
+        except ValueError as exc:
+            return web.error(400, str(exc))
+        rows = [{"model": m, "niche": n, **state.compute()} for (m, n), state in sorted(merged.items())]
+        return web.json({"window": window, "bucket_s": settings.live_bucket_s, "generated_at": time.time(),
+                         "rows": rows})
+
+    @app.page("/sentinel/sketches/")
+    async def sketches(web: faust.web.View, request: faust.web.Request) -> faust.web.Response:
+        return web.json({key: value for key, value in live.items()})
+
+    @app.page("/sentinel/dashboard/")
+    async def dashboard(web: faust.web.View, request: faust.web.Request) -> faust.web.Response:
+        return web.html(DASHBOARD.read_text())
+
+    @app.page("/metrics")
+    async def prometheus(web: faust.web.View, request: faust.web.Request) -> faust.web.Response:
+        # aiohttp refuses a charset inside content_type=, so the full header goes in headers
+        return web.bytes(metrics().exposition(), headers={"Content-Type": CONTENT_TYPE})
+
+    @app.page("/sentinel/query/")
+    class Query(faust.web.View):
+        async def post(self, request: faust.web.Request) -> faust.web.Response:
+            r = rt()
+            if not r.token or request.headers.get("Authorization", "") != f"Bearer {r.token}":
+                return self.error(401, "missing or wrong token")
+            body = await request.json()
+            loop = asyncio.get_running_loop()
+            try:
+                table = await loop.run_in_executor(
+                    r.sink_pool, lambda: r.warehouse.query(body["sql"], body.get("parameters") or {}))
+            except Exception as exc:  # report the database's own message to the caller
+                return self.error(400, f"{type(exc).__name__}: {exc}")
+            return self.bytes(arrow_to_ipc(table), content_type="application/vnd.apache.arrow.stream")
