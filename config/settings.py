@@ -51,6 +51,8 @@ class Settings:
     device: str = "cpu"
     score_batch_size: int = 32
     score_batch_wait_s: float = 0.5
+    # off: a metadata-only worker (archive and tallies, no CLIP scores or FID moments)
+    score_enabled: bool = True
     # sinks
     sink_batch_size: int = 500
     sink_batch_wait_s: float = 1.0
@@ -89,7 +91,7 @@ class Settings:
     model_registry: str = ""
     max_image_bytes: int = 900_000
     pricing_file: Path = DEFAULT_PRICING
-    # the worker's catalog (worker/gate.py): events naming another model or niche are
+    # the worker's catalog (worker/stages/gate.py): events naming another model or niche are
     # dead-lettered. Built in: the model registry, the trace models and the demo/trace niches;
     # these add comma-separated ids ("*" accepts any)
     known_models: str = ""
@@ -191,6 +193,12 @@ class Settings:
 
 def _coerce(name: str, raw: Any, kind: Any) -> Any:
     try:
+        if kind in (bool, "bool"):
+            if isinstance(raw, bool):
+                return raw
+            if str(raw).strip().lower() not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+                raise ValueError("expected true or false")
+            return str(raw).strip().lower() in ("1", "true", "yes", "on")
         if kind in (int, "int"):
             return int(raw)
         if kind in (float, "float"):

@@ -57,8 +57,7 @@ async def _create_topics(bootstrap: str, names: dict[str, int]) -> None:
 
 def create_topics(settings: Settings) -> None:
     """Create the input topics up front, so producers never auto-create them with 1 partition."""
-    from worker.app import ALERTS, JOBS_COMPLETED, JOBS_SCORED, dlq_name
-    from contracts.topics import RATINGS
+    from contracts.topics import ALERTS, JOBS_COMPLETED, JOBS_SCORED, RATINGS, dlq_name
 
     asyncio.run(_create_topics(settings.bootstrap_servers, {
         JOBS_COMPLETED: settings.partitions, JOBS_SCORED: settings.partitions, ALERTS: 1,

@@ -8,8 +8,7 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 
 from contracts.codec import AvroCodec
-
-TOPIC = "jobs.completed"
+from contracts.topics import JOBS_COMPLETED as TOPIC
 
 
 class JobPublisher:

@@ -37,6 +37,7 @@ import numpy as np
 import pyarrow as pa
 
 import sql as sql_files
+from sentinel.buckets import bucket_start
 from sentinel.fid import FeatureMoments
 from sentinel.offsets import AppliedOffsets
 
@@ -84,11 +85,6 @@ class MomentInput:
     embedding: Sequence[float]
 
 
-def bucket_of(ts: datetime, bucket_s: int) -> int:
-    epoch = int(ts.timestamp())
-    return epoch - epoch % bucket_s
-
-
 class MomentStates:
     """Offset-idempotent FID moment states, loaded from and written back to ClickHouse."""
 
@@ -115,7 +111,7 @@ class MomentStates:
         grouped: dict[MomentKey, list[MomentInput]] = {}
         for item in items:
             key = MomentKey(scorer_version, item.model_id, item.niche,
-                            bucket_of(item.requested_at, self.bucket_s), item.partition)
+                            bucket_start(item.requested_at, self.bucket_s), item.partition)
             grouped.setdefault(key, []).append(item)
         if not grouped:
             return None

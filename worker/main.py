@@ -11,11 +11,12 @@ import os
 
 from sentinel.clip import ClipExtractor
 from sentinel.scoring import BatchScorer
-from worker.app import Runtime, create_app
+from worker.app import create_app
+from worker.runtime import Runtime
 import sql as sql_files
 from contracts.codec import use_schema_dir
 from config.settings import Settings
-from worker.gate import Catalog
+from worker.stages.gate import Catalog
 from warehouse.pricing import publish_pricing
 from warehouse.window import Window
 from warehouse.client import ClickHouseWarehouse, claim, migrate, release

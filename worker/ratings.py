@@ -1,27 +1,13 @@
-"""Blind pairwise human ratings: import, storage, the rating page, and counts for Bradley–Terry.
+"""The blind A/B rating page a worker serves (``GET /sentinel/rate/?token=...&rater=...``;
+token as query parameter, the ``X-Sentinel-Token`` header or ``Authorization: Bearer``).
 
-A rating says: a rater saw the outputs of two jobs for the same prompt and niche, from two
-different models whose names were hidden, ``job_a`` shown first (left), and picked ``a``, ``b``
-or ``tie``. Ratings travel as ``PairwiseRating`` Avro records on ``ratings.pairwise`` (key =
-rating id) and are stored in ``sentinel.ratings``:
-
-    sentinel ratings import FILE --> ratings.pairwise --store_ratings--> sentinel.ratings
-    /sentinel/rate/ (blind A/B page) ----^        undecodable/invalid --> ratings.pairwise.dlq
-
-Storage is idempotent like every sink: ReplacingMergeTree by ``rating_id`` (importing a file
-twice leaves one row per rating under FINAL) plus an insert dedup token from the source offsets
-(a retried batch is a no-op). :func:`pairwise_counts` turns the stored ratings of a window into
-the :class:`sentinel.human.PairwiseCounts` that the Bradley–Terry fit takes.
-
-The rating page (``GET /sentinel/rate/?token=...&rater=...``, token as query parameter, the
-``X-Sentinel-Token`` header or ``Authorization: Bearer``) shows one pair at a time. It takes the
-worker's token or the rater token derived from it (:func:`rater_token`, what ``sentinel ratings
-url`` prints), which opens the page but not the read-only SQL view. Scheduling:
-the model pair with the fewest stored ratings among those that have an unrated candidate job
-pair (same niche and prompt), ties broken at random; the two jobs go left/right at random. The
-page carries only a random pair id: which job is A and B lives in the worker's memory (so
-neither model names nor job ids reach the browser), and a pair id is good for one answer.
-With several workers, a rater must stay on the worker that served the page.
+It takes the worker's token or the rater token derived from it (:func:`rater_token`, what
+``sentinel ratings url`` prints), which opens the page but not the read-only SQL view. One pair
+at a time, picked by worker/rating_pairs.py; the page carries only a random pair id (which job
+is A and B lives in the worker's memory, so neither model names nor job ids reach the
+browser), and a pair id is good for one answer. With several workers, a rater must stay on the
+worker that served the page. Answers go to ``ratings.pairwise`` like imported ratings
+(inference/ratings.py) and are stored by the ratings agent (worker/agents/ratings.py).
 """
 
 from __future__ import annotations
@@ -41,11 +27,8 @@ from typing import TYPE_CHECKING, Any, Callable
 import pyarrow as pa
 
 import sql as sql_files
-from contracts.errors import DecodeError, InvalidEvent
-from contracts.ratings import DEFAULT_RATER, MAX_ID_LEN, WINNERS, check_rating
-from contracts.topics import RATINGS
+from contracts.ratings import DEFAULT_RATER, MAX_ID_LEN, WINNERS
 from worker.rating_pairs import Pair, PairBook, next_pair
-from warehouse.ratings import rating_rows
 
 if TYPE_CHECKING:
     import faust
@@ -117,45 +100,12 @@ def render_page(*, pair: Pair | None, token: str, rater: str, notice: str = "") 
         body=body)
 
 
-def register_ratings(app: "faust.App", settings: Any, rt: Callable[[], Any],
-                     dead_letter: Callable[..., Any]) -> None:
-    """The ratings topic, its store agent (dead letters to ratings.pairwise.dlq via
-    ``dead_letter(topic, source, Rejected)``) and the token-protected rating page."""
+def register_rating_page(app: "faust.App", rt: Callable[[], Any], ratings_out: Any) -> None:
+    """The token-protected blind A/B page; answers are published to ``ratings_out``."""
     import faust
 
-    from worker import codecs
-    from worker.app import Rejected, dedup_token, dlq_name, finished, write_until_stored
-
-    ratings_in = app.topic(RATINGS, key_serializer="raw", value_serializer="raw", partitions=settings.partitions)
-    ratings_out = app.topic(RATINGS, key_serializer="raw", value_serializer=codecs.codec_name("PairwiseRating"),
-                            partitions=settings.partitions)
-    ratings_dlq = app.topic(dlq_name(RATINGS), key_serializer="raw", value_serializer="raw", partitions=1)
     book = PairBook()
     rng = random.Random()
-
-    @app.agent(ratings_in, name="store_ratings")
-    async def store_ratings(stream: faust.StreamT) -> None:
-        async for events in stream.take_events(settings.sink_batch_size, within=settings.sink_batch_wait_s):
-            with finished(app, "store_ratings", events):
-                r = rt()
-                good = []
-                for ev in events:
-                    msg = ev.message
-                    try:
-                        record = codecs.decode("PairwiseRating", ev.value)
-                        check_rating(record)
-                    except (DecodeError, InvalidEvent) as exc:
-                        await dead_letter(ratings_dlq, RATINGS, Rejected(ev.value, ev.key, msg.partition, msg.offset,
-                                                                         type(exc).__name__, exc.reason, exc.detail))
-                        continue
-                    good.append((record, msg.partition, msg.offset))
-                if not good:
-                    continue
-                table = rating_rows(good)
-                token = dedup_token("ratings", [(p, o) for _, p, o in good])
-                await write_until_stored(r, lambda: r.warehouse.insert("sentinel.ratings", table, token),
-                                         f"{len(good)} ratings")
-                r.metrics.rows_stored.labels("ratings").inc(len(good))
 
     def denied(web: faust.web.View, request: faust.web.Request, given: str = "") -> faust.web.Response | None:
         problem = check_token(rt().token, given or _given_token(request))

@@ -32,7 +32,8 @@ from sentinel.scoring import BatchScorer, ScoreInput
 from sentinel.validation import decode_image
 from contracts.errors import InvalidEvent
 from warehouse import rows
-from warehouse.moments import MomentKey, MomentState, bucket_of, rows_token, state_rows
+from sentinel.buckets import bucket_start
+from warehouse.moments import MomentKey, MomentState, rows_token, state_rows
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
@@ -52,7 +53,7 @@ def _fmt(ts: datetime) -> str:
 
 def rescore(warehouse: Any, scorer: BatchScorer, version: str, start: datetime, end: datetime, *,
             bucket_s: int = 3600, page: int = 256, progress: Callable[[int], None] | None = None) -> RescoreResult:
-    start = datetime.fromtimestamp(bucket_of(max(start, EPOCH), bucket_s), timezone.utc)
+    start = datetime.fromtimestamp(bucket_start(max(start, EPOCH), bucket_s), timezone.utc)
     end_epoch = int(min(end, datetime(2200, 1, 1, tzinfo=timezone.utc)).timestamp())
     if end_epoch % bucket_s:
         end_epoch += bucket_s - end_epoch % bucket_s
@@ -91,7 +92,7 @@ def rescore(warehouse: Any, scorer: BatchScorer, version: str, start: datetime, 
             requested = job["requested_at"]
             if requested.tzinfo is None:
                 requested = requested.replace(tzinfo=timezone.utc)
-            key = MomentKey(version, job["model_id"], job["niche"], bucket_of(requested, bucket_s),
+            key = MomentKey(version, job["model_id"], job["niche"], bucket_start(requested, bucket_s),
                             int(job["source_partition"]))
             state = states.setdefault(key, MomentState(-1, FeatureMoments()))
             state.moments.update(np.asarray(s.embedding, np.float64))

@@ -24,6 +24,8 @@ import faust
 
 from sentinel.latency import LiveStats
 from config.settings import Settings
+from contracts.topics import JOBS_COMPLETED
+from sentinel.buckets import live_snapshot
 from worker.metrics import CONTENT_TYPE
 from warehouse.client import arrow_to_ipc
 
@@ -39,8 +41,6 @@ def _since(window: str, now: float) -> float:
 
 
 def register_views(app: faust.App, settings: Settings, rt: Callable[[], Any], live: Any) -> None:
-    from worker.app import JOBS_COMPLETED, live_snapshot
-
     def snapshot(window: str, now: float | None = None) -> dict[tuple[str, str], LiveStats]:
         return live_snapshot(list(live.items()), _since(window, time.time() if now is None else now))
 

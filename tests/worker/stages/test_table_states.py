@@ -3,7 +3,7 @@ very value object they were written as."""
 
 from __future__ import annotations
 
-from worker.app import TableStates
+from worker.stages.table_states import TableStates
 
 
 def test_a_state_is_reused_only_while_the_table_holds_its_value() -> None:

@@ -1,9 +1,8 @@
-"""The worker's gate for JobCompleted events: one verdict per source offset, shared by agents.
+"""The worker's gate for JobCompleted events: one verdict per source offset.
 
-The score, archive and tally agents each consume ``jobs.completed`` at their own pace, and all
-three must keep exactly the same set of jobs. Past decoding and the field checks (``triage``
-in worker/app.py, which also asks the :class:`Catalog` about model and niche), the gate
-decides once per ``(partition, offset)``:
+Scoring, archiving and tallying must keep exactly the same set of jobs, across re-reads and
+restarts. Past decoding and the field checks (worker/stages/triage.py, which also asks the
+:class:`Catalog` about model and niche), the gate decides once per ``(partition, offset)``:
 
 * ``ok``         the first copy of this job id: scored, stored and tallied;
 * ``bad``        the image (or reference image) does not decode: dead-lettered;
@@ -50,6 +49,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 from contracts.codec import content_hash
 from sentinel.validation import decode_image
 from contracts.errors import InvalidEvent
+from worker.delivery.retry import until_done
 
 log = logging.getLogger(__name__)
 
@@ -124,11 +124,12 @@ class Catalog:
         return cls(models, niches)
 
 
-def check_images(event: Mapping[str, Any]) -> None:
-    """Raise InvalidEvent unless the image (and the reference image, if any) decode."""
-    decode_image(event["image"], event["media_type"])
-    if event.get("reference_image"):
-        decode_image(event["reference_image"])
+def check_images(event: Mapping[str, Any]) -> Pixels:
+    """The decoded image and reference image (None when the job has none); InvalidEvent unless
+    both decode. The scorer takes these pixels: each image is decoded once."""
+    image = decode_image(event["image"], event["media_type"])
+    reference = decode_image(event["reference_image"]) if event.get("reference_image") else None
+    return image, reference
 
 
 # -- the gate -----------------------------------------------------------------------------
@@ -138,6 +139,7 @@ def check_images(event: Mapping[str, Any]) -> None:
 Item = tuple[Any, ...]
 REJECTED_BEFORE = InvalidEvent("rejected", "rejected before the gate")
 Lookup = Callable[[list[str]], Mapping[str, StoredCopy]]
+Pixels = tuple[Any, Any]  # (image, reference image or None), decoded
 
 
 class Gate:
@@ -172,9 +174,11 @@ class Gate:
     def cached(self, partition: int, offset: int) -> Verdict | None:
         return self._verdicts.get((partition, offset))
 
-    def judge(self, items: Sequence[Item]) -> list[Verdict | None]:
+    def judge(self, items: Sequence[Item], decoded: dict[tuple[int, int], Pixels] | None = None
+              ) -> list[Verdict | None]:
         """Verdicts for ``items``; ``None`` for an item deferred because an earlier offset of its
-        partition is not judged yet. Not thread-safe: one thread only.
+        partition is not judged yet. Not thread-safe: one thread only. The images decoded while
+        judging go into ``decoded`` (by (partition, offset)) when given.
 
         Nothing is remembered unless the whole batch is judged: when the lookup fails, the
         same call can simply be repeated.
@@ -202,10 +206,12 @@ class Gate:
                 todo[key] = ({}, None, REJECTED_BEFORE)
                 continue
             try:
-                check_images(event)
+                pixels = check_images(event)
             except InvalidEvent as exc:
                 todo[key] = (event, None, exc)
                 continue
+            if decoded is not None:
+                decoded[key] = pixels
             todo[key] = (event, known[0] if known else content_hash(event), None)
         unknown = sorted({e["job_id"] for e, h, bad in todo.values() if bad is None and e["job_id"] not in self._first})
         stored = self.lookup(unknown) if unknown else {}
@@ -252,22 +258,15 @@ class Gate:
         if len(self._verdicts) > self.max_verdicts:
             self._verdicts.popitem(last=False)
 
-    async def screen(self, items: Sequence[Item]) -> list[Verdict | None]:
-        """:meth:`judge` in the gate's executor; retried with capped backoff while ClickHouse
-        is unavailable (an agent must not ack events it could not judge)."""
+    async def screen(self, items: Sequence[Item], decoded: dict[tuple[int, int], Pixels] | None = None
+                     ) -> list[Verdict | None]:
+        """:meth:`judge` in the gate's executor; retried with the backoff while ClickHouse is
+        unavailable (an agent must not finish events it could not judge)."""
         if not items:
             return []
         loop = asyncio.get_running_loop()
-        delay = 0.2
-        while True:
-            try:
-                return await loop.run_in_executor(self.executor, self.judge, list(items))
-            except Exception as exc:  # the lookup's driver errors, an injected outage
-                if self.on_retry is not None:
-                    self.on_retry()
-                log.warning("duplicate check failed (%s: %s); retrying in %.1fs", type(exc).__name__, exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
+        return await until_done(lambda: loop.run_in_executor(self.executor, self.judge, list(items), decoded),
+                                "duplicate check", self.on_retry)
 
 
 def stored_copies(warehouse: Any, job_ids: list[str]) -> dict[str, StoredCopy]:

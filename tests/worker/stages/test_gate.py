@@ -1,4 +1,4 @@
-"""The worker's gate (worker/gate.py): one verdict per source offset, content hashes, catalog.
+"""The worker's gate (worker/stages/gate.py): one verdict per source offset, content hashes, catalog.
 
 The stored-copy lookup is a plain dict here (the gate's own logic is under test); the real
 ClickHouse lookup runs in tests/integration/test_faults.py.
@@ -16,7 +16,7 @@ from PIL import Image
 from contracts.codec import AvroCodec, content_hash
 from contracts.errors import InvalidEvent
 from config.settings import load_settings
-from worker.gate import BAD, CONFLICT, CONFLICT_REASON, DUPLICATE, OK, Catalog, Gate, StoredCopy
+from worker.stages.gate import BAD, CONFLICT, CONFLICT_REASON, DUPLICATE, OK, Catalog, Gate, StoredCopy
 
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=timezone.utc)
 

@@ -1,0 +1,172 @@
+"""The jobs agent (worker/agents/jobs.py) driven without a broker: a batch stream in, every
+output checked against an independent recomputation (the scorer on freshly decoded images,
+counts and sums of the events), each image decoded once, and the commit ledger moved only by
+finished batches."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from collections import Counter
+from types import SimpleNamespace
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from PIL import Image
+
+from conftest import make_event
+from config.settings import load_settings
+from contracts.codec import AvroCodec
+from contracts.topics import JOBS_COMPLETED
+from sentinel.buckets import live_key
+from sentinel.clip import ClipExtractor, ClipSpec
+from sentinel.latency import LiveStats
+from sentinel.offsets import CommitLedger
+from sentinel.scoring import BatchScorer, ScoreInput
+from worker.agents.jobs import JobsAgent, JobStages
+from worker.delivery.commit import CommitProtocol
+from worker.metrics import WorkerMetrics
+from worker.stages import gate as gate_mod
+from worker.stages import scoring as scoring_mod
+from worker.stages.dead_letters import DeadLetters
+from worker.stages.gate import Gate
+from worker.stages.screen import Screen
+from worker.stages.scoring import ScoreStage
+from worker.stages.sinks import ArchiveStage, MomentsStage
+from worker.stages.tally import TallyStage
+from worker.stages.triage import Triage
+
+CODEC = AvroCodec("JobCompleted")
+
+
+class Event:  # what Faust hands an agent (weak-referenceable, like faust's Event)
+    def __init__(self, value: bytes, partition: int, offset: int) -> None:
+        self.value, self.key = value, b"k"
+        self.message = SimpleNamespace(topic=JOBS_COMPLETED, partition=partition, offset=offset)
+
+
+class Stream:
+    def __init__(self, batches): self.batches = batches
+
+    async def take_events(self, n, within):
+        for batch in self.batches:
+            yield batch
+
+
+class Topic:
+    def __init__(self): self.sent = []
+
+    async def send(self, *, key, value, headers, force):
+        self.sent.append((key, value, headers))
+        fut = asyncio.get_running_loop().create_future()
+        fut.set_result(None)
+        return fut
+
+
+class Warehouse:
+    def __init__(self): self.inserts: list[tuple[str, pa.Table]] = []
+
+    def insert(self, table, rows, token): self.inserts.append((table, rows))
+
+    def query(self, sql, params):  # stored_copies: nothing stored yet
+        return pa.table({"job_id": pa.array([], pa.string()), "source_partition": pa.array([], pa.uint32()),
+                         "source_offset": pa.array([], pa.uint64()), "content_hash": pa.array([], pa.string())})
+
+
+class Moments:
+    def __init__(self): self.applied = []
+
+    def apply(self, version, items, committed): self.applied.extend(items)
+
+
+@pytest.fixture(scope="module")
+def scorer() -> BatchScorer:
+    return BatchScorer(ClipExtractor(ClipSpec(seed=0, threads=1)))
+
+
+def build(tmp_path, scorer):
+    from concurrent.futures import ThreadPoolExecutor
+
+    settings = load_settings(env={}, data_dir=tmp_path)
+    rt = SimpleNamespace(warehouse=Warehouse(), moments=Moments(), metrics=WorkerMetrics(),
+                         score_pool=ThreadPoolExecutor(1), sink_pool=ThreadPoolExecutor(1))
+    topics = SimpleNamespace(scores=Topic(), dlq=Topic())
+    live: dict = {}
+    protocol = CommitProtocol()
+    protocol.ledger = CommitLedger({JOBS_COMPLETED: ["jobs"]})
+    protocol.ledger.reset({(JOBS_COMPLETED, 0): 0, (JOBS_COMPLETED, 1): 0})
+    gate = Gate(lambda ids: {})
+    gate.restart({0: 0, 1: 0})
+    stages = JobStages(
+        screen=Screen(Triage(settings.pricing(), settings.max_image_bytes), gate),
+        score=ScoreStage(scorer, "v-test"), letters=DeadLetters(topics.dlq, JOBS_COMPLETED, rt.metrics),
+        scores_out=topics.scores, moments=MomentsStage(rt, "v-test", lambda p: None), archive=ArchiveStage(rt),
+        tally=TallyStage(live, settings.pricing(), settings.live_bucket_s, settings.live_retention_s, lambda p: None))
+    return settings, rt, topics, live, protocol, JobsAgent(rt, stages, protocol, 32, 0.1)
+
+
+def test_a_batch_is_scored_stored_tallied_and_dead_lettered_once(tmp_path, scorer, monkeypatch) -> None:
+    decodes = Counter()
+    for mod in (gate_mod, scoring_mod):
+        real = mod.decode_image
+        monkeypatch.setattr(mod, "decode_image", lambda data, media=None, real=real: decodes.update([data]) or real(data, media))
+    settings, rt, topics, live, protocol, agent = build(tmp_path, scorer)
+    events = [make_event(i) for i in range(12)]
+    raw = [Event(CODEC.encode(e), i % 2, i // 2) for i, e in enumerate(events)]
+    garbage = Event(b"not avro", 0, 6)
+    asyncio.run(agent(Stream([raw[:7], raw[7:] + [garbage]])))
+
+    # each image (and reference image) decoded exactly once, by the gate; the scorer reused it
+    images = [e["image"] for e in events] + [e["reference_image"] for e in events if e["reference_image"]]
+    assert sorted(decodes.values()) == [1] * len(images) and set(decodes) == set(images)
+    # scores: the scorer applied to freshly decoded pixels, one per job, keyed model|niche
+    sent = {v["job_id"]: (k, v) for k, v, _ in topics.scores.sent}
+    assert sorted(sent) == sorted(e["job_id"] for e in events)
+
+    def rgb(data):
+        return Image.open(io.BytesIO(data)).convert("RGB")
+
+    expected = scorer.score([ScoreInput(e["job_id"], e["prompt"], rgb(e["image"]),
+                                        rgb(e["reference_image"]) if e["reference_image"] else None) for e in events])
+    for s, e in zip(expected, events):
+        key, value = sent[e["job_id"]]
+        assert key == f"{e['model_id']}|{e['niche']}".encode()
+        assert value["clip_prompt_score"] == pytest.approx(s.clip_prompt_score, abs=1e-5)
+        assert (value["clip_reference_score"] is None) == (s.clip_reference_score is None)
+        np.testing.assert_allclose(value["embedding"], s.embedding, atol=1e-5)
+    # the garbage record dead-lettered with its reason, nothing else
+    assert [h["reason"] for _, _, h in topics.dlq.sent] == [b"not_avro_single_object"]
+    # jobs and images stored once each; FID moments fed every scored embedding
+    stored = [r for t, rows in rt.warehouse.inserts if t == "sentinel.jobs" for r in rows.column("job_id").to_pylist()]
+    assert sorted(stored) == sorted(e["job_id"] for e in events)
+    assert sorted(i.offset for i in rt.moments.applied) == sorted(o for o in range(6) for _ in range(2))
+    # tallies: jobs and GPU-seconds per key, recomputed from the events
+    want_jobs, want_gpu = Counter(), Counter()
+    for i, e in enumerate(events):
+        key = live_key(e, i % 2, settings.live_bucket_s)
+        want_jobs[key] += 1
+        want_gpu[key] += e["gpu_seconds"]
+    got = {k: LiveStats.from_dict(v["stats"]).tally.compute() for k, v in live.items()}
+    assert {k: v["jobs"] for k, v in got.items()} == dict(want_jobs)
+    for key, value in got.items():
+        assert value["gpu_seconds"] == pytest.approx(want_gpu[key])
+    # every record finished: the commit moves past all of them
+    assert protocol.committable(JOBS_COMPLETED, 0) == 7 and protocol.committable(JOBS_COMPLETED, 1) == 6
+
+
+def test_a_failed_output_stage_finishes_nothing(tmp_path, scorer) -> None:
+    settings, rt, topics, live, protocol, agent = build(tmp_path, scorer)
+
+    def broken(table, rows, token):
+        raise RuntimeError("disk full")
+
+    rt.warehouse.insert = broken
+
+    async def bounded():
+        with pytest.raises(asyncio.TimeoutError):  # the sink retries forever: it never gives up the batch
+            await asyncio.wait_for(agent(Stream([[Event(CODEC.encode(make_event(0)), 0, 0)]])), 2.0)
+
+    asyncio.run(bounded())
+    assert protocol.committable(JOBS_COMPLETED, 0) == 0
+    assert rt.metrics.summary()["sink_retries"] >= 1

@@ -1,0 +1,98 @@
+"""The one agent on ``jobs.completed``: each batch is screened once (triage + gate) and handed
+to the stages; the output stage runs one batch behind, so batch N is sent and stored while
+batch N+1 is scored.
+
+    screen -> score (score thread) -> dead letters, jobs.scored, FID moments, jobs + images, tallies
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Sequence
+
+from contracts.errors import InvalidEvent
+from worker.delivery.commit import CommitProtocol
+from worker.delivery.sends import OneBehind, Outgoing, send_delivered
+from worker.stages.dead_letters import DeadLetters, rejected_event
+from worker.stages.screen import Screen, Screened
+from worker.stages.scoring import ScoreStage
+from worker.stages.sinks import ArchiveStage, MomentsStage
+from worker.stages.tally import TallyStage
+from worker.stages.triage import Accepted
+
+NAME = "jobs"
+
+
+@dataclass
+class JobStages:
+    screen: Screen
+    score: ScoreStage | None  # None: a metadata-only worker (no scores, no moments)
+    letters: DeadLetters
+    scores_out: Any  # the jobs.scored topic
+    moments: MomentsStage
+    archive: ArchiveStage
+    tally: TallyStage
+
+
+class JobsAgent:
+    def __init__(self, runtime: Any, stages: JobStages, protocol: CommitProtocol, batch_size: int,
+                 batch_wait_s: float) -> None:
+        self.rt = runtime
+        self.stages = stages
+        self.protocol = protocol
+        self.batch_size = batch_size
+        self.batch_wait_s = batch_wait_s
+
+    async def __call__(self, stream: Any) -> None:
+        outputs = OneBehind()
+        try:
+            async for events in stream.take_events(self.batch_size, within=self.batch_wait_s):
+                self.rt.metrics.consumed.inc(len(events))
+                screened = await self.stages.screen(events)
+                scored, bad = await self.score(screened)
+                await outputs.push(self.deliver(events, screened, scored, bad))
+            await outputs.drain()
+        finally:
+            outputs.cancel()
+
+    async def score(self, screened: Screened) -> tuple[list[dict], list[tuple[Accepted, InvalidEvent]]]:
+        if self.stages.score is None or not screened.kept:
+            return [], []
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.rt.score_pool, self.stages.score, screened.kept, screened.pixels)
+
+    async def deliver(self, events: Sequence[Any], screened: Screened, scored: list[dict],
+                      bad: list[tuple[Accepted, InvalidEvent]]) -> None:
+        """Every output acknowledged or stored before the batch counts as finished."""
+        with self.protocol.finished(NAME, events) as unfinished:
+            unfinished |= screened.deferred
+            raw = {(ev.message.partition, ev.message.offset): ev for ev in events}
+            bad_ids = {id(item) for item, _ in bad}
+            kept = [a for a in screened.kept if id(a) not in bad_ids]
+            rejected = screened.rejected + [rejected_event(raw[(a.partition, a.offset)], exc) for a, exc in bad]
+            pairs = list(zip([a for a in kept if self.stages.score is not None], scored))
+            await asyncio.gather(self.send(rejected, scored), self.store(kept, pairs))
+            self.stages.tally(kept, raw)
+            self.rt.metrics.scored.inc(len(scored))
+            lag = scoring_lag_s(kept) if scored else None
+            if lag is not None:
+                self.rt.metrics.scoring_lag.set(lag)
+
+    async def send(self, rejected: list, scored: list[dict]) -> None:
+        await self.stages.letters.send(rejected)
+        # keyed by model|niche: one partition sees all of a model x niche, in order (the drift detectors)
+        await send_delivered(self.stages.scores_out, [Outgoing(f"{v['model_id']}|{v['niche']}".encode(), v)
+                                                      for v in scored], "scores", self.rt.metrics.send_retries.inc)
+
+    async def store(self, kept: list[Accepted], pairs: list[tuple[Accepted, dict]]) -> None:
+        await self.stages.moments(pairs)
+        await self.stages.archive(kept)
+
+
+def scoring_lag_s(kept: Sequence[Accepted]) -> float | None:
+    """Seconds since the newest delivered_at of a batch (None: empty)."""
+    if not kept:
+        return None
+    return (datetime.now(timezone.utc) - max(a.event["delivered_at"] for a in kept)).total_seconds()

@@ -1,0 +1,60 @@
+"""The one agent on ``jobs.scored``: each record decoded once, then stored (``sentinel.scores``)
+and fed to the drift detectors; alerts are acknowledged before the batch counts as finished."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from contracts.errors import DecodeError
+from warehouse import rows
+from worker import codecs
+from worker.delivery.commit import CommitProtocol
+from worker.delivery.sends import Outgoing, dedup_token, send_delivered, write_until_stored
+from worker.stages.dead_letters import DeadLetters, rejected_event
+from worker.stages.drift import DriftStage
+
+NAME = "scores"
+
+
+class ScoresAgent:
+    def __init__(self, runtime: Any, drift: DriftStage, letters: DeadLetters, alerts_out: Any,
+                 protocol: CommitProtocol, batch_size: int, batch_wait_s: float) -> None:
+        self.rt = runtime
+        self.drift = drift
+        self.letters = letters
+        self.alerts_out = alerts_out
+        self.protocol = protocol
+        self.batch_size = batch_size
+        self.batch_wait_s = batch_wait_s
+
+    async def __call__(self, stream: Any) -> None:
+        async for events in stream.take_events(self.batch_size, within=self.batch_wait_s):
+            with self.protocol.finished(NAME, events):
+                decoded, rejected = [], []
+                for ev in events:
+                    try:
+                        decoded.append((ev, codecs.decode("JobScored", ev.value)))
+                    except DecodeError as exc:
+                        rejected.append(rejected_event(ev, exc))
+                await asyncio.gather(self.letters.send(rejected), self.store(decoded), self.detect(decoded))
+
+    async def store(self, decoded: list[tuple[Any, dict]]) -> None:
+        if not decoded:
+            return
+        table = rows.score_rows([value for _, value in decoded])
+        token = dedup_token("scores", [(ev.message.partition, ev.message.offset) for ev, _ in decoded])
+        warehouse = self.rt.warehouse
+        await write_until_stored(self.rt.sink_pool, lambda: warehouse.insert("sentinel.scores", table, token),
+                                 f"{len(decoded)} scores", self.rt.metrics.sink_retries.inc)
+        self.rt.metrics.rows_stored.labels("scores").inc(len(decoded))
+
+    async def detect(self, decoded: list[tuple[Any, dict]]) -> None:
+        try:
+            alerts, changed = self.drift.update(decoded)
+            await send_delivered(self.alerts_out, [Outgoing(a["alert_id"].encode(), a) for a in alerts], "alerts",
+                                 self.rt.metrics.send_retries.inc)
+            self.drift.write(changed)
+        except BaseException:
+            self.drift.forget()  # detectors may be half-updated in memory: decode from the table again
+            raise

@@ -1,0 +1,163 @@
+"""The worker's one commit protocol: a partition is committed only up to the first record some
+agent reading its topic has not finished.
+
+Per batch, in this order:
+
+1. an agent produces its outputs and awaits them: sends acknowledged by the broker
+   (worker/delivery/sends.py), rows stored in the warehouse, table values written;
+2. it reports the batch finished (:meth:`CommitProtocol.finished`), leaving out records it
+   deferred; a batch that raised or was cancelled reports nothing and is read again;
+3. on Faust's commit timer, the ledger (:class:`sentinel.offsets.CommitLedger`) gives each
+   partition's committable offset, Faust flushes its producer (table changelogs) and commits
+   (the hook is installed by worker/delivery/overrides.py);
+4. at every seek to the committed offsets the ledger restarts there and the ``on_restart``
+   hooks run (the gate judges each partition in log order from there);
+5. the :class:`HoleHealer` re-reads a partition whose commit position is stuck behind a record
+   no reader finished. Everything downstream is idempotent, so a re-read costs only time.
+
+Why Faust's own acks are not trusted, with the incidents: docs/delivery.md.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from typing import Any, Callable, Iterator, Mapping, Sequence
+
+from sentinel.offsets import CommitLedger
+from worker.delivery import overrides
+
+log = logging.getLogger(__name__)
+
+Restart = Callable[[Mapping[tuple[str, int], int]], None]
+
+
+class CommitProtocol:
+    """The ledger of one app, built from its agents once they are all defined (:meth:`seal`)."""
+
+    def __init__(self) -> None:
+        self.ledger: CommitLedger | None = None
+        self.on_restart: list[Restart] = []
+
+    def seal(self, app: Any) -> CommitLedger:
+        """Every agent must finish every record of each topic it reads; commits follow the ledger."""
+        readers: dict[str, set[str]] = {}
+        for agent in app.agents.values():
+            for topic in getattr(agent.channel, "topics", ()):
+                readers.setdefault(topic, set()).add(agent.name)
+        self.ledger = CommitLedger(readers)
+        overrides.attach(app, self)
+        return self.ledger
+
+    def tracks(self, topic: str) -> bool:
+        return self.ledger is not None and self.ledger.tracks(topic)
+
+    def committable(self, topic: str, partition: int) -> int | None:
+        return self.ledger.committable(topic, partition) if self.ledger is not None else None
+
+    def restart(self, starts: Mapping[tuple[str, int], int]) -> None:
+        if self.ledger is not None:
+            self.ledger.reset(dict(starts))
+        for hook in self.on_restart:
+            hook(starts)
+
+    @contextlib.contextmanager
+    def finished(self, agent: str, events: Sequence[Any]) -> Iterator[set[tuple[int, int]]]:
+        """Around an agent's work on ``events``: once the body returns, ``agent`` has finished
+        them, except the (partition, offset)s the body put into the set it was given (records it
+        deferred). A body that raised or was cancelled reports nothing."""
+        unfinished: set[tuple[int, int]] = set()
+        yield unfinished
+        if self.ledger is None:
+            return
+        for ev in events:
+            msg = ev.message
+            if (msg.partition, msg.offset) not in unfinished:
+                self.ledger.finish(agent, msg.topic, msg.partition, msg.offset)
+
+
+class HoleHealer:
+    """Decides, per partition and check, whether to re-read it from its commit position: when
+    the ledger shows a record there was passed over (a reader finished later offsets; seen at
+    two checks in a row), or when the position has not moved for ``idle_s`` although another
+    reader is past it or the log goes on. Re-reads of one position back off from
+    ``2 * interval_s`` to 60 s (while ClickHouse is down the sinks cannot finish anything, and
+    every re-read only queues duplicates)."""
+
+    def __init__(self, interval_s: float = 2.0, idle_s: float = 20.0) -> None:
+        self.interval_s = interval_s
+        self.idle_s = idle_s
+        self.sighted: dict[Any, tuple[int, float]] = {}  # partition -> (commit position, unmoved since)
+        self.backoff: dict[Any, tuple[float, float]] = {}  # partition -> (next re-read allowed at, delay)
+
+    def forget(self) -> None:
+        self.sighted.clear()
+
+    async def due(self, consumer: Any, ledger: CommitLedger, tp: Any, now: float) -> tuple[int, str] | None:
+        """(offset to re-read from, why) when a re-read of ``tp`` is due now, else None."""
+        stuck = await self._stuck(consumer, ledger, tp, now)
+        if stuck is None:
+            return None
+        not_before, delay = self.backoff.get(tp, (0.0, 2 * self.interval_s))
+        if now < not_before:
+            return None  # re-read recently; the readers may be slow to get there (e.g. ClickHouse down)
+        self.backoff[tp] = (now + delay, min(delay * 2, 60.0))
+        return stuck
+
+    async def _stuck(self, consumer: Any, ledger: CommitLedger, tp: Any, now: float) -> tuple[int, str] | None:
+        at = ledger.committable(tp.topic, tp.partition)
+        if at is None:
+            return None
+        seen = self.sighted.get(tp)
+        if seen is None or seen[0] != at:
+            self.sighted[tp] = (at, now)  # moved (or first sighting): the readers are busy with it
+            self.backoff.pop(tp, None)
+            return None
+        lag = ledger.lag(tp.topic, tp.partition)
+        if lag is not None and lag.skipped:
+            return at, f"not finished by {', '.join(lag.readers)} while it finished {lag.next_finished}"
+        idle = now - seen[1]
+        if idle < self.idle_s:
+            return None
+        if lag is not None:
+            return at, f"not finished by {', '.join(lag.readers)} for {idle:.0f}s while others are past it"
+        end = (await consumer.highwaters(tp)).get(tp)
+        if end is None or end <= at:
+            self.sighted[tp] = (at, now)  # caught up: ask the broker again after another idle_s
+            return None
+        return at, f"no reader got past it for {idle:.0f}s (log end {end})"
+
+
+def run_hole_healer(app: Any, protocol: CommitProtocol, interval_s: float = 2.0, idle_s: float = 20.0) -> HoleHealer:
+    """Run a :class:`HoleHealer` over the worker's partitions every ``interval_s``: a few dict
+    lookups per assigned partition, and one log-end request per partition idle for ``idle_s``.
+    A partition Faust left paused is resumed before the re-read."""
+    healer = HoleHealer(interval_s, idle_s)
+
+    @app.timer(interval=interval_s, name="sentinel.hole_healer")
+    async def heal() -> None:
+        consumer = app.consumer
+        ledger = protocol.ledger
+        if app.rebalancing or ledger is None:
+            healer.forget()
+            return
+        now = time.monotonic()
+        for tp in list(consumer.assignment()):
+            if ledger.tracks(tp.topic):
+                await _heal_one(consumer, healer, ledger, tp, now)
+
+    return healer
+
+
+async def _heal_one(consumer: Any, healer: HoleHealer, ledger: CommitLedger, tp: Any, now: float) -> None:
+    due = await healer.due(consumer, ledger, tp, now)
+    if due is None:
+        return
+    at, why = due
+    paused = overrides.is_paused(consumer, tp)
+    log.warning("%s[%d]: offset %d %s; re-reading from it%s", tp.topic, tp.partition, at, why,
+                " (the partition was paused: resumed)" if paused else "")
+    if paused:
+        consumer.resume_partitions({tp})
+    await consumer.seek(tp, at)

@@ -1,0 +1,42 @@
+"""The one retry rule: capped exponential backoff (0.2 s doubling to 10 s), forever.
+
+A worker never drops a batch because a dependency is down: it waits (ClickHouse, the broker)
+and keeps its place in the log; every retried write is idempotent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, Awaitable, Callable, TypeVar
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class Backoff:
+    """Delays of one retry loop: ``first``, doubled after each wait, at most ``cap``."""
+
+    def __init__(self, first: float = 0.2, cap: float = 10.0) -> None:
+        self.delay = first
+        self.cap = cap
+
+    async def wait(self) -> None:
+        await asyncio.sleep(self.delay)
+        self.delay = min(self.delay * 2, self.cap)
+
+
+async def until_done(attempt: Callable[[], Awaitable[T]], what: str,
+                     on_retry: Callable[[], Any] | None = None) -> T:
+    """``await attempt()`` until it returns; any exception is logged, counted (``on_retry``)
+    and retried after the backoff."""
+    backoff = Backoff()
+    while True:
+        try:
+            return await attempt()
+        except Exception as exc:  # driver errors, injected outages: retried as a whole
+            if on_retry is not None:
+                on_retry()
+            log.warning("%s failed (%s: %s); retrying in %.1fs", what, type(exc).__name__, exc, backoff.delay)
+            await backoff.wait()

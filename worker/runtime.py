@@ -1,0 +1,47 @@
+"""What the agents need that is not Kafka, opened once per worker process (worker/main.py)."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from config.settings import Settings
+from sentinel.cost import Pricing
+from sentinel.drift import DriftConfig
+from sentinel.scoring import BatchScorer
+from warehouse.client import ClickHouseWarehouse
+from warehouse.moments import MomentStates
+from worker.metrics import WorkerMetrics
+from worker.stages.gate import Catalog
+
+
+def _pool(name: str) -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(1, name)
+
+
+@dataclass
+class Runtime:
+    """One thread each for scoring, the gate and the sinks: model inference, image decoding and
+    ClickHouse calls never run on the event loop."""
+
+    settings: Settings
+    warehouse: ClickHouseWarehouse
+    scorer: BatchScorer
+    pricing: Pricing
+    token: str = ""
+    score_pool: ThreadPoolExecutor = field(default_factory=lambda: _pool("score"))
+    sink_pool: ThreadPoolExecutor = field(default_factory=lambda: _pool("sink"))
+    gate_pool: ThreadPoolExecutor = field(default_factory=lambda: _pool("gate"))
+    metrics: WorkerMetrics = field(default_factory=WorkerMetrics)
+    drift_config: DriftConfig = field(default_factory=DriftConfig)
+    moments: MomentStates | None = None
+    catalog: Catalog | None = None  # known models and niches (None: any)
+
+    def __post_init__(self) -> None:
+        if self.moments is None:
+            self.moments = MomentStates(self.warehouse, self.settings.moments_bucket_s)
+
+    def close(self) -> None:
+        for pool in (self.score_pool, self.gate_pool, self.sink_pool):
+            pool.shutdown(wait=True)
+        self.warehouse.close()

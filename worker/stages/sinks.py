@@ -1,0 +1,61 @@
+"""Warehouse writes of a ``jobs.completed`` batch: the jobs and their images, and the FID
+moment states the batch changed. Each waits out an unavailable ClickHouse (the retry rule) and
+is idempotent (dedup tokens from the source offsets; moments skip applied offsets)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Callable, Sequence
+
+from warehouse import rows
+from warehouse.moments import MomentInput, rows_token
+from worker.delivery.sends import dedup_token, write_until_stored
+from worker.stages.triage import Accepted
+
+Committed = Callable[[int], "int | None"]
+
+
+class ArchiveStage:
+    """``sentinel.jobs`` and ``sentinel.job_images`` rows of the kept jobs."""
+
+    def __init__(self, runtime: Any) -> None:
+        self.rt = runtime
+
+    async def __call__(self, kept: Sequence[Accepted]) -> None:
+        if not kept:
+            return
+        keys = [(a.partition, a.offset) for a in kept]
+        jobs = rows.job_rows([(a.event, a.partition, a.offset, a.content_hash()) for a in kept])
+        images = rows.image_rows([a.event for a in kept])
+        warehouse = self.rt.warehouse
+
+        def write() -> None:
+            warehouse.insert("sentinel.job_images", images, dedup_token("job_images", keys))
+            warehouse.insert("sentinel.jobs", jobs, dedup_token("jobs", keys))
+
+        await write_until_stored(self.rt.sink_pool, write, f"{len(keys)} jobs", self.rt.metrics.sink_retries.inc)
+        self.rt.metrics.rows_stored.labels("jobs").inc(len(keys))
+
+
+class MomentsStage:
+    """FID moments per model x niche x bucket x source partition (worker's state store:
+    warehouse/moments.py), written before the batch counts as finished."""
+
+    def __init__(self, runtime: Any, scorer_version: str, committed: Committed) -> None:
+        self.rt = runtime
+        self.scorer_version = scorer_version
+        self.committed = committed
+
+    async def __call__(self, scored: Sequence[tuple[Accepted, dict[str, Any]]]) -> None:
+        if not scored:
+            return
+        items = [MomentInput(a.event["model_id"], a.event["niche"], a.event["requested_at"], a.partition, a.offset,
+                             value["embedding"]) for a, value in scored]
+        loop = asyncio.get_running_loop()
+        changed = await loop.run_in_executor(self.rt.sink_pool, self.rt.moments.apply, self.scorer_version, items,
+                                             self.committed)
+        if changed is not None:
+            token = rows_token(changed)
+            await write_until_stored(self.rt.sink_pool,
+                                     lambda: self.rt.warehouse.insert("sentinel.feature_moments", changed, token),
+                                     f"{changed.num_rows} moment states", self.rt.metrics.sink_retries.inc)
