@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from config.settings import Settings
+from contracts.topics import ALERTS, JOBS_COMPLETED, JOBS_SCORED, RATINGS, dlq_name
 from devstack.broker import EmbeddedBroker, free_port
 
 log = logging.getLogger(__name__)
@@ -57,8 +58,6 @@ async def _create_topics(bootstrap: str, names: dict[str, int]) -> None:
 
 def create_topics(settings: Settings) -> None:
     """Create the input topics up front, so producers never auto-create them with 1 partition."""
-    from contracts.topics import ALERTS, JOBS_COMPLETED, JOBS_SCORED, RATINGS, dlq_name
-
     asyncio.run(_create_topics(settings.bootstrap_servers, {
         JOBS_COMPLETED: settings.partitions, JOBS_SCORED: settings.partitions, ALERTS: 1,
         dlq_name(JOBS_COMPLETED): 1, dlq_name(JOBS_SCORED): 1, dlq_name(ALERTS): 1,

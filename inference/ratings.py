@@ -12,6 +12,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
+from contracts.codec import AvroCodec
 from contracts.ratings import MAX_ID_LEN, WINNERS
 from contracts.topics import RATINGS
 
@@ -143,8 +144,6 @@ def read_ratings_file(path: Path) -> tuple[list[dict[str, Any]], list[RatingErro
 async def publish_ratings(bootstrap: str, records: Sequence[Mapping[str, Any]], *, topic: str = RATINGS) -> int:
     """Publish PairwiseRating records (key = rating_id); returns how many were acknowledged."""
     from aiokafka import AIOKafkaProducer
-
-    from contracts.codec import AvroCodec
 
     codec = AvroCodec("PairwiseRating")
     payloads = [(r["rating_id"].encode(), codec.encode(dict(r))) for r in records]  # encode all before sending

@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 import faust
+from faust.types import TP
 
 from config.settings import Settings
 from contracts.topics import ALERTS, JOBS_COMPLETED, JOBS_SCORED, RATINGS, dlq_name
@@ -100,13 +101,9 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
 def wire_agents(app: faust.App, settings: Settings, rt: Runtime, topics: Topics, protocol: CommitProtocol,
                 live: Any, detectors: Any) -> None:
     def committed(partition: int) -> int | None:
-        from faust.types import TP
-
         return overrides.committed_offset(app.consumer, TP(JOBS_COMPLETED, partition))
 
     async def seek(partition: int, offset: int) -> None:
-        from faust.types import TP
-
         await app.consumer.seek(TP(JOBS_COMPLETED, partition), offset)
 
     gate = Gate(lambda ids: stored_copies(rt.warehouse, ids), executor=rt.gate_pool,

@@ -46,9 +46,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
+import sql as sql_files
+from config.settings import PROJECT_ROOT
 from contracts.codec import content_hash
 from sentinel.validation import decode_image
 from contracts.errors import InvalidEvent
+from inference.trace import NICHES as TRACE_NICHES
+from inference.trace import TRACE_MODELS
+from inference.traffic import NICHE_PROMPTS
 from worker.delivery.retry import until_done
 
 log = logging.getLogger(__name__)
@@ -110,11 +115,6 @@ class Catalog:
     def from_settings(cls, settings: Any) -> "Catalog":
         """Registry models + the shipped trace models + ``known_models``; demo and trace niches +
         ``known_niches``. ``*`` in either setting turns that check off."""
-        from inference.trace import NICHES as TRACE_NICHES
-        from inference.trace import TRACE_MODELS
-        from inference.traffic import NICHE_PROMPTS
-        from config.settings import PROJECT_ROOT
-
         extra_models, extra_niches = _ids(settings.known_models), _ids(settings.known_niches)
         models = None
         if "*" not in extra_models:
@@ -271,8 +271,6 @@ class Gate:
 
 def stored_copies(warehouse: Any, job_ids: list[str]) -> dict[str, StoredCopy]:
     """The lookup the worker uses: ``sql/reports/stored_copies.sql``, chunked."""
-    import sql as sql_files
-
     query = sql_files.report("stored_copies")
     out: dict[str, StoredCopy] = {}
     for start in range(0, len(job_ids), 5000):
