@@ -11,7 +11,6 @@ from collections import Counter
 from types import SimpleNamespace
 
 import numpy as np
-import pyarrow as pa
 import pytest
 from PIL import Image
 
@@ -36,48 +35,9 @@ from worker.stages.scoring import ScoreStage
 from worker.stages.sinks import ArchiveStage, MomentsStage
 from worker.stages.tally import TallyStage
 from worker.stages.triage import Triage
+from worker_fakes import Event, Moments, Stream, Topic, Warehouse
 
 CODEC = AvroCodec("JobCompleted")
-
-
-class Event:  # what Faust hands an agent (weak-referenceable, like faust's Event)
-    def __init__(self, value: bytes, partition: int, offset: int) -> None:
-        self.value, self.key = value, b"k"
-        self.message = SimpleNamespace(topic=JOBS_COMPLETED, partition=partition, offset=offset)
-
-
-class Stream:
-    def __init__(self, batches): self.batches = batches
-
-    async def take_events(self, n, within):
-        for batch in self.batches:
-            yield batch
-
-
-class Topic:
-    def __init__(self): self.sent = []
-
-    async def send(self, *, key, value, headers, force):
-        self.sent.append((key, value, headers))
-        fut = asyncio.get_running_loop().create_future()
-        fut.set_result(None)
-        return fut
-
-
-class Warehouse:
-    def __init__(self): self.inserts: list[tuple[str, pa.Table]] = []
-
-    def insert(self, table, rows, token): self.inserts.append((table, rows))
-
-    def query(self, sql, params):  # stored_copies: nothing stored yet
-        return pa.table({"job_id": pa.array([], pa.string()), "source_partition": pa.array([], pa.uint32()),
-                         "source_offset": pa.array([], pa.uint64()), "content_hash": pa.array([], pa.string())})
-
-
-class Moments:
-    def __init__(self): self.applied = []
-
-    def apply(self, version, items, committed): self.applied.extend(items)
 
 
 @pytest.fixture(scope="module")
