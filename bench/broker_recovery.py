@@ -601,7 +601,7 @@ def count_restart_skips(res: RunResult) -> int:
 
 def leftovers(spawned: Spawned) -> dict[str, list[int]]:
     """Processes still alive in any group we created, and ports still bound."""
-    from devstack.broker import _group_members
+    from devstack.process_group import group_members as _group_members
 
     return {
         "processes": sorted({pid for pgid in spawned.pgids for pid in _group_members(pgid)}),

@@ -28,7 +28,8 @@ from inference.node import SIMULATED_API_CLASS, InferenceNode, JobRequest, encod
 from inference.publisher import JobPublisher
 from inference.registry import ModelSpec
 from inference.tiny_pipelines import ensure_tiny_pipeline, generate, load_pipeline
-from inference.trace import TraceError, TraceRow
+from inference.trace_files import TraceError
+from inference.trace_row import TraceRow
 
 log = logging.getLogger(__name__)
 

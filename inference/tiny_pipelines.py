@@ -1,35 +1,23 @@
 """Tiny, offline, deterministic stand-ins for real diffusion pipelines.
 
-The inference nodes run Stable Diffusion, SDXL and Flux through diffusers.
-Real weights are gigabytes and need a model hub or a GPU; neither is available
-in CI or on a developer laptop. This module builds pipelines of the *same
-classes* (``StableDiffusionPipeline``, ``StableDiffusionXLPipeline``,
-``FluxPipeline``) from tiny configs with seeded random weights and saves them
-with ``save_pretrained``. The very same ``load_pipeline`` / ``generate`` code
-then runs against a tiny directory here and a real one on a GPU box.
-
-Everything is built without network access:
-
-* the CLIP tokenizer's ``vocab.json``/``merges.txt`` are derived from the BPE
-  file that ``open_clip`` ships, truncated to the first ``CLIP_MERGES`` merges,
-  so token ids agree with ``open_clip`` for words inside that vocab;
-* Flux's T5 tokenizer is a small word-level ``tokenizers`` model wrapped as a
-  ``T5TokenizerFast``.
-
-The same ``seed`` always yields the same weights, so two builds produce
-byte-identical images for the same prompt and generation seed.
+The inference nodes run Stable Diffusion, SDXL and Flux through diffusers. Real weights are
+gigabytes and need a model hub or a GPU; neither is available in CI or on a developer laptop.
+This module builds pipelines of the *same classes* (``StableDiffusionPipeline``,
+``StableDiffusionXLPipeline``, ``FluxPipeline``) from tiny configs with seeded random weights
+(tokenizers from inference/tiny_tokenizers.py, no network) and saves them with
+``save_pretrained``. The very same ``load_pipeline`` / ``generate`` code then runs against a
+tiny directory here and a real one on a GPU box. The same ``seed`` always yields the same
+weights, so two builds produce byte-identical images for the same prompt and generation seed.
 """
 
 from __future__ import annotations
 
-import gzip
 import json
 import logging
 import os
 import shutil
 import tempfile
 import threading
-from importlib.resources import files
 from pathlib import Path
 from typing import Any, Callable
 
@@ -46,16 +34,9 @@ from diffusers import (
     UNet2DConditionModel,
 )
 from PIL import Image
-from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
-from transformers import (
-    CLIPTextConfig,
-    CLIPTextModel,
-    CLIPTextModelWithProjection,
-    CLIPTokenizer,
-    T5Config,
-    T5EncoderModel,
-    T5TokenizerFast,
-)
+from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, T5Config, T5EncoderModel
+
+from inference.tiny_tokenizers import CLIP_MAX_LENGTH, CLIP_VOCAB_SIZE, T5_WORDS, clip_tokenizer, t5_tokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -64,100 +45,7 @@ PIPELINE_CLASSES: dict[str, type[DiffusionPipeline]] = {
     "sdxl": StableDiffusionXLPipeline,
     "flux": FluxPipeline,
 }
-
-#: Number of open_clip BPE merges kept; common English words are merged well
-#: within this rank, so their ids match open_clip's tokenizer.
-CLIP_MERGES = 4096
-#: 256 byte tokens + 256 end-of-word byte tokens + merges + <start>/<end>.
-CLIP_VOCAB_SIZE = 512 + CLIP_MERGES + 2
-CLIP_MAX_LENGTH = 77
 HIDDEN = 32  # width of every text encoder and of the cross-attention
-T5_WORDS = 1024  # letters + whole words from the CLIP vocab for the T5 tokenizer
-T5_MAX_LENGTH = 512
-
-_BOS, _EOS = "<|startoftext|>", "<|endoftext|>"
-
-
-# --------------------------------------------------------------------------- #
-# Tokenizers
-# --------------------------------------------------------------------------- #
-def _bytes_to_unicode() -> dict[int, str]:
-    """GPT-2/CLIP reversible byte -> printable unicode mapping."""
-    bs = (
-        list(range(ord("!"), ord("~") + 1))
-        + list(range(ord("¡"), ord("¬") + 1))
-        + list(range(ord("®"), ord("ÿ") + 1))
-    )
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return dict(zip(bs, (chr(c) for c in cs)))
-
-
-def _open_clip_merges(n: int = CLIP_MERGES) -> list[str]:
-    """The first ``n`` merges of open_clip's bundled BPE file (header dropped)."""
-    bpe = files("open_clip").joinpath("bpe_simple_vocab_16e6.txt.gz")
-    with bpe.open("rb") as fh:
-        lines = gzip.decompress(fh.read()).decode("utf-8").split("\n")
-    return lines[1 : n + 1]
-
-
-def _clip_vocab(merges: list[str]) -> dict[str, int]:
-    """Vocab laid out exactly like open_clip's: bytes, bytes</w>, merges, specials."""
-    byte_tokens = list(_bytes_to_unicode().values())
-    tokens = byte_tokens + [t + "</w>" for t in byte_tokens]
-    tokens += ["".join(m.split()) for m in merges]
-    tokens += [_BOS, _EOS]
-    return {tok: i for i, tok in enumerate(tokens)}
-
-
-def _clip_tokenizer(work_dir: Path, pad_token: str = _EOS) -> CLIPTokenizer:
-    merges = _open_clip_merges()
-    vocab = _clip_vocab(merges)
-    assert len(vocab) == CLIP_VOCAB_SIZE, "duplicate tokens in truncated CLIP vocab"
-    vocab_file, merges_file = work_dir / "vocab.json", work_dir / "merges.txt"
-    vocab_file.write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
-    # CLIPTokenizer skips the first line of merges.txt as a version header.
-    merges_file.write_text("#version: 0.2\n" + "\n".join(merges) + "\n", encoding="utf-8")
-    return CLIPTokenizer(
-        str(vocab_file),
-        str(merges_file),
-        pad_token=pad_token,
-        model_max_length=CLIP_MAX_LENGTH,
-    )
-
-
-def _t5_tokenizer() -> T5TokenizerFast:
-    """Word-level T5-style tokenizer: <pad>=0, </s>=1, <unk>=2, then common words."""
-    words = list("abcdefghijklmnopqrstuvwxyz")  # single letters are bytes, not merges
-    for merge in _open_clip_merges():
-        word = "".join(merge.split())
-        if word.endswith("</w>") and word[:-4].isalpha():
-            words.append(word[:-4])
-            if len(words) == T5_WORDS:
-                break
-    vocab = {"<pad>": 0, "</s>": 1, "<unk>": 2}
-    for word in words:
-        vocab.setdefault(word, len(vocab))
-    backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
-    backend.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Lowercase()])
-    backend.pre_tokenizer = pre_tokenizers.Whitespace()
-    backend.post_processor = processors.TemplateProcessing(
-        single="$A </s>", pair="$A </s> $B </s>", special_tokens=[("</s>", 1)]
-    )
-    return T5TokenizerFast(
-        tokenizer_object=backend,
-        eos_token="</s>",
-        unk_token="<unk>",
-        pad_token="<pad>",
-        extra_ids=0,
-        additional_special_tokens=[],
-        model_max_length=T5_MAX_LENGTH,
-    )
 
 
 # --------------------------------------------------------------------------- #
@@ -233,7 +121,7 @@ def _build_sd(seed: int, work_dir: Path) -> DiffusionPipeline:
     return StableDiffusionPipeline(
         vae=_seeded(seed, lambda: _vae(4, scaling_factor=0.18215)),
         text_encoder=_seeded(seed, lambda: CLIPTextModel(_clip_text_config())),
-        tokenizer=_clip_tokenizer(work_dir),
+        tokenizer=clip_tokenizer(work_dir),
         unet=_seeded(seed, lambda: _unet(HIDDEN)),
         scheduler=_sd_scheduler(),
         safety_checker=None,
@@ -261,8 +149,8 @@ def _build_sdxl(seed: int, work_dir: Path) -> DiffusionPipeline:
         text_encoder_2=_seeded(
             seed, lambda: CLIPTextModelWithProjection(_clip_text_config(HIDDEN))
         ),
-        tokenizer=_clip_tokenizer(work_dir),
-        tokenizer_2=_clip_tokenizer(work_dir, pad_token="!"),
+        tokenizer=clip_tokenizer(work_dir),
+        tokenizer_2=clip_tokenizer(work_dir, pad_token="!"),
         unet=unet,
         scheduler=_sd_scheduler(),
         force_zeros_for_empty_prompt=True,
@@ -295,9 +183,9 @@ def _build_flux(seed: int, work_dir: Path) -> DiffusionPipeline:
             ),
         ),
         text_encoder=_seeded(seed, lambda: CLIPTextModel(_clip_text_config())),
-        tokenizer=_clip_tokenizer(work_dir),
+        tokenizer=clip_tokenizer(work_dir),
         text_encoder_2=_seeded(seed, lambda: T5EncoderModel(t5_config)),
-        tokenizer_2=_t5_tokenizer(),
+        tokenizer_2=t5_tokenizer(),
         transformer=_seeded(
             seed,
             lambda: FluxTransformer2DModel(

@@ -1,4 +1,4 @@
-"""Tiny offline pipelines: determinism, caching and tokenizer parity with open_clip."""
+"""Tiny offline pipelines: determinism, caching and seeded weights."""
 
 from __future__ import annotations
 
@@ -10,12 +10,9 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
-import open_clip  # noqa: E402
 import pytest  # noqa: E402
-from transformers import CLIPTokenizer  # noqa: E402
 
 from inference.tiny_pipelines import (  # noqa: E402
-    CLIP_VOCAB_SIZE,
     PIPELINE_CLASSES,
     build_tiny_pipeline,
     ensure_tiny_pipeline,
@@ -95,21 +92,3 @@ def test_same_seed_gives_same_weights(kind: str, tmp_path: Path) -> None:
 def test_unknown_kind_is_rejected(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="unknown pipeline kind"):
         build_tiny_pipeline("dalle", tmp_path)
-
-
-@pytest.mark.parametrize(
-    "prompt",
-    ["a photo of a cat and a dog on the beach", "A red car in the city at night, blue sky"],
-)
-def test_clip_tokenizer_matches_open_clip(prompt: str, tmp_path: Path) -> None:
-    tokenizer = CLIPTokenizer.from_pretrained(ensure_tiny_pipeline("sd", tmp_path) / "tokenizer")
-    assert len(tokenizer) == CLIP_VOCAB_SIZE
-
-    ours = tokenizer(prompt).input_ids
-    reference = open_clip.get_tokenizer("ViT-B-32")(prompt)[0].tolist()
-    reference = reference[: reference.index(max(reference)) + 1]  # cut padding after <end>
-
-    # Word tokens share ids; only <start>/<end> move, as the vocab is truncated.
-    assert ours[1:-1] == reference[1:-1]
-    assert max(ours[1:-1]) < CLIP_VOCAB_SIZE - 2
-    assert (ours[0], ours[-1]) == (tokenizer.bos_token_id, tokenizer.eos_token_id)

@@ -1,0 +1,72 @@
+"""A child process's whole session: signal every member, wait until none is left.
+
+A broker runs in its own session (process group), so that stopping it reaches every process it
+spawned and a crash of the parent's terminal signals does not leave half of it behind. Members
+are read from /proc, so zombies (a container's PID 1 may never reap reparented children) do not
+count as running.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import Callable
+
+POLL_INTERVAL = 0.1
+
+
+def group_members(pgid: int) -> list[int]:
+    """Live (non-zombie) processes in process group ``pgid``.
+
+    Reads /proc so that zombies (a container's PID 1 may never reap
+    reparented children) do not count as running. Falls back to a signal-0
+    probe where /proc is missing.
+    """
+    proc = Path("/proc")
+    if not proc.is_dir():
+        try:
+            os.killpg(pgid, 0)
+        except (ProcessLookupError, PermissionError):
+            return []
+        return [pgid]
+    members = []
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # "pid (comm) state ppid pgrp ...": comm may contain spaces/parens.
+        fields = stat[stat.rfind(")") + 2 :].split()
+        if len(fields) >= 3 and int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
+            members.append(int(entry.name))
+    return members
+
+
+def signal_group(pgid: int, sig: signal.Signals) -> None:
+    """Send ``sig`` to process group ``pgid``; a group already gone is not an error."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+def wait_group(proc: subprocess.Popen[bytes], pgid: int, timeout: float) -> bool:
+    """Wait up to ``timeout`` s for ``proc`` to exit and every member of its group to be gone."""
+    deadline = time.monotonic() + timeout
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=timeout)
+    return poll_until(lambda: proc.poll() is not None and not group_members(pgid), deadline)
+
+
+def poll_until(predicate: Callable[[], bool], deadline: float) -> bool:
+    """Whether ``predicate`` became true before ``deadline`` (``time.monotonic()``), polling."""
+    while True:
+        if predicate():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(POLL_INTERVAL)
