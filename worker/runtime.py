@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from config.settings import Settings
 from sentinel.cost import Pricing
-from sentinel.drift import DriftConfig
+from sentinel.cusum import DriftConfig
 from sentinel.scoring import BatchScorer
 from warehouse.client import ClickHouseWarehouse
 from warehouse.moments import MomentStates

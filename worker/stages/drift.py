@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Sequence
 
-from sentinel.drift import CusumDriftDetector, DriftConfig
+from sentinel.cusum import CusumDriftDetector, DriftConfig
 from worker.delivery.overrides import make_current
 from worker.stages.table_states import TableStates
 

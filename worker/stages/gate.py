@@ -51,8 +51,8 @@ from config.settings import PROJECT_ROOT
 from contracts.codec import content_hash
 from sentinel.validation import decode_image
 from contracts.errors import InvalidEvent
-from inference.trace import NICHES as TRACE_NICHES
-from inference.trace import TRACE_MODELS
+from inference.trace_models import NICHES as TRACE_NICHES
+from inference.trace_models import TRACE_MODELS
 from inference.traffic import NICHE_PROMPTS
 from worker.delivery.retry import until_done
 
