@@ -1,23 +1,19 @@
-"""Pairwise ratings without a broker: the import format's line-numbered errors, the Avro record,
-the rating page's token check, scheduling rule, pair book and HTML (pure, fast)."""
+"""Ratings import (inference/ratings.py): the JSON Lines format's line-numbered errors, all or
+nothing by default, and the CLI around it; nothing reaches a broker."""
 
 from __future__ import annotations
 
 import json
-import random
 import re
 from datetime import datetime, timezone
 
 import pytest
 from typer.testing import CliRunner
 
-from contracts.codec import AvroCodec
-from contracts.errors import InvalidEvent
 from cli.main import app
+from contracts.codec import AvroCodec
 from contracts.ratings import check_rating
 from inference.ratings import import_ratings, parse_ratings, read_ratings_file
-from worker.rating_pairs import PairBook, choose_candidate, pair_key
-from worker.ratings import check_token, rater_token, render_page
 
 UTC = timezone.utc
 GOOD = {"rating_id": "r-1", "job_a": "job-1", "job_b": "job-2", "winner": "a", "rater": "alice",
@@ -109,81 +105,6 @@ def test_import_cli_reports_lines_and_refuses(tmp_path) -> None:
     assert "nothing published: 2 invalid line(s)" in result.output
     missing = CliRunner().invoke(app, ["ratings", "import", str(tmp_path / "nope.jsonl")], env={"COLUMNS": "200"})
     assert missing.exit_code == 2 and "no such file" in missing.output
-
-
-def test_check_rating_on_decoded_records() -> None:
-    ok = {"rating_id": "r", "job_a": "x", "job_b": "y", "winner": "tie", "rater": "bob",
-          "rated_at": datetime(2026, 1, 1, tzinfo=UTC)}
-    check_rating(ok)
-    for bad, detail in [(dict(ok, job_b="x"), "same job"), (dict(ok, rater=""), "empty rater"),
-                        (dict(ok, rating_id=" "), "empty rating_id")]:
-        with pytest.raises(InvalidEvent, match=detail) as info:
-            check_rating(bad)
-        assert info.value.reason == "invalid_rating"
-
-
-def test_avro_winner_is_an_enum() -> None:
-    codec = AvroCodec("PairwiseRating")
-    record = {"rating_id": "r", "job_a": "x", "job_b": "y", "winner": "left", "rater": "bob",
-              "rated_at": datetime(2026, 1, 1, tzinfo=UTC)}
-    with pytest.raises(Exception):
-        codec.encode(record)
-
-
-def test_token_check() -> None:
-    assert check_token("s3cret", "s3cret") is None
-    assert check_token("s3cret", "")[0] == 401
-    assert check_token("s3cret", "guess")[0] == 403
-    assert check_token("", "")[0] == 403  # no token configured: the page is off, never open
-    derived = rater_token("s3cret")
-    assert derived != "s3cret" and derived == rater_token("s3cret") and derived != rater_token("other")
-    assert check_token("s3cret", derived) is None
-    assert check_token("other", derived)[0] == 403
-
-
-def test_scheduler_picks_the_least_rated_model_pair_with_candidates() -> None:
-    def cand(m1, m2, n):
-        return {"job_1": f"{m1}-{n}", "job_2": f"{m2}-{n}", "model_1": m1, "model_2": m2}
-
-    candidates = [cand("m1", "m2", i) for i in range(5)] + [cand("m1", "m3", i) for i in range(3)]
-    rated = {("m1", "m2"): 4, ("m1", "m3"): 6, ("m2", "m3"): 0}  # m2/m3 has fewest but no candidate
-    picks = [choose_candidate(candidates, rated, random.Random(s)) for s in range(50)]
-    assert {(p["model_1"], p["model_2"]) for p in picks} == {("m1", "m2")}
-    assert len({p["job_1"] for p in picks}) > 1, "candidates of the pair are drawn at random"
-    tied = {("m1", "m2"): 2, ("m1", "m3"): 2}
-    picked = {(p["model_1"], p["model_2"]) for p in (choose_candidate(candidates, tied, random.Random(s))
-                                                      for s in range(50))}
-    assert picked == {("m1", "m2"), ("m1", "m3")}
-    assert choose_candidate([], rated, random.Random(0)) is None
-
-
-def test_pair_book_one_answer_per_pair() -> None:
-    book = PairBook(recent_s=600)
-    pair = book.issue("job-b", "job-a", "headshot", "a prompt", now=1000.0)
-    assert book.get(pair.pair_id) == pair and len(pair.pair_id) >= 20
-    assert book.exclude(now=1000.5) == [pair_key("job-a", "job-b")] == ["job-a|job-b"]
-    assert book.answer(pair.pair_id, now=1001.0) == pair
-    assert book.answer(pair.pair_id, now=1002.0) is None  # a second submit publishes nothing
-    assert book.get(pair.pair_id) is None
-    assert book.exclude(now=1100.0) == ["job-a|job-b"], "answered pairs stay excluded until stored"
-    assert book.exclude(now=1700.0) == []
-    old = PairBook(ttl_s=10)
-    stale = old.issue("x", "y", "n", "p", now=0.0)
-    old.issue("z", "w", "n", "p", now=100.0)
-    assert old.get(stale.pair_id) is None
-
-
-def test_page_names_no_model_and_no_job() -> None:
-    book = PairBook()
-    pair = book.issue("job-secret-a", "job-secret-b", "headshot", "corporate <b>headshot</b>")
-    page = render_page(pair=pair, token="tok", rater="ann & co")
-    assert "job-secret" not in page
-    assert page.count("<img ") == 2 and f"pair={pair.pair_id}" in page
-    assert "corporate &lt;b&gt;headshot&lt;/b&gt;" in page and "ann &amp; co" in page
-    assert 'value="a"' in page and 'value="b"' in page and 'value="tie"' in page
-    assert "http://" not in page and "https://" not in page, "self-contained: no external assets"
-    empty = render_page(pair=None, token="tok", rater="ann")
-    assert "Nothing to rate" in empty and "<img" not in empty
 
 
 @pytest.mark.parametrize("command", [["ratings"], ["ratings", "import"], ["ratings", "list"], ["ratings", "url"]])
