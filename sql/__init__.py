@@ -1,8 +1,10 @@
 """ClickHouse SQL of Sentinel Stream, kept as files.
 
 ``migrations/NNNN_name.sql`` are applied in order by ``sentinel db migrate`` (statements split
-on ``;`` at line ends); ``reports/NAME.sql`` are read-only queries with ``{name:Type}``
-parameters. Python never builds SQL from strings: it loads these files and binds parameters.
+on ``;`` at line ends), after ``bootstrap.sql`` and ``functions.sql`` (SQL functions such as the
+cost formula, re-created on every migrate); ``reports/NAME.sql`` are read-only queries with
+``{name:Type}`` parameters. Python never builds SQL from strings: it loads these files and binds
+parameters.
 """
 
 from __future__ import annotations
@@ -48,6 +50,11 @@ def migrations() -> list[Migration]:
 
 def bootstrap() -> list[str]:
     return split_statements((SQL_DIR / "bootstrap.sql").read_text())
+
+
+def functions() -> list[str]:
+    """``CREATE OR REPLACE FUNCTION`` statements of ``functions.sql`` (idempotent)."""
+    return split_statements((SQL_DIR / "functions.sql").read_text())
 
 
 def report(name: str) -> str:

@@ -195,8 +195,10 @@ def open_reader(dsn: str) -> Warehouse:
 
 
 def migrate(warehouse: ClickHouseWarehouse) -> list[int]:
-    """Apply pending migrations in order; returns the versions applied (empty: no-op)."""
-    for statement in sql_files.bootstrap():
+    """Apply pending migrations in order; returns the versions applied (empty: no-op).
+
+    The bootstrap and the SQL functions are (re)applied every time, before the migrations."""
+    for statement in [*sql_files.bootstrap(), *sql_files.functions()]:
         warehouse.command(statement)
     applied = set(warehouse.query(sql_files.report("applied_migrations")).column("version").to_pylist())
     done = []

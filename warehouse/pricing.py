@@ -20,7 +20,7 @@ SCHEMA = pa.schema([
 
 def pricing_rows(pricing: Pricing, now: datetime | None = None) -> pa.Table:
     now = now or datetime.now(timezone.utc)
-    types = ["", *sorted(pricing.gpu_usd_per_hour)]  # "" = API-priced jobs: overhead and fee only
+    types = ["", *sorted(pricing.gpu_usd_per_hour)]  # "": no GPU type, carries overhead and fee (API-only traffic)
     return pa.table({
         "gpu_type": types,
         "usd_per_hour": [0.0 if t == "" else pricing.gpu_usd_per_hour[t] for t in types],

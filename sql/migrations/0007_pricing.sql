@@ -1,7 +1,7 @@
 -- The pricing in force, written by each worker at start from its pricing file, so that SQL
--- clients without the file (Grafana) can price jobs the way the report does:
--- self-hosted: gpu_seconds x usd_per_hour / 3600 x (1 + orchestration_overhead) + platform fee;
--- API: api_cost_usd + platform fee (the row with gpu_type = '' carries overhead and fee only).
+-- clients without the file (Grafana) can price jobs the way the report does, with the
+-- sentinel_job_cost_usd function of sql/functions.sql (the row with gpu_type = '' carries
+-- overhead and fee only).
 -- Reports keep pricing at query time from the file they are given; this table is for dashboards.
 CREATE TABLE IF NOT EXISTS sentinel.pricing
 (

@@ -1,16 +1,15 @@
 -- Quality, cost and latency per model (niche = '*') and per model x niche.
--- Cost is priced at query time from the pricing file (parallel arrays gpu_types/gpu_prices),
--- so a new price list re-prices history; an unpriced GPU type yields NaN, never a silent 0.
+-- Cost is priced at query time by sentinel_job_cost_usd (sql/functions.sql) from the pricing file
+-- (parallel arrays gpu_types/gpu_prices), so a new price list re-prices history; an unpriced GPU
+-- type yields NaN, never a silent 0.
 -- Latency quantiles are exact (linear interpolation, as numpy's default percentile).
 -- scorer_version = '' takes each job's most recent score.
 WITH
     j AS (
         SELECT
             job_id, model_id, model_version, provider, niche, latency_ms,
-            if(provider = 'api',
-               ifNull(api_cost_usd, nan) + {platform_fee:Float64},
-               gpu_seconds * transform(gpu_type, {gpu_types:Array(String)}, {gpu_prices:Array(Float64)}, nan) / 3600
-                   * (1 + {overhead:Float64}) + {platform_fee:Float64}) AS cost_usd
+            sentinel_job_cost_usd(provider, gpu_type, gpu_seconds, api_cost_usd, {gpu_types:Array(String)},
+                                  {gpu_prices:Array(Float64)}, {overhead:Float64}, {platform_fee:Float64}) AS cost_usd
         FROM sentinel.jobs FINAL
         WHERE requested_at >= {start:DateTime64(3)} AND requested_at < {end:DateTime64(3)}
     ),

@@ -1,5 +1,5 @@
--- Per-job rows behind the benchmark's bootstrap intervals (streams/intervals.py): end-to-end
--- latency, cost priced exactly as benchmark.sql prices it (same parameters, same expression)
+-- Per-job rows behind the benchmark's bootstrap intervals (reports/intervals.py): end-to-end
+-- latency, cost priced exactly as benchmark.sql prices it (same parameters, same function)
 -- and the job's CLIP score (NULL when the job has no score of the requested version).
 --
 -- At most {max_jobs} jobs per model and per model x niche: the group's jobs ordered by
@@ -17,10 +17,8 @@ WITH
     j AS (
         SELECT
             job_id, model_id, niche, latency_ms,
-            if(provider = 'api',
-               ifNull(api_cost_usd, nan) + {platform_fee:Float64},
-               gpu_seconds * transform(gpu_type, {gpu_types:Array(String)}, {gpu_prices:Array(Float64)}, nan) / 3600
-                   * (1 + {overhead:Float64}) + {platform_fee:Float64}) AS cost_usd,
+            sentinel_job_cost_usd(provider, gpu_type, gpu_seconds, api_cost_usd, {gpu_types:Array(String)},
+                                  {gpu_prices:Array(Float64)}, {overhead:Float64}, {platform_fee:Float64}) AS cost_usd,
             cityHash64(job_id)                 AS h,
             h / 18446744073709551616.0         AS u
         FROM sentinel.jobs FINAL

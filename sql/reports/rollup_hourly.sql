@@ -1,5 +1,7 @@
 -- Per model x niche x hour from the rollup states: jobs, cold starts, cost per image (priced at
 -- query time like benchmark.sql), t-digest p50/p95/p99 latency. For dashboards and long ranges.
+-- A rollup row holds sums, not jobs: since the cost formula is linear in a job's GPU-seconds and
+-- API price, the row's cost is its job count times the cost of its mean job.
 SELECT
     hour,
     model_id,
@@ -13,11 +15,10 @@ FROM
 (
     SELECT
         hour, model_id, niche, jobs, cold_starts, gpu_seconds, latency_ms,
-        if(provider = 'api',
-           finalizeAggregation(api_cost_usd) + finalizeAggregation(jobs) * {platform_fee:Float64},
-           finalizeAggregation(gpu_seconds)
-               * transform(gpu_type, {gpu_types:Array(String)}, {gpu_prices:Array(Float64)}, nan) / 3600
-               * (1 + {overhead:Float64}) + finalizeAggregation(jobs) * {platform_fee:Float64}) AS cost_usd
+        finalizeAggregation(jobs) AS row_jobs,
+        row_jobs * sentinel_job_cost_usd(provider, gpu_type, finalizeAggregation(gpu_seconds) / row_jobs,
+                                         finalizeAggregation(api_cost_usd) / row_jobs, {gpu_types:Array(String)},
+                                         {gpu_prices:Array(Float64)}, {overhead:Float64}, {platform_fee:Float64}) AS cost_usd
     FROM sentinel.jobs_hourly
     WHERE hour >= {start:DateTime64(3)} AND hour < {end:DateTime64(3)}
 )
