@@ -52,6 +52,7 @@ class JobsAgent:
                 self.rt.metrics.consumed.inc(len(events))
                 screened = await self.stages.screen(events)
                 scored, bad = await self.score(screened)
+                screened.pixels.clear()  # decoded pixels live for one batch's scoring only
                 await outputs.push(self.deliver(events, screened, scored, bad))
             await outputs.drain()
         finally:
