@@ -23,12 +23,3 @@ def test_cost_commands_take_pricing() -> None:
     for command in (["report"], ["worker"], ["up"], ["demo"]):
         assert "--pricing" in CliRunner().invoke(app, [*command, "--help"], env={"COLUMNS": "200"}).output
 
-
-def test_trace_generate_writes_a_trace(tmp_path) -> None:
-    from inference.trace import load_trace
-
-    out = tmp_path / "t.jsonl"
-    result = CliRunner().invoke(app, ["trace", "generate", str(out), "--jobs", "500", "--seed", "4"])
-    assert result.exit_code == 0, result.output
-    rows, errors = load_trace(out)
-    assert len(rows) == 500 and errors == []
