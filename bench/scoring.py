@@ -174,7 +174,8 @@ def machine_info() -> dict[str, Any]:
         "python": platform.python_version(),
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),  # torch's default: one per core
-        "clip_extractor_threads": cpu_threads(),  # what ClipExtractor sets (sentinel.clip.cpu_threads)
+        # what the worker's ClipExtractor sets: Settings.torch_threads (OMP_NUM_THREADS if set), else cores - 1
+        "clip_extractor_threads": cpu_threads(load_settings().torch_threads),
         "cuda_available": torch.cuda.is_available(),
         "cuda_device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "packages": {p: ver(p) for p in ("open_clip_torch", "faust-streaming", "aiokafka", "chdb", "noida-db",

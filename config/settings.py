@@ -14,13 +14,13 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
-from sentinel.clip import TINY_ARCH, ClipSpec
+from sentinel.clip_spec import TINY_ARCH, ClipSpec
 from sentinel.cost import Pricing
-from sentinel.drift import DriftConfig
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # numpy-backed: imported where used, so loading settings stays cheap
     from sentinel.bootstrap import BootstrapConfig
     from sentinel.composite import QualityConfig
+    from sentinel.drift import DriftConfig
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_PRICING = PROJECT_ROOT / "pricing.toml"
@@ -49,6 +49,9 @@ class Settings:
     clip_checkpoint: str = ""
     clip_seed: int = 0
     device: str = "cpu"
+    # torch intra-op threads on CPU: > 0 exactly that many; 0 = OMP_NUM_THREADS if set (resolved
+    # by load_settings), else cores - 1 (sentinel.clip.cpu_threads)
+    torch_threads: int = 0
     score_batch_size: int = 32
     score_batch_wait_s: float = 0.5
     # off: a metadata-only worker (archive and tallies, no CLIP scores or FID moments)
@@ -134,13 +137,16 @@ class Settings:
             seed=self.clip_seed,
             device=self.device,
             batch_size=self.score_batch_size,
+            threads=self.torch_threads,
         )
 
     @property
     def scorer_version(self) -> str:
         return f"v{SCORER_CODE_VERSION}/{self.clip_spec.version}"
 
-    def drift_config(self) -> DriftConfig:
+    def drift_config(self) -> "DriftConfig":
+        from sentinel.drift import DriftConfig
+
         try:
             return DriftConfig(baseline_n=self.drift_baseline_n, k=self.drift_k, h=self.drift_h, min_n=self.drift_min_n,
                                min_drop_rel=self.drift_min_drop_rel, recovery_n=self.drift_recovery_n)
@@ -231,4 +237,13 @@ def load_settings(config_file: str | Path | None = None, env: Mapping[str, str] 
             values[name] = env[key]
     values.update({k: v for k, v in overrides.items() if v is not None})
     kwargs = {name: _coerce(name, v, types[name]) for name, v in values.items() if name != "extra"}
+    if not kwargs.get("torch_threads"):
+        kwargs["torch_threads"] = _omp_threads(env)
     return Settings(**kwargs)
+
+
+def _omp_threads(env: Mapping[str, str]) -> int:
+    """``OMP_NUM_THREADS`` as a thread count, 0 when unset or not a positive integer (as before
+    the setting existed, a malformed value means automatic rather than an error)."""
+    raw = env.get("OMP_NUM_THREADS", "").strip()
+    return int(raw) if raw.isdigit() and int(raw) > 0 else 0

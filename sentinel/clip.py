@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -20,29 +19,12 @@ import torch
 from open_clip.transformer import text_global_pool
 from PIL import Image
 
-TINY_ARCH = "sentinel-tiny-clip"
+from sentinel.clip_spec import TINY_ARCH, ClipSpec
+
+__all__ = ["TINY_ARCH", "ClipSpec", "ClipExtractor", "cpu_threads", "clip_score", "reference_alignment"]
+
 _CONFIG_DIR = Path(__file__).resolve().parent / "model_configs"
 open_clip.add_model_config(_CONFIG_DIR)
-
-
-@dataclass(frozen=True)
-class ClipSpec:
-    """Which model scores: ``arch`` (open_clip name) and ``checkpoint`` (a local file) or a seed."""
-
-    arch: str = TINY_ARCH
-    checkpoint: str | None = None
-    seed: int = 0
-    device: str = "cpu"
-    batch_size: int = 64
-    # torch intra-op threads on CPU; 0 = automatic (see cpu_threads). Applied when an extractor
-    # is built; torch's setting is process-wide.
-    threads: int = 0
-
-    @property
-    def version(self) -> str:
-        """A short identity of the weights, part of the scorer version string."""
-        weights = Path(self.checkpoint).name if self.checkpoint else f"seed{self.seed}"
-        return f"{self.arch}:{weights}"
 
 
 @contextlib.contextmanager
@@ -54,8 +36,9 @@ def _seeded(seed: int):
 
 
 def cpu_threads(requested: int = 0) -> int:
-    """Intra-op threads for CPU inference: ``requested`` if > 0, else ``OMP_NUM_THREADS`` if set,
-    else all cores this process may use but one (at least one).
+    """Intra-op threads for CPU inference: ``requested`` if > 0, else all cores this process may
+    use but one (at least one). The caller resolves any environment setting into ``requested``
+    (config/settings.py: ``torch_threads``, or ``OMP_NUM_THREADS``).
 
     The spare core is for the worker's event loop and Kafka consumer thread. torch's default (one
     thread per core) lets OpenMP threads spin against them: measured on a shared 2-core machine,
@@ -63,9 +46,6 @@ def cpu_threads(requested: int = 0) -> int:
     """
     if requested > 0:
         return requested
-    env = os.environ.get("OMP_NUM_THREADS", "").strip()
-    if env.isdigit() and int(env) > 0:
-        return int(env)
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux

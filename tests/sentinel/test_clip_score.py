@@ -15,7 +15,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from sentinel.clip import TINY_ARCH, ClipExtractor, ClipSpec, clip_score, reference_alignment  # noqa: E402
+from sentinel.clip import TINY_ARCH, ClipExtractor, ClipSpec, clip_score, cpu_threads, reference_alignment  # noqa: E402
 from sentinel.scoring import BatchScorer, ScoreInput  # noqa: E402
 
 PROMPTS = ["a red car on a beach", "a portrait of a woman, studio light", "a bowl of fruit", "", "x" * 400]
@@ -141,3 +141,18 @@ def test_batch_scorer_matches_direct_computation(extractor, direct) -> None:
             assert s.clip_reference_score is None
     assert scores[4].clip_reference_score == pytest.approx(1.0, abs=1e-6)
     assert BatchScorer(extractor).score([]) == []
+
+
+def test_cpu_threads_takes_the_request_else_leaves_a_core_free(monkeypatch) -> None:
+    monkeypatch.setenv("OMP_NUM_THREADS", "7")  # the environment is config's to read, not the core's
+    assert cpu_threads(3) == 3
+    assert cpu_threads(0) == max(1, len(os.sched_getaffinity(0)) - 1)
+
+
+def test_extractor_applies_the_spec_threads() -> None:
+    before = torch.get_num_threads()
+    try:
+        ClipExtractor(ClipSpec(threads=3))
+        assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(before)

@@ -1,0 +1,88 @@
+"""Running the pipeline: a worker, the embedded stack, an inference node."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from cli.common import ConfigOpt, PricingOpt, console, registry_path, settings_from, setup_logging
+
+
+def worker(config: Optional[Path] = ConfigOpt, pricing: Optional[Path] = PricingOpt) -> None:
+    """Run one Faust worker: score jobs.completed, tally, store everything in ClickHouse."""
+    settings = settings_from(config, pricing_file=pricing)
+    setup_logging(settings.log_level)
+    from worker.main import run_worker
+
+    run_worker(settings)
+
+
+def up(config: Optional[Path] = ConfigOpt, pricing: Optional[Path] = PricingOpt,
+       broker: str = typer.Option("noida", help="Embedded broker kind: noida (default) or tansu.")) -> None:
+    """Start the embedded stack (broker + one worker + chDB) and keep it running until Ctrl-C."""
+    settings = settings_from(config, pricing_file=pricing)
+    from devstack.stack import EmbeddedStack
+    from warehouse.client import redact
+
+    stack = EmbeddedStack(settings, broker_kind=broker)
+    console.print("starting embedded broker and worker ...")
+    stack.start()
+    s = stack.settings
+    console.print(f"[green]up[/]: broker {s.broker_url}, worker {stack.worker.url}, warehouse {redact(s.dsn)}\n"
+                  f"use it from another shell with:\n  export SENTINEL_BROKER_URL={s.broker_url} "
+                  f"SENTINEL_DATA_DIR={s.data_dir}\nCtrl-C stops everything.")
+    try:
+        while stack.worker.proc and stack.worker.proc.poll() is None:
+            time.sleep(1)
+        console.print(f"[red]worker exited[/]:\n{stack.worker.log_tail()}")
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stack.stop()
+
+
+def node(model: list[str] = typer.Option(..., "--model", "-m", help="Model id(s) from the registry to serve."),
+         jobs: int = typer.Option(100, help="Number of demo jobs to run and publish."),
+         seed: int = typer.Option(0, help="Seed of the demo traffic (prompts, image seeds, job ids)."),
+         node_id: str = typer.Option("", help="Node id recorded on every event (default: host-pid)."),
+         image_format: str = typer.Option("webp", help="webp, png or jpeg."),
+         registry: Optional[Path] = typer.Option(None, help="Model registry TOML (default: models.toml)."),
+         config: Optional[Path] = ConfigOpt) -> None:
+    """Run an inference node on demo traffic and publish JobCompleted events."""
+    settings = settings_from(config)
+    from tqdm import tqdm
+
+    from inference.node import InferenceNode
+    from inference.publisher import JobPublisher
+    from inference.registry import RegistryError, load_registry
+    from inference.runner import serve
+    from inference.traffic import demo_jobs
+
+    try:
+        models = load_registry(registry_path(settings, registry))
+    except RegistryError as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from None
+    unknown = sorted(set(model) - set(models))
+    if unknown:
+        console.print(f"[red]unknown model(s) {unknown}[/]; the registry has {sorted(models)}")
+        raise typer.Exit(2)
+    inference_node = InferenceNode({m: models[m] for m in model}, node_id=node_id or f"{os.uname().nodename}-{os.getpid()}",
+                                   cache_dir=settings.models_dir, image_format=image_format,
+                                   max_image_bytes=settings.max_image_bytes)
+    bar = tqdm(total=jobs, desc=f"node {','.join(model)}", unit="job", file=sys.stderr)
+
+    async def main() -> int:
+        async with JobPublisher(settings.bootstrap_servers) as publisher:
+            return await serve(inference_node, publisher, demo_jobs(model, jobs, seed=seed),
+                               on_published=lambda _: bar.update())
+
+    published = asyncio.run(main())
+    bar.close()
+    console.print(f"published {published} jobs to {settings.broker_url}")

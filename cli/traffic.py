@@ -1,0 +1,113 @@
+"""Traffic in and back: generate a trace, replay it into jobs.completed, list and replay dead letters."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from cli.common import ConfigOpt, console, parse_time, print_table, registry_path, settings_from
+from config.settings import Settings
+
+
+def trace_generate(output: Path = typer.Argument(..., help="Trace file to write (.jsonl or .parquet)."),
+                   jobs: int = typer.Option(12_000, "--jobs", "-n", help="Number of jobs."),
+                   days: float = typer.Option(91.0, help="Length of the window (default: a quarter)."),
+                   start: Optional[str] = typer.Option(None, help="Window start, ISO-8601 (default 2026-01-01Z)."),
+                   seed: int = typer.Option(0, help="Same seed, same trace.")) -> None:
+    """Write a production-like trace: 8 models (2 API-priced), 3 niches, diurnal + bursty arrivals."""
+    from inference.trace import generate_trace, write_trace
+
+    rows = generate_trace(jobs, seed=seed, days=days, start=parse_time(start, None) if start else None)
+    write_trace(rows, output)
+    console.print(f"wrote {len(rows):,} jobs to {output}")
+
+
+def replay(trace: Path = typer.Argument(..., help="Trace file (.jsonl or .parquet)."),
+           live: bool = typer.Option(False, "--live/--as-recorded",
+                                     help="--as-recorded (default): publish the trace's timings and costs with images "
+                                          "generated from each row's seed; --live: send the jobs to inference nodes "
+                                          "and measure real timings."),
+           speedup: float = typer.Option(60.0, help="Live: compress the trace's arrival times by this factor."),
+           rate: Optional[float] = typer.Option(None, help="Live: submit at this many jobs/s instead (load test)."),
+           nodes: int = typer.Option(2, help="Live: inference nodes working the queue."),
+           image_size: Optional[int] = typer.Option(None, help="As recorded: image size (default: the registry's)."),
+           steps: Optional[int] = typer.Option(None, help="As recorded: denoising steps (default: the registry's)."),
+           limit: Optional[int] = typer.Option(None, help="Replay only the first N valid rows."),
+           registry: Optional[Path] = typer.Option(None, help="Model registry TOML (default: models.toml)."),
+           config: Optional[Path] = ConfigOpt) -> None:
+    """Replay a trace into jobs.completed; prints rejected rows by line number."""
+    settings = settings_from(config)
+    from tqdm import tqdm
+
+    from inference.node import InferenceNode
+    from inference.publisher import JobPublisher
+    from inference.registry import load_registry
+    from inference.replay import AsRecordedRenderer, live_rejects, replay_as_recorded, replay_live
+    from inference.trace import load_trace
+
+    models = load_registry(registry_path(settings, registry))
+    rows, errors = load_trace(trace)
+    if live:
+        rows, more = live_rejects(rows, models)
+        errors += more
+    for err in errors:
+        console.print(f"[yellow]rejected[/] line {err.line}: {err.reason}")
+    rows = rows[:limit] if limit else rows
+    bar = tqdm(total=len(rows), desc="replay", unit="job", file=sys.stderr)
+
+    async def main():
+        async with JobPublisher(settings.bootstrap_servers) as publisher:
+            if live:
+                pool = [InferenceNode(models, node_id=f"live-node-{i}", cache_dir=settings.models_dir,
+                                      max_image_bytes=settings.max_image_bytes) for i in range(nodes)]
+                return await replay_live(rows, pool, publisher, speedup=speedup, rate=rate,
+                                         on_published=lambda _: bar.update())
+            renderer = AsRecordedRenderer(models, settings.models_dir, size=image_size, steps=steps)
+            return await replay_as_recorded(rows, renderer, publisher, on_published=lambda _: bar.update())
+
+    result = asyncio.run(main())
+    bar.close()
+    result.rejected = errors
+    if result.stand_ins:
+        console.print(f"[yellow]warning:[/] no pipeline for {result.stand_ins} in the registry: replayed with "
+                      "deterministic tiny stand-ins (placeholder images; the trace's timings and costs are kept)")
+    summary = f"published {result.published:,} jobs in {result.seconds:.1f}s ({result.throughput:.1f} jobs/s)"
+    if live and result.p95_latency_ms is not None:
+        summary += f"; measured p95 end-to-end latency {result.p95_latency_ms:,.0f} ms"
+    console.print(summary + (f"; rejected {len(errors)} rows" if errors else ""))
+
+
+def dlq_list(topic: str = typer.Option("jobs.completed.dlq", help="Dead-letter topic."),
+             reason: Optional[str] = typer.Option(None, help="Only this reason."),
+             fmt: str = typer.Option("table", "--format", "-f", help="table, csv or json."),
+             config: Optional[Path] = ConfigOpt) -> None:
+    """List dead letters with their reason, error and source offsets."""
+    settings = settings_from(config)
+    import pyarrow as pa
+
+    letters = _dead_letters(settings, topic, reason)
+    print_table(pa.Table.from_pylist([d.summary() for d in letters]) if letters else pa.table({"dlq_offset": []}), fmt)
+
+
+def dlq_replay(topic: str = typer.Option("jobs.completed.dlq", help="Dead-letter topic."),
+               reason: Optional[str] = typer.Option(None, help="Only this reason."),
+               config: Optional[Path] = ConfigOpt) -> None:
+    """Send dead letters back to their source topic (e.g. after fixing pricing or a schema)."""
+    settings = settings_from(config)
+    from worker.dlq import replay_dead_letters
+
+    letters = _dead_letters(settings, topic, reason)
+    n = asyncio.run(replay_dead_letters(settings.bootstrap_servers, letters))
+    console.print(f"replayed {n} records from {topic}")
+
+
+def _dead_letters(settings: Settings, topic: str, reason: Optional[str]) -> list:
+    """The dead letters on ``topic``, only those with ``reason`` if given."""
+    from worker.dlq import read_dead_letters
+
+    return [d for d in asyncio.run(read_dead_letters(settings.bootstrap_servers, topic))
+            if reason is None or d.reason == reason]
