@@ -24,6 +24,18 @@ from warehouse.client import Warehouse
 from warehouse.window import Window
 
 
+class Usd:
+    """Dollar amounts as a column format (``.format(value)``): six decimals, more for amounts
+    below a cent so at least three significant digits show (0.0000231, never 0.000000)."""
+
+    def format(self, value: float) -> str:
+        if value == 0 or not math.isfinite(value):
+            return f"{value:.6f}"
+        return f"{value:.{max(6, 2 - math.floor(math.log10(abs(value))))}f}"
+
+
+USD = Usd()
+
 COLUMNS = [  # key, header, format
     ("model", "Model", "{}"),
     ("provider", "Provider", "{}"),
@@ -35,7 +47,7 @@ COLUMNS = [  # key, header, format
     ("composite", "Composite", "{:.1f}"),
     ("p50_latency_ms", "p50 latency (ms)", "{:,.0f}"),
     ("p95_latency_ms", "p95 latency (ms)", "{:,.0f}"),
-    ("cost_per_image_usd", "Cost / image (USD)", "{:.6f}"),
+    ("cost_per_image_usd", "Cost / image (USD)", USD),
 ]
 
 
@@ -164,7 +176,7 @@ TERMINAL_COLUMNS = [  # narrow enough for an 80-column terminal; JSON/HTML/Markd
     ("human", "Human", "{:.1f}"),
     ("composite", "Comp.", "{:.1f}"),
     ("p95_latency_ms", "p95 ms", "{:,.0f}"),
-    ("cost_per_image_usd", "$/image", "{:.5f}"),
+    ("cost_per_image_usd", "$/image", USD),
 ]
 
 
@@ -190,17 +202,17 @@ def render_terminal(report: dict[str, Any], console: Any = None) -> None:
     p = report["pricing"]
     console.print(f"window {_window_text(report)}; scorer {report['scorer_version']}; "
                   f"pricing: fee {p['platform_fee_usd_per_image']}/image, overhead {p['orchestration_overhead']:.0%}, "
-                  f"GPU $/h {p['gpu_usd_per_hour']}")
+                  "GPU $/h " + ", ".join(f"{gpu} {price:g}" for gpu, price in sorted(p["gpu_usd_per_hour"].items())))
 
 
 COST_COLUMNS = [
     ("model", "Model", "{}"),
     ("gpu_seconds_per_image", "GPU-s / image", "{:.3f}"),
-    ("gpu_compute_usd", "GPU compute (USD)", "{:.6f}"),
-    ("orchestration_usd", "Orchestration (USD)", "{:.6f}"),
-    ("platform_fee_usd", "Platform fee (USD)", "{:.6f}"),
-    ("api_price_usd", "API price (USD)", "{:.6f}"),
-    ("cost_per_image_usd", "Cost / image (USD)", "{:.6f}"),
+    ("gpu_compute_usd", "GPU compute (USD)", USD),
+    ("orchestration_usd", "Orchestration (USD)", USD),
+    ("platform_fee_usd", "Platform fee (USD)", USD),
+    ("api_price_usd", "API price (USD)", USD),
+    ("cost_per_image_usd", "Cost / image (USD)", USD),
 ]
 LATENCY_COLUMNS = [
     ("model", "Model", "{}"),
@@ -214,6 +226,17 @@ LATENCY_COLUMNS = [
 ]
 
 
+def pricing_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """The pricing in force as table rows: each GPU type's $/hour, then the overhead and fee."""
+    p = report["pricing"]
+    rows = [{"item": f"GPU {gpu} ($/hour)", "value": f"{price:g}"} for gpu, price in sorted(p["gpu_usd_per_hour"].items())]
+    return rows + [{"item": "orchestration overhead (of GPU compute)", "value": f"{p['orchestration_overhead']:.0%}"},
+                   {"item": "platform fee ($/image)", "value": f"{p['platform_fee_usd_per_image']:g}"}]
+
+
+PRICING_COLUMNS = [("item", "Pricing", "{}"), ("value", "", "{}")]
+
+
 def render_markdown(report: dict[str, Any]) -> str:
     def table(rows: list[dict[str, Any]], columns: list[tuple[str, str, str]]) -> list[str]:
         lines = ["| " + " | ".join(h for _, h, _ in columns) + " |",
@@ -221,12 +244,11 @@ def render_markdown(report: dict[str, Any]) -> str:
         lines += ["| " + " | ".join(_fmt_ci(fmt, r, k) for k, _, fmt in columns) + " |" for r in rows]
         return lines
 
-    p = report["pricing"]
     niche_cols = COLUMNS[:1] + [("niche", "Niche", "{}")] + COLUMNS[2:]
     out = ["# Sentinel Stream benchmark", "",
-           f"Window {_window_text(report)}; scorer {report['scorer_version']}. Pricing: platform fee "
-           f"${p['platform_fee_usd_per_image']}/image, orchestration overhead {p['orchestration_overhead']:.0%}, "
-           f"GPU $/hour {p['gpu_usd_per_hour']}. Latency is requested → delivered, cold starts included.", "",
+           f"Window {_window_text(report)}; scorer {report['scorer_version']}. "
+           "Latency is requested → delivered, cold starts included.", "",
+           *table(pricing_rows(report), PRICING_COLUMNS), "",
            "## Per model", "", *table(report["models"], COLUMNS), "",
            "## Per model and niche", "", *table(report["niches"], niche_cols), "",
            "## Cost per image, by part", "", *table(report.get("cost_breakdown", []), COST_COLUMNS), "",
@@ -282,7 +304,6 @@ def render_html(report: dict[str, Any]) -> str:
         return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
     niche_cols = COLUMNS[:1] + [("niche", "Niche", "{}")] + COLUMNS[2:]
-    p = report["pricing"]
     colors = charts.model_colors([r["model"] for r in report["models"]])
     iv = report.get("intervals") or {}
     ci_note = (f"Values in brackets: {iv['level']:.0%} bootstrap confidence intervals (see the notes below)."
@@ -305,14 +326,15 @@ th, td {{ padding: .35rem .8rem; border-bottom: 1px solid #d5dae1; text-align: r
 th:first-child, td:first-child, th:nth-child(2), td:nth-child(2) {{ text-align: left; }}
 th {{ background: #eef2f7; }}
 td .ci {{ display: block; color: #5b6675; font-size: .8rem; white-space: nowrap; }}
-svg {{ display: block; margin: 1.5rem 0; font-size: 13px; font-family: system-ui, sans-serif; }}
+svg {{ display: block; width: 100%; height: auto; max-width: 1400px; margin: 1.5rem 0; font-size: 13px;
+       font-family: system-ui, sans-serif; }}
 .note {{ color: #5b6675; font-size: .9rem; }}
 </style></head><body>
 <h1>Sentinel Stream benchmark</h1>
 <p class="note">Window {_window_text(report)};
-scorer {html.escape(report['scorer_version'])}. Pricing: platform fee ${p['platform_fee_usd_per_image']}/image,
-orchestration overhead {p['orchestration_overhead']:.0%}, GPU $/hour {html.escape(str(p['gpu_usd_per_hour']))}.
+scorer {html.escape(report['scorer_version'])}.
 Latency is requested → delivered, cold starts included; quantiles are exact. {html.escape(ci_note)}</p>
+{table(pricing_rows(report), PRICING_COLUMNS)}
 <h2>Per model</h2>
 {table(report['models'], COLUMNS)}
 <h2>Charts</h2>
