@@ -13,13 +13,14 @@ weights, so two builds produce byte-identical images for the same prompt and gen
 from __future__ import annotations
 
 import json
+import contextlib
 import logging
 import os
 import shutil
 import tempfile
 import threading
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 from diffusers import (
@@ -272,6 +273,18 @@ def _build_into(kind: str, cache_dir: Path, target: Path, seed: int) -> Path:
     return target
 
 
+@contextlib.contextmanager
+def _quiet_diffusers() -> Iterator[None]:
+    """No "Loading pipeline components" progress bars on the node's output while loading."""
+    from diffusers.utils import logging as diffusers_logging
+
+    diffusers_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        diffusers_logging.enable_progress_bar()
+
+
 def load_pipeline(path: Path, kind: str | None = None) -> DiffusionPipeline:
     """Load a local pipeline dir (tiny or real) in float32 on CPU, quietly.
 
@@ -284,9 +297,10 @@ def load_pipeline(path: Path, kind: str | None = None) -> DiffusionPipeline:
     model_index = json.loads((path / "model_index.json").read_text())
     if "safety_checker" in model_index:
         kwargs.update(safety_checker=None, requires_safety_checker=False)
-    with _BUILD_AND_LOAD:
+    # low_cpu_mem_usage needs accelerate (not a dependency): asking for it only printed a warning
+    with _BUILD_AND_LOAD, _quiet_diffusers():
         pipe = cls.from_pretrained(
-            path, local_files_only=True, torch_dtype=torch.float32, **kwargs
+            path, local_files_only=True, torch_dtype=torch.float32, low_cpu_mem_usage=False, **kwargs
         )
         pipe.to("cpu")
     pipe.set_progress_bar_config(disable=True)

@@ -92,3 +92,11 @@ def test_same_seed_gives_same_weights(kind: str, tmp_path: Path) -> None:
 def test_unknown_kind_is_rejected(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="unknown pipeline kind"):
         build_tiny_pipeline("dalle", tmp_path)
+
+
+def test_loading_prints_no_third_party_noise(tmp_path: Path, capfd) -> None:
+    path = ensure_tiny_pipeline("sd", tmp_path)
+    capfd.readouterr()
+    load_pipeline(path)
+    out, err = capfd.readouterr()
+    assert "accelerate" not in out + err and "Loading pipeline components" not in out + err
