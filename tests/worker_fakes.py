@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import asyncio
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, Iterable, Mapping, Sequence
 
 import pyarrow as pa
 
 from contracts.topics import JOBS_COMPLETED
+from sentinel.offsets import CommitLedger
+from worker.delivery.commit import CommitProtocol
 
 
 class Event:
@@ -53,3 +55,26 @@ class Moments:
     def __init__(self): self.applied = []
 
     def apply(self, version, items, committed): self.applied.extend(items)
+
+
+def ledger_for(topic: str, readers: Sequence[str], starts: Mapping[int, int] | None = None) -> CommitLedger:
+    """A commit ledger of ``readers`` on ``topic``, started at ``starts`` (partition -> offset; default 0@0)."""
+    ledger = CommitLedger({topic: list(readers)})
+    ledger.reset({(topic, p): o for p, o in (starts or {0: 0}).items()})
+    return ledger
+
+
+def protocol_with(ledger: CommitLedger | None) -> CommitProtocol:
+    protocol = CommitProtocol()
+    protocol.ledger = ledger
+    return protocol
+
+
+def ledger_from(start: int, finished_by: Mapping[str, Iterable[int]], topic: str = JOBS_COMPLETED,
+                readers: Sequence[str] = ("archive", "score", "tally")) -> CommitLedger:
+    """Partition 0 started at ``start``, with each reader's finished offsets."""
+    ledger = ledger_for(topic, readers, {0: start})
+    for reader, offsets in finished_by.items():
+        for o in offsets:
+            ledger.finish(reader, topic, 0, o)
+    return ledger

@@ -4,12 +4,13 @@ id plus a dedup token from the source offsets: importing a file twice leaves one
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 from contracts.errors import DecodeError, InvalidEvent
 from contracts.ratings import check_rating
 from warehouse.ratings import rating_rows
 from worker import codecs
+from worker.agents.base import BatchAgent
 from worker.delivery.commit import CommitProtocol
 from worker.delivery.sends import dedup_token, write_until_stored
 from worker.stages.dead_letters import DeadLetters, rejected_event
@@ -17,30 +18,27 @@ from worker.stages.dead_letters import DeadLetters, rejected_event
 NAME = "ratings"
 
 
-class RatingsAgent:
+class RatingsAgent(BatchAgent):
+    name = NAME
+
     def __init__(self, runtime: Any, letters: DeadLetters, protocol: CommitProtocol, batch_size: int,
                  batch_wait_s: float) -> None:
-        self.rt = runtime
+        super().__init__(runtime, protocol, batch_size, batch_wait_s)
         self.letters = letters
-        self.protocol = protocol
-        self.batch_size = batch_size
-        self.batch_wait_s = batch_wait_s
 
-    async def __call__(self, stream: Any) -> None:
-        async for events in stream.take_events(self.batch_size, within=self.batch_wait_s):
-            with self.protocol.finished(NAME, events):
-                good, rejected = [], []
-                for ev in events:
-                    try:
-                        record = codecs.decode("PairwiseRating", ev.value)
-                        check_rating(record)
-                    except (DecodeError, InvalidEvent) as exc:
-                        rejected.append(rejected_event(ev, exc))
-                        continue
-                    good.append((record, ev.message.partition, ev.message.offset))
-                await self.letters.send(rejected)
-                if good:
-                    await self.store(good)
+    async def handle(self, events: Sequence[Any]) -> None:
+        good, rejected = [], []
+        for ev in events:
+            try:
+                record = codecs.decode("PairwiseRating", ev.value)
+                check_rating(record)
+            except (DecodeError, InvalidEvent) as exc:
+                rejected.append(rejected_event(ev, exc))
+                continue
+            good.append((record, ev.message.partition, ev.message.offset))
+        await self.letters.send(rejected)
+        if good:
+            await self.store(good)
 
     async def store(self, good: list[tuple[dict, int, int]]) -> None:
         table = rating_rows(good)

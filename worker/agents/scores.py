@@ -4,11 +4,12 @@ and fed to the drift detectors; alerts are acknowledged before the batch counts 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, Sequence
 
 from contracts.errors import DecodeError
 from warehouse import rows
 from worker import codecs
+from worker.agents.base import BatchAgent
 from worker.delivery.commit import CommitProtocol
 from worker.delivery.sends import Outgoing, dedup_token, send_delivered, write_until_stored
 from worker.stages.dead_letters import DeadLetters, rejected_event
@@ -17,27 +18,24 @@ from worker.stages.drift import DriftStage
 NAME = "scores"
 
 
-class ScoresAgent:
+class ScoresAgent(BatchAgent):
+    name = NAME
+
     def __init__(self, runtime: Any, drift: DriftStage, letters: DeadLetters, alerts_out: Any,
                  protocol: CommitProtocol, batch_size: int, batch_wait_s: float) -> None:
-        self.rt = runtime
+        super().__init__(runtime, protocol, batch_size, batch_wait_s)
         self.drift = drift
         self.letters = letters
         self.alerts_out = alerts_out
-        self.protocol = protocol
-        self.batch_size = batch_size
-        self.batch_wait_s = batch_wait_s
 
-    async def __call__(self, stream: Any) -> None:
-        async for events in stream.take_events(self.batch_size, within=self.batch_wait_s):
-            with self.protocol.finished(NAME, events):
-                decoded, rejected = [], []
-                for ev in events:
-                    try:
-                        decoded.append((ev, codecs.decode("JobScored", ev.value)))
-                    except DecodeError as exc:
-                        rejected.append(rejected_event(ev, exc))
-                await asyncio.gather(self.letters.send(rejected), self.store(decoded), self.detect(decoded))
+    async def handle(self, events: Sequence[Any]) -> None:
+        decoded, rejected = [], []
+        for ev in events:
+            try:
+                decoded.append((ev, codecs.decode("JobScored", ev.value)))
+            except DecodeError as exc:
+                rejected.append(rejected_event(ev, exc))
+        await asyncio.gather(self.letters.send(rejected), self.store(decoded), self.detect(decoded))
 
     async def store(self, decoded: list[tuple[Any, dict]]) -> None:
         if not decoded:

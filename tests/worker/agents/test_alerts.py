@@ -10,13 +10,11 @@ from types import SimpleNamespace
 
 from contracts.codec import AvroCodec
 from contracts.topics import ALERTS
-from sentinel.offsets import CommitLedger
 from worker.agents import alerts as alerts_mod
 from worker.agents.alerts import AlertsAgent
-from worker.delivery.commit import CommitProtocol
 from worker.metrics import WorkerMetrics
 from worker.stages.dead_letters import DeadLetters
-from worker_fakes import Event, Stream, Topic, Warehouse
+from worker_fakes import ledger_for, protocol_with, Event, Stream, Topic, Warehouse
 
 CODEC = AvroCodec("QualityAlert")
 
@@ -39,9 +37,7 @@ def test_alerts_are_stored_then_posted_and_only_then_finished(monkeypatch) -> No
         return value["alert_id"] != "a-2"  # one receiver failure: counted, not retried forever
 
     monkeypatch.setattr(alerts_mod, "post_alert", fake_post)
-    protocol = CommitProtocol()
-    protocol.ledger = CommitLedger({ALERTS: ["alerts"]})
-    protocol.ledger.reset({(ALERTS, 0): 0})
+    protocol = protocol_with(ledger_for(ALERTS, ["alerts"]))
     agent = AlertsAgent(rt, DeadLetters(Topic(), ALERTS, rt.metrics), protocol, 0.1)
     events = [Event(CODEC.encode(alert(i)), 0, i, topic=ALERTS) for i in range(4)]
     asyncio.run(agent(Stream([events[:2], events[2:]])))

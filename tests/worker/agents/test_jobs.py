@@ -21,10 +21,8 @@ from contracts.topics import JOBS_COMPLETED
 from sentinel.buckets import live_key
 from sentinel.clip import ClipExtractor, ClipSpec
 from sentinel.latency import LiveStats
-from sentinel.offsets import CommitLedger
 from sentinel.scoring import BatchScorer, ScoreInput
 from worker.agents.jobs import JobsAgent, JobStages
-from worker.delivery.commit import CommitProtocol
 from worker.metrics import WorkerMetrics
 from worker.stages import gate as gate_mod
 from worker.stages import scoring as scoring_mod
@@ -35,7 +33,7 @@ from worker.stages.scoring import ScoreStage
 from worker.stages.sinks import ArchiveStage, MomentsStage
 from worker.stages.tally import TallyStage
 from worker.stages.triage import Triage
-from worker_fakes import Event, Moments, Stream, Topic, Warehouse
+from worker_fakes import ledger_for, protocol_with, Event, Moments, Stream, Topic, Warehouse
 
 CODEC = AvroCodec("JobCompleted")
 
@@ -53,9 +51,7 @@ def build(tmp_path, scorer):
                          score_pool=ThreadPoolExecutor(1), sink_pool=ThreadPoolExecutor(1))
     topics = SimpleNamespace(scores=Topic(), dlq=Topic())
     live: dict = {}
-    protocol = CommitProtocol()
-    protocol.ledger = CommitLedger({JOBS_COMPLETED: ["jobs"]})
-    protocol.ledger.reset({(JOBS_COMPLETED, 0): 0, (JOBS_COMPLETED, 1): 0})
+    protocol = protocol_with(ledger_for(JOBS_COMPLETED, ["jobs"], {0: 0, 1: 0}))
     gate = Gate(lambda ids: {})
     gate.restart({0: 0, 1: 0})
     stages = JobStages(

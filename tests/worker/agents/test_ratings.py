@@ -10,12 +10,10 @@ from types import SimpleNamespace
 
 from contracts.codec import AvroCodec
 from contracts.topics import RATINGS
-from sentinel.offsets import CommitLedger
 from worker.agents.ratings import RatingsAgent
-from worker.delivery.commit import CommitProtocol
 from worker.metrics import WorkerMetrics
 from worker.stages.dead_letters import DeadLetters
-from worker_fakes import Event, Stream, Topic, Warehouse
+from worker_fakes import ledger_for, protocol_with, Event, Stream, Topic, Warehouse
 
 CODEC = AvroCodec("PairwiseRating")
 
@@ -28,9 +26,7 @@ def rating(i: int, **changes) -> dict:
 def test_valid_ratings_stored_invalid_ones_dead_lettered() -> None:
     rt = SimpleNamespace(warehouse=Warehouse(), metrics=WorkerMetrics(), sink_pool=ThreadPoolExecutor(1))
     dlq = Topic()
-    protocol = CommitProtocol()
-    protocol.ledger = CommitLedger({RATINGS: ["ratings"]})
-    protocol.ledger.reset({(RATINGS, 0): 0})
+    protocol = protocol_with(ledger_for(RATINGS, ["ratings"]))
     agent = RatingsAgent(rt, DeadLetters(dlq, RATINGS, rt.metrics), protocol, 100, 0.1)
     records = [rating(0), rating(1, job_b="job-1"), rating(2), rating(3, rater=" ")]
     events = [Event(CODEC.encode(r), 0, i, topic=RATINGS) for i, r in enumerate(records)]

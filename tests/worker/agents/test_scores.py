@@ -11,13 +11,11 @@ from types import SimpleNamespace
 from contracts.codec import AvroCodec
 from contracts.topics import JOBS_SCORED
 from sentinel.drift import DriftConfig
-from sentinel.offsets import CommitLedger
 from worker.agents.scores import ScoresAgent
-from worker.delivery.commit import CommitProtocol
 from worker.metrics import WorkerMetrics
 from worker.stages.dead_letters import DeadLetters
 from worker.stages.drift import DriftStage
-from worker_fakes import Event, Stream, Topic, Warehouse
+from worker_fakes import ledger_for, protocol_with, Event, Stream, Topic, Warehouse
 
 CODEC = AvroCodec("JobScored")
 T0 = datetime(2026, 1, 5, tzinfo=timezone.utc)
@@ -32,9 +30,7 @@ def score(i: int, clip: float, version: str = "v-test") -> dict:
 def test_scores_are_stored_once_and_a_drop_fires_one_alert() -> None:
     rt = SimpleNamespace(warehouse=Warehouse(), metrics=WorkerMetrics(), sink_pool=ThreadPoolExecutor(1))
     alerts, dlq, table = Topic(), Topic(), {}
-    protocol = CommitProtocol()
-    protocol.ledger = CommitLedger({JOBS_SCORED: ["scores"]})
-    protocol.ledger.reset({(JOBS_SCORED, 0): 0})
+    protocol = protocol_with(ledger_for(JOBS_SCORED, ["scores"]))
     config = DriftConfig(baseline_n=50, min_n=5)
     agent = ScoresAgent(rt, DriftStage(table, config, "v-test"), DeadLetters(dlq, JOBS_SCORED, rt.metrics), alerts,
                         protocol, 100, 0.1)

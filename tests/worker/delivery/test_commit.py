@@ -13,25 +13,11 @@ from config.settings import Settings
 from sentinel.offsets import CommitLedger
 from worker.app import create_app
 from worker.delivery import overrides
-from worker.delivery.commit import CommitProtocol, HoleHealer
+from worker_fakes import ledger_from, protocol_with
+from worker.delivery.commit import HoleHealer
 
 TOPIC = "jobs.completed"
 READERS = ("archive", "score", "tally")
-
-
-def protocol_with(ledger: CommitLedger | None) -> CommitProtocol:
-    protocol = CommitProtocol()
-    protocol.ledger = ledger
-    return protocol
-
-
-def ledger_from(start: int, finished_by: dict[str, range | list[int]]) -> CommitLedger:
-    ledger = CommitLedger({TOPIC: READERS})
-    ledger.reset({(TOPIC, 0): start})
-    for reader, offsets in finished_by.items():
-        for o in offsets:
-            ledger.finish(reader, TOPIC, 0, o)
-    return ledger
 
 
 def test_every_agent_of_the_worker_is_a_reader_of_its_topics(tmp_path) -> None:

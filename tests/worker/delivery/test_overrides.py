@@ -16,25 +16,9 @@ from intervaltree import IntervalTree
 
 from sentinel.offsets import CommitLedger
 from worker.delivery import overrides
-from worker.delivery.commit import CommitProtocol
+from worker_fakes import ledger_from, protocol_with
 
 TOPIC = "jobs.completed"
-READERS = ("archive", "score", "tally")
-
-
-def protocol_with(ledger: CommitLedger | None) -> CommitProtocol:
-    protocol = CommitProtocol()
-    protocol.ledger = ledger
-    return protocol
-
-
-def ledger_from(start: int, finished_by: dict[str, range | list[int]]) -> CommitLedger:
-    ledger = CommitLedger({TOPIC: READERS})
-    ledger.reset({(TOPIC, 0): start})
-    for reader, offsets in finished_by.items():
-        for o in offsets:
-            ledger.finish(reader, TOPIC, 0, o)
-    return ledger
 
 
 def consumer_state(committed: int | None, acked: list[int], gaps: list[tuple[int, int]] = (),
