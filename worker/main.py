@@ -9,17 +9,19 @@ from __future__ import annotations
 import logging
 import os
 
+import faust
+
+import sql as sql_files
+from config.settings import Settings
+from contracts.codec import use_schema_dir
 from sentinel.clip import ClipExtractor
 from sentinel.scoring import BatchScorer
-from worker.app import create_app
-from worker.runtime import Runtime
-import sql as sql_files
-from contracts.codec import use_schema_dir
-from config.settings import Settings
-from worker.stages.gate import Catalog
+from warehouse.client import ClickHouseWarehouse, claim, migrate, release
 from warehouse.pricing import publish_pricing
 from warehouse.window import Window
-from warehouse.client import ClickHouseWarehouse, claim, migrate, release
+from worker.app import create_app
+from worker.runtime import Runtime
+from worker.stages.gate import Catalog
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +49,6 @@ def open_runtime(settings: Settings) -> Runtime:
 
 def run_worker(settings: Settings) -> None:
     """Blocks until the worker is stopped (SIGTERM/SIGINT)."""
-    import faust
-
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     if settings.schema_dir:
         use_schema_dir(settings.schema_dir)

@@ -22,16 +22,15 @@ import urllib.parse
 from datetime import datetime, timezone
 from pathlib import Path
 from string import Template
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
+import faust
 import pyarrow as pa
 
 import sql as sql_files
 from contracts.ratings import DEFAULT_RATER, MAX_ID_LEN, WINNERS
 from worker.rating_pairs import Pair, PairBook, next_pair
 
-if TYPE_CHECKING:
-    import faust
 
 log = logging.getLogger(__name__)
 
@@ -100,10 +99,8 @@ def render_page(*, pair: Pair | None, token: str, rater: str, notice: str = "") 
         body=body)
 
 
-def register_rating_page(app: "faust.App", rt: Callable[[], Any], ratings_out: Any) -> None:
+def register_rating_page(app: faust.App, rt: Callable[[], Any], ratings_out: Any) -> None:
     """The token-protected blind A/B page; answers are published to ``ratings_out``."""
-    import faust
-
     book = PairBook()
     rng = random.Random()
 

@@ -28,6 +28,12 @@ import time
 import weakref
 from typing import Any, Awaitable, Callable
 
+import aiokafka
+import faust
+from aiokafka.consumer.fetcher import Fetcher
+from faust.streams import _current_event
+from faust.transport.consumer import Consumer
+
 log = logging.getLogger(__name__)
 
 EMPTY_FETCH_WAIT_S = 0.02
@@ -57,9 +63,6 @@ class FaustShapeError(RuntimeError):
 
 
 def _versions() -> str:
-    import aiokafka
-    import faust
-
     return f"faust-streaming {faust.__version__}, aiokafka {aiokafka.__version__}"
 
 
@@ -119,8 +122,6 @@ def make_current(event: Any) -> None:
     """Make ``event`` Faust's current event in this task, as ``Stream.events()`` does per event,
     so table writes go to its partition's changelog. Only the context variable: the stream's
     own ``current_event`` attribute is ``take_events``' bookkeeping and must not be touched."""
-    from faust.streams import _current_event
-
     _current_event.set(weakref.ref(event))
 
 
@@ -178,9 +179,6 @@ def install() -> None:
     if _INSTALLED:
         return
     check_shape()
-    from aiokafka.consumer.fetcher import Fetcher
-    from faust.transport.consumer import Consumer
-
     Fetcher._proc_fetch_request = waiting_after_empty(Fetcher._proc_fetch_request,  # type: ignore[method-assign]
                                                       EMPTY_FETCH_WAIT_S)
     original_seek = Consumer.perform_seek
