@@ -36,3 +36,49 @@ def test_dead_letters_keep_only_the_reason_asked_for(monkeypatch) -> None:
     assert [d.offset for d in traffic._dead_letters(settings, "t.dlq", "schema")] == [0, 2]
     assert [d.offset for d in traffic._dead_letters(settings, "t.dlq", None)] == [0, 1, 2]
     assert asked == [("h:1", "t.dlq")] * 2
+
+
+class ListPublisher:
+    """JobPublisher's interface without a broker: events land in ``published``."""
+
+    published: list[dict] = []
+
+    def __init__(self, bootstrap_servers: str) -> None:
+        self.bootstrap_servers = bootstrap_servers
+
+    async def __aenter__(self) -> "ListPublisher":
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        pass
+
+    async def publish(self, event: dict) -> None:
+        self.published.append(event)
+
+    async def flush(self) -> None:
+        pass
+
+
+def _replay(monkeypatch, tmp_path, rows, *args: str, env: dict | None = None):
+    import inference.publisher
+    from inference.trace import write_trace
+
+    monkeypatch.setattr(inference.publisher, "JobPublisher", ListPublisher)
+    ListPublisher.published = []
+    trace = tmp_path / "t.jsonl"
+    write_trace(rows, trace)
+    result = CliRunner().invoke(app, ["replay", str(trace), *args], env=env)
+    return result, ListPublisher.published
+
+
+def test_replay_as_recorded_publishes_seeded_images_by_default(monkeypatch, tmp_path) -> None:
+    from inference.trace import generate_trace
+
+    rows = generate_trace(30, seed=5)
+    result, published = _replay(monkeypatch, tmp_path, rows)
+    assert result.exit_code == 0, result.output
+    assert "published 30 jobs" in result.output and "stand-in" not in result.output
+    assert [e["job_id"] for e in published] == [r.job_id for r in rows]
+    assert {e["media_type"] for e in published} == {"image/png"}
+    bad, _ = _replay(monkeypatch, tmp_path, rows, "--render", "gpu")
+    assert bad.exit_code != 0 and "--render must be one of seeded, pipelines" in bad.output
