@@ -47,7 +47,8 @@ def replay(trace: Path = typer.Argument(..., help="Trace file (.jsonl or .parque
            limit: Optional[int] = typer.Option(None, help="Replay only the first N valid rows."),
            registry: Optional[Path] = typer.Option(None, help="Model registry TOML (default: models.toml)."),
            config: Optional[Path] = ConfigOpt) -> None:
-    """Replay a trace into jobs.completed; prints rejected rows by line number."""
+    """Replay a trace into jobs.completed; prints rejected rows by line number, and before publishing the
+    models and niches the worker will refuse."""
     settings = settings_from(config)
     if render not in RENDERS:
         raise typer.BadParameter(f"--render must be one of {', '.join(RENDERS)}, got {render!r}")
@@ -65,6 +66,7 @@ def replay(trace: Path = typer.Argument(..., help="Trace file (.jsonl or .parque
     for err in errors:
         console.print(f"[yellow]rejected[/] line {err.line}: {err.reason}")
     rows = rows[:limit] if limit else rows
+    _warn_refusals(settings, rows)
     bar = tqdm(total=len(rows), desc="replay", unit="job", file=sys.stderr)
 
     async def main():
@@ -105,6 +107,15 @@ def _renderer(render: str, settings: Settings, models: dict, image_size: Optiona
     from inference.seeded_images import DEFAULT_SIZE, SeededImages
 
     return SeededImages(image_size or DEFAULT_SIZE)
+
+
+def _warn_refusals(settings: Settings, rows: list) -> None:
+    """Before publishing: the rows the worker's catalog (same settings) will dead-letter, and how to accept them."""
+    from inference.catalog import known_ids, refusals
+
+    found = refusals(rows, known_ids(registry_path(settings), settings.known_models, settings.known_niches))
+    for message in found.messages():
+        console.print(f"[yellow]warning:[/] {message}")
 
 
 def dlq_list(topic: str = typer.Option("jobs.completed.dlq", help="Dead-letter topic."),

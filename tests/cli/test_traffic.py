@@ -82,3 +82,21 @@ def test_replay_as_recorded_publishes_seeded_images_by_default(monkeypatch, tmp_
     assert {e["media_type"] for e in published} == {"image/png"}
     bad, _ = _replay(monkeypatch, tmp_path, rows, "--render", "gpu")
     assert bad.exit_code != 0 and "--render must be one of seeded, pipelines" in bad.output
+
+
+def test_replay_names_models_and_niches_the_worker_will_refuse_before_publishing(monkeypatch, tmp_path) -> None:
+    import dataclasses
+
+    from inference.trace import generate_trace
+
+    rows = [dataclasses.replace(r, model="house-xl") if i < 3 else r for i, r in enumerate(generate_trace(10, seed=6))]
+    rows[5] = dataclasses.replace(rows[5], niche="wedding")
+    result, published = _replay(monkeypatch, tmp_path, rows)
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())  # rich wraps long lines
+    assert "dead-letter 3 rows as unknown_model: 'house-xl' (3 rows)" in text
+    assert "SENTINEL_KNOWN_MODELS=house-xl" in text and "SENTINEL_KNOWN_NICHES=wedding" in text
+    assert text.index("unknown_niche") < text.index("published 10 jobs") and len(published) == 10
+    accepted, _ = _replay(monkeypatch, tmp_path, rows,
+                          env={"SENTINEL_KNOWN_MODELS": "house-xl", "SENTINEL_KNOWN_NICHES": "wedding"})
+    assert accepted.exit_code == 0 and "dead-letter" not in accepted.output

@@ -63,6 +63,7 @@ def test_replay_stores_exactly_the_trace(replayed):
     trace, stderr, reader = replayed
     assert f"line {N + 1}:" in stderr and f"line {N + 2}:" in stderr
     assert "stand-in" not in stderr  # seeded images by default: no pipeline runs
+    assert "dead-letter" not in stderr  # the trace's models and niches are in the worker's catalog
     lines = [json.loads(line) for line in trace.read_text().splitlines()[:N]]
     ids = reader.query("SELECT job_id FROM sentinel.jobs FINAL").column("job_id").to_pylist()
     assert len(ids) == N and set(ids) == {row["job_id"] for row in lines}
