@@ -10,10 +10,10 @@ model and seed: the same row always gets the same bytes (a few hundred), differe
 from __future__ import annotations
 
 import hashlib
-import io
+import struct
+import zlib
 
 import numpy as np
-from PIL import Image
 
 from inference.trace_row import TraceRow
 
@@ -25,6 +25,24 @@ def _ramp(size: int) -> np.ndarray:
     """0 at the top-left corner, 1 at the bottom-right, shape (size, size, 1)."""
     steps = np.arange(size)
     return (np.add.outer(steps, steps) / max(2 * size - 2, 1))[:, :, None]
+
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def png(pixels: np.ndarray) -> bytes:
+    """An 8-bit RGB PNG of ``pixels`` (height, width, 3), every row unfiltered.
+
+    Written out here because for an image this small PIL's save machinery costs about three
+    times the whole encode (measured: ~100 vs ~350 us per 32x32 image on a busy 2-core machine).
+    """
+    height, width, _ = pixels.shape
+    rows = np.zeros((height, 1 + 3 * width), np.uint8)  # a leading 0 per row: filter type None
+    rows[:, 1:] = pixels.reshape(height, 3 * width)
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8 bits, truecolour, no interlace
+    return (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header) + _chunk(b"IDAT", zlib.compress(rows.tobytes()))
+            + _chunk(b"IEND", b""))
 
 
 def seeded_image(model: str, seed: int, size: int = DEFAULT_SIZE) -> bytes:
@@ -47,10 +65,7 @@ class SeededImages:
     def image(self, model: str, seed: int) -> bytes:
         digest = hashlib.blake2b(f"{model}\x00{seed}".encode(), digest_size=6).digest()
         ends = np.frombuffer(digest, np.uint8).astype(np.float32)
-        pixels = (ends[:3] + (ends[3:] - ends[:3]) * self._ramp).round().astype(np.uint8)
-        buf = io.BytesIO()
-        Image.fromarray(pixels, "RGB").save(buf, format="PNG")
-        return buf.getvalue()
+        return png((ends[:3] + (ends[3:] - ends[:3]) * self._ramp).round().astype(np.uint8))
 
     def render(self, row: TraceRow) -> tuple[bytes, str]:
         """(image bytes, media type) for one trace row."""

@@ -35,3 +35,17 @@ def test_render_a_trace_row_and_sizes() -> None:
     assert decode_image(seeded_image("m", 1, 1)).size == (1, 1)
     with pytest.raises(ValueError, match="at least 1"):
         SeededImages(0)
+
+
+def test_png_round_trips_any_pixels_through_pil() -> None:
+    import io
+
+    from PIL import Image
+
+    from inference.seeded_images import png
+
+    for shape in ((1, 1, 3), (3, 5, 3), (32, 32, 3)):
+        pixels = np.random.default_rng(sum(shape)).integers(0, 256, shape, dtype=np.uint8)
+        image = Image.open(io.BytesIO(png(pixels)))
+        assert image.format == "PNG" and image.mode == "RGB"
+        assert np.array_equal(np.asarray(image), pixels)
