@@ -54,6 +54,7 @@ def replay(trace: Path = typer.Argument(..., help="Trace file (.jsonl or .parque
         raise typer.BadParameter(f"--render must be one of {', '.join(RENDERS)}, got {render!r}")
     from tqdm import tqdm
 
+    from inference.catalog import row_jobs
     from inference.publisher import JobPublisher
     from inference.replay import live_rejects, replay_as_recorded, replay_live
     from inference.trace import load_trace
@@ -66,7 +67,7 @@ def replay(trace: Path = typer.Argument(..., help="Trace file (.jsonl or .parque
     for err in errors:
         console.print(f"[yellow]rejected[/] line {err.line}: {err.reason}")
     rows = rows[:limit] if limit else rows
-    _warn_refusals(settings, rows)
+    _warn_refusals(settings, row_jobs(rows))
     bar = tqdm(total=len(rows), desc="replay", unit="job", file=sys.stderr)
 
     async def main():
@@ -109,11 +110,12 @@ def _renderer(render: str, settings: Settings, models: dict, image_size: Optiona
     return SeededImages(image_size or DEFAULT_SIZE)
 
 
-def _warn_refusals(settings: Settings, rows: list) -> None:
-    """Before publishing: the rows the worker's catalog (same settings) will dead-letter, and how to accept them."""
+def _warn_refusals(settings: Settings, jobs) -> None:
+    """Before publishing: the (model id, niche) jobs the worker's catalog (same settings) will
+    dead-letter, and how to accept them."""
     from inference.catalog import known_ids, refusals
 
-    found = refusals(rows, known_ids(registry_path(settings), settings.known_models, settings.known_niches))
+    found = refusals(jobs, known_ids(registry_path(settings), settings.known_models, settings.known_niches))
     for message in found.messages():
         console.print(f"[yellow]warning:[/] {message}")
 
@@ -138,8 +140,29 @@ def dlq_replay(topic: str = typer.Option("jobs.completed.dlq", help="Dead-letter
     from worker.dlq import replay_dead_letters
 
     letters = _dead_letters(settings, topic, reason)
+    _warn_refusals(settings, _catalog_jobs(letters))
     n = asyncio.run(replay_dead_letters(settings.bootstrap_servers, letters))
     console.print(f"replayed {n} records from {topic}")
+
+
+CATALOG_REASONS = ("unknown_model", "unknown_niche")
+
+
+def _catalog_jobs(letters: list) -> list[tuple[str, str]]:
+    """(model id, niche) of the letters refused by the catalog: sent back, they are judged again."""
+    from contracts.codec import AvroCodec
+    from contracts.errors import DecodeError
+
+    codec = AvroCodec("JobCompleted")
+    jobs = []
+    for letter in letters:
+        if letter.reason in CATALOG_REASONS:
+            try:
+                event = codec.decode(letter.value)
+            except DecodeError:  # e.g. a schema only the worker knows: it decoded this, we cannot tell
+                continue
+            jobs.append((event["model_id"], event["niche"]))
+    return jobs
 
 
 def _dead_letters(settings: Settings, topic: str, reason: Optional[str]) -> list:

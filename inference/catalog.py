@@ -2,7 +2,7 @@
 
 The worker dead-letters an event naming a model or niche outside its catalog (``unknown_model``,
 ``unknown_niche``; worker/stages/gate.py ``Catalog``). The catalog is built here from plain
-values so that a replay can tell, before publishing, which rows the worker will refuse and how
+values so that a replay (or `dlq replay`) can tell, before publishing, which jobs the worker will refuse and how
 to make it accept them: the model registry's ids, the trace models and the demo and trace
 niches, plus the comma-separated ``SENTINEL_KNOWN_MODELS`` / ``SENTINEL_KNOWN_NICHES`` (``*``
 accepts any).
@@ -58,7 +58,8 @@ def known_ids(registry: Path, known_models: str = "", known_niches: str = "") ->
 
 @dataclass(frozen=True)
 class Refusals:
-    """Rows the worker will dead-letter, counted by the unknown model id or niche they name."""
+    """Jobs (trace rows, dead letters) the worker will dead-letter, counted by the unknown model id
+    or niche they name."""
 
     models: dict[str, int]
     niches: dict[str, int]
@@ -67,29 +68,34 @@ class Refusals:
         return bool(self.models or self.niches)
 
     def messages(self) -> list[str]:
-        """One line per kind of refusal: what, how many rows, and the setting that accepts them."""
+        """One line per kind of refusal: what, how many jobs, and the setting that accepts them."""
         lines = []
         for kind, counts, setting, reason in (("model", self.models, "SENTINEL_KNOWN_MODELS", "unknown_model"),
                                               ("niche", self.niches, "SENTINEL_KNOWN_NICHES", "unknown_niche")):
             if counts:
-                listed = ", ".join(f"{name!r} ({_rows(n)})" for name, n in sorted(counts.items()))
-                lines.append(f"the worker will dead-letter {_rows(sum(counts.values()))} as {reason}: {listed}; "
+                listed = ", ".join(f"{name!r} ({_jobs(n)})" for name, n in sorted(counts.items()))
+                lines.append(f"the worker will dead-letter {_jobs(sum(counts.values()))} as {reason}: {listed}; "
                              f"to accept them, start the worker with {setting}={','.join(sorted(counts))} "
                              f"(comma-separated, added to the built-in ones; '*' accepts any {kind})")
         return lines
 
 
-def _rows(n: int) -> str:
-    return f"{n:,} row{'' if n == 1 else 's'}"
+def _jobs(n: int) -> str:
+    return f"{n:,} job{'' if n == 1 else 's'}"
 
 
-def refusals(rows: Iterable[TraceRow], known: KnownIds) -> Refusals:
-    """Which of ``rows`` name a model or niche outside ``known``."""
+def refusals(jobs: Iterable[tuple[str, str]], known: KnownIds) -> Refusals:
+    """Which ``(model id, niche)`` jobs name a model or niche outside ``known``."""
     models: Counter[str] = Counter()
     niches: Counter[str] = Counter()
-    for row in rows:
-        if known.models is not None and row.model not in known.models:
-            models[row.model] += 1
-        if known.niches is not None and row.niche not in known.niches:
-            niches[row.niche] += 1
+    for model, niche in jobs:
+        if known.models is not None and model not in known.models:
+            models[model] += 1
+        if known.niches is not None and niche not in known.niches:
+            niches[niche] += 1
     return Refusals(dict(models), dict(niches))
+
+
+def row_jobs(rows: Iterable[TraceRow]) -> Iterable[tuple[str, str]]:
+    """``(model id, niche)`` of each trace row, for :func:`refusals`."""
+    return ((row.model, row.niche) for row in rows)

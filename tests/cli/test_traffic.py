@@ -94,9 +94,39 @@ def test_replay_names_models_and_niches_the_worker_will_refuse_before_publishing
     result, published = _replay(monkeypatch, tmp_path, rows)
     assert result.exit_code == 0, result.output
     text = " ".join(result.output.split())  # rich wraps long lines
-    assert "dead-letter 3 rows as unknown_model: 'house-xl' (3 rows)" in text
+    assert "dead-letter 3 jobs as unknown_model: 'house-xl' (3 jobs)" in text
     assert "SENTINEL_KNOWN_MODELS=house-xl" in text and "SENTINEL_KNOWN_NICHES=wedding" in text
     assert text.index("unknown_niche") < text.index("published 10 jobs") and len(published) == 10
     accepted, _ = _replay(monkeypatch, tmp_path, rows,
                           env={"SENTINEL_KNOWN_MODELS": "house-xl", "SENTINEL_KNOWN_NICHES": "wedding"})
     assert accepted.exit_code == 0 and "dead-letter" not in accepted.output
+
+
+def test_dlq_replay_warns_when_the_catalog_will_refuse_the_letters_again(monkeypatch) -> None:
+    import worker.dlq
+    from conftest import make_event
+
+    from contracts.codec import AvroCodec
+
+    codec = AvroCodec("JobCompleted")
+    refused = {**make_event(1), "model_id": "house-xl"}
+    letters = [SimpleNamespace(reason="unknown_model", value=codec.encode(refused), offset=0),
+               SimpleNamespace(reason="unknown_model", value=b"not avro", offset=1),
+               SimpleNamespace(reason="corrupt_image", value=codec.encode({**make_event(2), "model_id": "other"}),
+                               offset=2)]
+    sent = []
+
+    async def read(bootstrap: str, topic: str) -> list:
+        return letters
+
+    async def replay(bootstrap: str, chosen: list) -> int:
+        sent.extend(chosen)
+        return len(chosen)
+
+    monkeypatch.setattr(worker.dlq, "read_dead_letters", read)
+    monkeypatch.setattr(worker.dlq, "replay_dead_letters", replay)
+    result = CliRunner().invoke(app, ["dlq", "replay"])
+    text = " ".join(result.output.split())
+    assert result.exit_code == 0, result.output
+    assert "dead-letter 1 job as unknown_model: 'house-xl' (1 job)" in text and "'other'" not in text
+    assert "SENTINEL_KNOWN_MODELS=house-xl" in text and sent == letters
