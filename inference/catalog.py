@@ -2,10 +2,10 @@
 
 The worker dead-letters an event naming a model or niche outside its catalog (``unknown_model``,
 ``unknown_niche``; worker/stages/gate.py ``Catalog``). The catalog is built here from plain
-values so that a replay (or `dlq replay`) can tell, before publishing, which jobs the worker will refuse and how
-to make it accept them: the model registry's ids, the trace models and the demo and trace
-niches, plus the comma-separated ``SENTINEL_KNOWN_MODELS`` / ``SENTINEL_KNOWN_NICHES`` (``*``
-accepts any).
+values so that a replay (or ``dlq replay``) can tell, before publishing, which jobs the worker
+will refuse and how to make it accept them: the model registry's ids, the trace models and the
+demo and trace niches, plus the comma-separated ``SENTINEL_KNOWN_MODELS`` /
+``SENTINEL_KNOWN_NICHES`` (``*`` accepts any).
 """
 
 from __future__ import annotations
