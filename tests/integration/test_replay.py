@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 
 import numpy as np
 import pytest
-from conftest import wait_for
+from conftest import running_stack, wait_for
 
 import sql as sql_files
 from reports import report as reports
@@ -30,6 +30,14 @@ def _ms(text: str | int) -> float:
     if isinstance(text, int):
         return float(text)
     return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000
+
+
+@pytest.fixture(scope="module")
+def embedded_stack(tmp_path_factory):
+    """The shared stack, but with a metadata-only worker (SENTINEL_SCORE_ENABLED=false): nothing
+    here reads a score, and CLIP-scoring 12,000 images made this module the slowest of the suite
+    (scoring is tested in test_pipeline.py and test_quality.py)."""
+    yield from running_stack(tmp_path_factory, score_enabled=False)
 
 
 @pytest.fixture(scope="module")
