@@ -43,6 +43,7 @@ def report(start: Optional[str] = typer.Option(None, "--from", help="Window star
     settings = settings_from(config, pricing_file=pricing)
     from sentinel.cost import PricingError
     from reports import report as reports
+    from reports.quality import UnknownScorerVersion
     from warehouse.window import EPOCH, FAR_FUTURE, Window
     from warehouse.client import WarehouseError, open_reader
 
@@ -56,7 +57,7 @@ def report(start: Optional[str] = typer.Option(None, "--from", help="Window star
     try:
         data = reports.benchmark(open_reader(settings.dsn), settings.pricing(), window, scorer_version,
                                  settings.quality_config(), settings.bootstrap_config())
-    except (PricingError, ConfigError, WarehouseError) as exc:
+    except (PricingError, ConfigError, WarehouseError, UnknownScorerVersion) as exc:
         console.print(f"[red]report failed:[/] {exc}")
         raise typer.Exit(1) from None
     _emit_report(data, fmt, output)

@@ -3,9 +3,10 @@
 Two modes:
 
 * **as recorded**: every trace row becomes a JobCompleted event with the trace's own timings,
-  GPU-seconds and API costs; the image is generated from the row's seed by the model's
-  pipeline. Models this node cannot run (API models, weights not present) get a deterministic
-  tiny pipeline of a default class — listed in a warning, never silently.
+  GPU-seconds and API costs. The image is a cheap seeded placeholder by default
+  (inference/seeded_images.py: thousands of rows per second), or one generated from the row's
+  seed by the model's pipeline (inference/pipeline_images.py: a few rows per second); models
+  the registry cannot run then get a deterministic tiny stand-in pipeline, listed in a warning.
 * **live**: jobs go to a pool of inference nodes at the trace's arrival times (compressed by a
   speed-up factor) or at a fixed rate, and the nodes measure real timings. It doubles as the
   latency-under-load test: the result reports achieved throughput and p95 latency.
@@ -14,61 +15,33 @@ Two modes:
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Protocol, Sequence
 
 import numpy as np
 
-from inference.node import SIMULATED_API_CLASS, InferenceNode, JobRequest, encode_image
 from inference.publisher import JobPublisher
-from inference.registry import ModelSpec
-from inference.tiny_pipelines import ensure_tiny_pipeline, generate, load_pipeline
 from inference.trace_files import TraceError
 from inference.trace_row import TraceRow
 
+if TYPE_CHECKING:  # inference.node imports torch and diffusers; a seeded replay needs neither
+    from inference.node import InferenceNode
+    from inference.registry import ModelSpec
+
 log = logging.getLogger(__name__)
 
-DEFAULT_CLASS = "sd"
 
+class Renderer(Protocol):
+    """Turns a trace row into (image bytes, media type), deterministically from its seed."""
 
-class AsRecordedRenderer:
-    """Images for trace rows: the model's own pipeline when the registry has it, else a
-    deterministic stand-in (a tiny pipeline of ``DEFAULT_CLASS`` seeded by the model name)."""
+    in_thread: bool  # slow enough to run off the event loop
+    stand_ins: Any  # models rendered by something other than their own pipeline
 
-    def __init__(self, registry: dict[str, ModelSpec], cache_dir: Path, *, size: int | None = None,
-                 steps: int | None = None, image_format: str = "webp") -> None:
-        self.registry = registry
-        self.cache_dir = cache_dir
-        self.size = size
-        self.steps = steps
-        self.image_format = image_format
-        self.stand_ins: set[str] = set()
-        self._pipelines: dict[str, tuple[Any, int, int]] = {}
-
-    def _pipeline(self, model: str) -> tuple[Any, int, int]:
-        if model not in self._pipelines:
-            spec = self.registry.get(model)
-            if spec is not None:
-                kind = SIMULATED_API_CLASS if spec.is_api else spec.pipeline_class
-                path = Path(spec.path) if spec.path else ensure_tiny_pipeline(kind, self.cache_dir, spec.seed)
-                pipe = load_pipeline(path, kind)
-                size, steps = spec.size, spec.steps
-            else:
-                seed = int.from_bytes(hashlib.sha256(model.encode()).digest()[:4], "little") % 1000
-                pipe = load_pipeline(ensure_tiny_pipeline(DEFAULT_CLASS, self.cache_dir, seed), DEFAULT_CLASS)
-                size, steps = 64, 4
-                self.stand_ins.add(model)
-            self._pipelines[model] = (pipe, self.size or size, self.steps or steps)
-        return self._pipelines[model]
-
-    def render(self, row: TraceRow) -> tuple[bytes, str]:
-        pipe, size, steps = self._pipeline(row.model)
-        return encode_image(generate(pipe, row.prompt, seed=row.seed, size=size, steps=steps), self.image_format)
+    def render(self, row: TraceRow) -> tuple[bytes, str]: ...
 
 
 @dataclass
@@ -88,13 +61,16 @@ class ReplayResult:
         return float(np.percentile(self.latencies_ms, 95)) if self.latencies_ms else None
 
 
-async def replay_as_recorded(rows: Sequence[TraceRow], renderer: AsRecordedRenderer, publisher: JobPublisher, *,
+async def replay_as_recorded(rows: Sequence[TraceRow], renderer: Renderer, publisher: JobPublisher, *,
                              node_id: str = "replay", on_published: Callable[[dict], None] | None = None) -> ReplayResult:
     loop = asyncio.get_running_loop()
     result = ReplayResult()
     t0 = time.perf_counter()
     for row in rows:
-        image, media_type = await loop.run_in_executor(None, renderer.render, row)
+        if renderer.in_thread:
+            image, media_type = await loop.run_in_executor(None, renderer.render, row)
+        else:
+            image, media_type = renderer.render(row)
         reference = Path(row.reference_image).read_bytes() if row.reference_image else None
         event = row.to_job_completed(image, media_type, node_id, reference)
         await publisher.publish(event)
@@ -129,6 +105,8 @@ async def replay_live(rows: Sequence[TraceRow], nodes: Sequence[InferenceNode], 
     nodes work the queue concurrently and measure queue wait, cold start, inference, encode."""
     if not rows:
         return ReplayResult()
+    from inference.node import JobRequest
+
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[JobRequest | None] = asyncio.Queue()
     result = ReplayResult()

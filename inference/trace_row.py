@@ -31,7 +31,8 @@ _PROVIDER_ALIASES = {"self-hosted": PROVIDER_SELF_HOSTED, "self_hosted": PROVIDE
 TIMESTAMPS = ("requested_at", "started_at", "completed_at", "delivered_at")
 FIELDS = ("job_id", "model", "model_version", "provider", "niche", "prompt", *TIMESTAMPS, "cold_start",
           "cold_start_ms", "gpu_type", "gpu_seconds", "api_cost_usd", "seed", "reference_image")
-# May be absent or null: whether gpu_type / api_cost_usd are needed depends on the provider.
+# May be absent or null: whether gpu_type / api_cost_usd are needed depends on the provider
+# (gpu_seconds too, for API rows: see parse_row).
 _OPTIONAL = frozenset({"gpu_type", "api_cost_usd", "reference_image"})
 _NUMBERS = ("cold_start_ms", "gpu_seconds", "api_cost_usd")
 _TEXTS = ("job_id", "model", "model_version", "niche", "prompt")
@@ -65,7 +66,7 @@ class TraceRow:
     cold_start: bool
     cold_start_ms: float  # model load time, spent between started_at and completed_at
     gpu_type: str  # "" for API rows
-    gpu_seconds: float  # 0 for API rows
+    gpu_seconds: float  # 0 for API rows (null or absent in the file reads as 0)
     api_cost_usd: float | None  # required for API rows
     seed: int
     reference_image: str | None = None  # path of the customer's photo, read at replay
@@ -224,9 +225,19 @@ def _parse_time(name: str, value: Any) -> tuple[datetime | None, str | None]:
     return ts.replace(microsecond=ts.microsecond // 1000 * 1000), None
 
 
+def _is_api(raw: Mapping[str, Any]) -> bool:
+    provider = raw.get("provider")
+    return isinstance(provider, str) and _PROVIDER_ALIASES.get(provider) == PROVIDER_API
+
+
 def parse_row(raw: Mapping[str, Any]) -> TraceRow:
-    """A TraceRow from one decoded record, or InvalidTraceRow listing everything wrong with it."""
-    missing = [name for name in FIELDS if name not in _OPTIONAL and raw.get(name) is None]
+    """A TraceRow from one decoded record, or InvalidTraceRow listing everything wrong with it.
+
+    An API row may leave ``gpu_seconds`` null or out: an API job holds no GPU, so it is 0 (the
+    JobCompleted event requires the field). A self-hosted row is priced by it and must have it.
+    """
+    optional = _OPTIONAL | {"gpu_seconds"} if _is_api(raw) else _OPTIONAL
+    missing = [name for name in FIELDS if name not in optional and raw.get(name) is None]
     if missing:
         absent = [n for n in missing if n not in raw]
         null = [n for n in missing if n in raw]
@@ -250,6 +261,8 @@ def parse_row(raw: Mapping[str, Any]) -> TraceRow:
     if isinstance(seed, float) and seed.is_integer():
         values["seed"] = int(seed)
     values["gpu_type"] = raw.get("gpu_type") or ""
+    if values["gpu_seconds"] is None:  # an API row (a self-hosted one stopped at `missing`)
+        values["gpu_seconds"] = 0.0
     values["reference_image"] = raw.get("reference_image") or None
     for name in _NUMBERS:  # a whole number in JSON is still a number of ms / s / USD
         if _is_number(values[name]):

@@ -31,6 +31,25 @@ from warehouse.ratings import pairwise_counts
 from warehouse.references import extractor_id, load_references
 
 
+class UnknownScorerVersion(ValueError):
+    """A report asked for a scorer version under which no scores are stored."""
+
+
+def require_scorer_version(reader: Any, requested: str) -> None:
+    """UnknownScorerVersion naming the stored versions unless ``requested`` ('' = latest per job)
+    has scores: a report of a version never scored would be empty without a word."""
+    if not requested:
+        return
+    stored = reader.query(sql_files.report("scorer_versions")).to_pylist()
+    if any(row["scorer_version"] == requested for row in stored):
+        return
+    listed = "; ".join(f"{row['scorer_version']} ({row['jobs']:,} jobs, latest {row['latest']:%Y-%m-%d %H:%M} UTC)"
+                       for row in stored)
+    raise UnknownScorerVersion(f"no scores stored under scorer version {requested!r}; "
+                               + (f"stored versions, newest first: {listed}" if stored else "no scores are stored yet")
+                               + " (omit --scorer-version for each job's latest score)")
+
+
 def resolve_version(reader: Any, requested: str) -> str | None:
     """The scorer version whose FID moments to use: the one asked for, else the newest."""
     if requested:

@@ -19,7 +19,7 @@ from sentinel.cost import Pricing
 from reports import charts
 from reports.intervals import add_intervals
 from sentinel.bootstrap import CI_KEYS, BootstrapConfig
-from reports.quality import QualityConfig, add_quality
+from reports.quality import QualityConfig, add_quality, require_scorer_version
 from warehouse.client import Warehouse
 from warehouse.window import Window
 
@@ -72,7 +72,9 @@ def benchmark(reader: Warehouse, pricing: Pricing, window: Window = Window(), sc
               bootstrap: BootstrapConfig = BootstrapConfig()) -> dict[str, Any]:
     """The report as plain data (the JSON format's shape): per model and per model x niche the
     point estimates, their bootstrap intervals (``reports.intervals``) and, per model, the
-    latency distribution (101 exact quantiles) behind the HTML's CDF chart."""
+    latency distribution (101 exact quantiles) behind the HTML's CDF chart. A ``scorer_version``
+    with no stored scores raises UnknownScorerVersion naming the stored ones."""
+    require_scorer_version(reader, scorer_version)
     gpu_types = reader.query(sql_files.report("gpu_types"), window.params()).column("gpu_type").to_pylist()
     pricing.require_gpu_types(gpu_types)
     params = {**window.params(), **pricing_params(pricing), "scorer_version": scorer_version}

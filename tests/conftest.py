@@ -141,18 +141,24 @@ def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: 
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r}){extra}")
 
 
-@pytest.fixture(scope="module")
-def embedded_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """Broker + worker + chDB for one test module, on free ports, stopped afterwards."""
+def running_stack(tmp_path_factory: pytest.TempPathFactory, **overrides: Any) -> Iterator[Any]:
+    """Broker + worker + chDB on free ports (settings ``overrides`` on top), stopped afterwards."""
     from config.settings import load_settings
     from devstack.stack import EmbeddedStack
 
     data_dir: Path = tmp_path_factory.mktemp("stack")
-    settings = load_settings(env={}, data_dir=data_dir, partitions=4, score_batch_wait_s=0.2,
-                             sink_batch_wait_s=0.3, app_id=f"sentinel-test-{os.getpid()}")
+    settings = load_settings(env={}, **{"data_dir": data_dir, "partitions": 4, "score_batch_wait_s": 0.2,
+                                        "sink_batch_wait_s": 0.3, "app_id": f"sentinel-test-{os.getpid()}",
+                                        **overrides})
     stack = EmbeddedStack(settings).start()
     try:
         yield stack
     finally:
         stack.stop()
         assert stack.broker.is_running() is False
+
+
+@pytest.fixture(scope="module")
+def embedded_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """Broker + worker + chDB for one test module, on free ports, stopped afterwards."""
+    yield from running_stack(tmp_path_factory)

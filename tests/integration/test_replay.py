@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 
 import numpy as np
 import pytest
-from conftest import wait_for
+from conftest import running_stack, wait_for
 
 import sql as sql_files
 from reports import report as reports
@@ -33,17 +33,33 @@ def _ms(text: str | int) -> float:
 
 
 @pytest.fixture(scope="module")
+def embedded_stack(tmp_path_factory):
+    """The shared stack, but with a metadata-only worker (SENTINEL_SCORE_ENABLED=false): nothing
+    here reads a score, and CLIP-scoring 12,000 images made this module the slowest of the suite
+    (scoring is tested in test_pipeline.py and test_quality.py)."""
+    yield from running_stack(tmp_path_factory, score_enabled=False)
+
+
+@pytest.fixture(scope="module")
 def replayed(embedded_stack, tmp_path_factory):
     from inference.trace import generate_trace, write_trace
 
     trace = tmp_path_factory.mktemp("trace") / "quarter.jsonl"
     write_trace(generate_trace(N, seed=3), trace)
+    lines = [json.loads(line) for line in trace.read_text().splitlines()]
+    api = [row for row in lines if row["provider"] == "api"]
+    for i, row in enumerate(api):  # as production exports write API rows: no GPU-seconds
+        if i % 2:
+            row["gpu_seconds"] = None
+        else:
+            del row["gpu_seconds"]
+    trace.write_text("".join(json.dumps(row) + "\n" for row in lines))
     with trace.open("a") as fh:  # bad rows among the good ones: rejected by line, nothing else lost
         fh.write('{"job_id": "broken-1", "model": "flux-dev"}\n')
         fh.write("this is not json\n")
     env = {**os.environ, **embedded_stack.settings.to_env()}
-    out = subprocess.run([sys.executable, "-m", "cli.main", "replay", str(trace), "--as-recorded",
-                          "--image-size", "32", "--steps", "1"], env=env, capture_output=True, text=True, timeout=900)
+    out = subprocess.run([sys.executable, "-m", "cli.main", "replay", str(trace), "--as-recorded"],
+                         env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     reader = open_reader(embedded_stack.settings.dsn)
     wait_for(lambda: reader.query(sql_files.report("progress")).to_pylist()[0]["jobs"] >= N, 600,
@@ -54,10 +70,14 @@ def replayed(embedded_stack, tmp_path_factory):
 def test_replay_stores_exactly_the_trace(replayed):
     trace, stderr, reader = replayed
     assert f"line {N + 1}:" in stderr and f"line {N + 2}:" in stderr
-    assert "stand-in" in stderr  # the trace's models are not in the demo registry
+    assert "stand-in" not in stderr  # seeded images by default: no pipeline runs
+    assert "dead-letter" not in stderr  # the trace's models and niches are in the worker's catalog
     lines = [json.loads(line) for line in trace.read_text().splitlines()[:N]]
     ids = reader.query("SELECT job_id FROM sentinel.jobs FINAL").column("job_id").to_pylist()
     assert len(ids) == N and set(ids) == {row["job_id"] for row in lines}
+    api = reader.query("SELECT count() AS n, max(gpu_seconds) AS gpu FROM sentinel.jobs FINAL "
+                       "WHERE provider = 'api'").to_pylist()[0]
+    assert api["n"] == sum(row["provider"] == "api" for row in lines) > 0 and api["gpu"] == 0
 
 
 def test_report_matches_numpy_from_the_trace_file(replayed, embedded_stack):

@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import tomllib
 from collections import OrderedDict
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -51,9 +50,7 @@ from config.settings import PROJECT_ROOT
 from contracts.codec import content_hash
 from sentinel.validation import decode_image
 from contracts.errors import InvalidEvent
-from inference.trace_models import NICHES as TRACE_NICHES
-from inference.trace_models import TRACE_MODELS
-from inference.traffic import NICHE_PROMPTS
+from inference.catalog import known_ids
 from worker.delivery.retry import until_done
 
 log = logging.getLogger(__name__)
@@ -84,18 +81,6 @@ class StoredCopy:
 
 # -- catalog: which models and niches the worker accepts ----------------------------------
 
-def registry_model_ids(path: Path) -> set[str]:
-    """Model ids of a model registry file (models.toml); the nodes validate the entries."""
-    if not path.exists():
-        raise FileNotFoundError(f"model registry {path} does not exist")
-    with path.open("rb") as fh:
-        return set(tomllib.load(fh).get("models", {}))
-
-
-def _ids(text: str) -> set[str]:
-    return {part.strip() for part in text.split(",") if part.strip()}
-
-
 class Catalog:
     """Known model ids and niches; ``None`` for either accepts anything."""
 
@@ -115,13 +100,9 @@ class Catalog:
     def from_settings(cls, settings: Any) -> "Catalog":
         """Registry models + the shipped trace models + ``known_models``; demo and trace niches +
         ``known_niches``. ``*`` in either setting turns that check off."""
-        extra_models, extra_niches = _ids(settings.known_models), _ids(settings.known_niches)
-        models = None
-        if "*" not in extra_models:
-            registry = Path(settings.model_registry or PROJECT_ROOT / "models.toml")
-            models = registry_model_ids(registry) | {m.model for m in TRACE_MODELS} | extra_models
-        niches = None if "*" in extra_niches else set(NICHE_PROMPTS) | set(TRACE_NICHES) | extra_niches
-        return cls(models, niches)
+        registry = Path(settings.model_registry or PROJECT_ROOT / "models.toml")
+        known = known_ids(registry, settings.known_models, settings.known_niches)
+        return cls(known.models, known.niches)
 
 
 def check_images(event: Mapping[str, Any]) -> Pixels:
