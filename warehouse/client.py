@@ -81,7 +81,30 @@ class ClickHouseWarehouse:
     def query(self, text: str, parameters: Mapping[str, Any] | None = None) -> pa.Table:
         self._check_outage()
         with self._lock:
-            return self.reader.query_arrow(text, parameters=dict(parameters or {}))
+            try:
+                return self.reader.query_arrow(text, parameters=dict(parameters or {}))
+            except Exception:
+                self._reopen_reader()
+                raise
+
+    def _reopen_reader(self) -> None:
+        """A fresh read session after a failed query. chDB runs every statement of a
+        multi-statement text; when a later one fails, the output of the earlier ones stays in the
+        session and would be prepended to the next query's result (measured: "1\\n" before the
+        Arrow stream, so the next query failed with "Invalid IPC stream")."""
+        try:
+            self.reader.close()
+        finally:
+            self.reader = self._connect(READONLY)
+
+    def check_single_statement(self, text: str) -> None:
+        """Refuse a text of several statements with ClickHouse's own parser, before running it."""
+        try:
+            self.query("SELECT formatQuery({text:String})", {"text": text})
+        except Exception as exc:
+            if "Multi-statements are not allowed" in str(exc):
+                raise WarehouseError("one statement per query: the text holds several (separated by ';')") from None
+            # any other parse error is reported by running the query itself
 
     def command(self, text: str, parameters: Mapping[str, Any] | None = None) -> None:
         self._check_outage()
