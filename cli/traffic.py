@@ -9,7 +9,7 @@ from typing import Optional
 
 import typer
 
-from cli.common import ConfigOpt, console, parse_time, print_table, registry_path, settings_from
+from cli.common import ConfigOpt, broker_errors, console, parse_time, print_table, registry_path, settings_from
 from config.settings import Settings
 
 
@@ -40,7 +40,7 @@ def replay(trace: Path = typer.Argument(..., help="Trace file (.jsonl or .parque
            registry: Optional[Path] = typer.Option(None, help="Model registry TOML (default: models.toml)."),
            config: Optional[Path] = ConfigOpt) -> None:
     """Replay a trace into jobs.completed; prints rejected rows by line number."""
-    settings = settings_from(config)
+    settings = settings_from(config, find_stack=True)
     from tqdm import tqdm
 
     from inference.node import InferenceNode
@@ -69,8 +69,11 @@ def replay(trace: Path = typer.Argument(..., help="Trace file (.jsonl or .parque
             renderer = AsRecordedRenderer(models, settings.models_dir, size=image_size, steps=steps)
             return await replay_as_recorded(rows, renderer, publisher, on_published=lambda _: bar.update())
 
-    result = asyncio.run(main())
-    bar.close()
+    try:
+        with broker_errors(settings):
+            result = asyncio.run(main())
+    finally:
+        bar.close()
     result.rejected = errors
     if result.stand_ins:
         console.print(f"[yellow]warning:[/] no pipeline for {result.stand_ins} in the registry: replayed with "
@@ -86,7 +89,7 @@ def dlq_list(topic: str = typer.Option("jobs.completed.dlq", help="Dead-letter t
              fmt: str = typer.Option("table", "--format", "-f", help="table, csv or json."),
              config: Optional[Path] = ConfigOpt) -> None:
     """List dead letters with their reason, error and source offsets."""
-    settings = settings_from(config)
+    settings = settings_from(config, find_stack=True)
     import pyarrow as pa
 
     letters = _dead_letters(settings, topic, reason)
@@ -97,11 +100,12 @@ def dlq_replay(topic: str = typer.Option("jobs.completed.dlq", help="Dead-letter
                reason: Optional[str] = typer.Option(None, help="Only this reason."),
                config: Optional[Path] = ConfigOpt) -> None:
     """Send dead letters back to their source topic (e.g. after fixing pricing or a schema)."""
-    settings = settings_from(config)
+    settings = settings_from(config, find_stack=True)
     from worker.dlq import replay_dead_letters
 
     letters = _dead_letters(settings, topic, reason)
-    n = asyncio.run(replay_dead_letters(settings.bootstrap_servers, letters))
+    with broker_errors(settings):
+        n = asyncio.run(replay_dead_letters(settings.bootstrap_servers, letters))
     console.print(f"replayed {n} records from {topic}")
 
 
@@ -109,5 +113,6 @@ def _dead_letters(settings: Settings, topic: str, reason: Optional[str]) -> list
     """The dead letters on ``topic``, only those with ``reason`` if given."""
     from worker.dlq import read_dead_letters
 
-    return [d for d in asyncio.run(read_dead_letters(settings.bootstrap_servers, topic))
-            if reason is None or d.reason == reason]
+    with broker_errors(settings):
+        letters = asyncio.run(read_dead_letters(settings.bootstrap_servers, topic))
+    return [d for d in letters if reason is None or d.reason == reason]
