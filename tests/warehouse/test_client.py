@@ -1,5 +1,6 @@
 """The warehouse client on a real chDB store: a refused query leaves nothing behind for the
-next one, and several statements in one text are refused before they run."""
+next one, several statements in one text are refused before they run, and a reader pointed at
+no store says where it looked."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from warehouse.client import ClickHouseWarehouse, WarehouseError
+from warehouse.client import ClickHouseWarehouse, WarehouseError, open_reader
 
 
 @pytest.fixture(scope="module")
@@ -42,3 +43,10 @@ def test_several_statements_are_refused_before_they_run(store: ClickHouseWarehou
 @pytest.mark.parametrize("text", ["SELECT 'a;b' AS s", "SELECT 1;", "SELECT {n:UInt8} AS n", "SELEC broken"])
 def test_one_statement_passes_the_check(store: ClickHouseWarehouse, text: str) -> None:
     store.check_single_statement(text)  # a syntax error is left to the query itself
+
+
+def test_a_reader_without_a_store_names_the_path_and_creates_nothing(tmp_path) -> None:
+    path = tmp_path / ".sentinel" / "chdb"
+    with pytest.raises(WarehouseError, match=rf"no Sentinel store at {path}: set SENTINEL_DATA_DIR"):
+        open_reader(f"chdb://{path}")
+    assert not path.exists()
