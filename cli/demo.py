@@ -94,7 +94,7 @@ def _demo_references(settings: Settings, per_niche: int) -> None:
     from inference.reference_images import generate_reference_images
     from inference.traffic import NICHES
     from devstack.process_group import die_with_parent
-    from devstack.stack import CHILD_ENV
+    from devstack.stack import CHILD_ENV, ORPHAN_SIGNAL
 
     console.print(f"1/5 reference sets: {per_niche} SYNTHETIC images per niche from a stand-in 'reference camera' "
                   "pipeline, embedded for FID/CMMD ...")
@@ -107,7 +107,7 @@ def _demo_references(settings: Settings, per_niche: int) -> None:
     env = {**os.environ, **settings.with_(data_dir=settings.data_dir.resolve()).to_env(), **CHILD_ENV}
     for niche in NICHES:
         done = subprocess.run([sys.executable, "-m", "cli.main", "reference", "build", niche, str(root / niche)],
-                              env=env, capture_output=True, text=True, preexec_fn=die_with_parent())
+                              env=env, capture_output=True, text=True, preexec_fn=die_with_parent(ORPHAN_SIGNAL))
         if done.returncode != 0:
             console.print(f"[red]demo failed:[/] reference build for {niche}:\n{done.stderr[-2000:]}")
             raise typer.Exit(1)
@@ -118,7 +118,7 @@ def _start_nodes(settings: Settings, models: list[str], jobs: int) -> list[tuple
     """Step 3: one `sentinel node` child process per model, the jobs split evenly; each logs to
     <data_dir>/logs/node-<model>.log. Returns (model, process, log file) per node."""
     from devstack.process_group import die_with_parent
-    from devstack.stack import CHILD_ENV
+    from devstack.stack import CHILD_ENV, ORPHAN_SIGNAL
 
     env = {**os.environ, **settings.to_env(), **CHILD_ENV}
     logs = settings.data_dir / "logs"
@@ -128,7 +128,7 @@ def _start_nodes(settings: Settings, models: list[str], jobs: int) -> list[tuple
         nodes.append((model, subprocess.Popen(
             [sys.executable, "-m", "cli.main", "node", "--model", model, "--jobs", str(n), "--seed", str(i),
              "--node-id", f"demo-node-{i}"], env=env, stdout=log_file, stderr=subprocess.STDOUT,
-            start_new_session=True, preexec_fn=die_with_parent()), log_file))
+            start_new_session=True, preexec_fn=die_with_parent(ORPHAN_SIGNAL)), log_file))
     return nodes
 
 

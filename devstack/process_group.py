@@ -81,8 +81,8 @@ def poll_until(predicate: Callable[[], bool], deadline: float) -> bool:
 PR_SET_PDEATHSIG = 1
 
 
-def die_with_parent() -> Callable[[], None] | None:
-    """A ``preexec_fn`` for Popen: the child gets SIGTERM when the process that started it dies,
+def die_with_parent(sig: signal.Signals = signal.SIGTERM) -> Callable[[], None] | None:
+    """A ``preexec_fn`` for Popen: the child gets ``sig`` when the process that started it dies,
     even by SIGKILL (Linux ``prctl(PR_SET_PDEATHSIG)``); ``None`` elsewhere. The signal comes
     when the *thread* that forked exits, so start children from a long-lived thread."""
     if not sys.platform.startswith("linux"):
@@ -90,9 +90,9 @@ def die_with_parent() -> Callable[[], None] | None:
     parent = os.getpid()
 
     def preexec() -> None:
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
         if os.getppid() != parent:  # the parent died before prctl took effect
-            os.kill(os.getpid(), signal.SIGTERM)
+            os.kill(os.getpid(), sig)
 
     return preexec
 

@@ -33,6 +33,12 @@ CHILD_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTHONUNBUFFER
              "TOKENIZERS_PARALLELISM": "false"}
 
 
+# What a child that talks to the embedded broker gets when its parent dies: SIGKILL, because the
+# broker dies with the same parent and a clean stop needs it (measured: the worker's consumer
+# waited 60 s to leave its group). A killed worker is the crash the commit protocol is built for.
+ORPHAN_SIGNAL = signal.SIGKILL
+
+
 class StackError(RuntimeError):
     pass
 
@@ -87,7 +93,7 @@ class WorkerProcess:
         with self.log_path.open("ab") as log_file:
             self.proc = subprocess.Popen([sys.executable, "-m", "cli.main", "worker"], env=env,
                                          stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
-                                         preexec_fn=die_with_parent())
+                                         preexec_fn=die_with_parent(ORPHAN_SIGNAL))
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
