@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 from types import FrameType
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 POLL_INTERVAL = 0.1
 
@@ -105,12 +105,12 @@ class Stopped(KeyboardInterrupt):
 def stop_signals() -> Iterator[None]:
     """Within the block, SIGTERM and SIGHUP raise ``Stopped`` in the main thread, as SIGINT raises
     KeyboardInterrupt; the previous handlers come back afterwards."""
+    previous: dict[int, Any] = {}
+
     def handler(signum: int, frame: FrameType | None) -> None:
         for sig in previous:  # a second signal must not cut the clean stop short
             signal.signal(sig, signal.SIG_IGN)
         raise Stopped(signal.Signals(signum).name)
-
-    previous: dict[int, object] = {}
 
     previous.update({sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGHUP)})
     try:

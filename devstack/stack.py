@@ -1,7 +1,7 @@
 """The embedded stack: broker + Faust worker as child processes, for `up`, `demo` and tests.
 
 Each child runs in its own process group so that stopping it reaches everything it spawned, and
-gets SIGTERM when its parent dies; ``EmbeddedStack`` stops the worker before the broker, so the
+is signalled by the kernel when its parent dies; ``EmbeddedStack`` stops the worker before the broker, so the
 worker can commit on its way out.
 """
 
