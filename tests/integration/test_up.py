@@ -111,7 +111,8 @@ def test_children_exit_when_up_is_killed(up) -> None:
     proc.wait()
     assert poll_until(lambda: not any(_alive(pid) for pid in kids), time.monotonic() + 20), \
         [Path(f"/proc/{pid}/cmdline").read_bytes() for pid in kids if _alive(pid)]
-    assert not any(port_accepts(host, port) for host, port in listening)
+    assert poll_until(lambda: not any(port_accepts(host, port) for host, port in listening),
+                      time.monotonic() + 10), _listeners(listening)
     assert running_stack(data_dir) is None  # the file stays, but names a dead process
 
 
@@ -122,3 +123,9 @@ def _alive(pid: int) -> bool:
     except OSError:
         return False
     return stat[stat.rfind(")") + 2] not in "ZX"
+
+
+def _listeners(listening: list[tuple[str, int]]) -> str:
+    """Who still listens on these ports (for the failure message)."""
+    return "\n".join(subprocess.run(["ss", "-ltnp", f"sport = :{port}"], capture_output=True, text=True).stdout
+                     for _, port in listening)
