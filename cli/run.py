@@ -94,9 +94,9 @@ def node(model: list[str] = typer.Option(..., "--model", "-m", help="Model id(s)
             return await serve(inference_node, publisher, demo_jobs(model, jobs, seed=seed),
                                on_published=lambda _: bar.update())
 
-    try:
-        with broker_errors(settings):
+    with broker_errors(settings):  # outside the bar: its last line comes before the error
+        try:
             published = asyncio.run(main())
-    finally:
-        bar.close()
+        finally:
+            bar.close()
     console.print(f"published {published} jobs to {settings.broker_url}")

@@ -69,11 +69,11 @@ def replay(trace: Path = typer.Argument(..., help="Trace file (.jsonl or .parque
             renderer = AsRecordedRenderer(models, settings.models_dir, size=image_size, steps=steps)
             return await replay_as_recorded(rows, renderer, publisher, on_published=lambda _: bar.update())
 
-    try:
-        with broker_errors(settings):
+    with broker_errors(settings):  # outside the bar: its last line comes before the error
+        try:
             result = asyncio.run(main())
-    finally:
-        bar.close()
+        finally:
+            bar.close()
     result.rejected = errors
     if result.stand_ins:
         console.print(f"[yellow]warning:[/] no pipeline for {result.stand_ins} in the registry: replayed with "
