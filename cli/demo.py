@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -31,10 +32,7 @@ def demo(jobs: int = typer.Option(300, help="Jobs to generate, spread over the r
          config: Optional[Path] = ConfigOpt) -> None:
     """Run the whole pipeline on the embedded stack and print the benchmark."""
     from inference.registry import load_registry
-    from reports import report as reports
-    from warehouse.window import Window
-    from devstack.stack import EmbeddedStack
-    from warehouse.client import open_reader, redact
+    from devstack.process_group import stop_signals
 
     settings = settings_from(config, data_dir=data_dir, pricing_file=pricing)
     models = sorted(load_registry(registry_path(settings)))
@@ -42,6 +40,30 @@ def demo(jobs: int = typer.Option(300, help="Jobs to generate, spread over the r
         shutil.rmtree(data_dir)
     console.rule("Sentinel Stream demo")
     t0 = time.monotonic()
+    with stop_signals():  # SIGTERM/SIGHUP stop the stack and the nodes as Ctrl-C does
+        _run_demo(settings, models, jobs, html_out, timeout, reference_images, t0)
+    console.print(f"[green]done[/] in {time.monotonic() - t0:.0f}s; broker and worker stopped. "
+                  "Scores come from random-weight stand-in models, synthetic reference sets and simulated raters: "
+                  "they prove the pipeline, not image quality.")
+    console.print(_look_again(data_dir))
+
+
+def _look_again(data_dir: Path) -> str:
+    """The commands that read the demo's store afterwards (it is not the default data dir)."""
+    prefix = f"SENTINEL_DATA_DIR={shlex.quote(str(data_dir))}"
+    return (f"the demo's data stays in {data_dir}; read it with:\n"
+            f"  {prefix} sentinel report\n"
+            f"  {prefix} sentinel sql \"SELECT model_id, count() AS jobs FROM sentinel.jobs GROUP BY model_id\"")
+
+
+def _run_demo(settings: Settings, models: list[str], jobs: int, html_out: Path, timeout: float,
+              reference_images: int, t0: float) -> None:
+    """Steps 1 to 5; every child is stopped on the way out, however it ends."""
+    from reports import report as reports
+    from warehouse.window import Window
+    from devstack.stack import EmbeddedStack
+    from warehouse.client import open_reader, redact
+
     _demo_references(settings, reference_images)
     console.print("2/5 starting the embedded broker (noida-db), a Faust worker and chDB ...")
     with EmbeddedStack(settings) as stack:
@@ -62,9 +84,6 @@ def demo(jobs: int = typer.Option(300, help="Jobs to generate, spread over the r
         reports.render_terminal(data, Console())
         html_out.write_text(reports.render_html(data))
         console.print(f"HTML report: {html_out.resolve()}")
-    console.print(f"[green]done[/] in {time.monotonic() - t0:.0f}s; broker and worker stopped. "
-                  "Scores come from random-weight stand-in models, synthetic reference sets and simulated raters: "
-                  "they prove the pipeline, not image quality.")
 
 
 def _demo_references(settings: Settings, per_niche: int) -> None:
@@ -74,7 +93,8 @@ def _demo_references(settings: Settings, per_niche: int) -> None:
 
     from inference.reference_images import generate_reference_images
     from inference.traffic import NICHES
-    from devstack.stack import CHILD_ENV
+    from devstack.process_group import die_with_parent
+    from devstack.stack import CHILD_ENV, ORPHAN_SIGNAL
 
     console.print(f"1/5 reference sets: {per_niche} SYNTHETIC images per niche from a stand-in 'reference camera' "
                   "pipeline, embedded for FID/CMMD ...")
@@ -87,7 +107,7 @@ def _demo_references(settings: Settings, per_niche: int) -> None:
     env = {**os.environ, **settings.with_(data_dir=settings.data_dir.resolve()).to_env(), **CHILD_ENV}
     for niche in NICHES:
         done = subprocess.run([sys.executable, "-m", "cli.main", "reference", "build", niche, str(root / niche)],
-                              env=env, capture_output=True, text=True)
+                              env=env, capture_output=True, text=True, preexec_fn=die_with_parent(ORPHAN_SIGNAL))
         if done.returncode != 0:
             console.print(f"[red]demo failed:[/] reference build for {niche}:\n{done.stderr[-2000:]}")
             raise typer.Exit(1)
@@ -97,7 +117,8 @@ def _demo_references(settings: Settings, per_niche: int) -> None:
 def _start_nodes(settings: Settings, models: list[str], jobs: int) -> list[tuple]:
     """Step 3: one `sentinel node` child process per model, the jobs split evenly; each logs to
     <data_dir>/logs/node-<model>.log. Returns (model, process, log file) per node."""
-    from devstack.stack import CHILD_ENV
+    from devstack.process_group import die_with_parent
+    from devstack.stack import CHILD_ENV, ORPHAN_SIGNAL
 
     env = {**os.environ, **settings.to_env(), **CHILD_ENV}
     logs = settings.data_dir / "logs"
@@ -107,7 +128,7 @@ def _start_nodes(settings: Settings, models: list[str], jobs: int) -> list[tuple
         nodes.append((model, subprocess.Popen(
             [sys.executable, "-m", "cli.main", "node", "--model", model, "--jobs", str(n), "--seed", str(i),
              "--node-id", f"demo-node-{i}"], env=env, stdout=log_file, stderr=subprocess.STDOUT,
-            start_new_session=True), log_file))
+            start_new_session=True, preexec_fn=die_with_parent(ORPHAN_SIGNAL)), log_file))
     return nodes
 
 

@@ -18,7 +18,7 @@ def ratings_import(file: Path = typer.Argument(..., help="JSON Lines, one rating
                                                           "publish nothing when any line is invalid)."),
                    config: Optional[Path] = ConfigOpt) -> None:
     """Validate a ratings file and publish it to ratings.pairwise; the worker stores each rating_id once."""
-    settings = settings_from(config)
+    settings = settings_from(config, find_stack=True)
     from aiokafka.errors import KafkaError
     from rich.markup import escape
 

@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.markup import escape
 
-from cli.common import ConfigOpt, PricingOpt, console, registry_path, settings_from, setup_logging
+from cli.common import ConfigOpt, PricingOpt, broker_errors, console, registry_path, settings_from, setup_logging
 
 
 def worker(config: Optional[Path] = ConfigOpt, pricing: Optional[Path] = PricingOpt) -> None:
@@ -25,26 +26,36 @@ def worker(config: Optional[Path] = ConfigOpt, pricing: Optional[Path] = Pricing
 
 def up(config: Optional[Path] = ConfigOpt, pricing: Optional[Path] = PricingOpt,
        broker: str = typer.Option("noida", help="Embedded broker kind: noida (default) or tansu.")) -> None:
-    """Start the embedded stack (broker + one worker + chDB) and keep it running until Ctrl-C."""
+    """Start the embedded stack (broker + one worker + chDB) on the configured ports
+    (SENTINEL_BROKER_URL, SENTINEL_WEB_PORT; 0 = a free port) until Ctrl-C, SIGTERM or SIGHUP."""
     settings = settings_from(config, pricing_file=pricing)
-    from devstack.stack import EmbeddedStack
+    from devstack.broker import BrokerError
+    from devstack.discovery import stack_file
+    from devstack.process_group import stop_signals
+    from devstack.stack import EmbeddedStack, StackError
     from warehouse.client import redact
 
-    stack = EmbeddedStack(settings, broker_kind=broker)
-    console.print("starting embedded broker and worker ...")
-    stack.start()
-    s = stack.settings
-    console.print(f"[green]up[/]: broker {s.broker_url}, worker {stack.worker.url}, warehouse {redact(s.dsn)}\n"
-                  f"use it from another shell with:\n  export SENTINEL_BROKER_URL={s.broker_url} "
-                  f"SENTINEL_DATA_DIR={s.data_dir}\nCtrl-C stops everything.")
-    try:
-        while stack.worker.proc and stack.worker.proc.poll() is None:
-            time.sleep(1)
-        console.print(f"[red]worker exited[/]:\n{stack.worker.log_tail()}")
-    except KeyboardInterrupt:
-        pass
-    finally:
-        stack.stop()
+    with stop_signals():
+        try:
+            stack = EmbeddedStack(settings, broker_kind=broker, configured_ports=True)
+            console.print("starting embedded broker and worker ...")
+            stack.start()
+        except (StackError, BrokerError) as exc:
+            console.print(f"[red]sentinel up failed:[/] {escape(str(exc))}")
+            raise typer.Exit(1) from None
+        try:
+            s = stack.settings
+            console.print(f"[green]up[/]: broker {s.broker_url}, worker {stack.worker.url}, warehouse {redact(s.dsn)}\n"
+                          f"commands run with SENTINEL_DATA_DIR={s.data_dir} find it through {stack_file(s.data_dir)}\n"
+                          "Ctrl-C (or SIGTERM) stops everything.")
+            while stack.worker.proc and stack.worker.proc.poll() is None:
+                time.sleep(1)
+            console.print(f"[red]worker exited[/]:\n{escape(stack.worker.log_tail())}")
+            raise typer.Exit(1)
+        except KeyboardInterrupt:  # Ctrl-C, or SIGTERM/SIGHUP through stop_signals
+            console.print("stopping ...")
+        finally:
+            stack.stop()
 
 
 def node(model: list[str] = typer.Option(..., "--model", "-m", help="Model id(s) from the registry to serve."),
@@ -55,7 +66,7 @@ def node(model: list[str] = typer.Option(..., "--model", "-m", help="Model id(s)
          registry: Optional[Path] = typer.Option(None, help="Model registry TOML (default: models.toml)."),
          config: Optional[Path] = ConfigOpt) -> None:
     """Run an inference node on demo traffic and publish JobCompleted events."""
-    settings = settings_from(config)
+    settings = settings_from(config, find_stack=True)
     from tqdm import tqdm
 
     from inference.node import InferenceNode
@@ -83,6 +94,9 @@ def node(model: list[str] = typer.Option(..., "--model", "-m", help="Model id(s)
             return await serve(inference_node, publisher, demo_jobs(model, jobs, seed=seed),
                                on_published=lambda _: bar.update())
 
-    published = asyncio.run(main())
-    bar.close()
+    with broker_errors(settings):  # outside the bar: its last line comes before the error
+        try:
+            published = asyncio.run(main())
+        finally:
+            bar.close()
     console.print(f"published {published} jobs to {settings.broker_url}")

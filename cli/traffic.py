@@ -9,7 +9,7 @@ from typing import Optional
 
 import typer
 
-from cli.common import ConfigOpt, console, parse_time, print_table, registry_path, settings_from
+from cli.common import ConfigOpt, broker_errors, console, parse_time, print_table, registry_path, settings_from
 from config.settings import Settings
 
 
@@ -49,7 +49,7 @@ def replay(trace: Path = typer.Argument(..., help="Trace file (.jsonl or .parque
            config: Optional[Path] = ConfigOpt) -> None:
     """Replay a trace into jobs.completed; prints rejected rows by line number, and before publishing the
     models and niches the worker will refuse."""
-    settings = settings_from(config)
+    settings = settings_from(config, find_stack=True)
     if render not in RENDERS:
         raise typer.BadParameter(f"--render must be one of {', '.join(RENDERS)}, got {render!r}")
     from tqdm import tqdm
@@ -82,8 +82,11 @@ def replay(trace: Path = typer.Argument(..., help="Trace file (.jsonl or .parque
             renderer = _renderer(render, settings, models, image_size, steps)
             return await replay_as_recorded(rows, renderer, publisher, on_published=lambda _: bar.update())
 
-    result = asyncio.run(main())
-    bar.close()
+    with broker_errors(settings):  # outside the bar: its last line comes before the error
+        try:
+            result = asyncio.run(main())
+        finally:
+            bar.close()
     result.rejected = errors
     if result.stand_ins:
         console.print(f"[yellow]warning:[/] no pipeline for {result.stand_ins} in the registry: replayed with "
@@ -125,7 +128,7 @@ def dlq_list(topic: str = typer.Option("jobs.completed.dlq", help="Dead-letter t
              fmt: str = typer.Option("table", "--format", "-f", help="table, csv or json."),
              config: Optional[Path] = ConfigOpt) -> None:
     """List dead letters with their reason, error and source offsets."""
-    settings = settings_from(config)
+    settings = settings_from(config, find_stack=True)
     import pyarrow as pa
 
     letters = _dead_letters(settings, topic, reason)
@@ -136,12 +139,13 @@ def dlq_replay(topic: str = typer.Option("jobs.completed.dlq", help="Dead-letter
                reason: Optional[str] = typer.Option(None, help="Only this reason."),
                config: Optional[Path] = ConfigOpt) -> None:
     """Send dead letters back to their source topic (e.g. after fixing pricing or a schema)."""
-    settings = settings_from(config)
+    settings = settings_from(config, find_stack=True)
     from worker.dlq import replay_dead_letters
 
     letters = _dead_letters(settings, topic, reason)
     _warn_refusals(settings, _catalog_jobs(letters))
-    n = asyncio.run(replay_dead_letters(settings.bootstrap_servers, letters))
+    with broker_errors(settings):
+        n = asyncio.run(replay_dead_letters(settings.bootstrap_servers, letters))
     console.print(f"replayed {n} records from {topic}")
 
 
@@ -169,5 +173,6 @@ def _dead_letters(settings: Settings, topic: str, reason: Optional[str]) -> list
     """The dead letters on ``topic``, only those with ``reason`` if given."""
     from worker.dlq import read_dead_letters
 
-    return [d for d in asyncio.run(read_dead_letters(settings.bootstrap_servers, topic))
-            if reason is None or d.reason == reason]
+    with broker_errors(settings):
+        letters = asyncio.run(read_dead_letters(settings.bootstrap_servers, topic))
+    return [d for d in letters if reason is None or d.reason == reason]

@@ -26,7 +26,7 @@ from typing import IO
 
 from devstack.broker_kinds import BROKER_KINDS, BrokerError, noida_command, stop_noida_service, tansu_command
 from devstack.broker_probes import api_versions_ok, free_port, metadata_ok, port_accepts, port_bindable
-from devstack.process_group import POLL_INTERVAL, group_members, poll_until, signal_group, wait_group
+from devstack.process_group import POLL_INTERVAL, die_with_parent, group_members, poll_until, signal_group, wait_group
 
 __all__ = ["BROKER_KINDS", "BrokerError", "EmbeddedBroker", "free_port"]
 
@@ -150,7 +150,8 @@ class EmbeddedBroker:
         began = time.monotonic()
         # start_new_session: own process group, so stop() can signal the
         # broker and anything it spawned, and Ctrl-C in the terminal reaches
-        # only the parent (which then stops the broker cleanly).
+        # only the parent (which then stops the broker cleanly); if the parent dies
+        # instead, the broker gets SIGTERM (die_with_parent).
         self._proc = subprocess.Popen(
             cmd,
             stdin=subprocess.DEVNULL,
@@ -158,6 +159,7 @@ class EmbeddedBroker:
             stderr=subprocess.STDOUT,
             cwd=self.data_dir,
             start_new_session=True,
+            preexec_fn=die_with_parent(),
         )
         deadline = began + timeout
         detail = "port not open"

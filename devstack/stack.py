@@ -1,7 +1,8 @@
 """The embedded stack: broker + Faust worker as child processes, for `up`, `demo` and tests.
 
-Each child runs in its own process group so that stopping it reaches everything it spawned;
-``EmbeddedStack`` stops the worker before the broker, so the worker can commit on its way out.
+Each child runs in its own process group so that stopping it reaches everything it spawned, and
+is signalled by the kernel when its parent dies; ``EmbeddedStack`` stops the worker before the broker, so the
+worker can commit on its way out.
 """
 
 from __future__ import annotations
@@ -22,11 +23,20 @@ from typing import Any
 from config.settings import Settings
 from contracts.topics import ALERTS, JOBS_COMPLETED, JOBS_SCORED, RATINGS, dlq_name
 from devstack.broker import EmbeddedBroker, free_port
+from devstack.broker_probes import port_bindable
+from devstack.discovery import StackInfo, announce, withdraw
+from devstack.process_group import die_with_parent
 
 log = logging.getLogger(__name__)
 
 CHILD_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTHONUNBUFFERED": "1",
              "TOKENIZERS_PARALLELISM": "false"}
+
+
+# What a child that talks to the embedded broker gets when its parent dies: SIGKILL, because the
+# broker dies with the same parent and a clean stop needs it (measured: the worker's consumer
+# waited 60 s to leave its group). A killed worker is the crash the commit protocol is built for.
+ORPHAN_SIGNAL = signal.SIGKILL
 
 
 class StackError(RuntimeError):
@@ -82,7 +92,8 @@ class WorkerProcess:
         env = {**os.environ, **self.settings.to_env(), **CHILD_ENV}
         with self.log_path.open("ab") as log_file:
             self.proc = subprocess.Popen([sys.executable, "-m", "cli.main", "worker"], env=env,
-                                         stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
+                                         stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
+                                         preexec_fn=die_with_parent(ORPHAN_SIGNAL))
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -123,24 +134,60 @@ class WorkerProcess:
             return "(no worker log)"
 
 
-class EmbeddedStack:
-    """Broker + one worker on free local ports, data under ``settings.data_dir``."""
+class PortTaken(StackError):
+    """A configured port is in use; the message names the setting to change."""
 
-    def __init__(self, settings: Settings, *, broker_kind: str = "noida") -> None:
+
+def broker_address(broker_url: str) -> tuple[str, int]:
+    """Host and port of the first address of a ``kafka://host:port[,...]`` URL."""
+    first = broker_url.split(",")[0].split("://", 1)[-1]
+    host, _, port = first.rpartition(":")
+    try:
+        return host or "127.0.0.1", int(port)
+    except ValueError:
+        raise StackError(f"SENTINEL_BROKER_URL {broker_url!r} names no port (kafka://host:port)") from None
+
+
+class EmbeddedStack:
+    """Broker + one worker, data under ``settings.data_dir``, announced in the discovery file.
+
+    By default both listen on free local ports, so tests and the demo never clash with each other
+    or with a running ``sentinel up``. ``configured_ports=True`` (``sentinel up``) uses the port of
+    ``settings.broker_url`` and ``settings.web_port`` instead; 0 there still picks a free one.
+    """
+
+    def __init__(self, settings: Settings, *, broker_kind: str = "noida", configured_ports: bool = False) -> None:
         data_dir = settings.data_dir.resolve()
-        self.broker = EmbeddedBroker(broker_kind, data_dir=data_dir / "broker", log_path=data_dir / "logs" / "broker.log")
-        self.settings = settings.with_(data_dir=data_dir, broker_url=self.broker.url, web_port=free_port())
+        host, broker_port, web_port = "127.0.0.1", None, free_port()
+        if configured_ports:
+            host, broker_port = broker_address(settings.broker_url)
+            web_port = settings.web_port or free_port(settings.web_host)
+        self.configured_ports = configured_ports
+        self.broker = EmbeddedBroker(broker_kind, host=host, port=broker_port or None, data_dir=data_dir / "broker",
+                                     log_path=data_dir / "logs" / "broker.log")
+        self.settings = settings.with_(data_dir=data_dir, broker_url=self.broker.url, web_port=web_port)
         self.worker = WorkerProcess(self.settings, data_dir / "logs" / "worker.log")
 
     def start(self) -> "EmbeddedStack":
+        if self.configured_ports:
+            self._check_ports()
         self.broker.start()
         try:
             create_topics(self.settings)
             self.worker.start()
+            announce(self.settings.data_dir, StackInfo(self.settings.broker_url, self.worker.url, os.getpid()))
         except BaseException:
             self.stop()
             raise
         return self
+
+    def _check_ports(self) -> None:
+        s = self.settings
+        for setting, host, port in (("SENTINEL_BROKER_URL", self.broker.host, self.broker.port),
+                                    ("SENTINEL_WEB_PORT", s.web_host, s.web_port)):
+            if not port_bindable(host, port):
+                raise PortTaken(f"port {host}:{port} ({setting}) is already in use (another `sentinel up`?); "
+                                f"set {setting} to another port, or port 0 for a free one")
 
     def restart_worker(self, *, kill: bool = False) -> None:
         if kill:
@@ -150,6 +197,7 @@ class EmbeddedStack:
         self.worker = WorkerProcess(self.settings, self.worker.log_path).start()
 
     def stop(self) -> None:
+        withdraw(self.settings.data_dir, os.getpid())
         try:
             self.worker.stop()
         finally:

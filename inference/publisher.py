@@ -30,7 +30,11 @@ class JobPublisher:
         self._pending: set[asyncio.Future] = set()
 
     async def start(self) -> None:
-        await self.producer.start()
+        try:
+            await self.producer.start()
+        except BaseException:  # an unreachable broker: close the client instead of leaking it
+            await self.producer.stop()
+            raise
 
     async def publish(self, event: dict[str, Any]) -> None:
         await self._slots.acquire()

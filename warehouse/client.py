@@ -81,7 +81,30 @@ class ClickHouseWarehouse:
     def query(self, text: str, parameters: Mapping[str, Any] | None = None) -> pa.Table:
         self._check_outage()
         with self._lock:
-            return self.reader.query_arrow(text, parameters=dict(parameters or {}))
+            try:
+                return self.reader.query_arrow(text, parameters=dict(parameters or {}))
+            except Exception:
+                self._reopen_reader()
+                raise
+
+    def _reopen_reader(self) -> None:
+        """A fresh read session after a failed query. chDB runs every statement of a
+        multi-statement text; when a later one fails, the output of the earlier ones stays in the
+        session and would be prepended to the next query's result (measured: "1\\n" before the
+        Arrow stream, so the next query failed with "Invalid IPC stream")."""
+        try:
+            self.reader.close()
+        finally:
+            self.reader = self._connect(READONLY)
+
+    def check_single_statement(self, text: str) -> None:
+        """Refuse a text of several statements with ClickHouse's own parser, before running it."""
+        try:
+            self.query("SELECT formatQuery({text:String})", {"text": text})
+        except Exception as exc:
+            if "Multi-statements are not allowed" in str(exc):
+                raise WarehouseError("one statement per query: the text holds several (separated by ';')") from None
+            # any other parse error is reported by running the query itself
 
     def command(self, text: str, parameters: Mapping[str, Any] | None = None) -> None:
         self._check_outage()
@@ -185,13 +208,28 @@ def live_owner(chdb_path: Path) -> Owner | None:
     return owner
 
 
+WHERE_TO_POINT = ("set SENTINEL_DATA_DIR to the data dir that holds the store (`make demo` keeps its own in "
+                  ".sentinel/demo), or SENTINEL_CLICKHOUSE_DSN to a ClickHouse server")
+
+
 def open_reader(dsn: str) -> Warehouse:
-    """A read-only warehouse: direct, or through the live worker that owns the chDB path."""
-    if dsn.startswith("chdb://"):
-        owner = live_owner(Path(dsn[len("chdb://") :]))
-        if owner is not None and owner.pid != os.getpid():
-            return WorkerProxyWarehouse(owner.url, owner.token)
-    return ClickHouseWarehouse(dsn)
+    """A read-only warehouse: direct, or through the live worker that owns the chDB path.
+
+    An embedded path without a Sentinel store is a ``WarehouseError`` naming the path, not an
+    empty store created on the way (which only fails later with UNKNOWN_DATABASE)."""
+    if not dsn.startswith("chdb://"):
+        return ClickHouseWarehouse(dsn)
+    path = Path(dsn[len("chdb://") :])
+    owner = live_owner(path)
+    if owner is not None and owner.pid != os.getpid():
+        return WorkerProxyWarehouse(owner.url, owner.token)
+    if not path.is_dir():
+        raise WarehouseError(f"no Sentinel store at {path}: {WHERE_TO_POINT}")
+    reader = ClickHouseWarehouse(dsn)
+    if not reader.query("SELECT count() AS n FROM system.databases WHERE name = 'sentinel'").column("n")[0].as_py():
+        reader.close()
+        raise WarehouseError(f"no Sentinel store at {path} (no sentinel database): {WHERE_TO_POINT}")
+    return reader
 
 
 def migrate(warehouse: ClickHouseWarehouse) -> list[int]:

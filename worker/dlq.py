@@ -37,9 +37,9 @@ async def read_dead_letters(bootstrap: str, topic: str, *, timeout_s: float = 5.
     """Everything currently in ``topic`` (from the beginning, no consumer group)."""
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
                                 enable_auto_commit=False, group_id=None)
-    await consumer.start()
     out: list[DeadLetter] = []
     try:
+        await consumer.start()  # inside: a broker that cannot be reached still closes the consumer
         partitions = [TopicPartition(topic, p) for p in (consumer.partitions_for_topic(topic) or [])]
         end = await consumer.end_offsets(partitions) if partitions else {}
         deadline = time.monotonic() + timeout_s

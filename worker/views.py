@@ -96,9 +96,13 @@ def register_views(app: faust.App, settings: Settings, rt: Callable[[], Any], li
                 return self.error(401, "missing or wrong token")
             body = await request.json()
             loop = asyncio.get_running_loop()
+
+            def run() -> Any:
+                r.warehouse.check_single_statement(body["sql"])
+                return r.warehouse.query(body["sql"], body.get("parameters") or {})
+
             try:
-                table = await loop.run_in_executor(
-                    r.sink_pool, lambda: r.warehouse.query(body["sql"], body.get("parameters") or {}))
+                table = await loop.run_in_executor(r.sink_pool, run)
             except Exception as exc:  # report the database's own message to the caller
                 return self.error(400, f"{type(exc).__name__}: {exc}")
             return self.bytes(arrow_to_ipc(table), content_type="application/vnd.apache.arrow.stream")

@@ -1,8 +1,10 @@
-"""The commands' shared wiring: time parsing, settings errors, the registry path, table output."""
+"""The commands' shared wiring: time parsing, settings errors, finding a running stack, broker
+errors in one line, the registry path, table output."""
 
 from __future__ import annotations
 
 import json
+import os
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -10,8 +12,9 @@ import pyarrow as pa
 import pytest
 import typer
 
-from cli.common import parse_time, print_table, registry_path, settings_from
+from cli.common import broker_errors, parse_time, print_table, registry_path, settings_from
 from config.settings import PROJECT_ROOT, Settings
+from devstack.discovery import StackInfo, announce
 
 DEFAULT = datetime(2000, 1, 1, tzinfo=timezone.utc)
 
@@ -37,6 +40,39 @@ def test_settings_from_exits_2_on_a_configuration_error(tmp_path, capsys) -> Non
 
 def test_settings_from_applies_overrides(tmp_path) -> None:
     assert settings_from(None, data_dir=tmp_path, pricing_file=None).data_dir == tmp_path
+
+
+UP = StackInfo("kafka://127.0.0.1:19092", "http://127.0.0.1:16066", os.getpid())
+
+
+def test_a_running_stack_gives_the_broker_when_none_is_configured(tmp_path, monkeypatch) -> None:
+    monkeypatch.delenv("SENTINEL_BROKER_URL", raising=False)
+    monkeypatch.delenv("SENTINEL_CONFIG", raising=False)
+    assert settings_from(None, find_stack=True, data_dir=tmp_path).broker_url == "kafka://127.0.0.1:9092"
+    announce(tmp_path, UP)
+    assert settings_from(None, find_stack=True, data_dir=tmp_path).broker_url == UP.broker_url
+    assert settings_from(None, data_dir=tmp_path).broker_url == "kafka://127.0.0.1:9092"  # only when asked
+
+
+def test_a_configured_broker_wins_over_a_running_stack(tmp_path, monkeypatch) -> None:
+    announce(tmp_path, UP)
+    config = tmp_path / "c.toml"
+    config.write_text('broker_url = "kafka://10.0.0.1:9092"\n')
+    monkeypatch.delenv("SENTINEL_BROKER_URL", raising=False)
+    assert settings_from(config, find_stack=True, data_dir=tmp_path).broker_url == "kafka://10.0.0.1:9092"
+    monkeypatch.setenv("SENTINEL_BROKER_URL", "kafka://127.0.0.1:9092")
+    assert settings_from(None, find_stack=True, data_dir=tmp_path).broker_url == "kafka://127.0.0.1:9092"
+
+
+def test_a_broker_error_is_one_line_naming_the_url(capsys) -> None:
+    from aiokafka.errors import KafkaConnectionError
+
+    with pytest.raises(typer.Exit) as exc:
+        with broker_errors(Settings(broker_url="kafka://127.0.0.1:1")):
+            raise KafkaConnectionError("Unable to bootstrap from [('127.0.0.1', 1)] " + "x" * 200)
+    err = capsys.readouterr().err
+    assert exc.value.exit_code == 1
+    assert err.count("\n") == 1 and "kafka://127.0.0.1:1" in err and "Traceback" not in err
 
 
 def test_registry_path_flag_then_setting_then_models_toml(tmp_path) -> None:

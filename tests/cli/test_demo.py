@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 import typer
 
-from cli.demo import _jobs_per_model, _stop_nodes, _wait_until_scored
+from cli.demo import _jobs_per_model, _look_again, _stop_nodes, _wait_until_scored
 
 
 def test_jobs_split_evenly_first_nodes_take_the_rest() -> None:
@@ -57,3 +58,10 @@ def test_stop_nodes_ends_running_nodes_and_closes_their_logs(tmp_path) -> None:
     _stop_nodes([("flux", proc, log)])
     assert proc.returncode is not None and proc.returncode < 0
     assert log.closed
+
+
+def test_the_demo_ends_with_commands_that_read_its_store() -> None:
+    lines = _look_again(Path(".sentinel/my demo")).splitlines()
+    assert "stays in .sentinel/my demo" in lines[0]
+    assert lines[1].split() == ["SENTINEL_DATA_DIR='.sentinel/my", "demo'", "sentinel", "report"]
+    assert lines[2].startswith("  SENTINEL_DATA_DIR='.sentinel/my demo' sentinel sql ")
