@@ -90,11 +90,8 @@ class WorkerMetrics:
         return generate_latest(self.registry)
 
     def summary(self) -> dict[str, float]:
-        def total(counter: Counter) -> float:
-            return sum(s.value for m in counter.collect() for s in m.samples if s.name.endswith("_total"))
-
-        def total_of(gauge: Gauge) -> float:
-            return sum(s.value for m in gauge.collect() for s in m.samples)
+        def total(metric: Counter | Gauge) -> float:  # over labels; a counter's _created is no value
+            return sum(s.value for m in metric.collect() for s in m.samples if not s.name.endswith("_created"))
 
         return {
             "consumed": total(self.consumed),
@@ -104,9 +101,9 @@ class WorkerMetrics:
             "sink_retries": total(self.sink_retries),
             "send_retries": total(self.send_retries),
             "duplicates_skipped": total(self.duplicates),
-            "consumer_lag_records": total_of(self.consumer_lag),
-            "processing_lag_seconds": total_of(self.processing_lag),
-            "event_time_lag_seconds": total_of(self.event_time_lag),
+            "consumer_lag_records": total(self.consumer_lag),
+            "processing_lag_seconds": total(self.processing_lag),
+            "event_time_lag_seconds": total(self.event_time_lag),
             "uptime_seconds": time.time() - self.started_at,
         }
 

@@ -67,7 +67,7 @@ class JobsAgent:
         return await loop.run_in_executor(self.rt.score_pool, self.stages.score, screened.kept, screened.pixels)
 
     async def deliver(self, events: Sequence[Any], screened: Screened, scored: list[dict],
-                      bad: list[tuple[Accepted, InvalidEvent]], received: float | None = None) -> None:
+                      bad: list[tuple[Accepted, InvalidEvent]], received: float) -> None:
         """Every output acknowledged or stored before the batch counts as finished; the
         processing lag is the time since the batch was ``received`` (``time.monotonic()``)."""
         with self.protocol.finished(NAME, events) as unfinished:
@@ -83,8 +83,7 @@ class JobsAgent:
             lag = event_time_lag_s(kept) if scored else None
             if lag is not None:
                 self.rt.metrics.event_time_lag.set(lag)
-        if received is not None:
-            self.rt.metrics.processing_lag.set(time.monotonic() - received)
+        self.rt.metrics.processing_lag.set(time.monotonic() - received)
 
     async def send(self, rejected: list, scored: list[dict]) -> None:
         await self.stages.letters.send(rejected)
