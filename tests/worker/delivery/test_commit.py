@@ -131,3 +131,23 @@ def test_an_unknown_log_end_is_no_evidence_of_a_stall() -> None:
     assert due(healer, 33, ledger, 0.0) is None
     assert due(healer, None, ledger, 30.0) is None  # broker unreachable at this check
     assert due(healer, 33, ledger, 32.0) == (20, "no reader got past it for 32s (log end 33)")
+
+
+def test_log_ends_are_one_request_for_all_partitions_and_unknown_when_it_fails() -> None:
+    from worker.delivery.commit import _log_ends
+
+    class Consumer:
+        def __init__(self, fail: bool) -> None:
+            self.fail, self.asked = fail, []
+
+        async def highwaters(self, *tps):
+            self.asked.append(tps)
+            if self.fail:
+                raise ConnectionError("broker restarting")
+            return {tp: 7 for tp in tps}
+
+    tps = [TP(TOPIC, 0), TP(TOPIC, 1)]
+    up, down = Consumer(False), Consumer(True)
+    assert asyncio.run(_log_ends(up, tps)) == {TP(TOPIC, 0): 7, TP(TOPIC, 1): 7} and up.asked == [tuple(tps)]
+    assert asyncio.run(_log_ends(down, tps)) == {}
+    assert asyncio.run(_log_ends(up, [])) == {} and len(up.asked) == 1
