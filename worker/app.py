@@ -92,7 +92,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
     protocol = CommitProtocol()
     run_hole_healer(app, protocol)
     wire_agents(app, settings, runtime, topics, protocol, live, detectors)
-    register_views(app, settings, lambda: runtime, live)
+    register_views(app, settings, lambda: runtime, live, protocol.tracks)
     register_rating_page(app, lambda: runtime, topics.ratings_out)
     protocol.seal(app)  # after every agent: the commit waits for each of them
     return app

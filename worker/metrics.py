@@ -1,17 +1,31 @@
 """Prometheus metrics of one worker (its own registry, exposed at ``/metrics``).
 
 Counters are bumped by the agents; latency gauges are computed at scrape time from the live
-sketch table, so a scrape always sees the current p95 without a background job.
+sketch table, so a scrape always sees the current p95 without a background job. Three lags,
+each answering one question:
+
+    sentinel_consumer_lag_records{topic,partition}  how far behind the log is this worker?
+        (log end offset minus committed offset, per input partition it holds; read per scrape)
+    sentinel_processing_lag_seconds                 how long does a record wait inside it?
+        (from the jobs agent receiving a batch to the batch finished; set per batch)
+    sentinel_event_time_lag_seconds                 how old are the events it scores?
+        (now minus the newest ``delivered_at``: huge when replaying an old trace; not a health signal)
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
-from typing import Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
+
+from worker.delivery import overrides
+
+log = logging.getLogger(__name__)
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -52,19 +66,32 @@ class WorkerMetrics:
         self.duplicates = Counter("sentinel_duplicates_skipped",
                                   "Re-published jobs (a known job id, same content) skipped by every agent", registry=r)
         self.webhook = Counter("sentinel_alert_webhooks", "Alert webhook deliveries", ["outcome"], registry=r)
-        self.scoring_lag = Gauge("sentinel_scoring_lag_seconds",
-                                 "Delivered-to-scored delay of the newest scored job", registry=r)
+        self.consumer_lag = Gauge("sentinel_consumer_lag_records",
+                                  "Records between the committed offset and the log end, per input partition "
+                                  "this worker holds (read at scrape time)", ["topic", "partition"], registry=r)
+        self.processing_lag = Gauge("sentinel_processing_lag_seconds",
+                                    "Seconds from the jobs agent receiving its latest finished batch to finishing it "
+                                    "(outputs acknowledged and stored)", registry=r)
+        self.event_time_lag = Gauge("sentinel_event_time_lag_seconds",
+                                    "Now minus delivered_at of the newest scored job (event time: large when "
+                                    "replaying an old trace)", registry=r)
         self.started_at = time.time()
 
     def watch_latency(self, snapshot: Callable[[], Mapping[tuple[str, str], Mapping[str, float | None]]]) -> None:
         self.registry.register(LiveLatencyCollector(snapshot))
 
+    def set_consumer_lag(self, lags: Mapping[tuple[str, int], int] | None) -> None:
+        """Replace every partition's consumer lag (None: unknown, no series)."""
+        self.consumer_lag.clear()  # revoked partitions disappear
+        for (topic, partition), records in sorted((lags or {}).items()):
+            self.consumer_lag.labels(topic, str(partition)).set(records)
+
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
 
     def summary(self) -> dict[str, float]:
-        def total(counter: Counter) -> float:
-            return sum(s.value for m in counter.collect() for s in m.samples if s.name.endswith("_total"))
+        def total(metric: Counter | Gauge) -> float:  # over labels; a counter's _created is no value
+            return sum(s.value for m in metric.collect() for s in m.samples if not s.name.endswith("_created"))
 
         return {
             "consumed": total(self.consumed),
@@ -74,6 +101,35 @@ class WorkerMetrics:
             "sink_retries": total(self.sink_retries),
             "send_retries": total(self.send_retries),
             "duplicates_skipped": total(self.duplicates),
-            "scoring_lag_seconds": next(s.value for m in self.scoring_lag.collect() for s in m.samples),
+            "consumer_lag_records": total(self.consumer_lag),
+            "processing_lag_seconds": total(self.processing_lag),
+            "event_time_lag_seconds": total(self.event_time_lag),
             "uptime_seconds": time.time() - self.started_at,
         }
+
+
+def consumer_lag(ends: Mapping[Any, int | None], committed: Mapping[Any, int | None]) -> dict[tuple[str, int], int]:
+    """Records behind the log end per partition: log end offset minus committed offset (never
+    below 0). A partition with no known end or committed offset (not sought yet) is left out."""
+    out = {}
+    for tp, end in ends.items():
+        at = committed.get(tp)
+        if end is not None and at is not None:
+            out[(tp.topic, tp.partition)] = max(0, end - at)
+    return out
+
+
+async def read_consumer_lag(consumer: Any, tracks: Callable[[str], bool],
+                            timeout_s: float = 5.0) -> dict[tuple[str, int], int] | None:
+    """The consumer lag of every assigned partition of a topic ``tracks`` accepts (the input
+    topics), asking the broker for the log ends; None when the consumer cannot tell now
+    (not started, rebalancing, broker unreachable)."""
+    try:
+        tps = [tp for tp in consumer.assignment() if tracks(tp.topic)]
+        if not tps:
+            return {}
+        ends = await asyncio.wait_for(consumer.highwaters(*tps), timeout_s)
+    except Exception as exc:  # a scrape must answer; the series are left out instead
+        log.debug("consumer lag unknown: %s: %s", type(exc).__name__, exc)
+        return None
+    return consumer_lag(ends, {tp: overrides.committed_offset(consumer, tp) for tp in tps})

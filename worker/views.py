@@ -6,7 +6,7 @@
                           per model x niche over ?window=1h|1d|all (default 1h), JSON
     /sentinel/sketches/   the serialized live states behind /live (to merge across workers)
     /sentinel/dashboard/  a live HTML page that redraws a chart from /live every 5 s
-    /metrics              Prometheus exposition
+    /metrics              Prometheus exposition (consumer lag read from the broker per scrape)
     /sentinel/query/      POST, bearer token: read-only SQL on the embedded store (Arrow IPC)
 
 Views read only this worker's table partitions: with several workers, merge the /sketches of
@@ -26,7 +26,7 @@ from sentinel.latency import LiveStats
 from config.settings import Settings
 from contracts.topics import JOBS_COMPLETED
 from sentinel.buckets import live_snapshot
-from worker.metrics import CONTENT_TYPE
+from worker.metrics import CONTENT_TYPE, read_consumer_lag
 from warehouse.client import arrow_to_ipc
 
 WINDOWS = {"5m": 300, "1h": 3600, "1d": 86400, "all": None}
@@ -40,7 +40,9 @@ def _since(window: str, now: float) -> float:
     return float("-inf") if seconds is None else now - seconds
 
 
-def register_views(app: faust.App, settings: Settings, rt: Callable[[], Any], live: Any) -> None:
+def register_views(app: faust.App, settings: Settings, rt: Callable[[], Any], live: Any,
+                   is_input: Callable[[str], bool] = lambda topic: False) -> None:
+    """``is_input`` names the topics whose partitions get a consumer lag (the agents' inputs)."""
     def snapshot(window: str, now: float | None = None) -> dict[tuple[str, str], LiveStats]:
         return live_snapshot(list(live.items()), _since(window, time.time() if now is None else now))
 
@@ -53,6 +55,11 @@ def register_views(app: faust.App, settings: Settings, rt: Callable[[], Any], li
             rt_metrics.watch_latency(lambda: {k: v.compute() for k, v in snapshot("1h").items()})
         return rt_metrics
 
+    async def refreshed() -> Any:
+        m = metrics()
+        m.set_consumer_lag(await read_consumer_lag(app.consumer, is_input))
+        return m
+
     @app.page("/sentinel/ready/")
     async def ready(web: faust.web.View, request: faust.web.Request) -> faust.web.Response:
         assigned = [tp for tp in app.consumer.assignment() if tp.topic == JOBS_COMPLETED]
@@ -62,7 +69,7 @@ def register_views(app: faust.App, settings: Settings, rt: Callable[[], Any], li
 
     @app.page("/sentinel/stats/")
     async def stats(web: faust.web.View, request: faust.web.Request) -> faust.web.Response:
-        return web.json(metrics().summary())
+        return web.json((await refreshed()).summary())
 
     @app.page("/sentinel/live/")
     async def live_view(web: faust.web.View, request: faust.web.Request) -> faust.web.Response:
@@ -86,7 +93,7 @@ def register_views(app: faust.App, settings: Settings, rt: Callable[[], Any], li
     @app.page("/metrics")
     async def prometheus(web: faust.web.View, request: faust.web.Request) -> faust.web.Response:
         # aiohttp refuses a charset inside content_type=, so the full header goes in headers
-        return web.bytes(metrics().exposition(), headers={"Content-Type": CONTENT_TYPE})
+        return web.bytes((await refreshed()).exposition(), headers={"Content-Type": CONTENT_TYPE})
 
     @app.page("/sentinel/query/")
     class Query(faust.web.View):

@@ -194,7 +194,7 @@ def test_metrics_endpoint_is_valid_prometheus(published, embedded_stack):
     dead = {dict(k[1])["reason"]: v for k, v in samples.items() if k[0] == "sentinel_dead_letters_total"}
     assert dead == {"not_avro_single_object": 1, "corrupt_avro_body": 1, "corrupt_image": 1, "bad_number": 1}
     assert samples[("sentinel_rows_stored_total", (("table", "jobs"),))] >= N
-    assert ("sentinel_scoring_lag_seconds", ()) in samples
+    assert ("sentinel_event_time_lag_seconds", ()) in samples and ("sentinel_processing_lag_seconds", ()) in samples
     assert families["sentinel_latency_ms"].type == "gauge"
     content_type, _ = _get(url)
     assert content_type.startswith("text/plain")

@@ -8,6 +8,7 @@ batch N+1 is scored.
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Sequence
@@ -49,11 +50,12 @@ class JobsAgent:
         outputs = OneBehind()
         try:
             async for events in stream.take_events(self.batch_size, within=self.batch_wait_s):
+                received = time.monotonic()
                 self.rt.metrics.consumed.inc(len(events))
                 screened = await self.stages.screen(events)
                 scored, bad = await self.score(screened)
                 screened.pixels.clear()  # decoded pixels live for one batch's scoring only
-                await outputs.push(self.deliver(events, screened, scored, bad))
+                await outputs.push(self.deliver(events, screened, scored, bad, received))
             await outputs.drain()
         finally:
             outputs.cancel()
@@ -65,8 +67,9 @@ class JobsAgent:
         return await loop.run_in_executor(self.rt.score_pool, self.stages.score, screened.kept, screened.pixels)
 
     async def deliver(self, events: Sequence[Any], screened: Screened, scored: list[dict],
-                      bad: list[tuple[Accepted, InvalidEvent]]) -> None:
-        """Every output acknowledged or stored before the batch counts as finished."""
+                      bad: list[tuple[Accepted, InvalidEvent]], received: float) -> None:
+        """Every output acknowledged or stored before the batch counts as finished; the
+        processing lag is the time since the batch was ``received`` (``time.monotonic()``)."""
         with self.protocol.finished(NAME, events) as unfinished:
             unfinished |= screened.deferred
             raw = {(ev.message.partition, ev.message.offset): ev for ev in events}
@@ -77,9 +80,10 @@ class JobsAgent:
             await asyncio.gather(self.send(rejected, scored), self.store(kept, pairs))
             self.stages.tally(kept, raw)
             self.rt.metrics.scored.inc(len(scored))
-            lag = scoring_lag_s(kept) if scored else None
+            lag = event_time_lag_s(kept) if scored else None
             if lag is not None:
-                self.rt.metrics.scoring_lag.set(lag)
+                self.rt.metrics.event_time_lag.set(lag)
+        self.rt.metrics.processing_lag.set(time.monotonic() - received)
 
     async def send(self, rejected: list, scored: list[dict]) -> None:
         await self.stages.letters.send(rejected)
@@ -92,8 +96,8 @@ class JobsAgent:
         await self.stages.archive(kept)
 
 
-def scoring_lag_s(kept: Sequence[Accepted]) -> float | None:
-    """Seconds since the newest delivered_at of a batch (None: empty)."""
+def event_time_lag_s(kept: Sequence[Accepted]) -> float | None:
+    """Seconds since the newest delivered_at of a batch (None: empty); event time, not processing."""
     if not kept:
         return None
     return (datetime.now(timezone.utc) - max(a.event["delivered_at"] for a in kept)).total_seconds()

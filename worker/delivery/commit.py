@@ -20,6 +20,7 @@ Why Faust's own acks are not trusted, with the incidents: docs/delivery.md.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
@@ -81,9 +82,11 @@ class HoleHealer:
     """Decides, per partition and check, whether to re-read it from its commit position: when
     the ledger shows a record there was passed over (a reader finished later offsets; seen at
     two checks in a row), or when the position has not moved for ``idle_s`` although another
-    reader is past it or the log goes on. Re-reads of one position back off from
-    ``2 * interval_s`` to 60 s (while ClickHouse is down the sinks cannot finish anything, and
-    every re-read only queues duplicates)."""
+    reader is past it or the log goes on. The idle clock starts when the position moves and
+    again at every check that finds the partition caught up (the log ends at the position): a
+    record published after a quiet spell has ``idle_s`` to be finished like any other. Re-reads
+    of one position back off from ``2 * interval_s`` to 60 s (while ClickHouse is down the
+    sinks cannot finish anything, and every re-read only queues duplicates)."""
 
     def __init__(self, interval_s: float = 2.0, idle_s: float = 20.0) -> None:
         self.interval_s = interval_s
@@ -94,9 +97,10 @@ class HoleHealer:
     def forget(self) -> None:
         self.sighted.clear()
 
-    async def due(self, consumer: Any, ledger: CommitLedger, tp: Any, now: float) -> tuple[int, str] | None:
-        """(offset to re-read from, why) when a re-read of ``tp`` is due now, else None."""
-        stuck = await self._stuck(consumer, ledger, tp, now)
+    def due(self, ledger: CommitLedger, tp: Any, now: float, end: int | None) -> tuple[int, str] | None:
+        """(offset to re-read from, why) when a re-read of ``tp`` is due now, else None;
+        ``end`` is the partition's log end offset read at this check (None: unknown)."""
+        stuck = self._stuck(ledger, tp, now, end)
         if stuck is None:
             return None
         not_before, delay = self.backoff.get(tp, (0.0, 2 * self.interval_s))
@@ -105,13 +109,14 @@ class HoleHealer:
         self.backoff[tp] = (now + delay, min(delay * 2, 60.0))
         return stuck
 
-    async def _stuck(self, consumer: Any, ledger: CommitLedger, tp: Any, now: float) -> tuple[int, str] | None:
+    def _stuck(self, ledger: CommitLedger, tp: Any, now: float, end: int | None) -> tuple[int, str] | None:
         at = ledger.committable(tp.topic, tp.partition)
         if at is None:
             return None
         seen = self.sighted.get(tp)
-        if seen is None or seen[0] != at:
-            self.sighted[tp] = (at, now)  # moved (or first sighting): the readers are busy with it
+        if seen is None or seen[0] != at or (end is not None and end <= at):
+            # moved, first sighting, or caught up: nothing has waited on this position yet
+            self.sighted[tp] = (at, now)
             self.backoff.pop(tp, None)
             return None
         lag = ledger.lag(tp.topic, tp.partition)
@@ -122,17 +127,15 @@ class HoleHealer:
             return None
         if lag is not None:
             return at, f"not finished by {', '.join(lag.readers)} for {idle:.0f}s while others are past it"
-        end = (await consumer.highwaters(tp)).get(tp)
-        if end is None or end <= at:
-            self.sighted[tp] = (at, now)  # caught up: ask the broker again after another idle_s
-            return None
+        if end is None:
+            return None  # the log end is unknown: no evidence of a stall
         return at, f"no reader got past it for {idle:.0f}s (log end {end})"
 
 
 def run_hole_healer(app: Any, protocol: CommitProtocol, interval_s: float = 2.0, idle_s: float = 20.0) -> HoleHealer:
     """Run a :class:`HoleHealer` over the worker's partitions every ``interval_s``: a few dict
-    lookups per assigned partition, and one log-end request per partition idle for ``idle_s``.
-    A partition Faust left paused is resumed before the re-read."""
+    lookups per assigned partition and one log-end request for all of them. A partition Faust
+    left paused is resumed before the re-read."""
     healer = HoleHealer(interval_s, idle_s)
 
     @app.timer(interval=interval_s, name="sentinel.hole_healer")
@@ -143,15 +146,27 @@ def run_hole_healer(app: Any, protocol: CommitProtocol, interval_s: float = 2.0,
             healer.forget()
             return
         now = time.monotonic()
-        for tp in list(consumer.assignment()):
-            if ledger.tracks(tp.topic):
-                await _heal_one(consumer, healer, ledger, tp, now)
+        tps = [tp for tp in consumer.assignment() if ledger.tracks(tp.topic)]
+        ends = await _log_ends(consumer, tps)
+        for tp in tps:
+            await _heal_one(consumer, healer, ledger, tp, now, ends.get(tp))
 
     return healer
 
 
-async def _heal_one(consumer: Any, healer: HoleHealer, ledger: CommitLedger, tp: Any, now: float) -> None:
-    due = await healer.due(consumer, ledger, tp, now)
+async def _log_ends(consumer: Any, tps: list[Any]) -> Mapping[Any, int]:
+    if not tps:
+        return {}
+    try:
+        return await asyncio.wait_for(consumer.highwaters(*tps), 10.0)
+    except Exception as exc:  # broker unreachable or slow: this check decides without log ends
+        log.debug("log ends unknown: %s: %s", type(exc).__name__, exc)
+        return {}
+
+
+async def _heal_one(consumer: Any, healer: HoleHealer, ledger: CommitLedger, tp: Any, now: float,
+                    end: int | None) -> None:
+    due = healer.due(ledger, tp, now, end)
     if due is None:
         return
     at, why = due

@@ -126,3 +126,23 @@ def test_a_failed_output_stage_finishes_nothing(tmp_path, scorer) -> None:
     asyncio.run(bounded())
     assert protocol.committable(JOBS_COMPLETED, 0) == 0
     assert rt.metrics.summary()["sink_retries"] >= 1
+    assert rt.metrics.summary()["processing_lag_seconds"] == 0  # nothing finished, nothing measured
+
+
+def test_processing_lag_runs_from_batch_received_to_finished_event_time_lag_apart(tmp_path, scorer,
+                                                                                 monkeypatch) -> None:
+    from datetime import datetime, timezone
+
+    from worker.agents import jobs as jobs_mod
+
+    settings, rt, topics, live, protocol, agent = build(tmp_path, scorer)
+    ticks = iter([100.0, 103.5])  # received, finished: the agent's only two clock reads per batch
+    monkeypatch.setattr(jobs_mod, "time", SimpleNamespace(monotonic=lambda: next(ticks)))
+    events = [make_event(i) for i in range(3)]
+    before = datetime.now(timezone.utc)
+    asyncio.run(agent(Stream([[Event(CODEC.encode(e), 0, i) for i, e in enumerate(events)]])))
+    after = datetime.now(timezone.utc)
+    summary = rt.metrics.summary()
+    assert summary["processing_lag_seconds"] == 3.5
+    newest = max(e["delivered_at"] for e in events)  # the test events are from January 2026
+    assert (before - newest).total_seconds() <= summary["event_time_lag_seconds"] <= (after - newest).total_seconds()

@@ -51,23 +51,14 @@ def test_a_batch_body_that_raised_finishes_nothing() -> None:
     assert ledger.committable(TOPIC, 0) == 3
 
 
-class FakeConsumer:
-    """What the healer reads of Faust's consumer: the log ends."""
-
-    def __init__(self, end: int | None = None) -> None:
-        self.end = end
-
-    async def highwaters(self, tp):
-        return {tp: self.end}
-
-
-def due(healer: HoleHealer, consumer: FakeConsumer, ledger: CommitLedger, now: float):
-    return asyncio.run(healer.due(consumer, ledger, TP(TOPIC, 0), now))
+def due(healer: HoleHealer, end: int | None, ledger: CommitLedger, now: float):
+    """One check of the healer, which read the log end ``end`` (None: unknown) at ``now``."""
+    return healer.due(ledger, TP(TOPIC, 0), now, end)
 
 
 def test_a_passed_over_record_is_re_read_at_the_second_sighting_then_backs_off() -> None:
     ledger = ledger_from(10, {"archive": range(10, 20), "tally": range(10, 20), "score": [10, 11, 12, 14, 15]})
-    healer, consumer = HoleHealer(interval_s=2.0, idle_s=20.0), FakeConsumer()
+    healer, consumer = HoleHealer(interval_s=2.0, idle_s=20.0), 20
     assert due(healer, consumer, ledger, 0.0) is None  # first sighting: score may still be at it
     assert due(healer, consumer, ledger, 2.0) == (13, "not finished by score while it finished 14")
     assert due(healer, consumer, ledger, 4.0) is None  # backing off: 4 s, then 8 s
@@ -80,7 +71,7 @@ def test_a_passed_over_record_is_re_read_at_the_second_sighting_then_backs_off()
 
 def test_a_slow_reader_is_left_alone_until_it_has_not_moved_for_idle_s() -> None:
     ledger = ledger_from(10, {"archive": range(10, 20), "tally": range(10, 20), "score": [10, 11]})
-    healer, consumer = HoleHealer(interval_s=2.0, idle_s=20.0), FakeConsumer()
+    healer, consumer = HoleHealer(interval_s=2.0, idle_s=20.0), 20
     assert due(healer, consumer, ledger, 0.0) is None
     assert due(healer, consumer, ledger, 10.0) is None
     ledger.finish("score", TOPIC, 0, 12)  # progress restarts the clock
@@ -92,9 +83,57 @@ def test_a_slow_reader_is_left_alone_until_it_has_not_moved_for_idle_s() -> None
 def test_a_partition_nobody_reads_on_is_re_read_only_if_the_log_goes_on() -> None:
     ledger = ledger_from(10, {r: range(10, 20) for r in READERS})
     healer = HoleHealer(interval_s=2.0, idle_s=20.0)
-    caught_up = FakeConsumer(end=20)
+    caught_up = 20
     assert due(healer, caught_up, ledger, 0.0) is None
     assert due(healer, caught_up, ledger, 25.0) is None  # at the log end: nothing to read
-    stalled = FakeConsumer(end=33)
+    stalled = 33
     assert due(healer, stalled, ledger, 30.0) is None  # the clock restarted at the last check
     assert due(healer, stalled, ledger, 45.0) == (20, "no reader got past it for 20s (log end 33)")
+
+
+def test_a_record_published_after_a_quiet_spell_gets_idle_s_like_any_other() -> None:
+    """A fresh worker's first record: the position sat at the log end for 20 s, then a record
+    came. Measured from the last sighting of the position, it was "idle for 20 s" the moment it
+    arrived, and was re-read while the worker was still scoring it (delivered twice; the log
+    said "no reader got past it for 20s"). The clock starts at the last check that saw the
+    partition caught up."""
+    ledger = CommitLedger({TOPIC: READERS})
+    ledger.reset({(TOPIC, 0): 0})
+    healer = HoleHealer(interval_s=2.0, idle_s=20.0)
+    for now in range(0, 20, 2):  # an empty partition, checked every 2 s
+        assert due(healer, 0, ledger, float(now)) is None
+    assert due(healer, 1, ledger, 20.0) is None  # offset 0 published at 19.5 s, being scored
+    assert due(healer, 1, ledger, 22.0) is None
+    for r in READERS:
+        ledger.finish(r, TOPIC, 0, 0)
+    assert due(healer, 1, ledger, 24.0) is None  # finished: caught up again
+    assert due(healer, 2, ledger, 40.0) is None  # offset 1 came after 24 s: its clock starts at 24
+    assert due(healer, 2, ledger, 44.0) == (1, "no reader got past it for 20s (log end 2)")
+
+
+def test_an_unknown_log_end_is_no_evidence_of_a_stall() -> None:
+    ledger = ledger_from(10, {r: range(10, 20) for r in READERS})
+    healer = HoleHealer(interval_s=2.0, idle_s=20.0)
+    assert due(healer, 33, ledger, 0.0) is None
+    assert due(healer, None, ledger, 30.0) is None  # broker unreachable at this check
+    assert due(healer, 33, ledger, 32.0) == (20, "no reader got past it for 32s (log end 33)")
+
+
+def test_log_ends_are_one_request_for_all_partitions_and_unknown_when_it_fails() -> None:
+    from worker.delivery.commit import _log_ends
+
+    class Consumer:
+        def __init__(self, fail: bool) -> None:
+            self.fail, self.asked = fail, []
+
+        async def highwaters(self, *tps):
+            self.asked.append(tps)
+            if self.fail:
+                raise ConnectionError("broker restarting")
+            return {tp: 7 for tp in tps}
+
+    tps = [TP(TOPIC, 0), TP(TOPIC, 1)]
+    up, down = Consumer(False), Consumer(True)
+    assert asyncio.run(_log_ends(up, tps)) == {TP(TOPIC, 0): 7, TP(TOPIC, 1): 7} and up.asked == [tuple(tps)]
+    assert asyncio.run(_log_ends(down, tps)) == {}
+    assert asyncio.run(_log_ends(up, [])) == {} and len(up.asked) == 1
