@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -21,6 +22,7 @@ import sql as sql_files
 from contracts.codec import AvroCodec
 from sentinel.clip import ClipExtractor
 from reports import report as reports
+from reports.quality import UnknownScorerVersion
 from warehouse.window import Window
 from warehouse.client import WorkerProxyWarehouse, open_reader
 
@@ -228,9 +230,12 @@ def test_hostile_report_parameters_are_only_data(published, embedded_stack):
     _, _, reader = published
     pricing = embedded_stack.settings.pricing()
     hostile = "x' OR '1'='1"  # bound as a parameter, it is just a scorer version nobody has
-    data = reports.benchmark(reader, pricing, Window(), scorer_version=hostile)
-    assert sum(m["jobs"] for m in data["models"]) == N
-    assert all(m["clip"] is None for m in data["models"])
+    with pytest.raises(UnknownScorerVersion, match=re.escape(repr(hostile))):  # refused by name, as data
+        reports.benchmark(reader, pricing, Window(), scorer_version=hostile)
+    rows = reader.query(sql_files.report("benchmark"), {**Window().params(), **reports.pricing_params(pricing),
+                                                         "scorer_version": hostile}).to_pylist()
+    assert sum(r["jobs"] for r in rows if r["niche"] == "*") == N  # the query binds it: every job counted
+    assert all(r["clip"] is None or np.isnan(r["clip"]) for r in rows)  # no score under that version
     env = {**os.environ, **embedded_stack.settings.to_env(), "COLUMNS": "300"}
     out = subprocess.run([sys.executable, "-m", "cli.main", "report", "--from", "2026-01-01'; DROP TABLE sentinel.jobs; --"],
                          env=env, capture_output=True, text=True, timeout=120)
