@@ -52,11 +52,13 @@ class Settings:
     # torch intra-op threads on CPU: > 0 exactly that many; 0 = OMP_NUM_THREADS if set (resolved
     # by load_settings), else cores - 1 (sentinel.clip.cpu_threads)
     torch_threads: int = 0
+    # images per encoder call (the scorer's chunk of a jobs batch)
     score_batch_size: int = 32
+    # how long the jobs agent waits to fill a batch
     score_batch_wait_s: float = 0.5
     # off: a metadata-only worker (archive and tallies, no CLIP scores or FID moments)
     score_enabled: bool = True
-    # sinks
+    # sinks: at most this many records per agent batch (one insert, one changelog write per key)
     sink_batch_size: int = 500
     sink_batch_wait_s: float = 1.0
     # live monitoring: event-time buckets of the live_stats table and how long they are kept

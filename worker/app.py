@@ -119,7 +119,9 @@ def wire_agents(app: faust.App, settings: Settings, rt: Runtime, topics: Topics,
         archive=ArchiveStage(rt),
         tally=TallyStage(live, rt.pricing, settings.live_bucket_s, settings.live_retention_s, committed))
     drift = DriftStage(detectors, rt.drift_config, settings.scorer_version)
-    batch_size = settings.score_batch_size if settings.score_enabled else settings.sink_batch_size
+    # one sink batch bounds a jobs batch (inserts, changelog writes); the scorer encodes it in
+    # chunks of score_batch_size (ClipSpec.batch_size)
+    batch_size = settings.sink_batch_size
     agents = {
         "jobs": (topics.jobs_in, JobsAgent(rt, stages, protocol, batch_size, settings.score_batch_wait_s)),
         "scores": (topics.scored_in, ScoresAgent(rt, drift, DeadLetters(topics.dlq[JOBS_SCORED], JOBS_SCORED, rt.metrics),

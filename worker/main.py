@@ -39,7 +39,7 @@ def open_runtime(settings: Settings) -> Runtime:
         known = warehouse.query(sql_files.report("gpu_types"), Window().params()).column("gpu_type").to_pylist()
         pricing.require_gpu_types(known)
         publish_pricing(warehouse, pricing)  # for dashboards (sentinel.pricing)
-        scorer = BatchScorer(ClipExtractor(settings.clip_spec))
+        scorer = BatchScorer(ClipExtractor(settings.clip_spec)) if settings.score_enabled else None
     except BaseException:
         warehouse.close()
         raise

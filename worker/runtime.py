@@ -26,7 +26,7 @@ class Runtime:
 
     settings: Settings
     warehouse: ClickHouseWarehouse
-    scorer: BatchScorer
+    scorer: BatchScorer | None  # None: a metadata-only worker (score_enabled off)
     pricing: Pricing
     token: str = ""
     score_pool: ThreadPoolExecutor = field(default_factory=lambda: _pool("score"))
