@@ -21,6 +21,7 @@ Usage::
     python bench/compare.py scoring --rounds 3 -- --quick
     python bench/compare.py scoring --rounds 2 --note "..." -- --arch ViT-B-32 --quick --latency-repeats 0
     python bench/compare.py cli_help --rounds 3
+    python bench/compare.py --from-json bench/results/compare_scoring.json   # re-render, measure nothing
 
 Writes ``bench/results/compare_<name>.json`` and ``.md`` (name: the bench, plus ``_<arch>`` for
 ``--arch``) and prints the table.
@@ -186,8 +187,11 @@ class Trees:
 
     def describe(self, tree: Path) -> dict[str, Any]:
         dirty = git("status", "--porcelain", "--untracked-files=no", cwd=tree)
+        code = git("log", "-1", "--format=%H %s", "--", ".", ":(exclude)bench", cwd=tree).split(" ", 1)
         return {"path": str(tree), "commit": git("rev-parse", "HEAD", cwd=tree),
-                "subject": _short(git("log", "-1", "--format=%s", cwd=tree)), "dirty": bool(dirty)}
+                "subject": _short(git("log", "-1", "--format=%s", cwd=tree)), "dirty": bool(dirty),
+                "changes": [line[3:] for line in dirty.splitlines()],
+                "code_commit": code[0], "code_subject": _short(code[1] if len(code) > 1 else "")}
 
     def close(self) -> None:
         if self.made is not None:
@@ -339,15 +343,25 @@ def fmt(x: float | None) -> str:
     return f"{x:.4f}"
 
 
+def describe(tree: dict[str, Any]) -> str:
+    out = f"`{tree['commit'][:7]}` {tree['subject']}"
+    if tree.get("code_commit") and tree["code_commit"] != tree["commit"]:
+        out += f" (code outside bench/ as of `{tree['code_commit'][:7]}` {tree['code_subject']})"
+    if tree.get("dirty"):
+        out += f"; uncommitted changes to {', '.join(tree.get('changes') or ['?'])}"
+    return out + "."
+
+
 def report(doc: dict[str, Any]) -> str:
     old, new = doc["trees"]["old"], doc["trees"]["new"]
+    rounds = len({r["round"] for r in doc["runs"]})
     L = [f"### {doc['name']}: {old['commit'][:7]} (old) vs {new['commit'][:7]}{' + changes' if new['dirty'] else ''} "
          f"(new), same run", "",
-         f"Old: `{old['commit'][:7]}` {old['subject']}. New: `{new['commit'][:7]}` {new['subject']}.", "",
+         f"Old: {describe(old)}", "", f"New: {describe(new)}", "",
          f"Bench: `bench/{doc['bench']}.py {' '.join(doc['bench_args'])}`" if doc["bench"] != "cli_help"
          else "Bench: `/usr/bin/time -f '%U %S' python -m <cli> --help` and `... sql --help` in each tree "
               "(`cli.main` in the new tree, `streams.cli` in the old one)",
-         f"{len({r['round'] for r in doc['runs']})} rounds, alternating which tree goes first (round 1 old first); "
+         f"{rounds} round{'s' if rounds != 1 else ''}, alternating which tree goes first (round 1 old first); "
          "each tree runs its own copy of the script and its own code.", ""]
     if doc.get("note"):
         L += [f"Shortened / notes: {doc['note']}", ""]
@@ -379,7 +393,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         argv, bench_args = argv[:cut], argv[cut + 1:]
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  usage="%(prog)s BENCH [options] [-- bench options]")
-    ap.add_argument("bench", help="a script of bench/ (metadata_path, scoring, ...; .py optional) or cli_help")
+    ap.add_argument("bench", nargs="?", help="a script of bench/ (metadata_path, scoring, ...; .py optional) or cli_help")
     ap.add_argument("--ref", default=DEFAULT_REF, help=f"the old commit (default {DEFAULT_REF})")
     ap.add_argument("--old-tree", type=Path, help="an existing checkout of the old commit (else a temporary worktree)")
     ap.add_argument("--rounds", type=int, default=3, help="rounds, each one run per tree (default 3)")
@@ -389,7 +403,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--note", default="", help="what was shortened and why, printed with the results")
     ap.add_argument("--name", help="results name (default: the bench, plus _<arch> for --arch)")
     ap.add_argument("--out", type=Path, help="JSON output (default bench/results/compare_<name>.json)")
+    ap.add_argument("--from-json", type=Path, metavar="PATH",
+                    help="measure nothing: print the report of a previous comparison and rewrite its .md")
     args = ap.parse_args(argv)
+    if args.from_json:
+        return args
+    if not args.bench:
+        ap.error("which bench?")
     args.bench = Path(args.bench).stem
     args.bench_args = bench_args
     if args.bench != "cli_help" and not (REPO / "bench" / f"{args.bench}.py").exists():
@@ -401,6 +421,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
+    if args.from_json:  # measure nothing: render a previous comparison again
+        doc = json.loads(args.from_json.read_text())
+        doc["table_markdown"] = text = report(doc)
+        print(text)
+        args.from_json.write_text(json.dumps(doc, indent=2, default=str) + "\n")
+        args.from_json.with_suffix(".md").write_text(text.rstrip() + "\n")
+        return
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     t0 = time.perf_counter()
     doc: dict[str, Any] = {"bench": args.bench, "name": args.name, "bench_args": args.bench_args, "note": args.note,
