@@ -1,8 +1,8 @@
 """Helpers shared by the stack benchmarks (metadata_path.py, memory.py).
 
 * ``BenchStack``: the embedded broker + one worker started through ``bench/_worker.py`` (the
-  real ``run_worker`` with counters, optional agents removed, optional cProfile), on free
-  ports under a temporary data directory.
+  real ``run_worker`` with counters and optional cProfile; ``score_enabled=False`` makes it a
+  metadata-path worker), on free ports under a temporary data directory.
 * metadata-path events: valid JobCompleted records whose image is a 1x1 WebP (a
   few dozen bytes), Avro-encoded up front, so publishing and consuming them is cheap.
 * ``prefill``: a fast aiokafka producer (pre-encoded values); ``raw_consume``: the plain aiokafka
@@ -290,15 +290,14 @@ def get_json(url: str, timeout: float = 5.0) -> Any:
 class BenchStack:
     """Embedded noida broker + one worker run by ``bench/_worker.py`` (see its docstring)."""
 
-    def __init__(self, data_dir: Path, *, disable_agents: str = "", env: dict[str, str] | None = None,
-                 **settings: Any) -> None:
+    def __init__(self, data_dir: Path, *, env: dict[str, str] | None = None, **settings: Any) -> None:
         from config.settings import load_settings
         from devstack.stack import EmbeddedStack
 
         base = load_settings(env={}, data_dir=data_dir, app_id=f"sentinel-bench-{os.getpid()}", **settings)
         self.stack = EmbeddedStack(base)
         self.settings = self.stack.settings
-        self.env = {"BENCH_DISABLE_AGENTS": disable_agents, **(env or {})}
+        self.env = dict(env or {})  # SENTINEL_SCORE_ENABLED etc. come from the settings (to_env)
         self.proc: subprocess.Popen[bytes] | None = None
         self.frozen = False
         self.log_path = self.settings.data_dir / "logs" / "worker.log"

@@ -3,16 +3,18 @@
 Run as ``python bench/_worker.py`` with the worker's usual ``SENTINEL_*`` environment (what
 ``devstack.stack.WorkerProcess`` passes). The product code runs unchanged; this only wraps it:
 
-* ``BENCH_DISABLE_AGENTS=score[,name...]``: agents removed from the app before it starts. With
-  ``score`` removed the worker is a *metadata-path* worker: tally (tallies + latency sketches in
-  the changelog-backed table) and archive (Arrow batches into ``sentinel.jobs``/``job_images``).
-* ``GET /bench/progress/``: events tallied (``LiveStats.update`` calls that applied an offset)
-  with the wall time of the first and last one, rows inserted per table with the time of the
-  last insert and the seconds spent inside ``ClickHouseWarehouse.insert``, live-table keys,
-  and the native id and name of every Python thread.
-  Counting costs one extra Python call per tally update (well under 1 µs).
+* ``SENTINEL_SCORE_ENABLED=0`` (a product setting, ``Settings.score_enabled``): a *metadata-path*
+  worker. The ``jobs`` agent screens each batch (triage + gate) and archives (Arrow batches into
+  ``sentinel.jobs``/``job_images``) and tallies (tallies + latency sketches in the
+  changelog-backed ``live_stats`` table); no CLIP scores, no FID moments, batches of
+  ``sink_batch_size``.
+* ``GET /bench/progress/``: events tallied (``LiveStats.update`` calls that applied an offset,
+  counted through ``worker.stages.tally.LiveStats``) with the wall time of the first and last
+  one, rows inserted per table with the time of the last insert and the seconds spent inside
+  ``ClickHouseWarehouse.insert``, live-table keys, the agents, and the native id and name of
+  every Python thread. Counting costs one extra Python call per tally update (well under 1 µs).
 * ``BENCH_TRACE=1`` and ``GET /bench/trace/``: start time, duration and batch size of every
-  ``score_batch`` call (score executor) and ``Gate.screen`` await, to see where a batch waits.
+  ``ScoreStage`` call (score thread) and ``Gate.screen`` await, to see where a batch waits.
 * ``BENCH_SWITCH_INTERVAL=s``: ``sys.setswitchinterval(s)`` in the worker (an experiment).
 * ``GET /bench/memory/``: after ``gc.collect()``, the number of gc-tracked Python objects (and
   the 40 most common types), the live-table keys and the JSON size of their values.
@@ -43,8 +45,8 @@ sys.path.insert(0, str(REPO))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-import worker.app as app_mod  # noqa: E402
 import worker.main as worker_mod  # noqa: E402
+import worker.stages.tally as tally_mod  # noqa: E402
 from sentinel.latency import LiveStats  # noqa: E402
 from warehouse.client import ClickHouseWarehouse  # noqa: E402
 
@@ -72,7 +74,7 @@ PROGRESS = Progress()
 
 
 class CountingLiveStats(LiveStats):
-    """``LiveStats`` as the tally agent uses it, counting applied updates."""
+    """``LiveStats`` as the tally stage decodes and creates it, counting applied updates."""
 
     def update(self, **kwargs: Any) -> bool:  # type: ignore[override]
         applied = super().update(**kwargs)
@@ -153,39 +155,31 @@ TRACE: dict[str, list[tuple[float, float, int]]] = collections.defaultdict(list)
 
 
 def _traced(name: str, fn: Any) -> Any:
-    """Wrap a sync function: (start wall time, duration, batch size) per call, for the score path."""
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
+    """Wrap a sync method ``fn(self, batch, ...)``: (start wall time, duration, len(batch)) per call."""
+    def wrapper(self: Any, batch: Any, *args: Any, **kwargs: Any) -> Any:
         t0 = time.time()
-        out = fn(*args, **kwargs)
-        n = len(args[-1]) if args and hasattr(args[-1], "__len__") else 0
-        TRACE[name].append((t0, time.time() - t0, n))
+        out = fn(self, batch, *args, **kwargs)
+        TRACE[name].append((t0, time.time() - t0, len(batch)))
         return out
     return wrapper
 
 
 def _traced_async(name: str, fn: Any) -> Any:
-    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+    """The same for a coroutine method."""
+    async def wrapper(self: Any, batch: Any, *args: Any, **kwargs: Any) -> Any:
         t0 = time.time()
-        out = await fn(*args, **kwargs)
-        n = len(args[-1]) if args and hasattr(args[-1], "__len__") else 0
-        TRACE[name].append((t0, time.time() - t0, n))
+        out = await fn(self, batch, *args, **kwargs)
+        TRACE[name].append((t0, time.time() - t0, len(batch)))
         return out
     return wrapper
 
 
-_create_app = app_mod.create_app
+_create_app = worker_mod.create_app
 
 
 def create_app(settings: Any, runtime: Any = None) -> Any:
     app = _create_app(settings, runtime)
-    disabled = {a.strip() for a in os.environ.get("BENCH_DISABLE_AGENTS", "").split(",") if a.strip()}
-    for name in list(app.agents):
-        if name.rsplit(".", 1)[-1] in disabled:
-            del app.agents[name]
-    if disabled:  # the commit ledger waits for every agent it knows: only the ones left
-        from worker.delivery import overrides as faust_fixes
-        faust_fixes.install_ledger(app)
-    live = app.sentinel_live
+    live = app.tables["live_stats"]
     profiler: dict[str, Any] = {}
 
     @app.page("/bench/progress/")
@@ -252,19 +246,17 @@ def create_app(settings: Any, runtime: Any = None) -> Any:
 
 
 def main() -> None:
-    app_mod.LiveStats = CountingLiveStats  # the tally agent looks the name up per event
+    tally_mod.LiveStats = CountingLiveStats  # the tally stage looks the name up per new or decoded state
     ClickHouseWarehouse.insert = _counting_insert  # type: ignore[method-assign]
     worker_mod.create_app = create_app
     if os.environ.get("BENCH_SWITCH_INTERVAL"):  # experiment: GIL hand-off interval (Python default 0.005 s)
         sys.setswitchinterval(float(os.environ["BENCH_SWITCH_INTERVAL"]))
     if os.environ.get("BENCH_TRACE"):
-        app_mod.score_batch = _traced("score_batch", app_mod.score_batch)
-        try:
-            import worker.gate as gate_mod
+        from worker.stages.gate import Gate
+        from worker.stages.scoring import ScoreStage
 
-            gate_mod.Gate.screen = _traced_async("gate.screen", gate_mod.Gate.screen)
-        except (ImportError, AttributeError):
-            pass
+        ScoreStage.__call__ = _traced("score", ScoreStage.__call__)  # type: ignore[method-assign]
+        Gate.screen = _traced_async("gate.screen", Gate.screen)  # type: ignore[method-assign]
     from config.settings import load_settings
 
     settings = load_settings()

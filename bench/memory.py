@@ -8,9 +8,10 @@ The real worker (``bench/_worker.py`` around ``worker.main.run_worker``) on the 
 noida broker and chDB, fed the metadata-path events of ``bench/metadata_path.py`` (valid
 JobCompleted records with a 1x1 WebP, event time at ``--event-rate``/s, default 20,000/s: the
 keys of the live table are then a fixed, small set (model x niche x partition x one or two
-5-minute buckets), so any growth is per-event state, not new keys). By default the ``score``
-agent is removed (metadata path: CLIP on 100k events would take far longer than the rest);
-``--with-score`` keeps it.
+5-minute buckets), so any growth is per-event state, not new keys). By default the worker runs
+with ``SENTINEL_SCORE_ENABLED=0`` (metadata path: the ``jobs`` agent archives and tallies but
+does not score; CLIP on 100k events would take far longer than the rest); ``--with-score``
+scores too.
 
 After each checkpoint (cumulative events published, all tallied and archived, then 1 s of
 rest) it reads ``/proc/<worker pid>/status`` (VmRSS, RssAnon, RssFile, VmHWM) and asks the
@@ -101,9 +102,10 @@ class RssSampler:
 
 
 def run(args: argparse.Namespace, root: Path, doc: dict[str, Any]) -> None:
-    disabled = "" if args.with_score else "score"
-    stack = BenchStack(root / "stack", disable_agents=disabled, partitions=args.partitions)
-    out = doc["stack"] = {"disabled_agents": disabled or None, "event_rate": args.event_rate,
+    stack = BenchStack(root / "stack", score_enabled=args.with_score, partitions=args.partitions)
+    # disabled_agents: what older result files recorded (the score agent removed); same meaning
+    out = doc["stack"] = {"score_enabled": args.with_score, "disabled_agents": None if args.with_score else "score",
+                          "event_rate": args.event_rate,
                           "partitions": args.partitions, "checkpoints": []}
     stack.start()
     try:
@@ -167,7 +169,8 @@ def ratios(doc: dict[str, Any]) -> dict[str, Any]:
 def report(doc: dict[str, Any]) -> str:
     st = doc["stack"]
     base = st["baseline"]
-    L = [f"### Worker memory ({'all agents' if not st['disabled_agents'] else 'score agent off'}), metadata-path "
+    scoring = st.get("score_enabled", not st["disabled_agents"])
+    L = [f"### Worker memory ({'scoring on' if scoring else 'scoring off'}), metadata-path "
          f"events, event time {st['event_rate']:,.0f}/s, {st['partitions']} partitions", "",
          "| events | VmRSS MB | RssAnon MB | peak while draining MB | Python objects (after gc) | live keys | live table as JSON MB "
          "| drain events/s | load |",
@@ -205,7 +208,7 @@ def main() -> None:
     ap.add_argument("--checkpoints", default="1000,10000,100000,250000,400000", help="cumulative event counts")
     ap.add_argument("--event-rate", type=float, default=20_000.0, help="event-time rate of the events (per second)")
     ap.add_argument("--partitions", type=int, default=4)
-    ap.add_argument("--with-score", action="store_true", help="keep the score agent (CLIP on every 1x1 image)")
+    ap.add_argument("--with-score", action="store_true", help="score too (CLIP on every 1x1 image; default SENTINEL_SCORE_ENABLED=0)")
     ap.add_argument("--seed", type=int, default=2)
     ap.add_argument("--chunk", type=int, default=20_000, help="events published per producer run")
     ap.add_argument("--rest", type=float, default=1.0, help="seconds of rest before each reading")

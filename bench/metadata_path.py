@@ -6,10 +6,11 @@ Targets (issue #9): >= 20,000 events/s per worker, and >= 0.5 of the raw consume
 What runs:
 
 * **worker**: the real worker (``worker.main.run_worker`` via ``bench/_worker.py``) on the
-  embedded noida broker and chDB, with the ``score`` agent removed (``BENCH_DISABLE_AGENTS=score``):
-  a metadata-path worker. What is left on ``jobs.completed`` is ``tally`` (per-event tallies and
-  four t-digests per model|niche|bucket|partition key in the changelog-backed ``live_stats``
-  table) and ``archive`` (Arrow batches into ``sentinel.jobs`` + ``sentinel.job_images``).
+  embedded noida broker and chDB, with scoring off (``SENTINEL_SCORE_ENABLED=0``): a
+  metadata-path worker. The one ``jobs`` agent on ``jobs.completed`` screens each batch of
+  ``sink_batch_size`` (triage + gate) and hands it to the archive stage (Arrow batches into
+  ``sentinel.jobs`` + ``sentinel.job_images``) and the tally stage (per-event tallies and four
+  t-digests per model|niche|bucket|partition key in the changelog-backed ``live_stats`` table).
   Events are valid JobCompleted records with a 1x1 WebP (44 bytes; validation needs an image
   that decodes, so an empty one would be dead-lettered), event time paced at ``--event-rate``
   per second (default 20,000/s, the target: one worker's keys are then few and hot, as in
@@ -18,12 +19,14 @@ What runs:
   batched producer), the worker is thawed and timed until the last of them is tallied *and*
   inserted into ``sentinel.jobs`` (times stamped inside the worker by ``bench/_worker.py``).
   Next to it, on exactly the same offsets: **raw** = a plain ``AIOKafkaConsumer.getmany`` loop
-  that touches each record's value; **raw+core** = the same loop doing the worker's per-event
-  Python work without Faust (``worker.app.triage`` per agent, shared so a record is decoded
-  once; the gate's image decode and content hash; the tally agent's update of a decoded
-  ``LiveStats`` kept per key, and per batch one ``to_dict`` plus the changelog's JSON per
-  changed key; archive rows per 500; no chDB insert, no changelog produce). Rounds alternate whether raw runs before or
-  after the worker; ratios are taken within a round; medians are reported.
+  that touches each record's value; **raw+core** = the same loop handing batches of
+  ``sink_batch_size`` records to the worker's own stages without Faust, in one thread:
+  ``worker.stages.triage.Triage`` (decode + checks, once per offset), ``Gate.judge`` (image
+  decode, content hash, verdict; no stored copies to look up), ``TallyStage`` on a plain dict
+  table (decoded ``LiveStats`` kept per key; per batch one ``to_dict`` plus the changelog's
+  JSON per changed key) and the archive's ``job_rows`` + ``image_rows``; no chDB insert, no
+  changelog produce. Rounds alternate whether raw runs before or after the worker; ratios are
+  taken within a round; medians are reported.
 * Where the time goes: worker CPU per thread (/proc), the time spent inside chDB inserts, the
   CPU of an idle worker, per-event costs measured in isolation (including the tally update as a
   function of how full the key's digests are), and one extra
@@ -56,35 +59,16 @@ from _common import (BenchStack, EventMaker, cpu_delta, end_offsets, loadavg, lo
 
 from faust.serializers.codecs import get_codec  # noqa: E402
 
-from contracts.codec import AvroCodec  # noqa: E402
-from sentinel.latency import LiveStats, latency_parts  # noqa: E402
-from sentinel.validation import check_job, decode_image  # noqa: E402
-from worker import codecs
-from warehouse import rows  # noqa: E402
-from worker.app import bucket_start, live_key, triage  # noqa: E402
 from config.settings import load_settings  # noqa: E402
-
-try:  # the worker's gate (decode the images once per offset, hash the content for duplicates)
-    from contracts.codec import content_hash
-except ImportError:  # older tree: no duplicate detection
-    content_hash = None
-try:  # one triage per record for all agents
-    from worker.app import Triaged
-except ImportError:  # older tree: each agent decodes
-    Triaged = None
-
-
-def image_verdict(event: dict[str, Any], *, hash_content: bool = True) -> bool:
-    """What the worker decides once per source offset before tally and archive use an event."""
-    try:
-        decode_image(event["image"], event["media_type"])
-        if event.get("reference_image"):
-            decode_image(event["reference_image"])
-    except Exception:
-        return False
-    if hash_content and content_hash is not None:
-        content_hash(event)
-    return True
+from contracts.codec import AvroCodec, content_hash  # noqa: E402
+from sentinel.buckets import live_key  # noqa: E402
+from sentinel.latency import LiveStats, latency_parts  # noqa: E402
+from sentinel.validation import check_job  # noqa: E402
+from warehouse import rows  # noqa: E402
+from worker import codecs  # noqa: E402
+from worker.stages.gate import Catalog, Gate, check_images  # noqa: E402
+from worker.stages.tally import TallyStage  # noqa: E402
+from worker.stages.triage import Triage  # noqa: E402
 
 TARGET_EVENTS_S = 20_000
 TARGET_RATIO = 0.5
@@ -98,64 +82,66 @@ def med(xs: list[float]) -> float:
 # --------------------------------------------------------------------------- the core loop
 
 
-class _Runtime(types.SimpleNamespace):
-    """What ``triage`` reads of ``worker.app.Runtime``; any other attribute is None (e.g. no catalog)."""
+class _Event:
+    """What the stages read of a Faust event (weak-referenceable: the tally makes it current)."""
 
-    def __getattr__(self, name: str) -> Any:
-        return None
+    __slots__ = ("value", "key", "message", "__weakref__")
+
+    def __init__(self, rec: Any) -> None:
+        self.value, self.key = rec.value, rec.key
+        self.message = types.SimpleNamespace(topic=rec.topic, partition=rec.partition, offset=rec.offset)
+
+
+class ChangelogTable(dict):
+    """A dict standing in for the ``live_stats`` table: each write costs Faust's JSON of the value
+    (what the changelog carries), counted, but is not produced anywhere."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.changelog_bytes = 0
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.changelog_bytes += len(FAUST_JSON.dumps(value))
+        super().__setitem__(key, value)
 
 
 class Core:
-    """The worker's per-event Python work for the metadata path, without Faust (one thread), as
-    the worker does it: each record triaged once for both agents (``worker.app.Triaged``; the
-    second agent's triage is a cache hit), the gate's image decode and content hash once per
-    offset, the tally on a decoded state kept per key with one changelog value per dirty key per
-    batch (Faust's JSON of ``LiveStats.to_dict``: the digests as base64 of fastdigest bytes),
-    archive rows per 500."""
+    """The worker's per-batch Python work for the metadata path, without Faust (one thread), with
+    the worker's own stages: ``Triage`` once per offset, ``Gate.judge`` (image decode, content
+    hash, verdict; nothing stored to look up), ``TallyStage`` on a :class:`ChangelogTable`
+    (decoded states kept per key, one changelog value per changed key per batch), archive rows;
+    batches of ``sink_batch_size`` as the jobs agent takes them."""
 
     def __init__(self, settings: Any) -> None:
-        self.runtime = _Runtime(settings=settings, pricing=settings.pricing())
-        self.bucket_s = settings.live_bucket_s
-        self.cache: dict[str, LiveStats] = {}
-        self.dirty: set[str] = set()
-        self.pending: list[Any] = []
-        self.changelog_bytes = 0
-        self.shared = Triaged(lambda: 2) if Triaged is not None else None
+        pricing = settings.pricing()
+        self.batch_size = settings.sink_batch_size
+        self.triage = Triage(pricing, settings.max_image_bytes, Catalog.from_settings(settings))
+        self.gate = Gate(lambda ids: {})
+        self.table = ChangelogTable()
+        self.tally = TallyStage(self.table, pricing, settings.live_bucket_s, settings.live_retention_s,
+                                lambda partition: None)
+        self.pending: list[_Event] = []
+
+    @property
+    def changelog_bytes(self) -> int:
+        return self.table.changelog_bytes
 
     def handle(self, rec: Any) -> None:
-        ev = types.SimpleNamespace(value=rec.value, key=rec.key,
-                                   message=types.SimpleNamespace(partition=rec.partition, offset=rec.offset))
-        # tally agent and archive agent each triage the record (shared: decoded once)
-        accepted, _ = triage(self.runtime, [ev], self.shared)
-        triage(self.runtime, [ev], self.shared)
-        if not accepted or not image_verdict(accepted[0].event, hash_content=False):
-            return
-        a = accepted[0]
-        if hasattr(a, "content_hash"):
-            a.content_hash()
-        e = a.event
-        key = live_key(e, a.partition, self.bucket_s)
-        state = self.cache.get(key) or self.cache.setdefault(key, LiveStats())
-        cost = self.runtime.pricing.job_cost(provider=e["provider"], gpu_type=e["gpu_type"],
-                                             gpu_seconds=e["gpu_seconds"], api_cost_usd=e.get("api_cost_usd"))
-        if state.update(partition=a.partition, offset=a.offset, parts_ms=latency_parts(e),
-                        gpu_seconds=e["gpu_seconds"], cost_usd=cost):
-            self.dirty.add(key)
-        bucket_start(e["requested_at"], self.bucket_s)
-        self.pending.append(a)
-        if len(self.pending) >= 500:
+        self.pending.append(_Event(rec))
+        if len(self.pending) >= self.batch_size:
             self.flush()
 
     def flush(self) -> None:
-        good = self.pending
-        rows.job_rows([(a.event, a.partition, a.offset, *([a.content_hash()] if hasattr(a, "content_hash") else []))
-                       for a in good])
-        rows.image_rows([a.event for a in good])
-        self.pending = []
-        for key in self.dirty:  # one changelog value per dirty key per batch
-            value = {"bucket_s": self.bucket_s, "stats": self.cache[key].to_dict()}
-            self.changelog_bytes += len(FAUST_JSON.dumps(value))
-        self.dirty.clear()
+        events, self.pending = self.pending, []
+        if not events:
+            return
+        accepted, _ = self.triage(events)
+        pixels: dict[tuple[int, int], Any] = {}
+        verdicts = self.gate.judge([(a.partition, a.offset, a.event, a.content_hash()) for a in accepted], pixels)
+        kept = [a for a, v in zip(accepted, verdicts) if v is not None and v.kind == "ok"]
+        rows.job_rows([(a.event, a.partition, a.offset, a.content_hash()) for a in kept])
+        rows.image_rows([a.event for a in kept])
+        self.tally(kept, {(ev.message.partition, ev.message.offset): ev for ev in events})
 
 
 # --------------------------------------------------------------------------- per-event costs in isolation
@@ -188,24 +174,24 @@ def bench_components(settings: Any) -> dict[str, Any]:
     out: dict[str, Any] = {}
     n = 2000
     out["avro_decode_JobCompleted"] = {"us": timeit(lambda: codecs.decode("JobCompleted", raw), n), "per_event": 1,
-                                       "where": "triage, once per offset for all agents (worker.app.Triaged)"}
+                                       "where": "triage (worker.stages.triage), once per offset"}
     out["check_job"] = {"us": timeit(lambda: check_job(event, max_image_bytes=settings.max_image_bytes), n),
-                        "per_event": 1, "where": "triage, shared the same way"}
-    out["image_decode_1x1_webp"] = {"us": timeit(lambda: image_verdict(event, hash_content=False), n), "per_event": 1,
-                                    "where": "the gate: decode_image once per offset, verdict shared by the agents"}
-    if content_hash is not None:
-        out["content_hash"] = {"us": timeit(lambda: content_hash(event), n), "per_event": 1,
-                               "where": "duplicate detection, once per offset (the gate and the jobs rows share it)"}
+                        "per_event": 1, "where": "triage, once per offset"}
+    out["image_decode_1x1_webp"] = {"us": timeit(lambda: check_images(event), n), "per_event": 1,
+                                    "where": "the gate: check_images once per offset (the scorer would reuse the pixels)"}
+    out["content_hash"] = {"us": timeit(lambda: content_hash(event), n), "per_event": 1,
+                           "where": "duplicate detection, once per offset (Accepted.content_hash: the gate and the "
+                                    "jobs rows share it)"}
     out["key_cost_latency_parts"] = {
         "us": timeit(lambda: (live_key(event, 1, 300), latency_parts(event),
                               pricing.job_cost(provider=event["provider"], gpu_type=event["gpu_type"],
                                                gpu_seconds=event["gpu_seconds"], api_cost_usd=None)), n),
-        "per_event": 1, "where": "tally: live_key, latency_parts, job_cost"}
+        "per_event": 1, "where": "tally stage: live_key, latency_parts, job_cost"}
     batch = [mk.event(i) for i in range(500)]
     out["archive_rows"] = {"us": timeit(lambda: (rows.job_rows([(e, 0, i) for i, e in enumerate(batch)]),
                                                  rows.image_rows(batch)), 5) / 500,
-                           "per_event": 1, "where": "archive: job_rows + image_rows, batches of 500"}
-    # the tally update as the agent does it, by how many events the key has seen
+                           "per_event": 1, "where": "archive stage: job_rows + image_rows, batches of 500"}
+    # the tally update, by how many events the key has seen
     fill: dict[str, Any] = {}
     parts = latency_parts(event)
     for k in (1, 10, 100, 1000, 5000):
@@ -319,13 +305,14 @@ def raw_passes(stack: BenchStack, settings: Any, start: dict[int, int], end: dic
 
 
 def run_stack(args: argparse.Namespace, root: Path, doc: dict[str, Any]) -> None:
-    stack = BenchStack(root / "stack", disable_agents="score", partitions=args.partitions)
+    stack = BenchStack(root / "stack", score_enabled=False, partitions=args.partitions)
     settings = load_settings(env={})
     out = doc["stack"] = {"settings": {"partitions": args.partitions, "event_rate": args.event_rate,
                                        "sink_batch_size": stack.settings.sink_batch_size,
                                        "sink_batch_wait_s": stack.settings.sink_batch_wait_s,
                                        "live_bucket_s": stack.settings.live_bucket_s,
-                                       "disabled_agents": "score"}, "rounds": []}
+                                       # disabled_agents: what older result files recorded, same meaning
+                                       "score_enabled": False, "disabled_agents": "score"}, "rounds": []}
     t = time.perf_counter()
     stack.start()
     try:
@@ -401,10 +388,10 @@ def summarize_profile(path: Path, pr: dict[str, Any], top: int = 25) -> dict[str
     for r in by_tt:
         r["share_of_busy"] = r["tottime_s"] / busy if busy else float("nan")
         r["us_per_event"] = r["tottime_s"] / pr["events"] * 1e6
-    wanted = ("tally (app.py", "archive (app.py", "triage (app.py", "image_ok (app.py", "from_dict (latency.py",
-              "to_dict (latency.py", "dumps (json.py", "__setitem__", "send_soon", "_send_produce_req",
-              "on_message (conductor.py", "_c_aiter", "job_rows", "image_rows", "decode (codec.py",
-              "decode_image (validation.py")
+    wanted = ("__call__ (jobs.py", "deliver (jobs.py", "__call__ (screen.py", "__call__ (triage.py",
+              "_apply (tally.py", "__call__ (sinks.py", "from_dict (latency.py", "to_dict (latency.py",
+              "dumps (json.py", "__setitem__", "send_soon", "_send_produce_req", "on_message (conductor.py",
+              "_c_aiter", "take_events", "job_rows", "image_rows", "decode (codec.py", "decode_image (validation.py")
     cum = sorted((r for r in rows_ if any(w in r["function"] for w in wanted)), key=lambda r: -r["cumtime_s"])
     return {"events": pr["events"], "events_s_under_profiler": pr["events_s"], "total_s": total, "idle_epoll_s": idle,
             "busy_s": busy, "top_tottime": by_tt,
@@ -422,7 +409,7 @@ def report(doc: dict[str, Any]) -> str:
         w, raw = med([r["events_s"] for r in rs]), med([r["raw"]["events_s"] for r in rs])
         ratio = med([r["ratio"] for r in rs])
         core = med([r["core_current"]["events_s"] for r in rs])
-        L += [f"### Metadata path: one worker (score agent off), 1x1 images, {st['settings']['partitions']} partitions, "
+        L += [f"### Metadata path: one worker (scoring off), 1x1 images, {st['settings']['partitions']} partitions, "
               f"event time {st['settings']['event_rate']:,}/s",
               "",
               "| path | events/s (median) | ratio to raw aiokafka | target |",
@@ -431,11 +418,11 @@ def report(doc: dict[str, Any]) -> str:
               f"| worker: tally + sketches + archive to chDB, publish -> last tallied and stored | {w:,.0f} "
               f"| {ratio:.4f} | >= {TARGET_EVENTS_S:,}/s and >= {TARGET_RATIO}: "
               f"{'met' if w >= TARGET_EVENTS_S and ratio >= TARGET_RATIO else 'NOT met'} ({w / TARGET_EVENTS_S:.3f} of the rate) |",
-              f"| worker, tally agent alone done | {med([r['tally_events_s'] for r in rs]):,.0f} | "
+              f"| worker, tallies done | {med([r['tally_events_s'] for r in rs]):,.0f} | "
               f"{med([r['tally_events_s'] / r['raw']['events_s'] for r in rs]):.4f} | |",
-              f"| worker, archive agent alone done | {med([r['archive_events_s'] for r in rs]):,.0f} | "
+              f"| worker, archive done | {med([r['archive_events_s'] for r in rs]):,.0f} | "
               f"{med([r['archive_events_s'] / r['raw']['events_s'] for r in rs]):.4f} | |",
-              f"| raw + the worker's per-event Python work, no Faust (1 thread) | {core:,.0f} | {core / raw:.4f} | |",
+              f"| raw + the worker's stages, no Faust (1 thread) | {core:,.0f} | {core / raw:.4f} | |",
               "",
               "| round | events | worker events/s | raw events/s | ratio | raw+core | events/key | worker cores (event loop) "
               "| worker CPU µs/event | broker CPU µs/event | chDB insert share | load before -> after |",
@@ -465,8 +452,8 @@ def report(doc: dict[str, Any]) -> str:
     fill = comp["tally_by_fill"]
     L += [f"| sum without the tally update | | | {total:.1f} | |", "",
           "Tally update, by how many events the key already holds. Round trip = LiveStats.from_dict + update + "
-          "to_dict + Faust's JSON (per event before the agent kept decoded states; now only on a cache miss, and "
-          "to_dict + JSON once per changed key per batch); cached update = what the agent does per event now:", "",
+          "to_dict + Faust's JSON (per event before the tally kept decoded states; now only on a cache miss, and "
+          "to_dict + JSON once per changed key per batch); cached update = what the tally stage does per event now:", "",
           "| events in key | centroids/digest | changelog value bytes | round trip µs | from_dict | to_dict | JSON "
           "| cached update µs |",
           "|---:|---:|---:|---:|---:|---:|---:|---:|"]

@@ -10,10 +10,12 @@ meaningless scores).
 
 1. **raw encoder**: ``ClipExtractor.encode_images`` on pre-decoded 64x64 PIL images (the demo's
    images: ``tests/conftest.make_event``), in batches of ``--batch``; images/s.
-2. **scorer core**: ``worker.app.score_batch`` itself (WebP decode of image + reference,
-   ``encode_images`` for images and references, ``encode_texts``, CLIP scores, output rows) on
-   the same events in the same batches; images/s and its ratio to (1). 1 in 5 demo events
-   carries a reference image, which costs a second image decode and encode.
+2. **scorer core**: what the worker does per score batch, in one thread: the gate's
+   ``worker.stages.gate.check_images`` (WebP decode of image + reference; the worker runs it in
+   the gate thread and hands the pixels on) and ``worker.stages.scoring.ScoreStage`` on those
+   pixels (``encode_images`` for images and references, ``encode_texts``, CLIP scores, output
+   rows), on the same events in the same batches; images/s and its ratio to (1). 1 in 5 demo
+   events carries a reference image, which costs a second image decode and encode.
    Rounds alternate the order of (1) and (2) and the ratio is taken within each round.
    Also per-event costs of the other work a worker does per event (Avro decode, checks,
    row building, tally and drift table updates), to attribute the worker's CPU.
@@ -33,7 +35,7 @@ meaningless scores).
    broker and this process, and from ClickHouse every job's scored_at (last one = scoring
    done; distinct values = score batches, so the mean batch size). Then event-to-scored
    latency: events published at a paced 50% and 80% of the measured capacity, p50/p95/p99 of
-   (scores.scored_at - publish time); scored_at is stamped by ``score_batch`` when a batch is
+   (scores.scored_at - publish time); scored_at is stamped by ``ScoreStage`` when a batch is
    scored (ms precision), same host clock. ``--worker-threads N`` (repeatable) repeats all of 3
    on another stack whose worker has ``OMP_NUM_THREADS=N`` (N torch threads; the shipped
    default is ``sentinel.clip.cpu_threads()``: cores - 1); ``--worker-1thread`` is ``--worker-threads 1``.
@@ -90,7 +92,6 @@ import sys
 import tempfile
 import threading
 import time
-import types
 import urllib.request
 from importlib import metadata
 from pathlib import Path
@@ -113,11 +114,14 @@ from sentinel.drift import CusumDriftDetector, DriftConfig  # noqa: E402
 from sentinel.latency import LiveStats, latency_parts  # noqa: E402
 from sentinel.scoring import BatchScorer, ScoreInput  # noqa: E402
 from sentinel.validation import check_job, decode_image  # noqa: E402
-from worker import codecs
-from warehouse import rows  # noqa: E402
-from worker.app import DRIFT_METRIC, Accepted, live_key, score_batch  # noqa: E402
 from config.settings import load_settings  # noqa: E402
-from worker.gate import check_images  # noqa: E402
+from sentinel.buckets import live_key  # noqa: E402
+from warehouse import rows  # noqa: E402
+from worker import codecs  # noqa: E402
+from worker.stages.drift import DRIFT_METRIC  # noqa: E402
+from worker.stages.gate import check_images  # noqa: E402
+from worker.stages.scoring import ScoreStage  # noqa: E402
+from worker.stages.triage import Accepted  # noqa: E402
 from _machine import cpu_model as _cpu_model
 
 RESULTS = REPO / "bench" / "results" / "scoring.json"  # the tiny CLIP's; other archs: default_out()
@@ -249,7 +253,10 @@ def raw_probe(extractor: ClipExtractor, images: list[Any], batch: int) -> dict[s
 
 def bench_scorer(args: argparse.Namespace, extractor: ClipExtractor) -> dict[str, Any]:
     settings = load_settings(env={}, score_batch_size=args.batch, clip_arch=args.arch)
-    runtime = types.SimpleNamespace(settings=settings, scorer=BatchScorer(extractor))  # all score_batch reads
+    stage = ScoreStage(BatchScorer(extractor), settings.scorer_version)
+
+    def score_core(batch: list[Accepted]) -> None:  # the gate's decode (gate thread) + the score stage
+        stage(batch, {(a.partition, a.offset): check_images(a.event) for a in batch})
     events = [make_event(i, seed=7) for i in range(args.micro_images)]
     accepted = [Accepted(e, i % 4, i) for i, e in enumerate(events)]
     images = [decode_image(e["image"], e["media_type"]) for e in events]
@@ -264,7 +271,7 @@ def bench_scorer(args: argparse.Namespace, extractor: ClipExtractor) -> dict[str
 
     def core() -> None:
         for b in acc_b:
-            score_batch(runtime, b)
+            score_core(b)
 
     def decode_only() -> None:
         for e in events:
@@ -311,7 +318,7 @@ def bench_scorer(args: argparse.Namespace, extractor: ClipExtractor) -> dict[str
         for n_threads in (ALL_CORES, 1):
             with with_threads(n_threads):
                 extractor.encode_images(img_b[0])
-                score_batch(runtime, acc_b[0])
+                score_core(acc_b[0])
                 scorer.score(inp_b[0])
     keys = ("raw_img_s", "core_img_s", "ratio", "raw_cpu_us", "core_cpu_us", "scorer_img_s", "ratio_scorer",
             "raw_img_s_1thread", "core_img_s_1thread", "ratio_1thread", "raw_cpu_us_1thread", "core_cpu_us_1thread",
@@ -342,9 +349,9 @@ def bench_scorer(args: argparse.Namespace, extractor: ClipExtractor) -> dict[str
         res["loadavg"].append(os.getloadavg()[0])
         log(f"  round {r + 1}/{args.rounds}: {threads} threads: raw {res['raw_img_s'][-1]:.0f} img/s, "
             f"BatchScorer.score {res['scorer_img_s'][-1]:.0f} (ratio {res['ratio_scorer'][-1]:.2f}), "
-            f"score_batch {res['core_img_s'][-1]:.0f} (ratio {res['ratio'][-1]:.2f}); 1 thread: raw "
+            f"decode+ScoreStage {res['core_img_s'][-1]:.0f} (ratio {res['ratio'][-1]:.2f}); 1 thread: raw "
             f"{res['raw_img_s_1thread'][-1]:.0f}, BatchScorer.score {res['scorer_img_s_1thread'][-1]:.0f} "
-            f"(ratio {res['ratio_scorer_1thread'][-1]:.2f}), score_batch {res['core_img_s_1thread'][-1]:.0f} "
+            f"(ratio {res['ratio_scorer_1thread'][-1]:.2f}), decode+ScoreStage {res['core_img_s_1thread'][-1]:.0f} "
             f"(ratio {res['ratio_1thread'][-1]:.2f}); text {res['encode_text_us'][-1]:.0f} µs vs full context "
             f"{res['encode_text_full_us'][-1]:.0f} (load {res['loadavg'][-1]:.1f})")
     out: dict[str, Any] = {"images": n, "with_reference": len(refs), "batch": args.batch, "torch_threads": threads,
@@ -396,7 +403,7 @@ def bench_components(args: argparse.Namespace) -> dict[str, Any]:
         for e in events:
             content_hash(e)
 
-    def gate_images() -> None:  # the gate's decode of image + reference, once per offset for all agents
+    def gate_images() -> None:  # the gate's decode of image + reference, once per offset
         for e in events:
             check_images(e)
 
@@ -415,7 +422,7 @@ def bench_components(args: argparse.Namespace) -> dict[str, Any]:
             rows.image_rows(chunk)
             rows.score_rows(scored[b : b + 500])
 
-    def tally() -> None:  # the tally agent's table update, incl. the JSON the changelog carries
+    def tally() -> None:  # the tally stage's table update, incl. the JSON the changelog carries
         table: dict[str, Any] = {}
         for i, e in enumerate(events):
             key = live_key(e, i % 4, settings.live_bucket_s)
@@ -441,18 +448,17 @@ def bench_components(args: argparse.Namespace) -> dict[str, Any]:
             json.dumps(table[key])
 
     parts = {  # name: (fn, times per event in the worker, which agent)
-        "avro_decode_JobCompleted": (avro_decode, 1, "triage: once per offset for score, archive and tally "
-                                                     "(worker.app.Triaged)"),
-        "check_job": (checks, 1, "triage: once per offset, shared the same way"),
+        "avro_decode_JobCompleted": (avro_decode, 1, "triage (jobs agent): once per offset"),
+        "check_job": (checks, 1, "triage: once per offset"),
         "content_hash": (hashes, 1, "duplicate detection: once per offset (Accepted.content_hash), "
                                     "for the gate and the jobs rows"),
-        "gate_check_images": (gate_images, 1, "the gate: check_images once per offset (score_batch decodes again "
-                                              "to score)"),
+        "gate_check_images": (gate_images, 1, "the gate: check_images once per offset (ScoreStage takes its "
+                                              "pixels; counted in the scorer core too)"),
         "encode_JobScored": (scored_encode, 1, "score -> jobs.scored"),
-        "decode_JobScored": (scored_decode, 2, "store_scores and drift"),
+        "decode_JobScored": (scored_decode, 1, "scores agent: once per record for store and drift"),
         "arrow_rows": (sink_rows, 1, "job_rows + image_rows + score_rows (batches of 500)"),
-        "tally_update": (tally, 1, "LiveStats from_dict/update/to_dict + JSON per event (upper bound: the agent keeps decoded states and writes each key once per batch)"),
-        "drift_update": (drift, 1, "detector from_dict/update/to_dict + JSON per event (upper bound: the agent keeps decoded detectors and writes each once per batch)"),
+        "tally_update": (tally, 1, "LiveStats from_dict/update/to_dict + JSON per event (upper bound: the tally stage keeps decoded states and writes each key once per batch)"),
+        "drift_update": (drift, 1, "detector from_dict/update/to_dict + JSON per event (upper bound: the drift stage keeps decoded detectors and writes each once per batch)"),
     }
     times: dict[str, list[float]] = {k: [] for k in parts}
     for _ in range(2):
@@ -905,11 +911,11 @@ def where_the_rest_goes(doc: dict[str, Any]) -> list[str]:
         e2e = med([r["events_s"] for r in v["runs"]])
         out += ["", f"Where the rest goes, stack {name} ({threads} torch thread(s); in-process rates on as many "
                 f"threads): raw encoder {f0(raw)} img/s = 1.00 -> `BatchScorer.score` {bs / raw:.2f} (text tower, "
-                f"scores, batching) -> `score_batch` {sb / raw:.2f} (WebP decode, preprocessing, and 1 in 5 events "
-                f"carrying a reference image to encode: 1.2 images per event) -> end to end {e2e / raw:.2f}: "
-                f"`score_batch` at its in-process rate would have needed {e2e / sb:.0%} of the run; the rest is the "
-                f"gate, batching waits, sends and sink writes not overlapped with scoring, and the other threads' "
-                f"CPU next to torch's."]
+                f"scores, batching) -> gate decode + `ScoreStage` {sb / raw:.2f} (WebP decode, preprocessing, and 1 "
+                f"in 5 events carrying a reference image to encode: 1.2 images per event) -> end to end "
+                f"{e2e / raw:.2f}: decode + `ScoreStage` at its in-process rate would have needed {e2e / sb:.0%} of "
+                f"the run; the rest is triage, batching waits, sends and sink writes not overlapped with scoring, "
+                f"and the other threads' CPU next to torch's."]
     return out
 
 
@@ -932,13 +938,13 @@ def report(doc: dict[str, Any]) -> str:
         f"| {f0(s['raw_cpu_us'])} |",
         f"| 1b. `BatchScorer.score`, same images, same batches (+ prompts: text tower, scores), {th} threads "
         f"| {f0(s['scorer_img_s'])} | **{s['ratio_scorer']:.2f}** (within-round: batching overhead) | |",
-        f"| 2. `score_batch` (decode + images + refs + texts + scores), {th} threads | {f0(s['core_img_s'])} "
+        f"| 2. gate `check_images` + `ScoreStage` (decode + images + refs + texts + scores), {th} threads | {f0(s['core_img_s'])} "
         f"| {s['ratio']:.2f} (within-round) | {f0(s['core_cpu_us'])} |",
         f"| 1'. raw `encode_images`, 1 torch thread | {f0(s['raw_img_s_1thread'])} | {s['raw_img_s_1thread'] / raw:.2f} "
         f"| {f0(s['raw_cpu_us_1thread'])} |",
         f"| 1b'. `BatchScorer.score`, 1 torch thread | {f0(s['scorer_img_s_1thread'])} "
         f"| {s['scorer_img_s_1thread'] / raw:.2f} (**{s['ratio_scorer_1thread']:.2f}** to 1') | |",
-        f"| 2'. `score_batch`, 1 torch thread | {f0(s['core_img_s_1thread'])} | {s['core_img_s_1thread'] / raw:.2f} "
+        f"| 2'. `check_images` + `ScoreStage`, 1 torch thread | {f0(s['core_img_s_1thread'])} | {s['core_img_s_1thread'] / raw:.2f} "
         f"({s['ratio_1thread']:.2f} to 1') | {f0(s['core_cpu_us_1thread'])} |",
     ]
     st = doc.get("stack")
@@ -971,7 +977,7 @@ def report(doc: dict[str, Any]) -> str:
               f"(1 thread: image {1e6 / s['raw_img_s_1thread']:.0f}, "
               f"reference {s['encode_ref_us_per_event_1thread']:.0f}, text {s['encode_text_us_1thread']:.0f} vs "
               f"{s['encode_text_full_us_1thread']:.0f} full, x{s['encode_text_full_us_1thread'] / s['encode_text_us_1thread']:.1f}); "
-              f"whole score_batch {1e6 / s['core_img_s']:.0f} (1 thread {1e6 / s['core_img_s_1thread']:.0f}).",
+              f"whole decode + ScoreStage {1e6 / s['core_img_s']:.0f} (1 thread {1e6 / s['core_img_s_1thread']:.0f}).",
               "", "| other per-event work in the worker (bench process, 1 core) | µs/call | × per event | µs/event |",
               "|---|---:|---:|---:|"]
     comp = doc["components"]
@@ -1099,7 +1105,7 @@ def main() -> None:
     doc: dict[str, Any] = {"bench": "scoring", "batch": args.batch, "model": spec(args).version, "arch": args.arch,
                            "random_weights": spec(args).checkpoint is None,
                            "args": {k: str(v) for k, v in vars(args).items()}, "machine": machine_info()}
-    log(f"model {doc['model']}; in-process: raw encoder vs score_batch, {args.rounds} rounds x "
+    log(f"model {doc['model']}; in-process: raw encoder vs decode + ScoreStage, {args.rounds} rounds x "
         f"{args.micro_images} images ...")
     extractor = ClipExtractor(spec(args))
     doc["scorer"] = bench_scorer(args, extractor)
