@@ -6,21 +6,19 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import math
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from contracts.codec import AvroCodec
 from contracts.ratings import MAX_ID_LEN, WINNERS
 from contracts.topics import RATINGS
+from inference.trace_row import parse_time
 
 log = logging.getLogger(__name__)
 
 # JSON Lines fields of `sentinel ratings import`; `time` becomes the record's rated_at.
 IMPORT_FIELDS = ("rating_id", "job_a", "job_b", "winner", "rater", "time")
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 @dataclass(frozen=True)
@@ -33,28 +31,6 @@ class RatingError:
 
     def __str__(self) -> str:
         return f"line {self.line}: {self.reason}"
-
-
-def _parse_time(value: Any) -> tuple[datetime | None, str | None]:
-    if isinstance(value, bool):
-        return None, f"time must be an ISO-8601 string or epoch milliseconds, got {value!r}"
-    if isinstance(value, (int, float)):
-        if isinstance(value, float) and not (math.isfinite(value) and value.is_integer()):
-            return None, f"time {value!r} is not a whole number of epoch milliseconds"
-        try:
-            return _EPOCH + timedelta(milliseconds=int(value)), None
-        except OverflowError:
-            return None, f"time {value!r} is out of range for epoch milliseconds"
-    if not isinstance(value, str):
-        return None, f"time must be an ISO-8601 string or epoch milliseconds, got {type(value).__name__}"
-    try:
-        ts = datetime.fromisoformat(value.strip())
-    except ValueError:
-        return None, f"time {value!r} is not an ISO-8601 time or epoch milliseconds"
-    if ts.tzinfo is None:
-        return None, f"time {value!r} has no time zone (write UTC, e.g. '2026-01-01T09:00:00.000Z')"
-    ts = ts.astimezone(timezone.utc)
-    return ts.replace(microsecond=ts.microsecond // 1000 * 1000), None
 
 
 def parse_rating(raw: Any) -> dict[str, Any]:
@@ -85,7 +61,7 @@ def parse_rating(raw: Any) -> dict[str, Any]:
         problems.append(f"job_a and job_b are the same job ({raw['job_a']!r})")
     if raw["winner"] not in WINNERS:
         problems.append(f"winner {raw['winner']!r} is not one of a, b, tie")
-    rated_at, problem = _parse_time(raw["time"])
+    rated_at, problem = parse_time("time", raw["time"])
     if problem:
         problems.append(problem)
     if problems:

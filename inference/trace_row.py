@@ -201,7 +201,9 @@ def _row_problems(row: TraceRow) -> list[str]:
 
 # --- parsing one raw row -------------------------------------------------------------------
 
-def _parse_time(name: str, value: Any) -> tuple[datetime | None, str | None]:
+def parse_time(name: str, value: Any) -> tuple[datetime | None, str | None]:
+    """A UTC time at millisecond precision from ISO-8601 with a zone, epoch milliseconds or a
+    datetime, or (None, why not) naming ``name``: one rule for trace rows and rating imports."""
     if _is_number(value):
         if isinstance(value, float) and not value.is_integer():
             return None, f"{name} {value!r} is not a whole number of epoch milliseconds"
@@ -250,7 +252,7 @@ def parse_row(raw: Mapping[str, Any]) -> TraceRow:
     problems: list[str] = []
     values: dict[str, Any] = {name: raw.get(name) for name in FIELDS}
     for name in TIMESTAMPS:
-        values[name], problem = _parse_time(name, raw[name])
+        values[name], problem = parse_time(name, raw[name])
         if problem:
             problems.append(problem)
     provider = raw["provider"]
