@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import write_results  # noqa: E402
 from _machine import cores_available, cpu_model  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -447,11 +448,8 @@ def main() -> None:
     doc["runtime_s"] = time.perf_counter() - t0
     text = report(doc)
     print(text)
-    doc["table_markdown"] = text
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(doc, indent=2, default=str) + "\n")
-    args.out.with_suffix(".md").write_text(text.rstrip() + "\n")
-    log(f"wrote {args.out} and {args.out.with_suffix('.md')}")
+    path = write_results(args.name, doc, text, args.out)
+    log(f"wrote {path} and {path.with_suffix('.md')}")
 
 
 if __name__ == "__main__":
