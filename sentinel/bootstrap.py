@@ -114,14 +114,18 @@ def composite_draws(row: Mapping[str, Any], clip: np.ndarray, human: np.ndarray 
 
 def group_intervals(row: Mapping[str, Any], latency: np.ndarray, cost: np.ndarray, clip: np.ndarray, *,
                     config: BootstrapConfig, weights: CompositeWeights, clip_anchor: Anchors,
-                    human_fit: Mapping[str, Any] | None, tie_param: float) -> dict[str, Any]:
-    """The interval keys of one report row (model, or model x niche) from its jobs."""
+                    human_fit: Mapping[str, Any] | None, tie_param: float,
+                    draws_out: dict[str, np.ndarray] | None = None) -> dict[str, Any]:
+    """The interval keys of one report row (model, or model x niche) from its jobs;
+    ``draws_out`` (when given) receives the per-draw cost, p95 and clip arrays behind them."""
     out: dict[str, Any] = {key: None for key in CI_KEYS.values()}
     out["ci_jobs"] = int(len(latency))
     if config.resamples == 0 or len(latency) == 0:
         return out
     rng = group_rng(config.seed, row["model"], row.get("niche", "*"))
     stats = bootstrap_stats(latency, cost, clip, rng, config.resamples)
+    if draws_out is not None:
+        draws_out.update(stats)
     human = human_draws(rng, human_fit, tie_param, config.resamples)
     # a constant cost (API price + fee) has a degenerate distribution: say so exactly, not
     # with the last-bit noise of 1000 float means

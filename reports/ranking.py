@@ -1,0 +1,102 @@
+"""Significance of the benchmark's orderings: for every pair of models, overall and per niche,
+on each dimension, the bootstrap probability that one is better; shared ranks; who leads.
+
+The draws are the report's own bootstrap (``reports.intervals``, same seed and resamples):
+
+* cost per image, p95 latency, CLIP: the per-row job resamples behind the intervals;
+* Human: per scope (all traffic = the pooled fit, a niche = that niche's fit), the models'
+  log-strengths drawn *jointly* from N(theta, cov) of the Bradley–Terry fit
+  (``sentinel.human.score_draws``); rows with too few ratings have no Human and no Human rank;
+* composite: per draw, the row's weights applied to the drawn CLIP and Human and FID_score;
+* FID: resampled from the row's stored embedding sample when one is given (``fid_draws``),
+  else not tested (its point estimate has no spread, so it can separate nothing honestly).
+
+The math (pairwise probability, Holm over every (pair, dimension) test of a scope, rank ranges,
+the leader sentence) is ``sentinel.significance``. Reproducible: the job draws come from the
+intervals' seeded per-group generators; the Human draws of a scope from
+``default_rng([seed, crc32("\\0human" NUL scope)])``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import numpy as np
+
+from reports.intervals import human_fit
+from sentinel.bootstrap import BootstrapConfig, composite_draws, group_rng
+from sentinel.composite import Anchors, CompositeWeights
+from sentinel.human import score_draws
+from sentinel.significance import DIMENSIONS, LEVEL, leader_sentence, rank_scope, rank_text
+
+ALL = "*"
+FID_NOT_TESTED = "FID is held at its point estimate (no per-draw FID): not tested, no FID ranks"
+
+
+def _human_draws(quality: Mapping[str, Any], rows: list[dict[str, Any]], scope: str,
+                 config: BootstrapConfig) -> dict[str, np.ndarray]:
+    """Joint Human draws of the scope's rows that have a Human value."""
+    with_human = [r for r in rows if r.get("human") is not None]
+    if not with_human:
+        return {}
+    fit = human_fit(quality, with_human[0])
+    if not fit or not fit.get("cov"):
+        return {}
+    draws = score_draws(fit, group_rng(config.seed, "\0human", scope), config.resamples)
+    return {r["model"]: draws[r["model"]] for r in with_human if r["model"] in draws}
+
+
+def scope_draws(rows: list[dict[str, Any]], scope: str, quality: Mapping[str, Any],
+                job_draws: Mapping[tuple[str, str], Mapping[str, np.ndarray]],
+                fid_draws: Mapping[tuple[str, str], np.ndarray], weights: CompositeWeights,
+                clip_anchor: Anchors, config: BootstrapConfig) -> dict[str, dict[str, np.ndarray | None]]:
+    """dimension key -> model -> draws (None where the row has no value) for one scope."""
+    human = _human_draws(quality, rows, scope, config)
+    out: dict[str, dict[str, np.ndarray | None]] = {d.key: {} for d in DIMENSIONS}
+    for row in rows:
+        model = row["model"]
+        jobs = job_draws.get((model, scope)) or {}
+
+        def have(key: str, value: Any) -> Any:
+            return value if row.get(key) is not None else None
+
+        out["cost_per_image_usd"][model] = have("cost_per_image_usd", jobs.get("cost"))
+        out["p95_latency_ms"][model] = have("p95_latency_ms", jobs.get("p95"))
+        out["clip"][model] = have("clip", jobs.get("clip"))
+        out["human"][model] = have("human", human.get(model))
+        out["fid"][model] = have("fid", fid_draws.get((model, scope)))
+        clip = jobs.get("clip")
+        out["composite"][model] = (None if clip is None or row.get("composite") is None else
+                                   composite_draws(row, clip, human.get(model), weights, clip_anchor))
+    return out
+
+
+def add_significance(models: list[dict[str, Any]], niches: list[dict[str, Any]], quality: Mapping[str, Any],
+                     job_draws: Mapping[tuple[str, str], Mapping[str, np.ndarray]], weights: CompositeWeights,
+                     clip_anchor: Anchors, config: BootstrapConfig,
+                     fid_draws: Mapping[tuple[str, str], np.ndarray] | None = None) -> dict[str, Any]:
+    """Add ``rank_<dimension>`` keys ('1', '1–2', '–') to the rows (in place); return the
+    report's ``significance`` section: per scope ("*" = all traffic, then each niche) the
+    pairwise probabilities, separations, rank ranges, leaders and the leader sentence."""
+    section: dict[str, Any] = {
+        "enabled": config.resamples > 0, "level": LEVEL, "resamples": config.resamples, "seed": config.seed,
+        "method": "bootstrap P(a better than b) over paired draws (ties 1/2); separated when the two-sided "
+                  "p = 2 min(P, 1-P) passes Holm's test over every (pair, dimension) comparison of the scope "
+                  "at family-wise 95%",
+        "not_tested": {} if fid_draws else {"fid": FID_NOT_TESTED},
+        "scopes": {}, "statements": []}
+    if not section["enabled"]:
+        return section
+    scopes = [(ALL, models)] + [(n, [r for r in niches if r["niche"] == n])
+                                for n in sorted({r["niche"] for r in niches})]
+    for scope, rows in scopes:
+        draws = scope_draws(rows, scope, quality, job_draws, fid_draws or {}, weights, clip_anchor, config)
+        result = rank_scope(draws, LEVEL)
+        result["statement"] = leader_sentence("all traffic" if scope == ALL else scope, result)
+        section["scopes"][scope] = result
+        section["statements"].append(result["statement"])
+        for row in rows:
+            for dim in DIMENSIONS:
+                ranks = (result["dimensions"].get(dim.key) or {}).get("ranks") or {}
+                row[f"rank_{dim.key}"] = rank_text(ranks.get(row["model"]))
+    return section
