@@ -84,11 +84,13 @@ def benchmark(reader: Warehouse, pricing: Pricing, window: Window = Window(), sc
     rows = [{k: _clean(v) for k, v in row.items()} for row in table.to_pylist()]
     models = [{k: v for k, v in r.items() if k != "niche"} for r in rows if r["niche"] == "*"]
     niches = [r for r in rows if r["niche"] != "*"]
-    section = add_quality(reader, window, models, niches, scorer_version, quality)
+    fid_inputs: dict = {}
+    section = add_quality(reader, window, models, niches, scorer_version, quality, fid_inputs)
     clip_anchor = Anchors(fid_best=0.0, fid_worst=1.0, clip_floor=quality.clip_floor, clip_ceiling=quality.clip_ceiling)
     draws: dict = {}
     intervals = add_intervals(reader, params, models, niches, section, quality.weights, clip_anchor, bootstrap, draws)
-    significance = add_significance(models, niches, section, draws, quality.weights, clip_anchor, bootstrap)
+    significance = add_significance(models, niches, section, draws, quality.weights, clip_anchor, bootstrap,
+                                    fid_inputs, quality.fid_draw_sample)
     cdf = reader.query(sql_files.report("latency_cdf"), window.params()).to_pylist()
     cost_parts = reader.query(sql_files.report("cost_breakdown"), {**window.params(), **pricing_params(pricing)})
     latency_parts = reader.query(sql_files.report("latency_breakdown"), window.params())

@@ -93,8 +93,10 @@ def human_draws(rng: np.random.Generator, fit_model: Mapping[str, Any] | None, t
 
 
 def composite_draws(row: Mapping[str, Any], clip: np.ndarray, human: np.ndarray | None,
-                    weights: CompositeWeights, clip_anchor: Anchors) -> np.ndarray | None:
-    """Composite per bootstrap sample with the row's point-estimate weights and FID_score fixed."""
+                    weights: CompositeWeights, clip_anchor: Anchors,
+                    fid_score: np.ndarray | None = None) -> np.ndarray | None:
+    """Composite per bootstrap sample with the row's point-estimate weights; FID_score fixed
+    unless per-draw ``fid_score`` values are given (significance, ``sentinel.significance_fid``)."""
     point = combine({"fid": row.get("fid_score"),
                      "clip": None if row.get("clip") is None else clip_component(row["clip"], clip_anchor),
                      "human": row.get("human")}, weights)
@@ -103,7 +105,8 @@ def composite_draws(row: Mapping[str, Any], clip: np.ndarray, human: np.ndarray 
     used = point.weights_used
     total = np.zeros(len(clip))
     if used["fid"] > 0:
-        total += used["fid"] * point.components["fid"]  # type: ignore[operator]
+        total += used["fid"] * (np.clip(fid_score, 0.0, 100.0) if fid_score is not None
+                                else point.components["fid"])  # type: ignore[operator]
     if used["clip"] > 0:
         t = (clip - clip_anchor.clip_floor) / (clip_anchor.clip_ceiling - clip_anchor.clip_floor)
         total += used["clip"] * 100.0 * np.clip(t, 0.0, 1.0)  # NaN stays NaN: dropped from the percentiles
