@@ -142,6 +142,7 @@ def quality_notes(report: dict[str, Any]) -> list[str]:
                      "ratings in the niche (else 'too few ratings: n=..').")
     else:
         lines.append("Human: no pairwise ratings in this window (composite renormalized without it).")
+    lines += ranks_render.human_pairs_notes(report)
     lines.append(interval_note(report))
     lines.append(ranks_render.note(report))
     return lines
