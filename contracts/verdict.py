@@ -24,35 +24,52 @@ TOKEN_ENV = "SENTINEL_GUARD_TOKEN"  # the bearer token the service requires when
 MAX_SIDE = 16384  # requested width/height above this are refused (absurd dimensions)
 MAX_TEXT = 10_000  # characters of prompt / ids
 
+# The rubric's checks: a stable key (rubric.toml weights, metric labels) -> the name a verdict
+# gives it (``Check.name``, ``failed_checks``), in the order a verdict lists them.
+CHECK_NAMES: dict[str, str] = {
+    "decodes": "Image decodes",
+    "resolution": "Resolution as requested",
+    "aspect": "Aspect ratio as requested",
+    "blank": "Not blank or near-uniform",
+    "clipped": "Not over-exposed or clipped",
+    "repeat": "Not a repeat of a recent output",
+    "prompt": "Matches the prompt (CLIP)",
+    "reference": "Looks like the reference photo (CLIP)",
+}
+
 
 class RequestError(ValueError):
     """A request the service refuses: ``error`` for people, ``field`` the JSON field at fault
     (None when the body as a whole is wrong), ``status`` the HTTP status to answer with."""
 
-    def __init__(self, error: str, field: str | None = None, status: int = 422) -> None:
+    def __init__(self, error: str, field: str | None = None, status: int = 422, check: str | None = None) -> None:
         super().__init__(f"{field}: {error}" if field else error)
         self.error = error
         self.field = field
         self.status = status
+        self.check = check
 
     def to_json(self) -> dict[str, Any]:
-        return ApiError(self.error, self.field).to_json()
+        return ApiError(self.error, self.field, self.check).to_json()
 
 
 @dataclass(frozen=True)
 class ApiError:
-    """The body of every 4xx answer: ``{"error": str, "field": str | null}``."""
+    """The body of every 4xx answer: ``{"error": str, "field": str | null}``, plus ``check``: the
+    rubric check the problem amounts to (``"Image decodes"`` for bytes that are no image of the
+    allowed size), so a guarded node can count a refused output as a failed attempt."""
 
     error: str
     field: str | None = None
+    check: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"error": self.error, "field": self.field}
+        return {"error": self.error, "field": self.field, "check": self.check}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any] | str | bytes) -> "ApiError":
         obj = _object(data)
-        return cls(str(obj.get("error", "")), obj.get("field"))
+        return cls(str(obj.get("error", "")), obj.get("field"), obj.get("check"))
 
 
 @dataclass(frozen=True)
@@ -200,7 +217,8 @@ VERDICT_SCHEMA: dict[str, Any] = {
 ERROR_SCHEMA: dict[str, Any] = {
     "type": "object",
     "required": ["error", "field"],
-    "properties": {"error": {"type": "string"}, "field": {"type": ["string", "null"]}},
+    "properties": {"error": {"type": "string"}, "field": {"type": ["string", "null"]},
+                   "check": {"type": ["string", "null"]}},
 }
 
 

@@ -49,7 +49,7 @@ def test_malformed_fields_are_named(changes, field, status) -> None:
     with pytest.raises(RequestError) as caught:
         VerdictRequest.from_json(_body(**changes))
     assert caught.value.field == field and caught.value.status == status
-    assert caught.value.to_json() == {"error": caught.value.error, "field": field}
+    assert caught.value.to_json() == {"error": caught.value.error, "field": field, "check": None}
 
 
 @pytest.mark.parametrize("raw", [b"", b"{", b"\xff\xfe", b"[1, 2]", b"null", b"\"text\""])
