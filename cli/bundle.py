@@ -67,14 +67,19 @@ def bundle_verify(directory: Path = typer.Argument(..., help="A directory writte
     from reports.manifest import BundleError
     from reports.verify import verify_bundle
 
+    def files_checked(problems: list) -> None:
+        for problem in problems:
+            console.print(f"[red]FILE[/] {escape(str(problem))}", highlight=False)
+        if not problems:
+            console.print("manifest: every file's sha256 matches", highlight=False)
+
     try:
         result = verify_bundle(directory, tolerance=Tolerance(rel=rel_tol, abs=abs_tol), workdir=workdir,
-                               progress=lambda step: console.print(f"{step} …", highlight=False))
+                               progress=lambda step: console.print(f"{step} …", highlight=False),
+                               files_checked=files_checked)
     except BundleError as exc:
         console.print(f"[red]not a bundle:[/] {escape(str(exc))}")
         raise typer.Exit(2) from None
-    for problem in result.files:
-        console.print(f"[red]FILE[/] {escape(str(problem))}", highlight=False)
     if result.error:
         console.print(f"[red]ERROR[/] {escape(result.error)}", highlight=False)
     for rel in result.renderings:

@@ -87,8 +87,9 @@ def export_bundle(reader: Any, directory: Path, *, pricing: Pricing, window: Win
     (directory / REPORT_JSON).write_text(report_json(report))
     (directory / REPORT_MD).write_text(reports.render_markdown(report))
     (directory / REPORT_HTML).write_text(reports.render_html(report))
+    migrations = reader.query(sql_files.report("applied_migrations")).column("version").to_pylist()
     meta = {"created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "rows": {table: rows.num_rows for table, rows in tables.items()}}
+            "rows": {table: rows.num_rows for table, rows in tables.items()}, "store_migrations": migrations}
     return write_manifest(directory, meta)
 
 

@@ -79,10 +79,13 @@ def recompute(directory: Path, store: Path, inputs: Mapping[str, Any],
 
 
 def verify_bundle(directory: Path, *, tolerance: Tolerance = Tolerance(), workdir: Path | None = None,
-                  progress: Callable[[str], None] = lambda _: None) -> VerifyResult:
-    """Check ``directory`` (a bundle); BundleError when it is not one at all."""
+                  progress: Callable[[str], None] = lambda _: None,
+                  files_checked: Callable[[list[FileProblem]], None] = lambda _: None) -> VerifyResult:
+    """Check ``directory`` (a bundle); BundleError when it is not one at all. ``files_checked``
+    hears the manifest's verdict before the (slower) recomputation starts."""
     manifest = read_manifest(directory)
     result = VerifyResult(files=check_manifest(directory, manifest))
+    files_checked(result.files)
     config, bundled = _read_json(directory, CONFIG), _read_json(directory, REPORT_JSON)
     try:
         inputs = report_inputs(config)
@@ -102,6 +105,6 @@ def verify_bundle(directory: Path, *, tolerance: Tolerance = Tolerance(), workdi
     try:
         if (directory / REPORT_MD).read_text() != reports.render_markdown(bundled):
             result.renderings.append(REPORT_MD)
-    except OSError:
+    except Exception:  # unreadable, or a bundled JSON the renderer cannot take: differences above say which
         result.renderings.append(REPORT_MD)
     return result
