@@ -32,7 +32,7 @@ from sentinel.bootstrap import BootstrapConfig, composite_draws, group_rng
 from sentinel.composite import Anchors, CompositeWeights
 from sentinel.human import score_draws
 from sentinel.significance import DIMENSIONS, LEVEL, leader_sentence, rank_scope, rank_text
-from sentinel.significance_fid import fid_draws
+from sentinel.significance_fid import fid_draws, reference_root
 
 ALL = "*"
 FID_NOT_TESTED = "FID orderings not tested (significance_fid off): no FID ranks"
@@ -43,6 +43,7 @@ def row_fid_draws(models: list[dict[str, Any]], niches: list[dict[str, Any]],
                   config: BootstrapConfig) -> dict[tuple[str, str], dict[str, np.ndarray]]:
     """(model, niche or "*") -> {"fid", "fid_score"} draws (see the module docstring)."""
     out: dict[tuple[str, str], dict[str, np.ndarray]] = {}
+    roots: dict[str, np.ndarray] = {}  # one S_r^½ per niche
     if config.resamples == 0:
         return out
     for row in niches:
@@ -51,7 +52,9 @@ def row_fid_draws(models: list[dict[str, Any]], niches: list[dict[str, Any]],
             continue
         emb, ref, generated = fid_inputs[key]
         rng = group_rng(config.seed, "\0fid" + row["model"], row["niche"])
-        fid = fid_draws(emb, generated, ref.moments, row["fid"], rng, config.resamples)
+        if row["niche"] not in roots:
+            roots[row["niche"]] = reference_root(ref.moments)
+        fid = fid_draws(emb, generated, ref.moments, row["fid"], rng, config.resamples, roots[row["niche"]])
         a = ref.anchors
         out[key] = {"fid": fid, "fid_score": 100.0 * np.clip((a.fid_worst - fid) / (a.fid_worst - a.fid_best), 0, 1)}
     for row in models:

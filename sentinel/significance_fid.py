@@ -37,26 +37,33 @@ def _sym_power(m: np.ndarray, power: float) -> np.ndarray:
     return (v * np.where(keep, np.clip(w, 1e-300, None) ** power, 0.0)) @ v.T
 
 
-def fid_influence(features: np.ndarray, generated: FeatureMoments, reference: FeatureMoments) -> np.ndarray:
-    """phi(x) of each row of ``features`` [n_s, D] (see the module docstring)."""
+def reference_root(reference: FeatureMoments) -> np.ndarray:
+    """S_r^½ of a reference set (one per niche; pass it to ``fid_influence`` for every row)."""
+    return _sym_power(reference.covariance, 0.5)
+
+
+def fid_influence(features: np.ndarray, generated: FeatureMoments, reference: FeatureMoments,
+                  root: np.ndarray | None = None) -> np.ndarray:
+    """phi(x) of each row of ``features`` [n_s, D] (see the module docstring); ``root``:
+    ``reference_root(reference)`` when the caller has it."""
     mu, s = generated.compute()
-    mu_r, s_r = reference.compute()
+    mu_r = reference.mean
     x = np.asarray(features, np.float64)
     if x.ndim != 2 or x.shape[1] != mu.shape[0]:
         raise ValueError(f"features must be [n, {mu.shape[0]}], got {x.shape}")
-    root = _sym_power(s_r, 0.5)
+    root = reference_root(reference) if root is None else root
     g = np.eye(len(mu)) - root @ _sym_power(root @ s @ root, -0.5) @ root
     g = (g + g.T) / 2.0
     xc = x - mu
-    return 2.0 * xc @ (mu - mu_r) + np.einsum("ij,jk,ik->i", xc, g, xc) - float(np.sum(g * s))
+    return 2.0 * xc @ (mu - mu_r) + np.sum((xc @ g) * xc, axis=1) - float(np.sum(g * s))
 
 
 def fid_draws(features: np.ndarray, generated: FeatureMoments, reference: FeatureMoments, point: float,
-              rng: np.random.Generator, resamples: int) -> np.ndarray:
+              rng: np.random.Generator, resamples: int, root: np.ndarray | None = None) -> np.ndarray:
     """``resamples`` draws of the report's FID (``point``, over ``generated.n`` images) from the
     influence values of the embedding sample ``features``; indices ``rng.integers(0, n_s,
     (resamples, n_s))`` in blocks, in order."""
-    phi = fid_influence(features, generated, reference)
+    phi = fid_influence(features, generated, reference, root)
     n_s = len(phi)
     if n_s < 2 or generated.n < 2:
         raise ValueError(f"need at least 2 sample rows and 2 images, have {n_s} and {generated.n}")
