@@ -5,7 +5,7 @@ needs per-image features, which the report has only as a hash sample of stored e
 model x niche (the CMMD sample, at most ``cmmd_sample``). Resampling that sample and taking one
 D×D matrix square root per draw is too slow for a report at D = 512, and it measures the spread
 of an FID of a few hundred images, not of the n behind the report's number (scaling it by
-sqrt(m/n) overstated the spread 1.5-2x at D = 64 and 5-7x at D = 512 in a Monte Carlo check).
+sqrt(m/n) overstated the spread 1.5-2x at D = 64 and 5-8x at D = 512 in a Monte Carlo check).
 
 So the draws bootstrap FID's **influence function** (the delta method): with the generated
 set's moments (mu, S), the reference's (mu_r, S_r), R = S_r^½ and T = R (R S R)^-½ R (the
