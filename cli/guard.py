@@ -28,14 +28,15 @@ def guard(host: str = typer.Option("127.0.0.1", help="Address to bind (localhost
     setup_logging(settings.log_level)
     from config.rubric import load_rubric
     from config.settings import ConfigError
-    from guard.app import GuardConfig
-    from guard.server import serve, token_from_env
 
-    try:
+    try:  # before the heavy imports: a bad rubric fails in a fraction of a second
         loaded = load_rubric(rubric)
     except ConfigError as exc:
         console.print(f"[red]configuration error:[/] {exc}")
         raise typer.Exit(2) from None
+    from guard.app import GuardConfig
+    from guard.server import serve, token_from_env
+
     cfg = GuardConfig(host=host, port=port, token=token_from_env(), max_batch=max_batch, max_wait_ms=max_wait_ms,
                       max_body_bytes=int(max_body_mb * 1024 * 1024), max_pixels=max_pixels)
     console.print(f"guard on http://{host}:{port} (rubric {loaded.version}, scorer {settings.scorer_version}, "

@@ -92,9 +92,14 @@ def create_app(config: GuardConfig, judge: Judge) -> FastAPI:
             raise RequestError("missing or wrong bearer token", "Authorization", 401)
         body = await _read_body(request, config.max_body_bytes)
         loop = asyncio.get_running_loop()
-        prepared = await loop.run_in_executor(prep, judge.prepare, body)
+        batcher.announce()  # a batch about to close waits for this one (up to max_wait)
         try:
-            score = await batcher.submit(prepared)
+            prepared = await loop.run_in_executor(prep, judge.prepare, body)
+        except BaseException:
+            batcher.withdraw()
+            raise
+        try:
+            score = await batcher.submit(prepared, announced=True)
         except Overloaded as exc:
             raise RequestError(f"busy: {exc}; retry later", None, 503) from exc
         verdict = judge.finish(prepared, score)

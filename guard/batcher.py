@@ -1,11 +1,13 @@
 """Micro-batching: concurrent requests share one encoder call.
 
 ``submit`` queues an item and awaits its result. One collector task closes a batch when it holds
-``max_batch`` items or when ``max_wait_s`` has passed since its oldest item arrived, runs
-``run_batch`` on the batch in ``executor`` (a thread: the event loop never encodes) and resolves
-each item's future. While the encoder is busy, new items queue, so under load batches fill up
-and throughput grows with concurrency; alone, an item waits at most ``max_wait_s``.
-``max_batch=1`` turns batching off (one encoder call per item, in arrival order).
+``max_batch`` items, when ``max_wait_s`` has passed since its oldest item arrived, or at once when
+no other item is on its way (callers ``announce`` an item when its request arrives, before the
+work that precedes ``submit``, and ``withdraw`` it if that work fails): a lone request never
+waits. The batch runs ``run_batch`` in ``executor`` (a thread: the event loop never encodes),
+then each item's future is resolved. While the encoder is busy, new items queue, so under load
+batches fill up and throughput grows with concurrency. ``max_batch=1`` turns batching off (one
+encoder call per item, in arrival order).
 """
 
 from __future__ import annotations
@@ -38,10 +40,23 @@ class MicroBatcher(Generic[T, R]):
         self.on_batch = on_batch  # (batch size, encoder seconds) after each batch
         self.batches = 0  # encoder calls so far
         self._items: deque[tuple[T, asyncio.Future, float]] = deque()
+        self._coming = 0  # announced items not yet submitted
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task | None = None
 
-    async def submit(self, item: T) -> R:
+    def announce(self) -> None:
+        """An item will be submitted soon: a batch not yet full waits for it (up to max_wait_s)."""
+        self._coming += 1
+
+    def withdraw(self) -> None:
+        """An announced item will not come after all."""
+        self._coming = max(0, self._coming - 1)
+        if self._wake is not None:
+            self._wake.set()
+
+    async def submit(self, item: T, *, announced: bool = False) -> R:
+        if announced:
+            self._coming = max(0, self._coming - 1)
         if len(self._items) >= self.max_queue:
             raise Overloaded(f"{len(self._items)} verdicts already waiting for the encoder")
         loop = asyncio.get_running_loop()
@@ -73,7 +88,8 @@ class MicroBatcher(Generic[T, R]):
                 self._wake.clear()
                 await self._wake.wait()
             deadline = self._items[0][2] + self.max_wait_s
-            while len(self._items) < self.max_batch and (remaining := deadline - loop.time()) > 0:
+            while (len(self._items) < self.max_batch and self._coming > 0
+                   and (remaining := deadline - loop.time()) > 0):
                 self._wake.clear()
                 try:  # a lost Event wait loses nothing (unlike a lost Queue.get)
                     await asyncio.wait_for(self._wake.wait(), remaining)

@@ -20,7 +20,7 @@ from contracts.verdict import CHECK_NAMES, Check
 
 FORMATS = {"image/png": "PNG", "image/jpeg": "JPEG", "image/webp": "WEBP"}
 # ITU-R BT.601 luma weights: the "brightness" the blank and clipping checks look at
-LUMA = np.array([0.299, 0.587, 0.114])
+LUMA32 = np.array([0.299, 0.587, 0.114], np.float32)
 CLIP_HIGH = 250  # a pixel whose every channel is at least this is blown out (white)
 CLIP_LOW = 5  # ... at most this, crushed (black)
 
@@ -77,10 +77,12 @@ class PixelStats:
 
     @classmethod
     def of(cls, image: Image.Image) -> "PixelStats":
-        rgb = np.asarray(image.convert("RGB"))
-        luma = rgb.reshape(-1, 3).astype(np.float32) @ LUMA.astype(np.float32)
-        clipped = (rgb.min(axis=2) >= CLIP_HIGH) | (rgb.max(axis=2) <= CLIP_LOW)
-        return cls(float(luma.astype(np.float64).std()), float(clipped.mean()))
+        rgb = np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
+        r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+        luma = LUMA32[0] * r + LUMA32[1] * g + LUMA32[2] * b  # float32, one pass per channel
+        white = (r >= CLIP_HIGH) & (g >= CLIP_HIGH) & (b >= CLIP_HIGH)
+        black = (r <= CLIP_LOW) & (g <= CLIP_LOW) & (b <= CLIP_LOW)
+        return cls(float(luma.std(dtype=np.float64)), float(np.count_nonzero(white | black)) / luma.size)
 
 
 def check_decodes(fmt: str, media_type: str) -> Check:

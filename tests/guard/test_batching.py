@@ -84,3 +84,37 @@ def test_concurrent_requests_share_encoder_calls_with_unbatched_results(tiny_sco
             assert (ca["value"] is None) == (cb["value"] is None)
             if ca["value"] is not None:
                 assert ca["value"] == pytest.approx(cb["value"], abs=1e-3)
+
+
+def test_a_batch_waits_for_announced_items_only() -> None:
+    calls: list[list[int]] = []
+
+    def same(items):
+        calls.append(list(items))
+        return list(items)
+
+    async def go():
+        pool = ThreadPoolExecutor(1)
+        batcher = MicroBatcher(same, max_batch=8, max_wait_s=5.0, executor=pool)
+        batcher.announce()
+        batcher.announce()
+        batcher.announce()
+
+        async def late(i, delay):
+            await asyncio.sleep(delay)
+            return await batcher.submit(i, announced=True)
+
+        async def gives_up():
+            await asyncio.sleep(0.05)
+            batcher.withdraw()
+
+        # 1 now, 2 a little later, the third announced item is withdrawn: one batch [1, 2], closed
+        # as soon as nothing else is on its way (not after the 5 s max wait)
+        out = await asyncio.wait_for(asyncio.gather(late(1, 0), late(2, 0.02), gives_up()), timeout=4.0)
+        lone = await asyncio.wait_for(batcher.submit(3), timeout=4.0)  # nothing announced: no wait
+        await batcher.close()
+        pool.shutdown()
+        return out, lone
+    out, lone = asyncio.run(go())
+    assert out[:2] == [1, 2] and lone == 3
+    assert calls == [[1, 2], [3]]
