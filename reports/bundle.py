@@ -68,14 +68,7 @@ def export_bundle(reader: Any, directory: Path, *, pricing: Pricing, window: Win
     progress("computing the report")
     report = reports.benchmark(reader, pricing, window, scorer_version, quality, bootstrap)
     version = report["quality"]["scorer_version"]
-    params = {**window.params(), "scorer_version": scorer_version}
-    queries = {"jobs": params, "scores": params, "ratings": params,
-               "feature_moments": {**params, "scorer_version": version or ""},
-               "reference_sets": {"extractor": extractor_id(version) if version else ""}}
-    tables = {}
-    for table in TABLES:
-        progress(f"exporting {table}")
-        tables[table] = reader.query(sql_files.report(f"bundle_{table}"), queries[table])
+    tables = _export_tables(reader, window, scorer_version, version, progress)
     _check_consistent(report, tables)
     (directory / "data").mkdir(parents=True, exist_ok=True)
     (directory / "report").mkdir(exist_ok=True)
@@ -91,6 +84,22 @@ def export_bundle(reader: Any, directory: Path, *, pricing: Pricing, window: Win
     meta = {"created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "rows": {table: rows.num_rows for table, rows in tables.items()}, "store_migrations": migrations}
     return write_manifest(directory, meta)
+
+
+def _export_tables(reader: Any, window: Window, requested: str, version: str | None,
+                   progress: Callable[[str], None]) -> dict[str, pa.Table]:
+    """The rows the report read, per table. ``version``: the scorer version of its FID/CMMD."""
+    params = {**window.params(), "scorer_version": requested}
+    queries = {"jobs": params, "scores": params, "ratings": params,
+               "feature_moments": {**params, "scorer_version": version or ""},
+               "reference_sets": {"extractor": extractor_id(version) if version else ""}}
+    tables = {}
+    for table in TABLES:
+        progress(f"exporting {table}")
+        tables[table] = reader.query(sql_files.report(f"bundle_{table}"), queries[table])
+    if not requested and version and tables["feature_moments"].num_rows == 0:
+        tables["feature_moments"] = reader.query(sql_files.report("bundle_moment_marker"), {"scorer_version": version})
+    return tables
 
 
 def _check_consistent(report: Mapping[str, Any], tables: Mapping[str, pa.Table]) -> None:
