@@ -1,5 +1,5 @@
 """`sentinel`: the one command-line entry point. This module builds the Typer app and registers
-the commands; each command module (run, query, traffic, scoring, ratings, db, demo) wires
+the commands; each command module (run, guard, query, traffic, scoring, ratings, db, demo) wires
 configuration to code that lives elsewhere and imports the heavy stacks (torch, Faust, the
 ClickHouse drivers) only inside the commands that run them, so `sentinel --help` stays cheap."""
 
@@ -12,7 +12,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import typer  # noqa: E402
 
-from cli import bundle, db, demo, query, ratings, run, scoring, traffic  # noqa: E402
+from cli import bundle, db, demo, guard, query, ratings, run, scoring, traffic  # noqa: E402
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Sentinel Stream: score image-generation traffic from Kafka into ClickHouse.")
@@ -33,6 +33,7 @@ app.add_typer(bundle_app, name="bundle")
 app.command()(run.worker)
 app.command()(run.up)
 app.command()(run.node)
+app.command()(guard.guard)
 app.command()(query.sql)
 app.command()(query.report)
 app.command()(query.alerts)

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from cli.main import app
 
-COMMANDS = [[], ["demo"], ["up"], ["worker"], ["node"], ["report"], ["sql"], ["alerts"], ["replay"],
+COMMANDS = [[], ["demo"], ["up"], ["worker"], ["node"], ["guard"], ["report"], ["sql"], ["alerts"], ["replay"],
             ["trace", "generate"], ["dlq", "list"], ["dlq", "replay"], ["db", "migrate"], ["reference", "build"],
             ["reference", "list"], ["ratings", "import"], ["ratings", "list"], ["ratings", "url"], ["rescore"],
             ["bundle"], ["bundle", "export"], ["bundle", "verify"]]
@@ -31,7 +31,7 @@ def test_cost_commands_take_pricing() -> None:
         assert "--pricing" in CliRunner().invoke(app, [*command, "--help"], env={"COLUMNS": "200"}).output
 
 
-HEAVY = ["torch", "open_clip", "faust", "chdb", "clickhouse_connect"]
+HEAVY = ["torch", "open_clip", "faust", "chdb", "clickhouse_connect", "fastapi", "uvicorn"]
 # "--import-only": import cli.main and stop; else run the app on argv as `sentinel` would
 PROBE = f"""
 import json, sys
