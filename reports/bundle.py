@@ -59,7 +59,7 @@ def report_json(report: Mapping[str, Any]) -> str:
 
 def export_bundle(reader: Any, directory: Path, *, pricing: Pricing, window: Window, scorer_version: str,
                   quality: QualityConfig, bootstrap: BootstrapConfig, drift: Mapping[str, Any] | None,
-                  scorer: Callable[[str | None], Mapping[str, Any]],
+                  scorer: Callable[[str | None], Mapping[str, Any]], guard_rubric: Mapping[str, Any] | None = None,
                   progress: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
     """Write a bundle of the report over ``window`` into ``directory`` (absent or empty); return
     the manifest. ``scorer(report_version)`` describes the scorer (reports.bundle_config.scorer_identity)."""
@@ -75,7 +75,8 @@ def export_bundle(reader: Any, directory: Path, *, pricing: Pricing, window: Win
     for table, rows in tables.items():
         pq.write_table(rows, directory / data_path(table))
     config = bundle_config(window=window, scorer_version=scorer_version, pricing=pricing, quality=quality,
-                           bootstrap=bootstrap, report=report, drift=drift, scorer=scorer(version))
+                           bootstrap=bootstrap, report=report, drift=drift, scorer=scorer(version),
+                           guard_rubric=guard_rubric)
     (directory / CONFIG).write_text(json.dumps(config, indent=2) + "\n")
     (directory / REPORT_JSON).write_text(report_json(report))
     (directory / REPORT_MD).write_text(reports.render_markdown(report))
