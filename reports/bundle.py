@@ -21,6 +21,8 @@ reports/verify.py). Images are not included: no report number reads them.
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -62,7 +64,8 @@ def export_bundle(reader: Any, directory: Path, *, pricing: Pricing, window: Win
                   scorer: Callable[[str | None], Mapping[str, Any]], guard_rubric: Mapping[str, Any] | None = None,
                   progress: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
     """Write a bundle of the report over ``window`` into ``directory`` (absent or empty); return
-    the manifest. ``scorer(report_version)`` describes the scorer (reports.bundle_config.scorer_identity)."""
+    the manifest. ``scorer(report_version)`` describes the scorer (reports.bundle_config.scorer_identity).
+    Written beside ``directory`` first and renamed when complete: a failed export leaves nothing."""
     if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
         raise ExportError(f"{directory} exists and is not an empty directory; name a new one")
     progress("computing the report")
@@ -70,18 +73,30 @@ def export_bundle(reader: Any, directory: Path, *, pricing: Pricing, window: Win
     version = report["quality"]["scorer_version"]
     tables = _export_tables(reader, window, scorer_version, version, progress)
     _check_consistent(report, tables)
+    partial = directory.parent / f".{directory.name}.partial-{os.getpid()}"
+    try:
+        manifest = _write(partial, report, tables, bundle_config(
+            window=window, scorer_version=scorer_version, pricing=pricing, quality=quality, bootstrap=bootstrap,
+            report=report, drift=drift, scorer=scorer(version), guard_rubric=guard_rubric),
+            reader.query(sql_files.report("applied_migrations")).column("version").to_pylist())
+        if directory.exists():
+            directory.rmdir()  # empty (checked above)
+        partial.rename(directory)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+    return manifest
+
+
+def _write(directory: Path, report: Mapping[str, Any], tables: Mapping[str, pa.Table], config: Mapping[str, Any],
+           migrations: list[int]) -> dict[str, Any]:
     (directory / "data").mkdir(parents=True, exist_ok=True)
     (directory / "report").mkdir(exist_ok=True)
     for table, rows in tables.items():
         pq.write_table(rows, directory / data_path(table))
-    config = bundle_config(window=window, scorer_version=scorer_version, pricing=pricing, quality=quality,
-                           bootstrap=bootstrap, report=report, drift=drift, scorer=scorer(version),
-                           guard_rubric=guard_rubric)
     (directory / CONFIG).write_text(json.dumps(config, indent=2) + "\n")
     (directory / REPORT_JSON).write_text(report_json(report))
     (directory / REPORT_MD).write_text(reports.render_markdown(report))
     (directory / REPORT_HTML).write_text(reports.render_html(report))
-    migrations = reader.query(sql_files.report("applied_migrations")).column("version").to_pylist()
     meta = {"created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "rows": {table: rows.num_rows for table, rows in tables.items()}, "store_migrations": migrations}
     return write_manifest(directory, meta)
