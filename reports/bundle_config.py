@@ -66,10 +66,23 @@ def report_inputs(config: Mapping[str, Any]) -> dict[str, Any]:
     window = Window(datetime.fromisoformat(r["window"]["from"]), datetime.fromisoformat(r["window"]["to"]))
     weights = CompositeWeights(**{k: float(v) for k, v in rubric["composite_weights"].items()})
     quality = QualityConfig(weights=weights, clip_floor=float(rubric["clip_range"]["floor"]),
-                            clip_ceiling=float(rubric["clip_range"]["ceiling"]), **dict(r["quality"]))
+                            clip_ceiling=float(rubric["clip_range"]["ceiling"]), **_quality_fields(r))
     bootstrap = BootstrapConfig(**dict(r["bootstrap"]))
     return {"pricing": Pricing.from_mapping(config["pricing"]), "window": window,
             "scorer_version": str(r["scorer_version"]), "quality": quality, "bootstrap": bootstrap}
+
+
+# the layout of bundles written before "report.quality" held every quality setting
+_FLAT_QUALITY = {"cmmd_sample": "cmmd_sample", "human_min_ratings": "human_min_ratings",
+                 "significance_fid": "fid_significance"}
+
+
+def _quality_fields(r: Mapping[str, Any]) -> dict[str, Any]:
+    """The quality settings but the rubric's; a setting the bundle lacks (written before it
+    existed) keeps its default, one this code does not know is a TypeError naming it."""
+    if "quality" in r:
+        return dict(r["quality"])
+    return {field: r[key] for key, field in _FLAT_QUALITY.items() if key in r}
 
 
 def scorer_identity(spec: ClipSpec, configured_version: str, report_version: str | None) -> dict[str, Any]:
