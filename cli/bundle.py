@@ -42,7 +42,7 @@ def bundle_export(directory: Path = typer.Argument(..., help="New (or empty) dir
         manifest = export_bundle(
             open_reader(settings.dsn), directory, pricing=settings.pricing(), window=window,
             scorer_version=scorer_version, quality=settings.quality_config(), bootstrap=settings.bootstrap_config(),
-            drift=settings.drift_config().to_dict(),
+            drift=settings.drift_config().to_dict(), guard_rubric=_guard_rubric(),
             scorer=lambda version: scorer_identity(settings.clip_spec, settings.scorer_version, version),
             progress=lambda step: console.print(f"{step} …", highlight=False))
     except (PricingError, ConfigError, WarehouseError, UnknownScorerVersion, ExportError) as exc:
@@ -51,6 +51,17 @@ def bundle_export(directory: Path = typer.Argument(..., help="New (or empty) dir
     rows = ", ".join(f"{table} {n:,}" for table, n in manifest["rows"].items())
     console.print(f"wrote {directory}: {len(manifest['files'])} files + manifest.json (rows: {rows}); "
                   f"check it with `sentinel bundle verify {escape(str(directory))}`", highlight=False)
+
+
+def _guard_rubric() -> dict:
+    """The Guard rubric in force (rubric.toml), or why it could not be read: it goes into the
+    bundle for the record and must not stop an export."""
+    from config.rubric import load_rubric
+
+    try:
+        return load_rubric().describe()
+    except ConfigError as exc:
+        return {"error": str(exc)}
 
 
 def bundle_verify(directory: Path = typer.Argument(..., help="A directory written by `sentinel bundle export`."),

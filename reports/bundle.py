@@ -21,6 +21,8 @@ reports/verify.py). Images are not included: no report number reads them.
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -59,16 +61,51 @@ def report_json(report: Mapping[str, Any]) -> str:
 
 def export_bundle(reader: Any, directory: Path, *, pricing: Pricing, window: Window, scorer_version: str,
                   quality: QualityConfig, bootstrap: BootstrapConfig, drift: Mapping[str, Any] | None,
-                  scorer: Callable[[str | None], Mapping[str, Any]],
+                  scorer: Callable[[str | None], Mapping[str, Any]], guard_rubric: Mapping[str, Any] | None = None,
                   progress: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
     """Write a bundle of the report over ``window`` into ``directory`` (absent or empty); return
-    the manifest. ``scorer(report_version)`` describes the scorer (reports.bundle_config.scorer_identity)."""
+    the manifest. ``scorer(report_version)`` describes the scorer (reports.bundle_config.scorer_identity).
+    Written beside ``directory`` first and renamed when complete: a failed export leaves nothing."""
     if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
         raise ExportError(f"{directory} exists and is not an empty directory; name a new one")
     progress("computing the report")
     report = reports.benchmark(reader, pricing, window, scorer_version, quality, bootstrap)
     version = report["quality"]["scorer_version"]
-    params = {**window.params(), "scorer_version": scorer_version}
+    tables = _export_tables(reader, window, scorer_version, version, progress)
+    _check_consistent(report, tables)
+    partial = directory.parent / f".{directory.name}.partial-{os.getpid()}"
+    try:
+        manifest = _write(partial, report, tables, bundle_config(
+            window=window, scorer_version=scorer_version, pricing=pricing, quality=quality, bootstrap=bootstrap,
+            report=report, drift=drift, scorer=scorer(version), guard_rubric=guard_rubric),
+            reader.query(sql_files.report("applied_migrations")).column("version").to_pylist())
+        if directory.exists():
+            directory.rmdir()  # empty (checked above)
+        partial.rename(directory)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+    return manifest
+
+
+def _write(directory: Path, report: Mapping[str, Any], tables: Mapping[str, pa.Table], config: Mapping[str, Any],
+           migrations: list[int]) -> dict[str, Any]:
+    (directory / "data").mkdir(parents=True, exist_ok=True)
+    (directory / "report").mkdir(exist_ok=True)
+    for table, rows in tables.items():
+        pq.write_table(rows, directory / data_path(table))
+    (directory / CONFIG).write_text(json.dumps(config, indent=2) + "\n")
+    (directory / REPORT_JSON).write_text(report_json(report))
+    (directory / REPORT_MD).write_text(reports.render_markdown(report))
+    (directory / REPORT_HTML).write_text(reports.render_html(report))
+    meta = {"created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "rows": {table: rows.num_rows for table, rows in tables.items()}, "store_migrations": migrations}
+    return write_manifest(directory, meta)
+
+
+def _export_tables(reader: Any, window: Window, requested: str, version: str | None,
+                   progress: Callable[[str], None]) -> dict[str, pa.Table]:
+    """The rows the report read, per table. ``version``: the scorer version of its FID/CMMD."""
+    params = {**window.params(), "scorer_version": requested}
     queries = {"jobs": params, "scores": params, "ratings": params,
                "feature_moments": {**params, "scorer_version": version or ""},
                "reference_sets": {"extractor": extractor_id(version) if version else ""}}
@@ -76,21 +113,9 @@ def export_bundle(reader: Any, directory: Path, *, pricing: Pricing, window: Win
     for table in TABLES:
         progress(f"exporting {table}")
         tables[table] = reader.query(sql_files.report(f"bundle_{table}"), queries[table])
-    _check_consistent(report, tables)
-    (directory / "data").mkdir(parents=True, exist_ok=True)
-    (directory / "report").mkdir(exist_ok=True)
-    for table, rows in tables.items():
-        pq.write_table(rows, directory / data_path(table))
-    config = bundle_config(window=window, scorer_version=scorer_version, pricing=pricing, quality=quality,
-                           bootstrap=bootstrap, report=report, drift=drift, scorer=scorer(version))
-    (directory / CONFIG).write_text(json.dumps(config, indent=2) + "\n")
-    (directory / REPORT_JSON).write_text(report_json(report))
-    (directory / REPORT_MD).write_text(reports.render_markdown(report))
-    (directory / REPORT_HTML).write_text(reports.render_html(report))
-    migrations = reader.query(sql_files.report("applied_migrations")).column("version").to_pylist()
-    meta = {"created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "rows": {table: rows.num_rows for table, rows in tables.items()}, "store_migrations": migrations}
-    return write_manifest(directory, meta)
+    if not requested and version and tables["feature_moments"].num_rows == 0:
+        tables["feature_moments"] = reader.query(sql_files.report("bundle_moment_marker"), {"scorer_version": version})
+    return tables
 
 
 def _check_consistent(report: Mapping[str, Any], tables: Mapping[str, pa.Table]) -> None:

@@ -1,18 +1,21 @@
 """``config.json`` of a benchmark bundle: everything besides the data that fixed the report's numbers.
 
-Sections: ``report`` (window, requested scorer version, bootstrap resamples/seed/cap, CMMD
-sample size: what ``reports.report.benchmark`` was called with), ``rubric`` (composite weights,
-the CLIP range mapped to 0-100, and -- informational, the numbers used are the reference rows in
-``data/reference_sets.parquet`` -- the FID anchors per niche), ``pricing`` (the pricing file's
-content), ``drift`` (the drift detectors' thresholds in force at export) and ``scorer`` (the
-scorer version the report's FID/CMMD used and what identifies its weights: the sha256 of the
-checkpoint file, or for the seeded tiny CLIP its seed and the sha256 of its initialized
-weights). ``report_inputs`` turns the file back into the arguments of ``benchmark``.
+Sections: ``report`` (window, requested scorer version, every field of the bootstrap config and
+of the quality config but the rubric's: what ``reports.report.benchmark`` was called with);
+``rubric`` (composite weights, the CLIP range mapped to 0-100, and -- informational, the numbers
+used are the reference rows in ``data/reference_sets.parquet`` -- the FID anchors per niche);
+``pricing`` (the pricing file's content); ``drift`` (the drift detectors' thresholds in force at
+export); ``scorer`` (the scorer version the report's FID/CMMD used and what identifies its
+weights: the sha256 of the checkpoint file, or for the seeded tiny CLIP its seed and the sha256
+of its initialized weights); ``guard_rubric`` (the Guard's thresholds per niche and their
+version, from rubric.toml at export: informational, no report number depends on them).
+``report_inputs`` turns the file back into the arguments of ``benchmark``.
 """
 
 from __future__ import annotations
 
 import hashlib
+from dataclasses import fields
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Mapping
@@ -24,19 +27,21 @@ from sentinel.cost import Pricing
 from warehouse.window import Window
 
 
+RUBRIC_FIELDS = ("weights", "clip_floor", "clip_ceiling")  # QualityConfig fields kept under "rubric"
+
+
 def bundle_config(*, window: Window, scorer_version: str, pricing: Pricing, quality: QualityConfig,
                   bootstrap: BootstrapConfig, report: Mapping[str, Any], drift: Mapping[str, Any] | None,
-                  scorer: Mapping[str, Any]) -> dict[str, Any]:
-    """The config of a bundle whose report is ``report`` (benchmark's result with these inputs)."""
+                  scorer: Mapping[str, Any], guard_rubric: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The config of a bundle whose report is ``report`` (benchmark's result with these inputs).
+    Every field of the quality and bootstrap configs is written (a field added later travels too)."""
     q = report.get("quality") or {}
     return {
         "report": {
             "window": {"from": window.start.isoformat(), "to": window.end.isoformat()},
             "scorer_version": scorer_version,
-            "bootstrap": {"resamples": bootstrap.resamples, "seed": bootstrap.seed, "max_jobs": bootstrap.max_jobs},
-            "cmmd_sample": quality.cmmd_sample,
-            "human_min_ratings": quality.human_min_ratings,
-            "significance_fid": quality.fid_significance,
+            "bootstrap": {f.name: getattr(bootstrap, f.name) for f in fields(bootstrap)},
+            "quality": {f.name: getattr(quality, f.name) for f in fields(quality) if f.name not in RUBRIC_FIELDS},
         },
         "rubric": {
             "composite_weights": quality.weights.as_dict(),
@@ -50,6 +55,7 @@ def bundle_config(*, window: Window, scorer_version: str, pricing: Pricing, qual
         },
         "drift": dict(drift or {}),
         "scorer": dict(scorer),
+        "guard_rubric": dict(guard_rubric or {}),
     }
 
 
@@ -59,15 +65,24 @@ def report_inputs(config: Mapping[str, Any]) -> dict[str, Any]:
     r, rubric = config["report"], config["rubric"]
     window = Window(datetime.fromisoformat(r["window"]["from"]), datetime.fromisoformat(r["window"]["to"]))
     weights = CompositeWeights(**{k: float(v) for k, v in rubric["composite_weights"].items()})
-    defaults = QualityConfig()  # for a config written before these settings existed
     quality = QualityConfig(weights=weights, clip_floor=float(rubric["clip_range"]["floor"]),
-                            clip_ceiling=float(rubric["clip_range"]["ceiling"]), cmmd_sample=int(r["cmmd_sample"]),
-                            human_min_ratings=int(r.get("human_min_ratings", defaults.human_min_ratings)),
-                            fid_significance=bool(r.get("significance_fid", defaults.fid_significance)))
-    b = r["bootstrap"]
-    bootstrap = BootstrapConfig(resamples=int(b["resamples"]), seed=int(b["seed"]), max_jobs=int(b["max_jobs"]))
+                            clip_ceiling=float(rubric["clip_range"]["ceiling"]), **_quality_fields(r))
+    bootstrap = BootstrapConfig(**dict(r["bootstrap"]))
     return {"pricing": Pricing.from_mapping(config["pricing"]), "window": window,
             "scorer_version": str(r["scorer_version"]), "quality": quality, "bootstrap": bootstrap}
+
+
+# the layout of bundles written before "report.quality" held every quality setting
+_FLAT_QUALITY = {"cmmd_sample": "cmmd_sample", "human_min_ratings": "human_min_ratings",
+                 "significance_fid": "fid_significance"}
+
+
+def _quality_fields(r: Mapping[str, Any]) -> dict[str, Any]:
+    """The quality settings but the rubric's; a setting the bundle lacks (written before it
+    existed) keeps its default, one this code does not know is a TypeError naming it."""
+    if "quality" in r:
+        return dict(r["quality"])
+    return {field: r[key] for key, field in _FLAT_QUALITY.items() if key in r}
 
 
 def scorer_identity(spec: ClipSpec, configured_version: str, report_version: str | None) -> dict[str, Any]:

@@ -193,3 +193,23 @@ def test_a_changed_reference_statistic_fails_and_is_named(exported, tmp_path: Pa
     for model in ("flux-dev", "sdxl-lightning", "proprietary-a"):
         assert f"DIFF report/report.json niches[{model}/headshot].fid: bundled " in done.stderr
         assert f"DIFF report/report.json niches[{model}/product].fid" not in done.stderr  # no reference there
+
+
+def test_an_edited_published_number_fails_even_with_a_rewritten_manifest(exported, tmp_path: Path) -> None:
+    """The report itself edited (one composite) and the digests rewritten to match: the recomputed
+    number disagrees, and report.md no longer is the rendering of report.json."""
+    from reports.manifest import write_manifest
+
+    copy = _copy(exported, tmp_path)
+    report = json.loads((copy / "report/report.json").read_text())
+    model = report["models"][0]
+    old, model["composite"] = model["composite"], model["composite"] + 0.5
+    (copy / "report/report.json").write_text(json.dumps(report, indent=2))
+    write_manifest(copy)
+    done = _verify(exported[1], copy)
+    assert done.returncode == 1, done.stderr
+    assert "FILE" not in done.stderr
+    assert f"DIFF report/report.json models[{model['model']}].composite: bundled {old + 0.5!r}, recomputed {old!r}" \
+        in done.stderr
+    assert "RENDERING report/report.md: differs from the rendering of report/report.json" in done.stderr
+    assert ": 1 differ" in done.stderr
