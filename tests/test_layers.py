@@ -10,7 +10,7 @@ from pathlib import Path
 import grimp
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("contracts", "sql", "sentinel", "config", "inference", "warehouse", "reports", "worker", "devstack", "cli")
+PACKAGES = ("contracts", "sql", "sentinel", "objects", "config", "inference", "warehouse", "reports", "worker", "devstack", "cli")
 
 
 def test_the_layer_contract_is_kept() -> None:
