@@ -11,6 +11,7 @@ from typing import Optional
 import typer
 
 from cli.common import ConfigOpt, broker_errors, console, settings_from
+from cli.traffic import _warn_refusals
 from config.settings import Settings
 
 
@@ -40,14 +41,17 @@ def import_history(file: Path = typer.Argument(..., help="History file: .jsonl, 
     stored = _warehouse_lookup(settings) if check_warehouse else None
     bar = tqdm(total=0, desc="import", unit="job", file=sys.stderr)
 
-    def total(n: int) -> None:
-        bar.total = n
+    def starting(rows) -> None:
+        from inference.catalog import row_jobs
+
+        _warn_refusals(settings, row_jobs([row.trace for row in rows]))  # what the worker will dead-letter
+        bar.total = len(rows)
         bar.refresh()
 
     async def main():
         async with JobPublisher(settings.bootstrap_servers) as publisher:
             return await run_import(file, publisher, ObjectStore(settings.object_store_root), done,
-                                    max_inline=settings.max_image_bytes, stored=stored, on_total=total,
+                                    max_inline=settings.max_image_bytes, stored=stored, on_rows=starting,
                                     on_row=bar.update)
 
     with broker_errors(settings):

@@ -164,16 +164,18 @@ def build_event(row: HistoryRow, base_dir: Path, store: ObjectStore, max_inline:
 
 async def import_history(path: Path, publisher: Publisher, store: ObjectStore, ledger: Ledger, *,
                          max_inline: int, stored: Callable[[list[str]], set[str]] | None = None,
-                         chunk: int = 200, on_total: Callable[[int], None] | None = None,
+                         chunk: int = 200, on_rows: Callable[[list[HistoryRow]], None] | None = None,
                          on_row: Callable[[], None] | None = None) -> ImportResult:
-    """Import every good row of ``path`` not imported before (see the module docstring)."""
+    """Import every good row of ``path`` not imported before (see the module docstring).
+    ``on_rows`` sees the rows about to be imported (before any is published), ``on_row`` each
+    row done (published or refused)."""
     t0 = time.perf_counter()
     path = Path(path)
     rows, errors = load_history(path)
     result = ImportResult(refused=list(errors))
     todo = _not_imported(rows, ledger, stored, result)
-    if on_total is not None:
-        on_total(len(todo))
+    if on_rows is not None:
+        on_rows(todo)
     loop = asyncio.get_running_loop()
     pending: list[str] = []
     for row in todo:

@@ -35,7 +35,7 @@ pytestmark = pytest.mark.integration
 
 N = 2_000
 LARGE = {7: "PNG", 400: "PNG", 901: "PNG", 1500: "PNG", 1777: "JPEG"}  # 1024x1024 noise: > 1 MB each
-LARGE_REFERENCE = 1200  # this row's reference photo is a 1024x1024 PNG: by reference too
+LARGE_REFERENCE = 50  # this row's reference photo is a 1024x1024 PNG: by reference too
 MISSING = {13, 999, 1998}  # lines whose image file does not exist
 CORRUPT = {21: "png", 1234: "jpg"}  # truncated PNG, random bytes named .jpg
 BAD_FIELDS = {55}  # provider "on-prem"
@@ -130,6 +130,7 @@ def test_bad_rows_are_refused_by_line_and_the_rest_published(imported):
     assert "provider 'on-prem'" in refused[55] and refused[60] == "reference image not found: refs/60.jpg"
     assert f"published {N - len(REFUSED):,} jobs ({len(LARGE) + 1} with images by reference)" in first.stderr
     assert f"refused {len(REFUSED)} rows" in first.stderr
+    assert "warning:" in first.stderr and "'no-such-model'" in first.stderr  # told before publishing
     assert "published 0 jobs" in second.stderr and f"skipped {N - len(REFUSED):,} already imported" in second.stderr
 
 
@@ -212,3 +213,30 @@ def test_a_re_import_adds_nothing_and_the_warehouse_alone_is_enough(imported, st
     # (unknown model) is not stored, so it is the one published again
     assert "published 1 jobs" in third.stderr and f"{len(good_ids):,} in the warehouse" in third.stderr
     assert reader.query("SELECT count() AS n FROM sentinel.jobs FINAL").column("n").to_pylist() == [len(good_ids)]
+
+
+def test_rescore_fetches_the_images_kept_by_reference(imported, stack):
+    """Last here (it stops the worker, which owns the embedded store): `sentinel rescore` of the
+    first day (jobs 1-99: job 7's image and job 50's reference photo are kept by reference)
+    fetches them from the object store and gets the stream's scores."""
+    _, _, good_ids, _, _, reader = imported
+    stream = {r["job_id"]: r for r in reader.query(
+        "SELECT job_id, clip_prompt_score, clip_reference_score FROM sentinel.scores FINAL").to_pylist()}
+    day_one = {j for j in good_ids if int(j.split("-")[1]) < 100}
+    stack.worker.stop()
+    env = {**os.environ, **stack.settings.to_env()}
+    done = subprocess.run([sys.executable, "-m", "cli.main", "rescore", "--scorer-version", "v-again",
+                           "--from", "2026-02-01T00:00:00Z", "--to", "2026-02-02T00:00:00Z"], env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"rescored {len(day_one)} jobs as v-again/" in done.stderr and "(0 skipped)" in done.stderr
+    direct = open_reader(stack.settings.dsn)
+    again = {r["job_id"]: r for r in direct.query(
+        "SELECT job_id, clip_prompt_score, clip_reference_score FROM sentinel.scores FINAL WHERE startsWith(scorer_version, 'v-again/')"
+    ).to_pylist()}
+    direct.close()
+    assert set(again) == day_one and {"hist-0007", f"hist-{LARGE_REFERENCE:04d}"} <= day_one
+    for job_id in day_one:
+        assert again[job_id]["clip_prompt_score"] == pytest.approx(stream[job_id]["clip_prompt_score"], abs=1e-4)
+    assert again["hist-0050"]["clip_reference_score"] == \
+        pytest.approx(stream["hist-0050"]["clip_reference_score"], abs=1e-4)
