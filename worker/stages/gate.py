@@ -5,7 +5,8 @@ restarts. Past decoding and the field checks (worker/stages/triage.py, which als
 :class:`Catalog` about model and niche), the gate decides once per ``(partition, offset)``:
 
 * ``ok``         the first copy of this job id: scored, stored and tallied;
-* ``bad``        the image (or reference image) does not decode: dead-lettered;
+* ``bad``        the image (or reference image) does not decode, or, sent by reference, cannot
+                 be fetched from the object store or fails its digest check: dead-lettered;
 * ``duplicate``  a re-published job (a job id already seen, same content): skipped by every
                  agent, counted in ``sentinel_duplicates_skipped_total``;
 * ``conflict``   a job id already seen with *other* content: dead-lettered as
