@@ -20,6 +20,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pyarrow as pa
 import pytest
 from conftest import consume_all, make_event, publish_events, running_stack, wait_for
 from history_fixtures import good, image_file
@@ -158,7 +159,7 @@ def test_large_images_travel_by_reference_and_small_ones_inline(imported, stack)
     assert max(len(r.value) for r in records) < 1_000_000  # every message fits Kafka's default limit
 
 
-def test_every_good_image_is_stored_byte_identical(imported):
+def test_every_good_image_is_stored_byte_identical(imported, stack):
     folder, rows, good_ids, _, _, reader = imported
     stored = {r["job_id"]: r for r in reader.query(
         "SELECT j.job_id AS job_id, j.image_sha256 AS image_sha256, j.image_uri AS image_uri, "
@@ -176,6 +177,15 @@ def test_every_good_image_is_stored_byte_identical(imported):
         else:
             assert row["image_uri"] == "" and row["stored_sha256"] == digest, job_id
         assert row["has_reference"] == ("reference_image" in rows[i - 1])
+    # what the rating page reads for one image (sql/reports/job_image.sql): the URI when by reference
+    for i in (7, 8):
+        got = reader.query(sql_files.report("job_image"), {"job_id": f"hist-{i:04d}"})
+        uri = got.column("image_uri")[0].as_py()
+        assert (uri != "") == (i in LARGE)
+        if i in LARGE:
+            assert got.column("image").cast(pa.binary())[0].as_py() == b"" and uri == stored[f"hist-{i:04d}"]["image_uri"]
+            data = ObjectStore(stack.settings.object_store_root).fetch_uri(uri)
+            assert data == (folder / rows[i - 1]["image"]).read_bytes()
 
 
 def test_scores_equal_tiny_clip_on_the_files(imported, stack):
