@@ -12,7 +12,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import typer  # noqa: E402
 
-from cli import bundle, db, demo, guard, query, ratings, run, scoring, traffic  # noqa: E402
+from cli import bundle, db, demo, guard, imports, query, ratings, run, scoring, traffic  # noqa: E402
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Sentinel Stream: score image-generation traffic from Kafka into ClickHouse.")
@@ -41,6 +41,7 @@ bundle_app.command("export")(bundle.bundle_export)
 bundle_app.command("verify")(bundle.bundle_verify)
 trace_app.command("generate")(traffic.trace_generate)
 app.command()(traffic.replay)
+app.command("import")(imports.import_history)
 dlq_app.command("list")(traffic.dlq_list)
 dlq_app.command("replay")(traffic.dlq_replay)
 app.command()(scoring.rescore)

@@ -74,6 +74,7 @@ def node(model: list[str] = typer.Option(..., "--model", "-m", help="Model id(s)
     from inference.registry import RegistryError, load_registry
     from inference.runner import serve
     from inference.traffic import demo_jobs
+    from objects.store import ObjectStore
 
     try:
         models = load_registry(registry_path(settings, registry))
@@ -86,7 +87,8 @@ def node(model: list[str] = typer.Option(..., "--model", "-m", help="Model id(s)
         raise typer.Exit(2)
     inference_node = InferenceNode({m: models[m] for m in model}, node_id=node_id or f"{os.uname().nodename}-{os.getpid()}",
                                    cache_dir=settings.models_dir, image_format=image_format,
-                                   max_image_bytes=settings.max_image_bytes)
+                                   max_image_bytes=settings.max_image_bytes,
+                                   objects=ObjectStore(settings.object_store_root))
     bar = tqdm(total=jobs, desc=f"node {','.join(model)}", unit="job", file=sys.stderr)
 
     async def main() -> int:

@@ -74,9 +74,11 @@ def replay(trace: Path = typer.Argument(..., help="Trace file (.jsonl or .parque
         async with JobPublisher(settings.bootstrap_servers) as publisher:
             if live:
                 from inference.node import InferenceNode
+                from objects.store import ObjectStore
 
                 pool = [InferenceNode(models, node_id=f"live-node-{i}", cache_dir=settings.models_dir,
-                                      max_image_bytes=settings.max_image_bytes) for i in range(nodes)]
+                                      max_image_bytes=settings.max_image_bytes,
+                                      objects=ObjectStore(settings.object_store_root)) for i in range(nodes)]
                 return await replay_live(rows, pool, publisher, speedup=speedup, rate=rate,
                                          on_published=lambda _: bar.update())
             renderer = _renderer(render, settings, models, image_size, steps)

@@ -102,6 +102,9 @@ class Settings:
     model_registry: str = ""
     max_image_bytes: int = 900_000
     pricing_file: Path = DEFAULT_PRICING
+    # claim-check object store for images above max_image_bytes (objects/store.py): a directory
+    # or an fsspec URL such as s3://bucket/prefix; "" = <data_dir>/objects
+    object_store_url: str = ""
     # the worker's catalog (worker/stages/gate.py): events naming another model or niche are
     # dead-lettered. Built in: the model registry, the trace models and the demo/trace niches;
     # these add comma-separated ids ("*" accepts any)
@@ -126,6 +129,11 @@ class Settings:
     @property
     def bootstrap_servers(self) -> str:
         return ",".join(u.split("://", 1)[-1] for u in self.broker_url.split(","))
+
+    @property
+    def object_store_root(self) -> str:
+        """Where images by reference are kept: ``object_store_url`` or ``<data_dir>/objects``."""
+        return self.object_store_url or str((self.data_dir / "objects").resolve())
 
     @property
     def models_dir(self) -> Path:

@@ -6,6 +6,7 @@ Arrow inserts are the fast path into ClickHouse/chDB (see PLATFORM notes: ~65k r
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any, Sequence
 
 import pyarrow as pa
@@ -42,6 +43,9 @@ JOBS_SCHEMA = pa.schema([
     ("source_partition", pa.uint32()),
     ("source_offset", pa.uint64()),
     ("content_hash", pa.string()),  # contracts.codec.content_hash: the duplicate gate compares it
+    ("image_sha256", pa.string()),  # of the image's bytes, inline or by reference (0011)
+    ("image_uri", pa.string()),  # the object store URI of an image by reference, else ""
+    ("reference_uri", pa.string()),  # the same for the reference photo
 ])
 
 IMAGES_SCHEMA = pa.schema([
@@ -79,7 +83,7 @@ ALERTS_SCHEMA = pa.schema([
 
 _DIRECT_JOB_FIELDS = [f.name for f in JOBS_SCHEMA if f.name not in
                       {"has_reference", "latency_ms", "image_bytes", "source_partition", "source_offset",
-                       "content_hash"}]
+                       "content_hash", "image_sha256", "image_uri", "reference_uri"}]
 
 
 def job_rows(items: Sequence[tuple[Any, ...]]) -> pa.Table:
@@ -89,9 +93,13 @@ def job_rows(items: Sequence[tuple[Any, ...]]) -> pa.Table:
     for event, partition, offset, *digest in items:
         for name in _DIRECT_JOB_FIELDS:
             cols[name].append(event.get(name))
-        cols["has_reference"].append(event.get("reference_image") is not None)
+        image_ref, reference_ref = event.get("image_ref"), event.get("reference_image_ref")
+        cols["has_reference"].append(event.get("reference_image") is not None or reference_ref is not None)
         cols["latency_ms"].append(latency_ms(event))
-        cols["image_bytes"].append(len(event["image"]))
+        cols["image_bytes"].append(image_ref["size"] if image_ref else len(event["image"]))
+        cols["image_sha256"].append(image_ref["sha256"] if image_ref else hashlib.sha256(event["image"]).hexdigest())
+        cols["image_uri"].append(image_ref["uri"] if image_ref else "")
+        cols["reference_uri"].append(reference_ref["uri"] if reference_ref else "")
         cols["source_partition"].append(partition)
         cols["source_offset"].append(offset)
         cols["content_hash"].append(digest[0] if digest else content_hash(event))

@@ -19,6 +19,7 @@ from faust.types import TP
 
 from config.settings import Settings
 from contracts.topics import ALERTS, JOBS_COMPLETED, JOBS_SCORED, RATINGS, dlq_name
+from objects.store import ObjectStore
 from worker import codecs
 from worker.agents.alerts import AlertsAgent
 from worker.agents.jobs import JobsAgent, JobStages
@@ -106,13 +107,14 @@ def wire_agents(app: faust.App, settings: Settings, rt: Runtime, topics: Topics,
     async def seek(partition: int, offset: int) -> None:
         await app.consumer.seek(TP(JOBS_COMPLETED, partition), offset)
 
+    objects = ObjectStore(settings.object_store_root)  # images by reference (claim check)
     gate = Gate(lambda ids: stored_copies(rt.warehouse, ids), executor=rt.gate_pool,
-                on_duplicate=rt.metrics.duplicates.inc, on_retry=rt.metrics.sink_retries.inc)
+                on_duplicate=rt.metrics.duplicates.inc, on_retry=rt.metrics.sink_retries.inc, objects=objects)
     protocol.on_restart.append(lambda starts: gate.restart(
         {p: o for (topic, p), o in starts.items() if topic == JOBS_COMPLETED}))
     stages = JobStages(
         screen=Screen(Triage(rt.pricing, settings.max_image_bytes, rt.catalog), gate, Rereads(gate, seek)),
-        score=ScoreStage(rt.scorer, settings.scorer_version) if settings.score_enabled else None,
+        score=ScoreStage(rt.scorer, settings.scorer_version, objects) if settings.score_enabled else None,
         letters=DeadLetters(topics.dlq[JOBS_COMPLETED], JOBS_COMPLETED, rt.metrics),
         scores_out=topics.scored_out,
         moments=MomentsStage(rt, settings.scorer_version, committed),

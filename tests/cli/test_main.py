@@ -16,7 +16,7 @@ from cli.main import app
 COMMANDS = [[], ["demo"], ["up"], ["worker"], ["node"], ["guard"], ["report"], ["sql"], ["alerts"], ["replay"],
             ["trace", "generate"], ["dlq", "list"], ["dlq", "replay"], ["db", "migrate"], ["reference", "build"],
             ["reference", "list"], ["ratings", "import"], ["ratings", "list"], ["ratings", "url"], ["rescore"],
-            ["bundle"], ["bundle", "export"], ["bundle", "verify"]]
+            ["bundle"], ["bundle", "export"], ["bundle", "verify"], ["import"]]
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "sentinel")

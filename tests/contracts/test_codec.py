@@ -105,6 +105,8 @@ def job_completed(**overrides) -> dict:
         "gpu_seconds": 3.001,
         "api_cost_usd": None,
         "node_id": "node-1",
+        "image_ref": None,
+        "reference_image_ref": None,
     }
     event.update(overrides)
     return event
@@ -306,3 +308,71 @@ def test_older_writer_decodes_with_reader_default(schema_dir_with_history: Path)
     assert data[2:10] == wire_fingerprint(_v0_raw())
     decoded = AvroCodec("JobCompleted").decode(data)
     assert decoded == event and decoded["encode_ms"] is None
+
+
+# -- images by reference (claim check): v1 = before image_ref / reference_image_ref -----------
+
+REF = {"uri": "s3://bucket/objects/sha256/ab/" + "ab" * 32, "size": 2_345_678, "sha256": "ab" * 32}
+
+
+def _v1_raw() -> dict:
+    return json.loads((SCHEMA_DIR / "history" / "job_completed.v1.avsc").read_text())
+
+
+def test_the_refs_are_appended_after_v1_with_null_defaults() -> None:
+    current, v1 = _raw("job_completed.avsc"), _v1_raw()
+    names = [f["name"] for f in current["fields"]]
+    assert names[:len(v1["fields"])] == [f["name"] for f in v1["fields"]]
+    added = current["fields"][len(v1["fields"]):]
+    assert {"image_ref", "reference_image_ref"} <= {f["name"] for f in added}
+    assert all(f["default"] is None for f in added)
+    assert codec._known_schemas()[1][wire_fingerprint(v1)].name == "JobCompleted"  # shipped in history/
+
+
+@pytest.mark.parametrize("refs", [
+    {"image": b"", "image_ref": REF},
+    {"image": b"", "image_ref": REF, "reference_image": None, "reference_image_ref": {**REF, "size": 7}},
+])
+def test_refs_round_trip(refs: dict) -> None:
+    event = job_completed(**refs)
+    c = AvroCodec("JobCompleted")
+    assert c.decode(c.encode(event)) == event
+
+
+def test_old_writer_new_reader_reads_no_refs() -> None:
+    old = {k: v for k, v in job_completed().items() if k not in ("image_ref", "reference_image_ref")}
+    data = AvroCodec("JobCompleted", writer=_schema(_v1_raw())).encode(old)
+    assert data[2:10] == wire_fingerprint(_v1_raw())
+    decoded = AvroCodec("JobCompleted").decode(data)  # the shipped history/ knows v1
+    assert decoded == {**old, "image_ref": None, "reference_image_ref": None}
+    # the same with fastavro alone: v1 writer schema resolved against the current reader schema
+    body = io.BytesIO(data[10:])
+    assert fastavro.schemaless_reader(body, parse_schema(_v1_raw()), parse_schema(_raw("job_completed.avsc"))) == decoded
+
+
+def test_new_writer_old_reader_drops_the_refs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A reader still on v1 (its schema dir: v1 current, the new schema in history/) decodes an
+    event by reference: the refs are dropped, the empty image stays (so it dead-letters as an
+    image that does not decode, never scored as something else)."""
+    event = job_completed(image=b"", image_ref=REF)
+    data = AvroCodec("JobCompleted").encode(event)
+    old_dir = tmp_path / "old"
+    (old_dir / "history").mkdir(parents=True)
+    for path in SCHEMA_DIR.glob("*.avsc"):
+        shutil.copy(path, old_dir / path.name)
+    (old_dir / "job_completed.avsc").write_text(json.dumps(_v1_raw()))
+    (old_dir / "history" / "job_completed.v2.avsc").write_text(json.dumps(_raw("job_completed.avsc")))
+    real = codec._known_schemas
+    monkeypatch.setattr(codec, "_known_schemas", lambda directory=old_dir: real(directory))
+    decoded = AvroCodec("JobCompleted").decode(data)
+    assert "image_ref" not in decoded and decoded["image"] == b""
+    assert decoded == {k: v for k, v in event.items() if k not in ("image_ref", "reference_image_ref")}
+    body = io.BytesIO(data[10:])
+    assert fastavro.schemaless_reader(body, parse_schema(_raw("job_completed.avsc")), parse_schema(_v1_raw())) == decoded
+
+
+def test_content_hash_of_an_inline_event_is_the_same_before_and_after_the_refs() -> None:
+    with_refs = job_completed()
+    without = {k: v for k, v in with_refs.items() if k not in ("image_ref", "reference_image_ref")}
+    assert codec.content_hash(with_refs) == codec.content_hash(without)
+    assert codec.content_hash(job_completed(image=b"", image_ref=REF)) != codec.content_hash(with_refs)
