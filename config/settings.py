@@ -106,6 +106,12 @@ class Settings:
     fid_drift_margin_abs: float = 0.0
     fid_drift_m: int = 3
     fid_drift_resolve_fraction: float = 0.5
+    # benchmark snapshots (README "Trends"): every snapshot_interval_s (0 = never) the worker
+    # stores the report of the last snapshot_lookback closed periods of snapshot_period_s
+    # (epoch-aligned windows; a window taken again replaces its rows)
+    snapshot_interval_s: float = 300.0
+    snapshot_period_s: int = 3600
+    snapshot_lookback: int = 2
     # inference
     model_registry: str = ""
     max_image_bytes: int = 900_000

@@ -6,6 +6,7 @@
 * ``latency_cdf``: the empirical CDF of end-to-end latency per model from its quantile table
   (one polyline per model; log latency axis when latencies spread over more than 20×).
 * ``grouped_bars``: composite by niche, one bar per model in each niche, interval whiskers.
+* ``composite_trend``: the composite over time per model, from the stored benchmark snapshots.
 
 Every chart is an ``<svg role="img" aria-label=...>`` with a ``<title>``; points and bars
 carry ``<title>`` tooltips with their numbers.
@@ -297,5 +298,42 @@ def grouped_bars(rows: Sequence[dict[str, Any]], key: str, colors: dict[str, str
     _legend(parts, models, colors, width - right + 16, top + 10)
     parts.append(f'<text x="{width - right + 16}" y="{top + 10 + 20 * len(models) + 10}" fill="#5b6675">'
                  f'whiskers: 95% CI</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def composite_trend(trend: Sequence[dict[str, Any]], colors: dict[str, str],
+                    title: str = "Composite over time (benchmark snapshots)") -> str:
+    """One polyline per model through (snapshot window end, composite); '' without 2 windows."""
+    from datetime import datetime, timezone
+
+    points: dict[str, list[tuple[float, float]]] = {}
+    for r in trend:
+        if r.get("composite") is not None:
+            end = datetime.fromisoformat(str(r["window_end"]))
+            t = (end if end.tzinfo else end.replace(tzinfo=timezone.utc)).timestamp()
+            points.setdefault(r["model"], []).append((t, float(r["composite"])))
+    times = sorted({t for pts in points.values() for t, _ in pts})
+    if len(times) < 2:
+        return ""
+    width, height = 760, 360
+    left, right, top, bottom = 64, 200, 34, 58
+    x = Axis(times[0], times[-1], left, width - right)
+    values = [v for pts in points.values() for _, v in pts]
+    yt = nice_ticks(min(0.0, min(values)), max(values) * 1.05 or 1.0)
+    y = Axis(yt[0], yt[-1], height - bottom, top)
+    parts = _open(title, width, height)
+    xt = [times[round(i * (len(times) - 1) / 4)] for i in range(5)] if len(times) > 5 else times
+    _x_axis(parts, x, sorted(set(xt)), top, height - bottom, "snapshot window end (UTC)",
+            lambda t: datetime.fromtimestamp(t, timezone.utc).strftime("%m-%d %H:%M"))
+    _y_axis(parts, y, yt, left, width - right, "composite (0-100)", lambda v: f"{v:g}")
+    for model, pts in sorted(points.items()):
+        pts.sort()
+        color = colors.get(model, PALETTE[0])
+        line = " ".join(f"{x(t):.1f},{y(v):.1f}" for t, v in pts)
+        parts.append(f'<polyline points="{line}" fill="none" stroke="{color}" stroke-width="2.2"/>')
+        parts += [f'<circle cx="{x(t):.1f}" cy="{y(v):.1f}" r="3" fill="{color}"><title>{_esc(model)}: '
+                  f'{v:.1f}</title></circle>' for t, v in pts]
+    _legend(parts, sorted(points), colors, width - right + 16, top + 10, line=True)
     parts.append("</svg>")
     return "".join(parts)

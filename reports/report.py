@@ -106,7 +106,18 @@ def benchmark(reader: Warehouse, pricing: Pricing, window: Window = Window(), sc
         "latency_breakdown": [{k: _clean(v) for k, v in r.items()} for r in latency_parts.to_pylist()],
         "latency_quantiles": {"levels": [i / 100 for i in range(101)],
                               "models": {r["model"]: r["latency_ms"] for r in cdf}},
+        "trend": trend(reader, window),
     }
+
+
+def trend(reader: Warehouse, window: Window) -> list[dict[str, Any]]:
+    """Stored benchmark snapshots (reports/snapshots.py) of windows ending within ``window``, per
+    model: the composite and its components over time ([] when the store has no snapshot table)."""
+    if not reader.query(sql_files.report("snapshot_table")).column("n")[0].as_py():
+        return []
+    rows = reader.query(sql_files.report("snapshot_trend"), window.params()).to_pylist()
+    return [{k: v.isoformat() if hasattr(v, "isoformat") else _clean(v) for k, v in r.items() if k != "niche"}
+            for r in rows]
 
 
 def quality_notes(report: dict[str, Any]) -> list[str]:
@@ -314,6 +325,7 @@ def render_html(report: dict[str, Any]) -> str:
         charts.pareto_scatter(report["models"], colors),
         charts.grouped_bars(report["niches"], "composite", colors, "Composite by niche", "composite (0-100)"),
         charts.latency_cdf(report.get("latency_quantiles") or {}, colors),
+        charts.composite_trend(report.get("trend") or [], colors),
     ])
     bars = "".join([
         _bar_chart("p95 end-to-end latency (ms)", report["models"], "p95_latency_ms", "{:,.0f} ms"),

@@ -12,6 +12,8 @@ commit protocol (worker/delivery/commit.py) commits only what every agent finish
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from typing import Any
 
 import faust
@@ -41,6 +43,8 @@ from worker.stages.triage import Triage
 from worker.views import register_views
 from warehouse.moments import bucket_moments
 from warehouse.references import extractor_id, load_references
+
+log = logging.getLogger(__name__)
 
 
 def make_app(settings: Settings) -> faust.App:
@@ -96,6 +100,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
     run_hole_healer(app, protocol)
     wire_agents(app, settings, runtime, topics, protocol, live, detectors)
     register_views(app, settings, lambda: runtime, live, protocol.tracks)
+    register_snapshot_timer(app, settings, runtime)
     register_rating_page(app, lambda: runtime, topics.ratings_out)
     protocol.seal(app)  # after every agent: the commit waits for each of them
     return app
@@ -157,3 +162,19 @@ def fid_drift_stage(settings: Settings, rt: Runtime, detectors: Any) -> FidDrift
     refs = ReferenceCache(lambda: {niche: r.moments for niche, r in load_references(rt.warehouse, extractor).items()})
     return FidDriftStage(detectors, settings.fid_drift_config(), settings.scorer_version,
                          lambda *args: bucket_moments(rt.warehouse, *args), refs)
+
+
+def register_snapshot_timer(app: faust.App, settings: Settings, rt: Runtime) -> None:
+    """Every ``snapshot_interval_s``: the runtime's benchmark snapshots, in the sink thread (a
+    failure is logged and the next tick tries again; windows taken twice replace each other)."""
+    if rt.snapshot is None or settings.snapshot_interval_s <= 0:
+        return
+    take = rt.snapshot
+
+    @app.timer(settings.snapshot_interval_s)
+    async def benchmark_snapshots() -> None:
+        try:
+            rows = await asyncio.get_running_loop().run_in_executor(rt.sink_pool, take)
+            log.info("benchmark snapshots: %d rows", rows)
+        except Exception as exc:  # the warehouse may be down: the next tick retries
+            log.warning("benchmark snapshots failed (%s: %s)", type(exc).__name__, exc)
