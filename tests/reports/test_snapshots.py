@@ -135,8 +135,10 @@ def test_scheduled_windows_and_the_report_trend(store: ClickHouseWarehouse) -> N
 
 
 def test_the_html_report_charts_the_composite_over_time(store: ClickHouseWarehouse) -> None:
-    """One line per model through its snapshots' composites (the points' tooltips carry them)."""
+    """One line per model through its snapshots' composites: as many points as windows, and the
+    points' heights in the order of the composites (SVG y grows downwards)."""
     import re
+    import xml.etree.ElementTree as ET
 
     from reports.report import render_html
 
@@ -146,8 +148,12 @@ def test_the_html_report_charts_the_composite_over_time(store: ClickHouseWarehou
     report = benchmark(store, PRICING, Window(T0, T0 + timedelta(hours=3)), "", QualityConfig(),
                        BootstrapConfig(resamples=0))
     page = render_html(report)
-    chart = re.search(r'<svg role="img" aria-label="Composite over time[^"]*".*?</svg>', page, re.S).group(0)
-    tips = re.findall(r"<circle [^>]*><title>([^<]+): ([0-9.]+)</title>", chart)
-    want = sorted((r["model"], f"{r['composite']:.1f}") for r in report["trend"])
-    assert sorted(tips) == want and len(want) == 9
-    assert chart.count("<polyline") == 3
+    svg = ET.fromstring(re.search(r'<svg role="img" aria-label="Composite over time.*?</svg>', page, re.S).group(0))
+    ns = "{http://www.w3.org/2000/svg}"
+    lines = {g.get("id"): g.find(f"{ns}path") for g in svg.iter(f"{ns}g") if (g.get("id") or "").startswith("trend-")}
+    assert sorted(lines) == [f"trend-{k}" for k in range(3)]
+    for k, model in enumerate(sorted(MODELS)):
+        ys = [float(y) for y in re.findall(r"[ML] [0-9.]+ ([0-9.]+)", lines[f"trend-{k}"].get("d"))]
+        composites = [r["composite"] for r in report["trend"] if r["model"] == model]
+        assert len(ys) == len(composites) == 3
+        assert sorted(range(3), key=lambda i: -ys[i]) == sorted(range(3), key=lambda i: composites[i])
