@@ -139,11 +139,13 @@ def pareto_scatter(rows: Sequence[dict[str, Any]], colors: dict[str, str],
         for r in pts:
             color, on = colors.get(r["model"], PALETTE[0]), r["model"] in frontier
             x, y = r["cost_per_image_usd"], r["composite"]
+            # intervals drawn from lo to hi as they are (a point estimate may lie outside its
+            # interval: the interval rests on a capped sample of jobs)
             ci_q, ci_c = r.get("composite_ci"), r.get("cost_per_image_usd_ci")
-            yerr = [[y - ci_q[0]], [ci_q[1] - y]] if ci_q else None
-            xerr = [[x - ci_c[0]], [ci_c[1] - x]] if ci_c and (not log or ci_c[0] > 0) else None
-            if yerr or xerr:
-                ax.errorbar([x], [y], yerr=yerr, xerr=xerr, fmt="none", ecolor=color, elinewidth=1.3)
+            if ci_q:
+                ax.vlines(x, ci_q[0], ci_q[1], color=color, lw=1.3)
+            if ci_c and (not log or ci_c[0] > 0):
+                ax.hlines(y, ci_c[0], ci_c[1], color=color, lw=1.3)
             ax.scatter([x], [y], s=70, facecolor=color if on else "white", edgecolor=color, linewidth=2.2,
                        zorder=3, gid=f"point-{index.get(r['model'], 0)}")
             ax.annotate(r["model"], (x, y), xytext=(7, 5), textcoords="offset points", color=color, weight="bold")
@@ -202,18 +204,17 @@ def grouped_bars(rows: Sequence[dict[str, Any]], key: str, colors: dict[str, str
     with chart(title, f"bars-{key}") as c:
         ax = c.ax
         for m, model in enumerate(models):
-            xs, ys, err = [], [], [[], []]
+            xs, ys, cis = [], [], []
             for g, group in enumerate(groups):
                 r = value.get((group, model))
                 if r is None:
                     continue
                 xs.append(g - 0.4 + (m + 0.5) * width)
                 ys.append(r[key])
-                ci = r.get(f"{key}_ci") or [r[key], r[key]]
-                err[0].append(r[key] - ci[0])
-                err[1].append(ci[1] - r[key])
-            bars = ax.bar(xs, ys, width * 0.92, color=colors.get(model, PALETTE[0]), label=model,
-                          yerr=err, ecolor=INK, capsize=0, error_kw={"elinewidth": 1.1})
+                cis.append(r.get(f"{key}_ci"))
+            bars = ax.bar(xs, ys, width * 0.92, color=colors.get(model, PALETTE[0]), label=model)
+            ax.vlines([x for x, ci in zip(xs, cis) if ci], [ci[0] for ci in cis if ci], [ci[1] for ci in cis if ci],
+                      color=INK, lw=1.1)
             for j, patch in enumerate(bars.patches):
                 patch.set_gid(f"bars-{index.get(model, 0)}-{j}")
         ax.set_xticks(range(len(groups)), groups)

@@ -29,6 +29,7 @@ from sentinel.incident import Transition, require_int
 from sentinel.windowed import WindowedConfig, WindowedThresholdDetector
 
 FID_METRIC = "fid"
+MAX_WINDOWS_KEPT = 256  # evaluated windows kept in memory (for inspection; not serialized)
 
 
 @dataclass(frozen=True)
@@ -80,7 +81,7 @@ class FidDriftTracker:
         self.detector = WindowedThresholdDetector(model_id, niche, FID_METRIC, self.config.detector)
         self.watermark: float | None = None  # newest event time seen (epoch s)
         self.next_bucket: int | None = None  # first bucket not yet consumed into a window
-        self.windows: list[FidWindow] = []  # evaluated since this object was built (not serialized)
+        self.windows: list[FidWindow] = []  # the last windows evaluated by this object (not serialized)
 
     def observe(self, t: float) -> None:
         """One image's event time (epoch s, its requested_at)."""
@@ -114,7 +115,7 @@ class FidDriftTracker:
             if pending.n >= self.config.min_images:
                 window_end = b + self.config.bucket_s
                 value = fid(pending, reference)
-                self.windows.append(FidWindow(start, window_end, pending.n, value))
+                self.windows = [*self.windows[-(MAX_WINDOWS_KEPT - 1):], FidWindow(start, window_end, pending.n, value)]
                 tr = self.detector.update(value, float(window_end), window=start)
                 if tr is not None:
                     out.append(tr)

@@ -62,7 +62,8 @@ class ScoresAgent(BatchAgent):
                 loop = asyncio.get_running_loop()
                 inputs = await until_done(lambda: loop.run_in_executor(self.rt.sink_pool, fid.fetch, fid_changed),
                                           "reading FID moments", self.rt.metrics.sink_retries.inc)
-                alerts += fid.apply(fid_changed, inputs)
+                # FID (an eigen-decomposition per window, D x D) off the event loop too
+                alerts += await loop.run_in_executor(self.rt.sink_pool, fid.apply, fid_changed, inputs)
             await send_delivered(self.alerts_out, [Outgoing(a["alert_id"].encode(), a) for a in alerts], "alerts",
                                  self.rt.metrics.send_retries.inc)
             self.drift.write(changed)

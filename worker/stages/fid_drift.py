@@ -5,8 +5,8 @@ re-encode. ``jobs.scored`` is keyed by model|niche, so one worker owns each trac
 
 Four steps, so the event loop never waits on ClickHouse: ``observe`` (on the loop: table
 reads), ``fetch`` (blocking, changes nothing: moments and reference queries; run it in the
-sink thread until it succeeds), ``apply`` (FID and the detectors), ``write`` (on the loop,
-after the alerts are delivered).
+sink thread until it succeeds), ``apply`` (FID and the detectors; in the sink thread too, an
+eigen-decomposition per window), ``write`` (on the loop, after the alerts are delivered).
 """
 
 from __future__ import annotations
