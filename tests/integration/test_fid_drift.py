@@ -5,7 +5,8 @@ stored in sentinel.alerts, firing during the shift and resolved after it.
 
 Small windows so it stays short: one-minute moment buckets of 12 images (an event every 5 s of
 event time), a window per bucket, baseline of 3 windows, m = 2. One partition, so every JobScored
-follows the moments of its bucket (the jobs agent stores moments before it sends scores)."""
+follows the moments of its bucket (the jobs agent stores moments before it sends scores).
+The same stack checks the worker's scheduled benchmark snapshots (events in recent event time)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import io
 import os
 import subprocess
 import sys
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,12 @@ import sql as sql_files
 pytestmark = pytest.mark.integration
 
 PER_BUCKET, BASELINE, SHIFT, RECOVER = 12, 4, 3, 6  # buckets of each phase
+N_EVENTS = (BASELINE + SHIFT + RECOVER) * PER_BUCKET + 2  # +2: event time past the last bucket closes it
+SNAPSHOT_PERIOD_S = 600
+# recent event time, so the worker's scheduled snapshots (the last 3 closed 10-minute periods)
+# cover every event: from 20 minutes before the current period's start
+_NOW = int(datetime.now(timezone.utc).timestamp())
+T0 = datetime.fromtimestamp(_NOW - _NOW % SNAPSHOT_PERIOD_S - 2 * SNAPSHOT_PERIOD_S, timezone.utc)
 
 
 def _scene(seed: int, size: int = 64):
@@ -50,10 +57,9 @@ def _scene_png(seed: int) -> bytes:
 
 def _events() -> list[dict]:
     out = []
-    n = (BASELINE + SHIFT + RECOVER) * PER_BUCKET + 2  # +2: event time past the last bucket closes it
-    for i in range(n):
+    for i in range(N_EVENTS):
         e = make_event(i, seed=21, model=0, niche=0)
-        dt = timedelta(seconds=i * 5 - i * 7)  # make_event spaces events 7 s apart; 5 s here
+        dt = T0 - BASE_TIME + timedelta(seconds=i * 5 - i * 7)  # make_event spaces events 7 s apart; 5 s here
         for k in ("requested_at", "started_at", "completed_at", "delivered_at"):
             e[k] += dt
         shifted = BASELINE <= i // PER_BUCKET < BASELINE + SHIFT
@@ -72,7 +78,8 @@ def drift_stack(tmp_path_factory: pytest.TempPathFactory):
     settings = load_settings(env={}, data_dir=data_dir, partitions=1, score_batch_wait_s=0.2, sink_batch_wait_s=0.3,
                              app_id=f"sentinel-fid-{os.getpid()}", moments_bucket_s=60, fid_drift_min_images=PER_BUCKET,
                              fid_drift_grace_s=1, fid_drift_baseline_windows=3, fid_drift_m=2,
-                             fid_drift_margin_rel=1.0, fid_drift_resolve_fraction=0.75, snapshot_interval_s=0)
+                             fid_drift_margin_rel=1.0, fid_drift_resolve_fraction=0.75, snapshot_interval_s=10,
+                             snapshot_period_s=SNAPSHOT_PERIOD_S, snapshot_lookback=3)
     ref = data_dir / "reference" / "headshot"
     ref.mkdir(parents=True)
     for j in range(24):
@@ -99,11 +106,28 @@ def test_a_shift_to_another_image_distribution_fires_one_fid_incident_and_resolv
              diagnose=lambda: drift_stack.worker.log_tail())
     incidents = reader.query(sql_files.report("alerts"), params).to_pylist()
     assert [(r["model"], r["niche"], r["metric"]) for r in incidents] == [("flux-dev", "headshot", "fid")], incidents
-    shift_start = BASE_TIME + timedelta(minutes=BASELINE)
-    shift_end = BASE_TIME + timedelta(minutes=BASELINE + SHIFT)
+    shift_start = T0 + timedelta(minutes=BASELINE)
+    shift_end = T0 + timedelta(minutes=BASELINE + SHIFT)
     fired, resolved = incidents[0]["fired_at"], incidents[0]["resolved_at"]
-    fired = fired if fired.tzinfo else fired.replace(tzinfo=BASE_TIME.tzinfo)
-    resolved = resolved if resolved.tzinfo else resolved.replace(tzinfo=BASE_TIME.tzinfo)
+    fired = fired if fired.tzinfo else fired.replace(tzinfo=timezone.utc)
+    resolved = resolved if resolved.tzinfo else resolved.replace(tzinfo=timezone.utc)
     # fired at the end of the m-th shifted window (2 windows of 12 images), resolved after the shift
     assert fired == shift_start + timedelta(minutes=2)
     assert shift_end < resolved <= shift_end + timedelta(minutes=RECOVER)
+
+
+def test_the_worker_takes_benchmark_snapshots_on_its_timer(drift_stack) -> None:
+    """The Faust timer (every 10 s here) stores the last 3 closed 10-minute periods: together they
+    hold every job published above, once (windows taken again replace their rows)."""
+    from warehouse.client import open_reader
+
+    reader = open_reader(drift_stack.settings.dsn)
+    query = ("SELECT sum(jobs) AS jobs, count() AS rows, uniqExact(window_start) AS windows "
+             "FROM sentinel.benchmark_snapshots FINAL WHERE model = 'flux-dev' AND niche = '*'")
+
+    def all_jobs() -> bool:
+        return reader.query(query).to_pylist()[0]["jobs"] == N_EVENTS
+
+    wait_for(all_jobs, 120, "snapshots holding every job", diagnose=lambda: drift_stack.worker.log_tail())
+    row = reader.query(query).to_pylist()[0]
+    assert row["rows"] == row["windows"] <= 3
