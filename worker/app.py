@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import faust
@@ -165,16 +166,18 @@ def fid_drift_stage(settings: Settings, rt: Runtime, detectors: Any) -> FidDrift
 
 
 def register_snapshot_timer(app: faust.App, settings: Settings, rt: Runtime) -> None:
-    """Every ``snapshot_interval_s``: the runtime's benchmark snapshots, in the sink thread (a
-    failure is logged and the next tick tries again; windows taken twice replace each other)."""
+    """Every ``snapshot_interval_s``: the runtime's benchmark snapshots, in a thread of their own
+    (a report takes seconds on a large store: the sink thread must not wait for it); a failure is
+    logged and the next tick tries again; windows taken twice replace each other."""
     if rt.snapshot is None or settings.snapshot_interval_s <= 0:
         return
     take = rt.snapshot
+    pool = ThreadPoolExecutor(1, "snapshots")
 
     @app.timer(settings.snapshot_interval_s)
     async def benchmark_snapshots() -> None:
         try:
-            rows = await asyncio.get_running_loop().run_in_executor(rt.sink_pool, take)
+            rows = await asyncio.get_running_loop().run_in_executor(pool, take)
             log.info("benchmark snapshots: %d rows", rows)
         except Exception as exc:  # the warehouse may be down: the next tick retries
             log.warning("benchmark snapshots failed (%s: %s)", type(exc).__name__, exc)
