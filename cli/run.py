@@ -19,9 +19,10 @@ def worker(config: Optional[Path] = ConfigOpt, pricing: Optional[Path] = Pricing
     """Run one Faust worker: score jobs.completed, tally, store everything in ClickHouse."""
     settings = settings_from(config, pricing_file=pricing)
     setup_logging(settings.log_level)
+    from reports.snapshots import take_due
     from worker.main import run_worker
 
-    run_worker(settings)
+    run_worker(settings, snapshot=take_due)
 
 
 def up(config: Optional[Path] = ConfigOpt, pricing: Optional[Path] = PricingOpt,

@@ -21,6 +21,7 @@ if TYPE_CHECKING:  # numpy-backed: imported where used, so loading settings stay
     from sentinel.bootstrap import BootstrapConfig
     from sentinel.composite import QualityConfig
     from sentinel.drift import DriftConfig
+    from sentinel.fid_drift import FidDriftConfig
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_PRICING = PROJECT_ROOT / "pricing.toml"
@@ -98,6 +99,25 @@ class Settings:
     drift_min_n: int = 20
     drift_min_drop_rel: float = 0.05
     drift_recovery_n: int = 300
+    # FID drift from the stored moments (README "FID drift"): windows of at least this many
+    # images (whole moment buckets), a bucket closes this long after its end (event time), the
+    # baseline is the median FID of the first windows, the alarm margin is
+    # max(abs, rel * baseline) for m windows in a row; resolved after m windows back within
+    # baseline + resolve_fraction * margin. Needs the niche's reference set (sentinel reference build)
+    fid_drift_enabled: bool = True
+    fid_drift_min_images: int = 200
+    fid_drift_grace_s: int = 60
+    fid_drift_baseline_windows: int = 5
+    fid_drift_margin_rel: float = 0.25
+    fid_drift_margin_abs: float = 0.0
+    fid_drift_m: int = 3
+    fid_drift_resolve_fraction: float = 0.5
+    # benchmark snapshots (README "Trends"): every snapshot_interval_s (0 = never) the worker
+    # stores the report of the last snapshot_lookback closed periods of snapshot_period_s
+    # (epoch-aligned windows; a window taken again replaces its rows)
+    snapshot_interval_s: float = 300.0
+    snapshot_period_s: int = 3600
+    snapshot_lookback: int = 2
     # inference
     model_registry: str = ""
     max_image_bytes: int = 900_000
@@ -168,6 +188,19 @@ class Settings:
                                min_drop_rel=self.drift_min_drop_rel, recovery_n=self.drift_recovery_n)
         except ValueError as exc:
             raise ConfigError(f"drift settings: {exc}") from exc
+
+    def fid_drift_config(self) -> "FidDriftConfig":
+        from sentinel.fid_drift import FidDriftConfig
+        from sentinel.windowed import WindowedConfig
+
+        try:
+            detector = WindowedConfig(baseline_windows=self.fid_drift_baseline_windows,
+                                      margin_abs=self.fid_drift_margin_abs, margin_rel=self.fid_drift_margin_rel,
+                                      m=self.fid_drift_m, resolve_fraction=self.fid_drift_resolve_fraction)
+            return FidDriftConfig(bucket_s=self.moments_bucket_s, min_images=self.fid_drift_min_images,
+                                  grace_s=self.fid_drift_grace_s, detector=detector)
+        except ValueError as exc:
+            raise ConfigError(f"fid drift settings: {exc}") from exc
 
     def quality_config(self) -> "QualityConfig":
         from sentinel.composite import CompositeWeights

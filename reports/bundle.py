@@ -10,6 +10,7 @@ Layout of a bundle directory::
     data/ratings.parquet       the pairwise ratings the Bradley-Terry fit counted
     data/feature_moments.parquet  the FID moment states merged for the window
     data/reference_sets.parquet   the niches' reference statistics (FID/CMMD, anchors)
+    data/benchmark_snapshots.parquet  the stored snapshots behind the report's trend
     report/report.json         reports.report.benchmark's result
     report/report.md, report/report.html   its renderings
 
@@ -41,7 +42,7 @@ from warehouse.references import extractor_id
 from warehouse.window import Window
 
 # table in the store -> its export query (sql/reports/bundle_<table>.sql); verify loads them in this order
-TABLES = ("jobs", "scores", "ratings", "feature_moments", "reference_sets")
+TABLES = ("jobs", "scores", "ratings", "feature_moments", "reference_sets", "benchmark_snapshots")
 CONFIG = "config.json"
 REPORT_JSON, REPORT_MD, REPORT_HTML = "report/report.json", "report/report.md", "report/report.html"
 
@@ -108,7 +109,8 @@ def _export_tables(reader: Any, window: Window, requested: str, version: str | N
     params = {**window.params(), "scorer_version": requested}
     queries = {"jobs": params, "scores": params, "ratings": params,
                "feature_moments": {**params, "scorer_version": version or ""},
-               "reference_sets": {"extractor": extractor_id(version) if version else ""}}
+               "reference_sets": {"extractor": extractor_id(version) if version else ""},
+               "benchmark_snapshots": window.params()}
     tables = {}
     for table in TABLES:
         progress(f"exporting {table}")

@@ -1,11 +1,10 @@
 """The significance section of the report (``reports.ranking``) in each format: a ranks table
 (shared ranks "1–2"), a table of pairwise probabilities and the per-scope leader sentences;
-for CSV, extra columns on each row. Kept apart from ``reports.report`` so the HTML fragment can
-move into a template on its own."""
+for CSV, extra columns on each row; for HTML, the rows the page template
+(reports/templates/report.html.j2) lays out."""
 
 from __future__ import annotations
 
-import html
 from typing import Any
 
 from sentinel.significance import DIMENSIONS
@@ -102,23 +101,6 @@ def markdown(report: dict[str, Any]) -> list[str]:
         return []
     return ["## Ranks and significance", "", note(report), "", *[f"- {s}" for s in statements(report)], "",
             *_md_table(rank_rows(report), RANK_COLUMNS), "", *_md_table(pair_rows(report), PAIR_COLUMNS), ""]
-
-
-def _html_table(rows: list[dict[str, Any]], columns: list[tuple[str, str, str]]) -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for _, h, _ in columns)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(r.get(k, '–')))}</td>" for k, _, _ in columns) + "</tr>"
-                   for r in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
-def html_section(report: dict[str, Any]) -> str:
-    """The ranks and significance section as an HTML fragment ('' when disabled)."""
-    if not _section(report).get("enabled"):
-        return ""
-    items = "".join(f"<li>{html.escape(s)}</li>" for s in statements(report))
-    return (f'<h2>Ranks and significance</h2>\n<p class="note">{html.escape(note(report))}</p>\n'
-            f'<ul class="leaders">{items}</ul>\n{_html_table(rank_rows(report), RANK_COLUMNS)}\n'
-            f"{_html_table(pair_rows(report), PAIR_COLUMNS)}")
 
 
 def csv_columns(report: dict[str, Any], row: dict[str, Any]) -> dict[str, Any]:

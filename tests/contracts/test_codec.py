@@ -123,6 +123,7 @@ def job_scored(**overrides) -> dict:
         "clip_reference_score": 0.5,
         "embedding": [0.5, -0.25, 0.125, 0.0],  # exactly representable as float32
         "flags": ["cold_start", "slow"],
+        "requested_at": datetime(2026, 3, 1, 12, 30, 58, 250000, tzinfo=UTC),
     }
     record.update(overrides)
     return record
@@ -158,8 +159,17 @@ def test_job_scored_round_trip() -> None:
     record = job_scored()
     c = AvroCodec("JobScored")
     assert c.decode(c.encode(record)) == record
-    no_ref = job_scored(clip_reference_score=None, flags=[], embedding=[])
+    no_ref = job_scored(clip_reference_score=None, flags=[], embedding=[], requested_at=None)
     assert c.decode(c.encode(no_ref)) == no_ref
+
+
+def test_job_scored_of_the_v1_schema_decodes_without_requested_at() -> None:
+    """Records written before requested_at existed (contracts/history/job_scored.v1.avsc) still
+    decode, with requested_at null (the FID drift then uses scored_at)."""
+    old = {k: v for k, v in job_scored().items() if k != "requested_at"}
+    writer = codec._load(Path(codec.SCHEMA_DIR) / "history" / "job_scored.v1.avsc")
+    data = AvroCodec("JobScored", writer=writer).encode(old)
+    assert AvroCodec("JobScored").decode(data) == {**old, "requested_at": None}
 
 
 # -- framing ------------------------------------------------------------------------------

@@ -39,7 +39,8 @@ def _q2_event(i: int) -> dict[str, Any]:
 Q2 = [_q2_event(i) for i in range(6)]  # outside the quarter: must stay out of the bundle
 EVENTS = Q1 + Q2
 FILES = {"config.json", "data/jobs.parquet", "data/scores.parquet", "data/ratings.parquet",
-         "data/feature_moments.parquet", "data/reference_sets.parquet", "report/report.json", "report/report.md",
+         "data/feature_moments.parquet", "data/reference_sets.parquet", "data/benchmark_snapshots.parquet",
+         "report/report.json", "report/report.md",
          "report/report.html"}
 
 

@@ -112,3 +112,50 @@ def test_every_grafana_panel_query_runs_and_cost_matches(store: ClickHouseWareho
                     else e["gpu_seconds"] * PRICES[e["gpu_type"]] / 3600 * (1 + OVERHEAD) + FEE for e in group]
         assert row["cost_per_image_usd"] == pytest.approx(np.mean(expected), rel=1e-9)
     assert len(cost) == 9  # 3 models x 3 hours
+
+
+def test_snapshot_panels_show_the_newest_snapshot_of_each_window(store: ClickHouseWarehouse) -> None:
+    """The composite panels (benchmark snapshots) against the rows inserted here: a window taken
+    twice shows its newer values once; the 'latest' panels show each row's newest window."""
+    import json
+
+    from reports.snapshots import snapshot_rows
+    from warehouse.window import Window
+
+    rng = random.Random(5)
+    root = Path(sql_files.__file__).resolve().parent.parent
+    panels = {p["title"]: p["targets"][0]["rawSql"]
+              for p in json.loads((root / "deploy/grafana/dashboards/sentinel.json").read_text())["panels"]
+              if "benchmark_snapshots" in p["targets"][0]["rawSql"]}
+    assert len(panels) == 4
+    final: dict = {}  # (window end, model, niche) -> the values of the newest snapshot
+    for take in range(2):  # every window taken twice; the second take wins
+        for h in range(3):
+            window = Window(T0 + timedelta(hours=h), T0 + timedelta(hours=h + 1))
+            rows = [{"model": m, "niche": n, "jobs": 10, "composite": rng.uniform(10, 90), "fid_score": rng.uniform(0, 100),
+                     "clip": rng.uniform(0, 100), "human": None if m == "m-api" else rng.uniform(0, 100),
+                     "cost_per_image_usd": rng.uniform(0.001, 0.05), "p95_latency_ms": rng.uniform(500, 3000)}
+                    for m in ("m-a", "m-b", "m-api") for n in ("*", "headshot", "product")]
+            report = {"scorer_version": "v", "models": [r for r in rows if r["niche"] == "*"],
+                      "niches": [r for r in rows if r["niche"] != "*"]}
+            store.insert("sentinel.benchmark_snapshots",
+                         snapshot_rows(report, window, taken_at=T0 + timedelta(days=1, minutes=take)))
+            final.update({(window.end, r["model"], r["niche"]): r for r in rows})
+
+    def t(row: dict) -> datetime:
+        v = row.get("time", row.get("window_end"))
+        return v if v.tzinfo else v.replace(tzinfo=UTC)
+
+    composite = store.query(_grafana(panels["Composite by model (benchmark snapshots)"])).to_pylist()
+    assert [(t(r), r["model"], r["composite"]) for r in composite] == sorted(
+        (e, m, v["composite"]) for (e, m, n), v in final.items() if n == "*")
+    parts = store.query(_grafana(panels["Composite components by model: FID score, CLIP, Human (0-100, snapshots)"]))
+    assert [(t(r), r["model"], r["fid_score"], r["clip"], r["human"]) for r in parts.to_pylist()] == sorted(
+        (e, m, v["fid_score"], v["clip"], v["human"]) for (e, m, n), v in final.items() if n == "*")
+    last = T0 + timedelta(hours=3)
+    bars = store.query(_grafana(panels["Composite by model, latest snapshot"])).to_pylist()
+    assert [(r["model"], r["composite"]) for r in bars] == sorted(
+        ((m, v["composite"]) for (e, m, n), v in final.items() if n == "*" and e == last), key=lambda x: (-x[1], x[0]))
+    table = store.query(_grafana(panels["Composite and components by model x niche, latest snapshot"])).to_pylist()
+    assert [(r["model"], r["niche"], t(r), r["composite"], r["p95_latency_ms"]) for r in table] == sorted(
+        (m, n, e, v["composite"], v["p95_latency_ms"]) for (e, m, n), v in final.items() if n != "*" and e == last)

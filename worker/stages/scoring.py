@@ -46,6 +46,7 @@ class ScoreStage:
             "clip_reference_score": s.clip_reference_score,
             "embedding": s.embedding.tolist(),
             "flags": [],
+            "requested_at": item.event["requested_at"],
         } for s, item in zip(scores, scored_items)], bad
 
 
