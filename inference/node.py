@@ -20,6 +20,8 @@ from typing import Any
 
 from PIL import Image
 
+from inference.attempts import UNGUARDED
+from inference.planted import PlantBad, planted_image
 from inference.registry import ModelSpec
 from inference.tiny_pipelines import ensure_tiny_pipeline, generate, load_pipeline
 
@@ -82,7 +84,8 @@ def encode_image(image: Image.Image, fmt: str = "webp", quality: int = 90) -> tu
 
 class InferenceNode:
     def __init__(self, models: dict[str, ModelSpec], *, node_id: str, cache_dir: Path,
-                 image_format: str = "webp", max_image_bytes: int = 900_000, gpus: int = 1) -> None:
+                 image_format: str = "webp", max_image_bytes: int = 900_000, gpus: int = 1,
+                 plant: PlantBad | None = None) -> None:
         self.models = models
         self.node_id = node_id
         self.cache_dir = cache_dir
@@ -90,6 +93,8 @@ class InferenceNode:
         self.max_image_bytes = max_image_bytes
         self.gpus = gpus
         self._pipelines: dict[str, Any] = {}
+        self.plant = plant  # tests and demo: sometimes emit a bad image (inference/planted.py)
+        self._last_data: bytes | None = None
 
     def _pipeline(self, spec: ModelSpec) -> tuple[Any, bool, float]:
         """The loaded pipeline, whether this call was a cold start, and its load time (ms)."""
@@ -101,6 +106,10 @@ class InferenceNode:
         pipe = load_pipeline(path, kind)
         self._pipelines[spec.model_id] = pipe
         return pipe, True, (time.perf_counter() - t0) * 1000.0
+
+    def run_attempts(self, request: JobRequest) -> list[dict[str, Any]]:
+        """Every event of one request: a single attempt here (guard mode: inference/guarded.py)."""
+        return [self.run(request)]
 
     def run(self, request: JobRequest) -> dict[str, Any]:
         try:
@@ -114,9 +123,15 @@ class InferenceNode:
         pipe, cold, cold_ms = self._pipeline(spec)
         t_infer = time.perf_counter()
         image = generate(pipe, request.prompt, seed=request.seed, size=spec.size, steps=spec.steps)
+        planted = self.plant.kind(request.seed) if self.plant else None
+        if planted:
+            image = planted_image(planted, image)
         t_done = time.perf_counter()
         completed_at = clock.at(t_done)
         data, media_type = encode_image(image, self.image_format)
+        if planted == "repeated" and self._last_data is not None:
+            data = self._last_data  # a stuck model: the previous output again
+        self._last_data = data
         t_encoded = time.perf_counter()
         self._check_size(request, data)
         delivered_at = clock.at(time.perf_counter())
@@ -179,4 +194,5 @@ class InferenceNode:
             "gpu_seconds": gpu_seconds,
             "api_cost_usd": None,
             "node_id": self.node_id,
+            **UNGUARDED,
         }

@@ -17,6 +17,7 @@ import sql as sql_files
 from sentinel.composite import Anchors
 from sentinel.cost import Pricing
 from reports import charts
+from reports.guard import add_guard_columns, guard_html, guard_markdown, guard_section, guard_terminal
 from reports.intervals import add_intervals
 from sentinel.bootstrap import CI_KEYS, BootstrapConfig
 from reports.quality import QualityConfig, add_quality, require_scorer_version
@@ -88,7 +89,7 @@ def benchmark(reader: Warehouse, pricing: Pricing, window: Window = Window(), sc
     cdf = reader.query(sql_files.report("latency_cdf"), window.params()).to_pylist()
     cost_parts = reader.query(sql_files.report("cost_breakdown"), {**window.params(), **pricing_params(pricing)})
     latency_parts = reader.query(sql_files.report("latency_breakdown"), window.params())
-    return {
+    report = {
         "window": {"from": window.start.isoformat(), "to": window.end.isoformat(),
                    "all_time": window == Window()},
         "scorer_version": scorer_version or "latest per job",
@@ -106,7 +107,10 @@ def benchmark(reader: Warehouse, pricing: Pricing, window: Window = Window(), sc
         "latency_breakdown": [{k: _clean(v) for k, v in r.items()} for r in latency_parts.to_pylist()],
         "latency_quantiles": {"levels": [i / 100 for i in range(101)],
                               "models": {r["model"]: r["latency_ms"] for r in cdf}},
+        "guard": guard_section(reader, {**window.params(), **pricing_params(pricing)}),  # None: no guarded traffic
     }
+    add_guard_columns(report)
+    return report
 
 
 def quality_notes(report: dict[str, Any]) -> list[str]:
@@ -199,6 +203,7 @@ def render_terminal(report: dict[str, Any], console: Any = None) -> None:
         for row in rows:
             table.add_row(*[_fmt(fmt, row.get(key)) for key, _, fmt in cols])
         console.print(table)
+    guard_terminal(report, console)
     for line in quality_notes(report):
         console.print(line, highlight=False)
     p = report["pricing"]
@@ -255,6 +260,7 @@ def render_markdown(report: dict[str, Any]) -> str:
            "## Per model and niche", "", *table(report["niches"], niche_cols), "",
            "## Cost per image, by part", "", *table(report.get("cost_breakdown", []), COST_COLUMNS), "",
            "## Latency by part (ms, exact quantiles)", "", *table(report.get("latency_breakdown", []), LATENCY_COLUMNS), "",
+           *guard_markdown(report),
            "## How quality is computed", "", *[f"- {line}" for line in quality_notes(report)], ""]
     return "\n".join(out)
 
@@ -348,7 +354,7 @@ Latency is requested → delivered, cold starts included; quantiles are exact. {
 {table(report.get('cost_breakdown', []), COST_COLUMNS)}
 <h2>Latency by part (ms, exact quantiles)</h2>
 {table(report.get('latency_breakdown', []), LATENCY_COLUMNS)}
-<h2>How quality is computed</h2>
+{guard_html(report)}<h2>How quality is computed</h2>
 <ul class="note">{"".join(f"<li>{html.escape(line)}</li>" for line in quality_notes(report))}</ul>
 </body></html>
 """

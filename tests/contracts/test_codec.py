@@ -106,6 +106,8 @@ def job_completed(**overrides) -> dict:
         "api_cost_usd": None,
         "node_id": "node-1",
     }
+    for field in _raw("job_completed.avsc")["fields"]:  # optional fields appended later: their defaults
+        event.setdefault(field["name"], field.get("default"))
     event.update(overrides)
     return event
 
