@@ -31,7 +31,7 @@ from warehouse.window import Window
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
-REGISTRY = '[models.tiny-sd]\nclass = "sd"\nversion = "tiny-s1"\nseed = 1\nsteps = 2\n'
+REGISTRY = '[models.tiny-sd]\nclass = "sd"\nversion = "tiny-s1"\nseed = 1\nsteps = 1\n'
 JOBS, SIZE, MAX_ATTEMPTS = 15, 64, 2
 
 
@@ -152,3 +152,18 @@ def test_report_guard_numbers_equal_a_recomputation_from_the_events(guarded_run,
     assert other["guard_requests"] is None  # every row carries the guard keys (CSV), None without guarding
     for text in (reports.render_markdown(data), reports.render_html(data)):
         assert "Guard mode" in text and "stand-in-1" in text
+
+
+def test_live_view_shows_pass_rate_and_failures_by_check(guarded_run, stack):
+    import json
+    import urllib.request
+
+    events, _, _ = guarded_run
+    with urllib.request.urlopen(f"{stack.worker.url}/sentinel/live/?window=all", timeout=10) as response:
+        rows = [r for r in json.loads(response.read())["rows"] if r["model"] == "tiny-sd"]
+    assert sorted(r["niche"] for r in rows) == sorted({e["niche"] for e in events})
+    for row in rows:
+        group = [e for e in events if e["niche"] == row["niche"]]
+        assert row["guarded_attempts"] == len(group) and row["discarded"] == sum(not e["delivered"] for e in group)
+        assert row["guard_pass_rate"] == pytest.approx(np.mean([e["guard_passed"] for e in group]))
+        assert row["failed_by_check"] == dict(Counter(c for e in group for c in e["guard_failed_checks"]))
