@@ -19,6 +19,8 @@ from sentinel.cost import Pricing
 from reports import charts
 from reports.guard import add_guard_columns, guard_html, guard_markdown, guard_section, guard_terminal
 from reports.intervals import add_intervals
+from reports import ranks_render
+from reports.ranking import add_significance
 from sentinel.bootstrap import CI_KEYS, BootstrapConfig
 from reports.quality import QualityConfig, add_quality, require_scorer_version
 from warehouse.client import Warehouse
@@ -83,9 +85,13 @@ def benchmark(reader: Warehouse, pricing: Pricing, window: Window = Window(), sc
     rows = [{k: _clean(v) for k, v in row.items()} for row in table.to_pylist()]
     models = [{k: v for k, v in r.items() if k != "niche"} for r in rows if r["niche"] == "*"]
     niches = [r for r in rows if r["niche"] != "*"]
-    section = add_quality(reader, window, models, niches, scorer_version, quality)
+    fid_inputs: dict = {}
+    section = add_quality(reader, window, models, niches, scorer_version, quality, fid_inputs)
     clip_anchor = Anchors(fid_best=0.0, fid_worst=1.0, clip_floor=quality.clip_floor, clip_ceiling=quality.clip_ceiling)
-    intervals = add_intervals(reader, params, models, niches, section, quality.weights, clip_anchor, bootstrap)
+    draws: dict = {}
+    intervals = add_intervals(reader, params, models, niches, section, quality.weights, clip_anchor, bootstrap, draws)
+    significance = add_significance(models, niches, section, draws, quality.weights, clip_anchor, bootstrap,
+                                    fid_inputs, quality.fid_draw_sample)
     cdf = reader.query(sql_files.report("latency_cdf"), window.params()).to_pylist()
     cost_parts = reader.query(sql_files.report("cost_breakdown"), {**window.params(), **pricing_params(pricing)})
     latency_parts = reader.query(sql_files.report("latency_breakdown"), window.params())
@@ -101,6 +107,7 @@ def benchmark(reader: Warehouse, pricing: Pricing, window: Window = Window(), sc
             "gpu_usd_per_hour": dict(pricing.gpu_usd_per_hour),
         },
         "intervals": intervals,
+        "significance": significance,
         "models": models,
         "niches": niches,
         "cost_breakdown": [{k: _clean(v) for k, v in r.items()} for r in cost_parts.to_pylist()],
@@ -134,10 +141,13 @@ def quality_notes(report: dict[str, Any]) -> list[str]:
         label = " — SIMULATED raters (demo), not human judgments" if h.get("simulated") else ""
         lines.append(f"Human: Bradley–Terry (Davidson ties) over {h.get('ratings', 0):,} pairwise ratings from "
                      f"{h.get('raters', 0)} raters{label}; 0-100 = expected score vs the average model, "
-                     f"{h['fit']['level']:.0%} intervals in JSON.")
+                     f"{h['fit']['level']:.0%} Wald intervals. Per model: one fit over all ratings; per model x niche: "
+                     f"one fit per niche, shown only with at least {h.get('min_ratings_per_niche', 0)} of the model's "
+                     "ratings in the niche (else 'too few ratings: n=..').")
     else:
         lines.append("Human: no pairwise ratings in this window (composite renormalized without it).")
     lines.append(interval_note(report))
+    lines.append(ranks_render.note(report))
     return lines
 
 
@@ -162,16 +172,26 @@ def _fmt(fmt: str, value: Any) -> str:
     return "–" if value is None else fmt.format(value)
 
 
+ROW_CI_KEYS = {**CI_KEYS, "human": "human_ci"}  # human_ci: the Bradley–Terry fit's Wald interval
+
+
 def _ci_text(fmt: str, row: dict[str, Any], key: str) -> str:
     """'[lo, hi]' of the row's interval for ``key`` in the column's format, '' when none."""
-    ci = row.get(CI_KEYS[key]) if key in CI_KEYS else None
+    ci = row.get(ROW_CI_KEYS[key]) if key in ROW_CI_KEYS else None
     return "" if not ci or row.get(key) is None else f"[{fmt.format(ci[0])}, {fmt.format(ci[1])}]"
 
 
 def _fmt_ci(fmt: str, row: dict[str, Any], key: str) -> str:
     """The value and, where the row has one, its interval: '21.7 [20.1, 23.0]'."""
     ci = _ci_text(fmt, row, key)
-    return _fmt(fmt, row.get(key)) + (f" {ci}" if ci else "")
+    return _cell(fmt, row, key) + (f" {ci}" if ci else "")
+
+
+def _cell(fmt: str, row: dict[str, Any], key: str) -> str:
+    """The value in the column's format; a Human without enough ratings says so."""
+    if key == "human" and row.get("human") is None and row.get("human_note"):
+        return str(row["human_note"])
+    return _fmt(fmt, row.get(key))
 
 
 TERMINAL_COLUMNS = [  # narrow enough for an 80-column terminal; JSON/HTML/Markdown carry all columns
@@ -193,16 +213,16 @@ def render_terminal(report: dict[str, Any], console: Any = None) -> None:
     console = console or Console()
     for title, rows, cols in (
             ("Sentinel Stream benchmark — per model", report["models"], TERMINAL_COLUMNS),
-            ("per model x niche (Human is per model)", report["niches"],
-             TERMINAL_COLUMNS[:1] + [("niche", "Niche", "{}")]
-             + [c for c in TERMINAL_COLUMNS[2:] if c[0] != "human"])):
+            ("per model x niche (Human fitted per niche)", report["niches"],
+             TERMINAL_COLUMNS[:1] + [("niche", "Niche", "{}")] + TERMINAL_COLUMNS[2:])):
         table = Table(title=title, title_justify="left")
         for key, header, _ in cols:
             table.add_column(header, justify="left" if key in ("model", "niche") else "right",
                              no_wrap=True)
         for row in rows:
-            table.add_row(*[_fmt(fmt, row.get(key)) for key, _, fmt in cols])
+            table.add_row(*[_cell(fmt, row, key) for key, _, fmt in cols])
         console.print(table)
+    ranks_render.render_terminal(report, console)
     guard_terminal(report, console)
     for line in quality_notes(report):
         console.print(line, highlight=False)
@@ -260,6 +280,7 @@ def render_markdown(report: dict[str, Any]) -> str:
            "## Per model and niche", "", *table(report["niches"], niche_cols), "",
            "## Cost per image, by part", "", *table(report.get("cost_breakdown", []), COST_COLUMNS), "",
            "## Latency by part (ms, exact quantiles)", "", *table(report.get("latency_breakdown", []), LATENCY_COLUMNS), "",
+           *ranks_render.markdown(report),
            *guard_markdown(report),
            "## How quality is computed", "", *[f"- {line}" for line in quality_notes(report)], ""]
     return "\n".join(out)
@@ -276,7 +297,8 @@ def csv_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
                 out[k] = ";".join(v) if isinstance(v, list) else v
         return out
 
-    return [flat({"niche": "*", **r}) for r in report["models"]] + [flat(r) for r in report["niches"]]
+    return [flat({"niche": "*", **r, **ranks_render.csv_columns(report, r)}) for r in report["models"]] + \
+        [flat({**r, **ranks_render.csv_columns(report, r)}) for r in report["niches"]]
 
 
 def _bar_chart(title: str, rows: list[dict[str, Any]], key: str, fmt: str) -> str:
@@ -302,7 +324,7 @@ def _bar_chart(title: str, rows: list[dict[str, Any]], key: str, fmt: str) -> st
 def render_html(report: dict[str, Any]) -> str:
     def cell(row: dict[str, Any], key: str, fmt: str) -> str:
         ci = _ci_text(fmt, row, key)
-        return (html.escape(_fmt(fmt, row.get(key)))
+        return (html.escape(_cell(fmt, row, key))
                 + (f'<span class="ci"> {html.escape(ci)}</span>' if ci else ""))
 
     def table(rows: list[dict[str, Any]], columns: list[tuple[str, str, str]]) -> str:
@@ -354,6 +376,7 @@ Latency is requested → delivered, cold starts included; quantiles are exact. {
 {table(report.get('cost_breakdown', []), COST_COLUMNS)}
 <h2>Latency by part (ms, exact quantiles)</h2>
 {table(report.get('latency_breakdown', []), LATENCY_COLUMNS)}
+{ranks_render.html_section(report)}
 {guard_html(report)}<h2>How quality is computed</h2>
 <ul class="note">{"".join(f"<li>{html.escape(line)}</li>" for line in quality_notes(report))}</ul>
 </body></html>

@@ -13,9 +13,10 @@ from typer.testing import CliRunner
 
 from cli.main import app
 
-COMMANDS = [[], ["demo"], ["up"], ["worker"], ["node"], ["report"], ["sql"], ["alerts"], ["replay"],
+COMMANDS = [[], ["demo"], ["up"], ["worker"], ["node"], ["guard"], ["report"], ["sql"], ["alerts"], ["replay"],
             ["trace", "generate"], ["dlq", "list"], ["dlq", "replay"], ["db", "migrate"], ["reference", "build"],
-            ["reference", "list"], ["ratings", "import"], ["ratings", "list"], ["ratings", "url"], ["rescore"]]
+            ["reference", "list"], ["ratings", "import"], ["ratings", "list"], ["ratings", "url"], ["rescore"],
+            ["bundle"], ["bundle", "export"], ["bundle", "verify"]]
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "sentinel")
@@ -30,7 +31,7 @@ def test_cost_commands_take_pricing() -> None:
         assert "--pricing" in CliRunner().invoke(app, [*command, "--help"], env={"COLUMNS": "200"}).output
 
 
-HEAVY = ["torch", "open_clip", "faust", "chdb", "clickhouse_connect"]
+HEAVY = ["torch", "open_clip", "faust", "chdb", "clickhouse_connect", "fastapi", "uvicorn"]
 # "--import-only": import cli.main and stop; else run the app on argv as `sentinel` would
 PROBE = f"""
 import json, sys
@@ -44,7 +45,8 @@ print(json.dumps(sorted(m for m in {HEAVY!r} if m in sys.modules)))
 """
 
 
-@pytest.mark.parametrize("argv", [["--import-only"], ["--help"], ["sql", "--help"], ["dlq", "list", "--help"]],
+@pytest.mark.parametrize("argv", [["--import-only"], ["--help"], ["sql", "--help"], ["dlq", "list", "--help"],
+                                  ["bundle", "--help"], ["bundle", "verify", "--help"]],
                          ids=lambda a: " ".join(a))
 def test_help_loads_no_heavy_module(argv: list[str]) -> None:
     done = subprocess.run([sys.executable, "-c", PROBE, *argv], capture_output=True, text=True,
