@@ -1,5 +1,6 @@
-"""Guard mode end to end on the embedded stack: a guarded `sentinel node` whose model plants bad
-outputs (blank, wrong size, repeated bytes) delivers only passing images, publishes every
+"""Guard mode end to end on the embedded stack: the real `sentinel guard` service (its own
+process, tiny CLIP, rubric.toml) judges a guarded `sentinel node` whose model plants bad outputs
+(blank, wrong size, repeated bytes); the node delivers only passing images and publishes every
 attempt, and the report's guard numbers equal a recomputation from the published events
 (consumed from jobs.completed here, priced with the pricing file's formula written out below).
 """
@@ -10,8 +11,10 @@ import hashlib
 import io
 import os
 import re
+import socket
 import subprocess
 import sys
+import time
 import tomllib
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -19,10 +22,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import make_event, publish_events, running_stack, wait_for, consume_all
-from guard_stand_in import StandInGuard
 from PIL import Image
 
+import httpx
+
+from config.rubric import load_rubric
 from contracts.codec import AvroCodec
+from contracts.verdict import CHECK_NAMES
 from contracts.topics import JOBS_COMPLETED
 from reports import report as reports
 from warehouse.client import open_reader
@@ -40,21 +46,56 @@ def stack(tmp_path_factory):
     yield from running_stack(tmp_path_factory, score_enabled=False)  # guard numbers need no CLIP scores
 
 
+TOKEN = "guard-node-test-token"
+
+
 @pytest.fixture(scope="module")
-def guarded_run(stack, tmp_path_factory):
-    guard = StandInGuard().start()
+def guard_server():
+    """`sentinel guard` on a free port, started before the stack (both take seconds to start);
+    yields a function that waits for /healthz and returns the URL."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "SENTINEL_GUARD_TOKEN": TOKEN, "SENTINEL_LOG_LEVEL": "warning"}
+    proc = subprocess.Popen([sys.executable, "-m", "cli.main", "guard", "--port", str(port)], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+
+    def ready() -> str:
+        deadline = time.monotonic() + 120
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"guard exited: {proc.stderr.read().decode()[-3000:]}")
+            try:
+                if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+                    return url
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("guard did not start in 120 s")
+            time.sleep(0.3)
+
+    try:
+        yield ready
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@pytest.fixture(scope="module")
+def guarded_run(guard_server, stack, tmp_path_factory):
     registry = tmp_path_factory.mktemp("registry") / "models.toml"
     registry.write_text(REGISTRY)
     unguarded = [make_event(i, seed=77) for i in range(6)]  # other models, no guard: no guard rows
     publish_events(stack.broker.bootstrap, unguarded)
-    env = {**os.environ, **stack.settings.to_env(), "SENTINEL_GUARD_TOKEN": guard.token}
-    try:
-        out = subprocess.run([sys.executable, "-m", "cli.main", "node", "-m", "tiny-sd", "--jobs", str(JOBS),
-                              "--seed", "2", "--node-id", "guarded-node", "--registry", str(registry),
-                              "--guard", guard.url, "--max-attempts", str(MAX_ATTEMPTS), "--plant-bad", "0.4"],
-                             env=env, capture_output=True, text=True, timeout=240, cwd=ROOT)
-    finally:
-        guard.stop()
+    env = {**os.environ, **stack.settings.to_env(), "SENTINEL_GUARD_TOKEN": TOKEN}
+    out = subprocess.run([sys.executable, "-m", "cli.main", "node", "-m", "tiny-sd", "--jobs", str(JOBS),
+                          "--seed", "2", "--node-id", "guarded-node", "--registry", str(registry),
+                          "--guard", guard_server(), "--max-attempts", str(MAX_ATTEMPTS), "--plant-bad", "0.4"],
+                         env=env, capture_output=True, text=True, timeout=240, cwd=ROOT)
     assert out.returncode == 0, out.stderr[-3000:]
     published = int(re.search(r"published (\d+) jobs", out.stderr).group(1))
     codec = AvroCodec("JobCompleted")
@@ -116,7 +157,8 @@ def test_guarded_node_delivers_only_passing_images(guarded_run):
         digests.add(hashlib.sha256(e["image"]).hexdigest())
     assert len(digests) == len(delivered)
     failed = {name for e in discarded for name in e["guard_failed_checks"]}
-    assert {"blank", "resolution", "repeated"} <= failed  # every planted kind was caught
+    # every planted kind was caught: blank, wrong size (resolution and aspect), the previous output again
+    assert {CHECK_NAMES["blank"], CHECK_NAMES["resolution"], CHECK_NAMES["aspect"], CHECK_NAMES["repeat"]} <= failed
     for request_id in {e["request_id"] for e in events}:
         attempts = sorted(e["attempt"] for e in events if e["request_id"] == request_id)
         assert attempts == list(range(1, len(attempts) + 1)) and len(attempts) <= MAX_ATTEMPTS
@@ -130,7 +172,7 @@ def test_report_guard_numbers_equal_a_recomputation_from_the_events(guarded_run,
     data = reports.benchmark(reader, stack.settings.pricing(), Window())
     guard = data["guard"]
     assert [r["model"] for r in guard["models"]] == ["tiny-sd"]  # unguarded models have no guard row
-    assert [r["rubric_version"] for r in guard["rubrics"]] == ["stand-in-1"]
+    assert [r["rubric_version"] for r in guard["rubrics"]] == [load_rubric().version]
     groups = [(guard["models"][0], events)] + [
         (row, [e for e in events if e["niche"] == row["niche"]]) for row in guard["niches"]]
     assert len(groups) == 1 + len({e["niche"] for e in events})
@@ -151,7 +193,7 @@ def test_report_guard_numbers_equal_a_recomputation_from_the_events(guarded_run,
     other = next(r for r in data["models"] if r["model"] != "tiny-sd")
     assert other["guard_requests"] is None  # every row carries the guard keys (CSV), None without guarding
     for text in (reports.render_markdown(data), reports.render_html(data)):
-        assert "Guard mode" in text and "stand-in-1" in text
+        assert "Guard mode" in text and load_rubric().version in text
 
 
 def test_live_view_shows_pass_rate_and_failures_by_check(guarded_run, stack):
