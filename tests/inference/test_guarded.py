@@ -111,3 +111,19 @@ def test_planted_kinds_are_deterministic_and_at_the_rate() -> None:
     image = Image.fromarray((np.random.default_rng(0).random((8, 8, 3)) * 255).astype("uint8"))
     assert np.asarray(planted_image("blank", image)).std() == 0
     assert planted_image("wrong_size", image).size == (4, 8)
+
+
+def test_a_refused_output_naming_a_check_is_a_failed_attempt() -> None:
+    """The service answers 4xx with ``check`` for bytes that are no image (contracts.verdict.ApiError)."""
+    import httpx
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(422, json={"error": "cannot identify image file", "field": "image",
+                                         "check": "Image decodes"})
+
+    client = GuardClient("http://guard", "t", transport=httpx.MockTransport(handler))
+    node = GuardedNode(SeededNode(set()), client, max_attempts=2)
+    events = node.run_attempts(_request(51, "req-5"))
+    assert [e["delivered"] for e in events] == [False, False] and node.unguarded == 0
+    assert events[0]["guard_failed_checks"] == ["Image decodes"] and events[0]["guard_error"] is None
+    assert events[0]["guard_checks"][0]["reason"].startswith("refused: cannot identify")
