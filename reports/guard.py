@@ -81,7 +81,8 @@ def rubric_text(section: dict[str, Any]) -> str:
     used = "; ".join(f"{r['rubric_version'] or '?'} (scorer {r['scorer_version'] or '?'}, {r['attempts']:,} verdicts)"
                      for r in section["rubrics"]) or "none (every guarded attempt lacked a verdict)"
     return (f"Guard rubric used: {used}. Cost per delivered image = cost of every attempt, discarded ones included, "
-            "/ delivered images; p95 added = discarded attempts + verdict calls; failed requests delivered nothing.")
+            "/ delivered images; p95 added = discarded attempts + verdict calls; failed requests delivered nothing. "
+            "The benchmark tables count delivered images only; their cost per image includes discarded attempts.")
 
 
 def _fmt(fmt: Any, value: Any) -> str:
