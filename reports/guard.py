@@ -37,6 +37,16 @@ GUARD_COLUMNS = [  # key, header, format
     ("failures", "Failures by check", "{}"),
 ]
 CSV_KEYS = [k for k, _, _ in GUARD_COLUMNS if k != "model"]
+TERMINAL_GUARD_COLUMNS = [  # narrow enough for 80 columns; failures by check print below the table
+    ("model", "Model", "{}"),
+    ("requests", "Req.", "{:,}"),
+    ("first_attempt_pass_rate", "1st pass", "{:.0%}"),
+    ("attempts_per_delivered", "Att./img", "{:.2f}"),
+    ("failed_requests", "Failed", "{:,}"),
+    ("unguarded", "Ungrd.", "{:,}"),
+    ("cost_per_delivered_usd", "$/delivered", _Usd()),
+    ("p95_added_latency_ms", "p95 +ms", "{:,.0f}"),
+]
 
 
 def _clean(value: Any) -> Any:
@@ -99,14 +109,17 @@ def guard_terminal(report: dict[str, Any], console: Any) -> None:
         return
     from rich.table import Table
 
-    for title, rows, cols in (("Guard mode — per model", section["models"], GUARD_COLUMNS),
-                              ("Guard mode — per model x niche", section["niches"], _niche_columns())):
+    niche_cols = TERMINAL_GUARD_COLUMNS[:1] + [("niche", "Niche", "{}")] + TERMINAL_GUARD_COLUMNS[1:]
+    for title, rows, cols in (("Guard mode — per model", section["models"], TERMINAL_GUARD_COLUMNS),
+                              ("Guard mode — per model x niche", section["niches"], niche_cols)):
         table = Table(title=title, title_justify="left")
         for key, header, _ in cols:
-            table.add_column(header, justify="left" if key in ("model", "niche", "failures") else "right")
+            table.add_column(header, justify="left" if key in ("model", "niche") else "right", no_wrap=True)
         for row in rows:
             table.add_row(*[_fmt(fmt, row.get(key)) for key, _, fmt in cols])
         console.print(table)
+    for row in section["models"]:
+        console.print(f"failures by check, {row['model']}: {row['failures']}", highlight=False)
     console.print(rubric_text(section), highlight=False)
 
 
