@@ -127,3 +127,36 @@ def test_a_refused_output_naming_a_check_is_a_failed_attempt() -> None:
     assert [e["delivered"] for e in events] == [False, False] and node.unguarded == 0
     assert events[0]["guard_failed_checks"] == ["Image decodes"] and events[0]["guard_error"] is None
     assert events[0]["guard_checks"][0]["reason"].startswith("refused: cannot identify")
+
+
+def test_live_replay_publishes_every_attempt_and_times_delivered_images(guard) -> None:
+    """replay_live with guarded nodes: all attempts reach the publisher; the replay's latency
+    list holds one requested -> delivered latency per delivered request."""
+    import asyncio
+
+    from inference.replay import replay_live
+    from inference.trace import generate_trace
+
+    rows = [r.__class__(**{**r.__dict__, "model": "m", "job_id": f"live-{i}", "reference_image": None})
+            for i, r in enumerate(generate_trace(8, seed=4))]
+    blank = {rows[1].seed, rows[4].seed, attempt_seed(rows[4].seed, 2)}  # row 4 fails every attempt
+
+    class Collect:
+        def __init__(self) -> None:
+            self.events: list[dict] = []
+
+        async def publish(self, event: dict) -> None:
+            self.events.append(event)
+
+        async def flush(self) -> None:
+            pass
+
+    out = Collect()
+    nodes = [GuardedNode(SeededNode(blank), GuardClient(guard.url, guard.token), max_attempts=2) for _ in range(2)]
+    result = asyncio.run(replay_live(rows, nodes, out, rate=200.0))
+    assert result.published == len(out.events) == len(rows) + 2  # row 1: 2 attempts, row 4: 2 attempts
+    delivered = [e for e in out.events if e["delivered"]]
+    assert len(delivered) == len(rows) - 1 and len(result.latencies_ms) == len(delivered)
+    assert sorted(result.latencies_ms) == pytest.approx(sorted(
+        (e["delivered_at"] - e["requested_at"]).total_seconds() * 1000 for e in delivered))
+    assert sum(n.failed_requests for n in nodes) == 1
