@@ -2,8 +2,8 @@
 token) with simple deterministic weight-free checks, served by aiohttp in a background thread.
 
 Checks: decodable, resolution (the requested width x height), blank (pixel std below 2), and
-repeated (the same bytes as one of the last 256 outputs). Used while the real service is not
-on main; the integration test prefers the real one when the ``guard`` package exists.
+repeated (the same bytes as one of the last 256 outputs). A fast peer (no CLIP) for the unit tests of the node's attempt loop; the integration test
+(tests/integration/test_guard_node.py) runs the real `sentinel guard` service.
 """
 
 from __future__ import annotations
