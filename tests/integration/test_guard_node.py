@@ -166,7 +166,7 @@ def test_guarded_node_delivers_only_passing_images(guarded_run):
     assert "request(s) failed every attempt" in stderr
 
 
-def test_report_guard_numbers_equal_a_recomputation_from_the_events(guarded_run, stack):
+def test_report_guard_numbers_equal_a_recomputation_from_the_events(guarded_run, stack, tmp_path):
     events, reader, _ = guarded_run
     pricing_file = tomllib.loads(Path(stack.settings.pricing_file).read_text())
     data = reports.benchmark(reader, stack.settings.pricing(), Window())
@@ -194,6 +194,24 @@ def test_report_guard_numbers_equal_a_recomputation_from_the_events(guarded_run,
     assert other["guard_requests"] is None  # every row carries the guard keys (CSV), None without guarding
     for text in (reports.render_markdown(data), reports.render_html(data)):
         assert "Guard mode" in text and load_rubric().version in text
+    _check_csv_and_json(data, want, tmp_path)
+
+
+def _check_csv_and_json(data: dict, want: dict, tmp_path: Path) -> None:
+    """The CLI's CSV and JSON outputs carry the same guard numbers."""
+    import csv
+    import json
+
+    from cli.query import _emit_report
+
+    _emit_report(data, "csv", tmp_path / "r.csv")
+    rows = list(csv.DictReader((tmp_path / "r.csv").open()))
+    row = next(r for r in rows if r["model"] == "tiny-sd" and r["niche"] == "*")
+    assert float(row["guard_cost_per_delivered_usd"]) == pytest.approx(want["cost_per_delivered_usd"], rel=1e-9)
+    assert float(row["guard_first_attempt_pass_rate"]) == pytest.approx(want["first_attempt_pass_rate"])
+    _emit_report(data, "json", tmp_path / "r.json")
+    guard = json.loads((tmp_path / "r.json").read_text())["guard"]
+    assert guard["models"][0]["attempts_per_delivered"] == pytest.approx(want["attempts_per_delivered"], rel=1e-9)
 
 
 def test_live_view_shows_pass_rate_and_failures_by_check(guarded_run, stack):
