@@ -227,3 +227,9 @@ def test_live_view_shows_pass_rate_and_failures_by_check(guarded_run, stack):
         assert row["guarded_attempts"] == len(group) and row["discarded"] == sum(not e["delivered"] for e in group)
         assert row["guard_pass_rate"] == pytest.approx(np.mean([e["guard_passed"] for e in group]))
         assert row["failed_by_check"] == dict(Counter(c for e in group for c in e["guard_failed_checks"]))
+    with urllib.request.urlopen(f"{stack.worker.url}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    for niche in {e["niche"] for e in events}:  # Prometheus: the last hour, these events included
+        group = [e for e in events if e["niche"] == niche]
+        [value] = re.findall(rf'^sentinel_guard_pass_rate\{{model="tiny-sd",niche="{niche}"\}} (\S+)$', text, re.M)
+        assert float(value) == pytest.approx(np.mean([e["guard_passed"] for e in group]))
