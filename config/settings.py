@@ -77,9 +77,9 @@ class Settings:
     # per-niche Human (Bradley-Terry per niche): a model x niche gets a number only with at least
     # this many of its ratings in that niche; below, the report prints "too few ratings: n=.."
     human_min_ratings: int = 30
-    # FID significance (sentinel/significance_fid.py): embedding-sample rows per bootstrap draw of
-    # FID (an m x m eigenproblem per draw); 0 = FID orderings not tested
-    significance_fid_sample: int = 128
+    # FID significance (sentinel/significance_fid.py): bootstrap FID's influence function over the
+    # CMMD embedding sample (off: FID orderings not tested, composite draws hold FID fixed)
+    significance_fid: bool = True
     # report confidence intervals (reports/intervals.py): percentile-bootstrap resamples (0 = none),
     # the seed (same data + seed = same intervals) and the jobs per model / model x niche pulled
     bootstrap_resamples: int = 1000
@@ -171,13 +171,11 @@ class Settings:
             raise ConfigError(f"composite weights: {exc}") from exc
         if not self.clip_ceiling > self.clip_floor:
             raise ConfigError(f"clip_ceiling ({self.clip_ceiling}) must exceed clip_floor ({self.clip_floor})")
-        if self.significance_fid_sample < 0 or self.significance_fid_sample == 1:
-            raise ConfigError(f"significance_fid_sample must be 0 or >= 2, got {self.significance_fid_sample}")
         if self.human_min_ratings < 1:
             raise ConfigError(f"human_min_ratings must be >= 1, got {self.human_min_ratings}")
         return QualityConfig(weights=weights, clip_floor=self.clip_floor, clip_ceiling=self.clip_ceiling,
                              cmmd_sample=self.cmmd_sample, human_min_ratings=self.human_min_ratings,
-                             fid_draw_sample=self.significance_fid_sample)
+                             fid_significance=self.significance_fid)
 
     def bootstrap_config(self) -> "BootstrapConfig":
         from sentinel.bootstrap import BootstrapConfig

@@ -35,6 +35,8 @@ def bundle_config(*, window: Window, scorer_version: str, pricing: Pricing, qual
             "scorer_version": scorer_version,
             "bootstrap": {"resamples": bootstrap.resamples, "seed": bootstrap.seed, "max_jobs": bootstrap.max_jobs},
             "cmmd_sample": quality.cmmd_sample,
+            "human_min_ratings": quality.human_min_ratings,
+            "significance_fid": quality.fid_significance,
         },
         "rubric": {
             "composite_weights": quality.weights.as_dict(),
@@ -57,8 +59,11 @@ def report_inputs(config: Mapping[str, Any]) -> dict[str, Any]:
     r, rubric = config["report"], config["rubric"]
     window = Window(datetime.fromisoformat(r["window"]["from"]), datetime.fromisoformat(r["window"]["to"]))
     weights = CompositeWeights(**{k: float(v) for k, v in rubric["composite_weights"].items()})
+    defaults = QualityConfig()  # for a config written before these settings existed
     quality = QualityConfig(weights=weights, clip_floor=float(rubric["clip_range"]["floor"]),
-                            clip_ceiling=float(rubric["clip_range"]["ceiling"]), cmmd_sample=int(r["cmmd_sample"]))
+                            clip_ceiling=float(rubric["clip_range"]["ceiling"]), cmmd_sample=int(r["cmmd_sample"]),
+                            human_min_ratings=int(r.get("human_min_ratings", defaults.human_min_ratings)),
+                            fid_significance=bool(r.get("significance_fid", defaults.fid_significance)))
     b = r["bootstrap"]
     bootstrap = BootstrapConfig(resamples=int(b["resamples"]), seed=int(b["seed"]), max_jobs=int(b["max_jobs"]))
     return {"pricing": Pricing.from_mapping(config["pricing"]), "window": window,

@@ -107,11 +107,11 @@ def _set_human(row: dict[str, Any], human: dict[str, Any]) -> None:
 
 def add_quality(reader: Any, window: Any, models: list[dict[str, Any]], niches: list[dict[str, Any]],
                 scorer_version: str, config: QualityConfig = QualityConfig(),
-                fid_inputs: dict[tuple[str, str], tuple[np.ndarray, Any]] | None = None) -> dict[str, Any]:
+                fid_inputs: dict[tuple[str, str], tuple[np.ndarray, Any, Any]] | None = None) -> dict[str, Any]:
     """Add fid/fid_score/cmmd/human/composite keys to the report rows (in place); return the
     report's quality section (version, references and anchors, weights, human fit).
-    ``fid_inputs`` (when given) receives per (model, niche) with an FID the embedding sample and
-    the reference (``ReferenceStats``), for the FID draws of ``reports.ranking``."""
+    ``fid_inputs`` (when given) receives per (model, niche) with an FID the embedding sample, the
+    reference (``ReferenceStats``) and the generated moments, for ``reports.ranking``'s FID draws."""
     params = window.params()
     version = resolve_version(reader, scorer_version)
     extractor = extractor_id(version) if version else None
@@ -135,7 +135,7 @@ def add_quality(reader: Any, window: Any, models: list[dict[str, Any]], niches: 
                        if ref is not None and emb is not None and len(emb) >= 2 and len(ref.embeddings) >= 2 else None)
         row["fid_images"] = m.n if m is not None else 0
         if fid_inputs is not None and row["fid"] is not None and emb is not None and len(emb) >= 2:
-            fid_inputs[key] = (np.asarray(emb, np.float64), ref)
+            fid_inputs[key] = (np.asarray(emb, np.float64), ref, m)
     by_model: dict[str, list[dict[str, Any]]] = {}
     for row in niches:
         by_model.setdefault(row["model"], []).append(row)

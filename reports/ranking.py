@@ -8,11 +8,11 @@ The draws are the report's own bootstrap (``reports.intervals``, same seed and r
   log-strengths drawn *jointly* from N(theta, cov) of the Bradley–Terry fit
   (``sentinel.human.score_draws``); rows with too few ratings have no Human and no Human rank;
 * composite: per draw, the row's weights applied to the drawn CLIP and Human and FID_score;
-* FID: per model x niche, m-out-of-n draws of the row's stored embedding sample (the CMMD
-  sample) against the niche's reference, centred on the point FID and scaled to its image count
-  (``sentinel.significance_fid``); per model, the job-weighted mean of its niches' draws, as the
-  point FID is. FID_score per draw through the niche's anchors enters the composite draws. Rows
-  without a sample (or ``fid_draw_sample = 0``) get no FID draws and no FID rank.
+* FID: per model x niche, a bootstrap of FID's influence function over the row's stored
+  embedding sample (the CMMD sample), centred on the point FID and scaled to the images behind
+  it (``sentinel.significance_fid``); per model, the job-weighted mean of its niches' draws, as
+  the point FID is. FID_score per draw through the niche's anchors enters the composite draws.
+  Rows without a sample (or with ``significance_fid`` off) get no FID draws and no FID rank.
 
 The math (pairwise probability, Holm over every (pair, dimension) test of a scope, rank ranges,
 the leader sentence) is ``sentinel.significance``. Reproducible: the job draws come from the
@@ -32,27 +32,29 @@ from sentinel.bootstrap import BootstrapConfig, composite_draws, group_rng
 from sentinel.composite import Anchors, CompositeWeights
 from sentinel.human import score_draws
 from sentinel.significance import DIMENSIONS, LEVEL, leader_sentence, rank_scope, rank_text
-from sentinel.significance_fid import fid_draws
+from sentinel.significance_fid import fid_draws, reference_root
 
 ALL = "*"
-FID_NOT_TESTED = "FID orderings not tested (significance_fid_sample = 0): no FID ranks"
+FID_NOT_TESTED = "FID orderings not tested (significance_fid off): no FID ranks"
 
 
 def row_fid_draws(models: list[dict[str, Any]], niches: list[dict[str, Any]],
-                  fid_inputs: Mapping[tuple[str, str], tuple[np.ndarray, Any]], config: BootstrapConfig,
-                  max_sample: int) -> dict[tuple[str, str], dict[str, np.ndarray]]:
+                  fid_inputs: Mapping[tuple[str, str], tuple[np.ndarray, Any, Any]],
+                  config: BootstrapConfig) -> dict[tuple[str, str], dict[str, np.ndarray]]:
     """(model, niche or "*") -> {"fid", "fid_score"} draws (see the module docstring)."""
     out: dict[tuple[str, str], dict[str, np.ndarray]] = {}
-    if max_sample < 2 or config.resamples == 0:
+    roots: dict[str, np.ndarray] = {}  # one S_r^½ per niche
+    if config.resamples == 0:
         return out
     for row in niches:
         key = (row["model"], row["niche"])
         if key not in fid_inputs or row.get("fid") is None:
             continue
-        emb, ref = fid_inputs[key]
+        emb, ref, generated = fid_inputs[key]
         rng = group_rng(config.seed, "\0fid" + row["model"], row["niche"])
-        fid = fid_draws(emb, ref.moments, row["fid"], row.get("fid_images") or len(emb), rng, config.resamples,
-                        max_sample)
+        if row["niche"] not in roots:
+            roots[row["niche"]] = reference_root(ref.moments)
+        fid = fid_draws(emb, generated, ref.moments, row["fid"], rng, config.resamples, roots[row["niche"]])
         a = ref.anchors
         out[key] = {"fid": fid, "fid_score": 100.0 * np.clip((a.fid_worst - fid) / (a.fid_worst - a.fid_best), 0, 1)}
     for row in models:
@@ -108,8 +110,8 @@ def scope_draws(rows: list[dict[str, Any]], scope: str, quality: Mapping[str, An
 def add_significance(models: list[dict[str, Any]], niches: list[dict[str, Any]], quality: Mapping[str, Any],
                      job_draws: Mapping[tuple[str, str], Mapping[str, np.ndarray]], weights: CompositeWeights,
                      clip_anchor: Anchors, config: BootstrapConfig,
-                     fid_inputs: Mapping[tuple[str, str], tuple[np.ndarray, Any]] | None = None,
-                     fid_sample: int = 0) -> dict[str, Any]:
+                     fid_inputs: Mapping[tuple[str, str], tuple[np.ndarray, Any, Any]] | None = None
+                     ) -> dict[str, Any]:
     """Add ``rank_<dimension>`` keys ('1', '1–2', '–') to the rows (in place); return the
     report's ``significance`` section: per scope ("*" = all traffic, then each niche) the
     pairwise probabilities, separations, rank ranges, leaders and the leader sentence."""
@@ -118,12 +120,11 @@ def add_significance(models: list[dict[str, Any]], niches: list[dict[str, Any]],
         "method": "bootstrap P(a better than b) over paired draws (ties 1/2); separated when the two-sided "
                   "p = 2 min(P, 1-P) passes Holm's test over every (pair, dimension) comparison of the scope "
                   "at family-wise 95%",
-        "fid_draw_sample": fid_sample,
-        "not_tested": {} if fid_sample >= 2 else {"fid": FID_NOT_TESTED},
+        "not_tested": {} if fid_inputs is not None else {"fid": FID_NOT_TESTED},
         "scopes": {}, "statements": []}
     if not section["enabled"]:
         return section
-    fid = row_fid_draws(models, niches, fid_inputs or {}, config, fid_sample)
+    fid = row_fid_draws(models, niches, fid_inputs or {}, config)
     scopes = [(ALL, models)] + [(n, [r for r in niches if r["niche"] == n])
                                 for n in sorted({r["niche"] for r in niches})]
     for scope, rows in scopes:

@@ -33,6 +33,14 @@ def note(report: dict[str, Any]) -> str:
             + (f" {skipped}." if skipped else ""))
 
 
+def human_pairs_notes(report: dict[str, Any]) -> list[str]:
+    """Per niche: its ratings and n per model pair behind the per-niche Bradley–Terry fit."""
+    niches = ((report.get("quality") or {}).get("human") or {}).get("niches") or {}
+    return [f"Human ratings in {niche}: {h['ratings']:,}; per pair " +
+            ", ".join(f"{p['model_a']}–{p['model_b']} {p['n']}" for p in h.get("pairs", []))
+            for niche, h in niches.items()]
+
+
 def rank_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
     """One row per scope and model: the rank text of each dimension."""
     rows = [{"scope": _scope_label(SCOPE_ALL), **r} for r in report["models"]]

@@ -91,7 +91,7 @@ def benchmark(reader: Warehouse, pricing: Pricing, window: Window = Window(), sc
     draws: dict = {}
     intervals = add_intervals(reader, params, models, niches, section, quality.weights, clip_anchor, bootstrap, draws)
     significance = add_significance(models, niches, section, draws, quality.weights, clip_anchor, bootstrap,
-                                    fid_inputs, quality.fid_draw_sample)
+                                    fid_inputs if quality.fid_significance else None)
     cdf = reader.query(sql_files.report("latency_cdf"), window.params()).to_pylist()
     cost_parts = reader.query(sql_files.report("cost_breakdown"), {**window.params(), **pricing_params(pricing)})
     latency_parts = reader.query(sql_files.report("latency_breakdown"), window.params())
@@ -146,6 +146,7 @@ def quality_notes(report: dict[str, Any]) -> list[str]:
                      "ratings in the niche (else 'too few ratings: n=..').")
     else:
         lines.append("Human: no pairwise ratings in this window (composite renormalized without it).")
+    lines += ranks_render.human_pairs_notes(report)
     lines.append(interval_note(report))
     lines.append(ranks_render.note(report))
     return lines

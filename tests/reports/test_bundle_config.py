@@ -18,7 +18,8 @@ from warehouse.window import Window
 def test_config_round_trips_through_json_to_the_same_report_inputs() -> None:
     window = Window(datetime(2026, 1, 1, tzinfo=timezone.utc), datetime(2026, 2, 15, 12, tzinfo=timezone.utc))
     pricing = Pricing(0.003, 0.2, {"L4": 0.8, "A100-80GB": 1.89})
-    quality = QualityConfig(CompositeWeights(0.5, 0.25, 0.25), clip_floor=10.0, clip_ceiling=40.0, cmmd_sample=77)
+    quality = QualityConfig(CompositeWeights(0.5, 0.25, 0.25), clip_floor=10.0, clip_ceiling=40.0, cmmd_sample=77,
+                            human_min_ratings=12, fid_significance=False)
     bootstrap = BootstrapConfig(resamples=300, seed=9, max_jobs=123)
     config = bundle_config(window=window, scorer_version="v1/x", pricing=pricing, quality=quality,
                            bootstrap=bootstrap, report={"quality": {"references": {"headshot": {"n": 3}}}},

@@ -96,6 +96,9 @@ def test_niche_rows_carry_their_niche_fit_or_the_too_few_note(rated_store) -> No
     assert h["min_ratings_per_niche"] == 30 and h["ratings"] == len(ratings)
     assert sum(p["n"] for p in h["niches"]["headshot"]["pairs"]) == 120
     assert {(p["model_a"], p["model_b"]): p["n"] for p in h["niches"]["product"]["pairs"]} == {(A, B): 50, (A, C): 6}
+    md = render_markdown(report)
+    assert f"Human ratings in product: 56; per pair {A}–{C} 6, {A}–{B} 50" in md  # pairs sorted by name
+    assert "| too few ratings: n=6 |" in md
 
 
 def test_human_ranks_per_niche_and_reproducible(rated_store) -> None:
