@@ -233,3 +233,22 @@ def test_live_view_shows_pass_rate_and_failures_by_check(guarded_run, stack):
         group = [e for e in events if e["niche"] == niche]
         [value] = re.findall(rf'^sentinel_guard_pass_rate\{{model="tiny-sd",niche="{niche}"\}} (\S+)$', text, re.M)
         assert float(value) == pytest.approx(np.mean([e["guard_passed"] for e in group]))
+
+
+def test_a_bundle_of_guarded_traffic_exports_and_verifies(guarded_run, stack, tmp_path):
+    """`sentinel bundle export/verify` over everything stored (discarded attempts included): the
+    report recomputed from the bundle, guard section and all, equals the exported one."""
+    env = {**os.environ, **stack.settings.to_env()}
+    bundle = tmp_path / "bundle"
+    done = subprocess.run([sys.executable, "-m", "cli.main", "bundle", "export", "--from", "2000-01-01",
+                           "--to", "2100-01-01", str(bundle)], env=env, capture_output=True, text=True, timeout=180,
+                          cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-3000:]
+    verify_env = {**env, "SENTINEL_DATA_DIR": str(tmp_path / "nothing-here"), "SENTINEL_BROKER_URL": "kafka://127.0.0.1:9"}
+    done = subprocess.run([sys.executable, "-m", "cli.main", "bundle", "verify", str(bundle)], env=verify_env,
+                          capture_output=True, text=True, timeout=180, cwd=ROOT)
+    assert done.returncode == 0 and " 0 differ" in done.stderr, done.stderr[-3000:]
+    import json
+
+    report = json.loads((bundle / "report" / "report.json").read_text())
+    assert report["guard"]["models"][0]["attempts"] == len(guarded_run[0])
