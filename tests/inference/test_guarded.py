@@ -160,3 +160,15 @@ def test_live_replay_publishes_every_attempt_and_times_delivered_images(guard) -
     assert sorted(result.latencies_ms) == pytest.approx(sorted(
         (e["delivered_at"] - e["requested_at"]).total_seconds() * 1000 for e in delivered))
     assert sum(n.failed_requests for n in nodes) == 1
+
+
+def test_a_guard_timeout_delivers_unguarded() -> None:
+    import httpx
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise httpx.ReadTimeout("timed out", request=request)
+
+    node = GuardedNode(SeededNode({61}), GuardClient("http://guard", "t", transport=httpx.MockTransport(handler)), 3)
+    [event] = node.run_attempts(_request(61, "req-6"))
+    assert event["delivered"] is True and event["guard_passed"] is None and event["guard_error"].startswith("ReadTimeout")
+    assert node.unguarded == 1
