@@ -94,7 +94,7 @@ class InferenceNode:
         self.gpus = gpus
         self._pipelines: dict[str, Any] = {}
         self.plant = plant  # tests and demo: sometimes emit a bad image (inference/planted.py)
-        self._last_data: bytes | None = None
+        self._last_data: dict[str, bytes] = {}  # model id -> its latest output (planted repeats)
 
     def _pipeline(self, spec: ModelSpec) -> tuple[Any, bool, float]:
         """The loaded pipeline, whether this call was a cold start, and its load time (ms)."""
@@ -129,9 +129,9 @@ class InferenceNode:
         t_done = time.perf_counter()
         completed_at = clock.at(t_done)
         data, media_type = encode_image(image, self.image_format)
-        if planted == "repeated" and self._last_data is not None:
-            data = self._last_data  # a stuck model: the previous output again
-        self._last_data = data
+        if planted == "repeated" and spec.model_id in self._last_data:
+            data = self._last_data[spec.model_id]  # a stuck model: its previous output again
+        self._last_data[spec.model_id] = data
         t_encoded = time.perf_counter()
         self._check_size(request, data)
         delivered_at = clock.at(time.perf_counter())

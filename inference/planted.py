@@ -4,8 +4,8 @@ tests and the demo of guard mode (``sentinel node --plant-bad RATE``).
 Which job goes bad, and how, is a pure function of the job's image seed, so a run is
 reproducible: the same seed always plants the same kind (or none). The kinds are what the
 guard's weight-free checks catch: ``blank`` (a uniform grey image), ``wrong_size`` (half the
-requested width: wrong resolution and aspect ratio) and ``repeated`` (the node's previous
-output, byte for byte: a stuck model).
+requested width: wrong resolution and aspect ratio) and ``repeated`` (the model's previous
+output on this node, byte for byte: a stuck model).
 """
 
 from __future__ import annotations
