@@ -13,6 +13,7 @@ import typer
 from rich.markup import escape
 
 from cli.common import ConfigOpt, PricingOpt, broker_errors, console, registry_path, settings_from, setup_logging
+from cli.guarding import GuardOpt, GuardTimeoutOpt, MaxAttemptsOpt, PlantBadOpt, guard_summary, guarded, plant
 
 
 def worker(config: Optional[Path] = ConfigOpt, pricing: Optional[Path] = PricingOpt) -> None:
@@ -65,8 +66,9 @@ def node(model: list[str] = typer.Option(..., "--model", "-m", help="Model id(s)
          node_id: str = typer.Option("", help="Node id recorded on every event (default: host-pid)."),
          image_format: str = typer.Option("webp", help="webp, png or jpeg."),
          registry: Optional[Path] = typer.Option(None, help="Model registry TOML (default: models.toml)."),
-         config: Optional[Path] = ConfigOpt) -> None:
-    """Run an inference node on demo traffic and publish JobCompleted events."""
+         guard: Optional[str] = GuardOpt, max_attempts: int = MaxAttemptsOpt, guard_timeout: float = GuardTimeoutOpt,
+         plant_bad: float = PlantBadOpt, config: Optional[Path] = ConfigOpt) -> None:
+    """Run an inference node on demo traffic and publish JobCompleted events (guarded: one per attempt)."""
     settings = settings_from(config, find_stack=True)
     from tqdm import tqdm
 
@@ -89,7 +91,8 @@ def node(model: list[str] = typer.Option(..., "--model", "-m", help="Model id(s)
     inference_node = InferenceNode({m: models[m] for m in model}, node_id=node_id or f"{os.uname().nodename}-{os.getpid()}",
                                    cache_dir=settings.models_dir, image_format=image_format,
                                    max_image_bytes=settings.max_image_bytes,
-                                   objects=ObjectStore(settings.object_store_root))
+                                   objects=ObjectStore(settings.object_store_root), plant=plant(plant_bad))
+    inference_node = guarded(inference_node, guard, max_attempts, guard_timeout)
     bar = tqdm(total=jobs, desc=f"node {','.join(model)}", unit="job", file=sys.stderr)
 
     async def main() -> int:
@@ -102,4 +105,4 @@ def node(model: list[str] = typer.Option(..., "--model", "-m", help="Model id(s)
             published = asyncio.run(main())
         finally:
             bar.close()
-    console.print(f"published {published} jobs to {settings.broker_url}")
+    console.print(f"published {published} jobs to {settings.broker_url}{guard_summary(inference_node)}")

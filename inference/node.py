@@ -20,6 +20,8 @@ from typing import Any
 
 from PIL import Image
 
+from inference.attempts import UNGUARDED
+from inference.planted import PlantBad, planted_image
 from inference.registry import ModelSpec
 from objects.claims import claim_large
 from objects.store import ObjectStore
@@ -85,7 +87,7 @@ def encode_image(image: Image.Image, fmt: str = "webp", quality: int = 90) -> tu
 class InferenceNode:
     def __init__(self, models: dict[str, ModelSpec], *, node_id: str, cache_dir: Path,
                  image_format: str = "webp", max_image_bytes: int = 900_000, gpus: int = 1,
-                 objects: ObjectStore | None = None) -> None:
+                 objects: ObjectStore | None = None, plant: PlantBad | None = None) -> None:
         self.models = models
         self.node_id = node_id
         self.cache_dir = cache_dir
@@ -96,6 +98,8 @@ class InferenceNode:
         # without a store such an output is refused (ImageTooLarge)
         self.objects = objects
         self._pipelines: dict[str, Any] = {}
+        self.plant = plant  # tests and demo: sometimes emit a bad image (inference/planted.py)
+        self._last_data: dict[str, bytes] = {}  # model id -> its latest output (planted repeats)
 
     def _pipeline(self, spec: ModelSpec) -> tuple[Any, bool, float]:
         """The loaded pipeline, whether this call was a cold start, and its load time (ms)."""
@@ -107,6 +111,10 @@ class InferenceNode:
         pipe = load_pipeline(path, kind)
         self._pipelines[spec.model_id] = pipe
         return pipe, True, (time.perf_counter() - t0) * 1000.0
+
+    def run_attempts(self, request: JobRequest) -> list[dict[str, Any]]:
+        """Every event of one request: a single attempt here (guard mode: inference/guarded.py)."""
+        return [self.run(request)]
 
     def run(self, request: JobRequest) -> dict[str, Any]:
         try:
@@ -120,9 +128,15 @@ class InferenceNode:
         pipe, cold, cold_ms = self._pipeline(spec)
         t_infer = time.perf_counter()
         image = generate(pipe, request.prompt, seed=request.seed, size=spec.size, steps=spec.steps)
+        planted = self.plant.kind(request.seed) if self.plant else None
+        if planted:
+            image = planted_image(planted, image)
         t_done = time.perf_counter()
         completed_at = clock.at(t_done)
         data, media_type = encode_image(image, self.image_format)
+        if planted == "repeated" and spec.model_id in self._last_data:
+            data = self._last_data[spec.model_id]  # a stuck model: its previous output again
+        self._last_data[spec.model_id] = data
         t_encoded = time.perf_counter()
         ref = self._store_large(request, data)
         delivered_at = clock.at(time.perf_counter())
@@ -191,6 +205,7 @@ class InferenceNode:
             "api_cost_usd": None,
             "node_id": self.node_id,
             "image_ref": ref,
+            **UNGUARDED,
         }
         if self.objects is not None:  # a large customer photo travels by reference too
             claim_large(event, self.objects, self.max_image_bytes)

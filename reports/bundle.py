@@ -123,6 +123,10 @@ def _export_tables(reader: Any, window: Window, requested: str, version: str | N
 def _check_consistent(report: Mapping[str, Any], tables: Mapping[str, pa.Table]) -> None:
     """The store may be live (a worker still writing): the exported jobs must be the report's."""
     jobs = sum(int(m["jobs"]) for m in report["models"])
-    if tables["jobs"].num_rows != jobs:
-        raise ExportError(f"the report counted {jobs:,} jobs but {tables['jobs'].num_rows:,} were exported: the "
+    # the report counts delivered images; guard mode also exports the discarded attempts (delivered false)
+    exported = tables["jobs"]
+    delivered = sum(exported.column("delivered").to_pylist()) if "delivered" in exported.column_names \
+        else exported.num_rows
+    if delivered != jobs:
+        raise ExportError(f"the report counted {jobs:,} jobs but {delivered:,} delivered ones were exported: the "
                           "store changed during the export (jobs still arriving in the window?); export again")

@@ -17,6 +17,7 @@ import sql as sql_files
 from sentinel.composite import Anchors
 from sentinel.cost import Pricing
 from reports import charts
+from reports.guard import add_guard_columns, guard_markdown, guard_page, guard_section, guard_terminal
 from reports.intervals import add_intervals
 from reports import ranks_render
 from reports.ranking import add_significance
@@ -94,7 +95,7 @@ def benchmark(reader: Warehouse, pricing: Pricing, window: Window = Window(), sc
     cdf = reader.query(sql_files.report("latency_cdf"), window.params()).to_pylist()
     cost_parts = reader.query(sql_files.report("cost_breakdown"), {**window.params(), **pricing_params(pricing)})
     latency_parts = reader.query(sql_files.report("latency_breakdown"), window.params())
-    return {
+    report = {
         "window": {"from": window.start.isoformat(), "to": window.end.isoformat(),
                    "all_time": window == Window()},
         "scorer_version": scorer_version or "latest per job",
@@ -114,7 +115,10 @@ def benchmark(reader: Warehouse, pricing: Pricing, window: Window = Window(), sc
         "latency_quantiles": {"levels": [i / 100 for i in range(101)],
                               "models": {r["model"]: r["latency_ms"] for r in cdf}},
         "trend": trend(reader, window),
+        "guard": guard_section(reader, {**window.params(), **pricing_params(pricing)}),  # None: no guarded traffic
     }
+    add_guard_columns(report)
+    return report
 
 
 def trend(reader: Warehouse, window: Window) -> list[dict[str, Any]]:
@@ -231,6 +235,7 @@ def render_terminal(report: dict[str, Any], console: Any = None) -> None:
             table.add_row(*[_cell(fmt, row, key) for key, _, fmt in cols])
         console.print(table)
     ranks_render.render_terminal(report, console)
+    guard_terminal(report, console)
     for line in quality_notes(report):
         console.print(line, highlight=False)
     p = report["pricing"]
@@ -288,6 +293,7 @@ def render_markdown(report: dict[str, Any]) -> str:
            "## Cost per image, by part", "", *table(report.get("cost_breakdown", []), COST_COLUMNS), "",
            "## Latency by part (ms, exact quantiles)", "", *table(report.get("latency_breakdown", []), LATENCY_COLUMNS), "",
            *ranks_render.markdown(report),
+           *guard_markdown(report),
            "## How quality is computed", "", *[f"- {line}" for line in quality_notes(report)], ""]
     return "\n".join(out)
 
@@ -368,4 +374,5 @@ def render_html(report: dict[str, Any]) -> str:
               "latency": _table(report.get("latency_breakdown", []), LATENCY_COLUMNS)}
     return _template().render(window_text=_window_text(report), scorer_version=report["scorer_version"],
                               ci_note=ci_note, tables=tables, charts=html_charts(report), ranks=_ranks(report),
+                              guard=guard_page(report),
                               notes=quality_notes(report))

@@ -108,6 +108,8 @@ def job_completed(**overrides) -> dict:
         "image_ref": None,
         "reference_image_ref": None,
     }
+    for field in _raw("job_completed.avsc")["fields"]:  # optional fields appended later: their defaults
+        event.setdefault(field["name"], field.get("default"))
     event.update(overrides)
     return event
 
