@@ -35,6 +35,7 @@ bench: install  ## benchmarks: print measured ratios, write bench/results/*.json
 	$(PY) bench/clickhouse.py
 	$(PY) bench/broker_recovery.py
 	$(PY) bench/replay.py $(BENCH_ARGS)
+	$(PY) bench/report_render.py
 
 clean:
 	rm -rf .sentinel sentinel-demo-report.html .pytest_cache

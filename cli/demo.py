@@ -18,6 +18,7 @@ import typer
 from rich.console import Console
 
 from cli.common import ConfigOpt, PricingOpt, console, counting_progress, registry_path, settings_from
+from cli.demo_guard import DemoGuard, guard_env, guarded_model, published_events
 from config.settings import Settings
 
 DEMO_STRENGTHS_SPREAD = 0.6  # planted Bradley–Terry log-strengths of the simulated raters: +0.6 ... -0.6
@@ -61,7 +62,7 @@ def _run_demo(settings: Settings, models: list[str], jobs: int, html_out: Path, 
     """Steps 1 to 5; every child is stopped on the way out, however it ends."""
     from reports import report as reports
     from warehouse.window import Window
-    from devstack.stack import EmbeddedStack
+    from devstack.stack import CHILD_ENV, EmbeddedStack
     from warehouse.client import open_reader, redact
 
     _demo_references(settings, reference_images)
@@ -70,13 +71,19 @@ def _run_demo(settings: Settings, models: list[str], jobs: int, html_out: Path, 
         s = stack.settings
         console.print(f"    broker {s.broker_url}, worker {stack.worker.url}, warehouse {redact(s.dsn)} "
                       f"({time.monotonic() - t0:.1f}s)")
-        console.print(f"3/5 {len(models)} inference nodes ({', '.join(models)}) generate {jobs} jobs on tiny offline pipelines")
-        nodes = _start_nodes(s, models, jobs)
+        guarded = guarded_model(models)
+        guard = DemoGuard(s.data_dir).start({**os.environ, **s.to_env(), **CHILD_ENV}) if guarded else None
+        console.print(f"3/5 {len(models)} inference nodes ({', '.join(models)}) generate {jobs} jobs on tiny offline pipelines"
+                      + (f"; {guarded} is guarded by `sentinel guard` ({guard.url}) and plants a few bad outputs"
+                         if guard else ""))
+        nodes = _start_nodes(s, models, jobs, guard, guarded)
         reader = open_reader(s.dsn)
         try:
             _wait_until_scored(reader, stack, nodes, jobs, timeout)
         finally:
             _stop_nodes(nodes)
+            if guard is not None:
+                guard.stop()
         _demo_ratings(s, reader, models, timeout)
         console.print("5/5 report (queried through the worker that owns the chDB store)")
         data = reports.benchmark(reader, s.pricing(), Window(), "", s.quality_config(),
@@ -114,9 +121,11 @@ def _demo_references(settings: Settings, per_niche: int) -> None:
         console.print("    " + done.stderr.strip().splitlines()[-1])
 
 
-def _start_nodes(settings: Settings, models: list[str], jobs: int) -> list[tuple]:
+def _start_nodes(settings: Settings, models: list[str], jobs: int, guard: DemoGuard | None = None,
+                 guarded: str | None = None) -> list[tuple]:
     """Step 3: one `sentinel node` child process per model, the jobs split evenly; each logs to
-    <data_dir>/logs/node-<model>.log. Returns (model, process, log file) per node."""
+    <data_dir>/logs/node-<model>.log (``guarded``: that node asks ``guard``). Returns (model,
+    process, log file) per node."""
     from devstack.process_group import die_with_parent
     from devstack.stack import CHILD_ENV, ORPHAN_SIGNAL
 
@@ -127,7 +136,8 @@ def _start_nodes(settings: Settings, models: list[str], jobs: int) -> list[tuple
         log_file = (logs / f"node-{model}.log").open("wb")
         nodes.append((model, subprocess.Popen(
             [sys.executable, "-m", "cli.main", "node", "--model", model, "--jobs", str(n), "--seed", str(i),
-             "--node-id", f"demo-node-{i}"], env=env, stdout=log_file, stderr=subprocess.STDOUT,
+             "--node-id", f"demo-node-{i}", *(guard.node_args() if guard and model == guarded else [])],
+            env=guard_env(env, guard, model, guarded), stdout=log_file, stderr=subprocess.STDOUT,
             start_new_session=True, preexec_fn=die_with_parent(ORPHAN_SIGNAL)), log_file))
     return nodes
 
@@ -138,7 +148,8 @@ def _jobs_per_model(jobs: int, models: int) -> list[int]:
 
 
 def _wait_until_scored(reader, stack, nodes: list[tuple], jobs: int, timeout: float) -> None:
-    """Show stored and scored jobs until all ``jobs`` are both; exit 1 when a node fails, the
+    """Show stored and scored jobs until every published event is both (``jobs``, plus the
+    guarded node's discarded attempts once the nodes are done); exit 1 when a node fails, the
     worker exits or ``timeout`` seconds pass."""
     import sql as sql_files
 
@@ -149,9 +160,11 @@ def _wait_until_scored(reader, stack, nodes: list[tuple], jobs: int, timeout: fl
         scored = progress.add_task("    scored (CLIP)       ", total=jobs)
         while True:
             row = reader.query(sql_files.report("progress")).to_pylist()[0]
-            progress.update(stored, completed=row["jobs"])
-            progress.update(scored, completed=row["scored"])
-            if row["jobs"] >= jobs and row["scored"] >= jobs:
+            published = published_events(nodes, logs)
+            total = published or jobs
+            progress.update(stored, completed=row["jobs"], total=total)
+            progress.update(scored, completed=row["scored"], total=total)
+            if published is not None and row["jobs"] >= total and row["scored"] >= total:
                 break
             failed = [(m, p) for m, p, _ in nodes if p.poll() not in (None, 0)]
             if failed or stack.worker.proc.poll() is not None or time.monotonic() > deadline:

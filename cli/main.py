@@ -12,7 +12,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import typer  # noqa: E402
 
-from cli import db, demo, guard, query, ratings, run, scoring, traffic  # noqa: E402
+from cli import bundle, db, demo, guard, imports, query, ratings, run, scoring, traffic  # noqa: E402
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Sentinel Stream: score image-generation traffic from Kafka into ClickHouse.")
@@ -26,6 +26,8 @@ ratings_app = typer.Typer(no_args_is_help=True, help="Blind pairwise human ratin
 app.add_typer(ratings_app, name="ratings")
 reference_app = typer.Typer(no_args_is_help=True, help="Reference image sets per niche (FID/CMMD baselines).")
 app.add_typer(reference_app, name="reference")
+bundle_app = typer.Typer(no_args_is_help=True, help="Reproducible benchmark bundles: export a report with its data; verify one.")
+app.add_typer(bundle_app, name="bundle")
 
 # Registration order is the order `sentinel --help` lists the commands in.
 app.command()(run.worker)
@@ -35,8 +37,11 @@ app.command()(guard.guard)
 app.command()(query.sql)
 app.command()(query.report)
 app.command()(query.alerts)
+bundle_app.command("export")(bundle.bundle_export)
+bundle_app.command("verify")(bundle.bundle_verify)
 trace_app.command("generate")(traffic.trace_generate)
 app.command()(traffic.replay)
+app.command("import")(imports.import_history)
 dlq_app.command("list")(traffic.dlq_list)
 dlq_app.command("replay")(traffic.dlq_replay)
 app.command()(scoring.rescore)

@@ -37,6 +37,8 @@ def report(start: Optional[str] = typer.Option(None, "--from", help="Window star
            fmt: str = typer.Option("table", "--format", "-f", help="table, json, csv, markdown or html."),
            output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write to this file."),
            scorer_version: str = typer.Option("", help="Scorer version to report (default: latest per job)."),
+           snapshot: bool = typer.Option(False, "--snapshot", help="Also store the report as the window's "
+                                         "benchmark snapshot (replaces an earlier snapshot of the same window)."),
            pricing: Optional[Path] = PricingOpt,
            config: Optional[Path] = ConfigOpt) -> None:
     """The benchmark: per model (and niche) jobs, CLIP, p50/p95 latency, cost per image."""
@@ -60,7 +62,32 @@ def report(start: Optional[str] = typer.Option(None, "--from", help="Window star
     except (PricingError, ConfigError, WarehouseError, UnknownScorerVersion) as exc:
         console.print(f"[red]report failed:[/] {exc}")
         raise typer.Exit(1) from None
+    if snapshot:
+        _store_snapshot(settings, data, window)
     _emit_report(data, fmt, output)
+
+
+def _store_snapshot(settings, data: dict, window) -> None:
+    """The report's rows into sentinel.benchmark_snapshots (a writer: not while a worker owns the
+    embedded store; that worker takes snapshots itself every snapshot_interval_s)."""
+    from reports.snapshots import store_snapshot
+    from warehouse.client import ClickHouseWarehouse, WarehouseError, live_owner, migrate
+
+    if settings.chdb_path and live_owner(settings.chdb_path):
+        console.print("[red]snapshot not stored:[/] a running worker owns this embedded store (it stores snapshots "
+                      f"every {settings.snapshot_interval_s:g} s); stop it to store one now")
+        raise typer.Exit(1)
+    try:
+        warehouse = ClickHouseWarehouse(settings.dsn)
+        try:
+            migrate(warehouse)
+            rows = store_snapshot(warehouse, data, window)
+        finally:
+            warehouse.close()
+    except WarehouseError as exc:
+        console.print(f"[red]snapshot not stored:[/] {exc}")
+        raise typer.Exit(1) from None
+    console.print(f"stored {rows} snapshot rows for {window.start.isoformat()} → {window.end.isoformat()}")
 
 
 def _emit_report(data: dict, fmt: str, output: Optional[Path]) -> None:

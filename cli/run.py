@@ -13,15 +13,17 @@ import typer
 from rich.markup import escape
 
 from cli.common import ConfigOpt, PricingOpt, broker_errors, console, registry_path, settings_from, setup_logging
+from cli.guarding import GuardOpt, GuardTimeoutOpt, MaxAttemptsOpt, PlantBadOpt, guard_summary, guarded, plant
 
 
 def worker(config: Optional[Path] = ConfigOpt, pricing: Optional[Path] = PricingOpt) -> None:
     """Run one Faust worker: score jobs.completed, tally, store everything in ClickHouse."""
     settings = settings_from(config, pricing_file=pricing)
     setup_logging(settings.log_level)
+    from reports.snapshots import take_due
     from worker.main import run_worker
 
-    run_worker(settings)
+    run_worker(settings, snapshot=take_due)
 
 
 def up(config: Optional[Path] = ConfigOpt, pricing: Optional[Path] = PricingOpt,
@@ -64,8 +66,9 @@ def node(model: list[str] = typer.Option(..., "--model", "-m", help="Model id(s)
          node_id: str = typer.Option("", help="Node id recorded on every event (default: host-pid)."),
          image_format: str = typer.Option("webp", help="webp, png or jpeg."),
          registry: Optional[Path] = typer.Option(None, help="Model registry TOML (default: models.toml)."),
-         config: Optional[Path] = ConfigOpt) -> None:
-    """Run an inference node on demo traffic and publish JobCompleted events."""
+         guard: Optional[str] = GuardOpt, max_attempts: int = MaxAttemptsOpt, guard_timeout: float = GuardTimeoutOpt,
+         plant_bad: float = PlantBadOpt, config: Optional[Path] = ConfigOpt) -> None:
+    """Run an inference node on demo traffic and publish JobCompleted events (guarded: one per attempt)."""
     settings = settings_from(config, find_stack=True)
     from tqdm import tqdm
 
@@ -74,6 +77,7 @@ def node(model: list[str] = typer.Option(..., "--model", "-m", help="Model id(s)
     from inference.registry import RegistryError, load_registry
     from inference.runner import serve
     from inference.traffic import demo_jobs
+    from objects.store import ObjectStore
 
     try:
         models = load_registry(registry_path(settings, registry))
@@ -86,7 +90,9 @@ def node(model: list[str] = typer.Option(..., "--model", "-m", help="Model id(s)
         raise typer.Exit(2)
     inference_node = InferenceNode({m: models[m] for m in model}, node_id=node_id or f"{os.uname().nodename}-{os.getpid()}",
                                    cache_dir=settings.models_dir, image_format=image_format,
-                                   max_image_bytes=settings.max_image_bytes)
+                                   max_image_bytes=settings.max_image_bytes,
+                                   objects=ObjectStore(settings.object_store_root), plant=plant(plant_bad))
+    inference_node = guarded(inference_node, guard, max_attempts, guard_timeout)
     bar = tqdm(total=jobs, desc=f"node {','.join(model)}", unit="job", file=sys.stderr)
 
     async def main() -> int:
@@ -99,4 +105,4 @@ def node(model: list[str] = typer.Option(..., "--model", "-m", help="Model id(s)
             published = asyncio.run(main())
         finally:
             bar.close()
-    console.print(f"published {published} jobs to {settings.broker_url}")
+    console.print(f"published {published} jobs to {settings.broker_url}{guard_summary(inference_node)}")

@@ -26,6 +26,7 @@ def rescore(scorer_version: str = typer.Option("", help="Version to write the ne
     from sentinel.clip import ClipExtractor
     from sentinel.scoring import BatchScorer
     from warehouse.window import EPOCH, FAR_FUTURE, Window
+    from objects.store import ObjectStore
     from worker.rescore import rescore as run_rescore
     from warehouse.client import ClickHouseWarehouse, WarehouseError, live_owner, migrate
 
@@ -47,7 +48,8 @@ def rescore(scorer_version: str = typer.Option("", help="Version to write the ne
         with counting_progress() as progress:
             task = progress.add_task(f"rescoring as {version}", total=total)
             result = run_rescore(warehouse, scorer, version, t0, t1, bucket_s=settings.moments_bucket_s,
-                                 progress=lambda k: progress.advance(task, k))
+                                 progress=lambda k: progress.advance(task, k),
+                                 objects=ObjectStore(settings.object_store_root))
         warehouse.close()
     except WarehouseError as exc:
         console.print(f"[red]rescore failed:[/] {exc}")

@@ -10,6 +10,7 @@ from typing import Optional
 import typer
 
 from cli.common import ConfigOpt, broker_errors, console, parse_time, print_table, registry_path, settings_from
+from cli.guarding import GuardOpt, GuardTimeoutOpt, MaxAttemptsOpt, PlantBadOpt, guarded, plant
 from config.settings import Settings
 
 
@@ -46,12 +47,16 @@ def replay(trace: Path = typer.Argument(..., help="Trace file (.jsonl or .parque
                                                           "registry's)."),
            limit: Optional[int] = typer.Option(None, help="Replay only the first N valid rows."),
            registry: Optional[Path] = typer.Option(None, help="Model registry TOML (default: models.toml)."),
+           guard: Optional[str] = GuardOpt, max_attempts: int = MaxAttemptsOpt,
+           guard_timeout: float = GuardTimeoutOpt, plant_bad: float = PlantBadOpt,
            config: Optional[Path] = ConfigOpt) -> None:
     """Replay a trace into jobs.completed; prints rejected rows by line number, and before publishing the
     models and niches the worker will refuse."""
     settings = settings_from(config, find_stack=True)
     if render not in RENDERS:
         raise typer.BadParameter(f"--render must be one of {', '.join(RENDERS)}, got {render!r}")
+    if (guard or plant_bad) and not live:
+        raise typer.BadParameter("--guard and --plant-bad need --live (as recorded, no image is generated)")
     from tqdm import tqdm
 
     from inference.catalog import row_jobs
@@ -74,9 +79,12 @@ def replay(trace: Path = typer.Argument(..., help="Trace file (.jsonl or .parque
         async with JobPublisher(settings.bootstrap_servers) as publisher:
             if live:
                 from inference.node import InferenceNode
+                from objects.store import ObjectStore
 
-                pool = [InferenceNode(models, node_id=f"live-node-{i}", cache_dir=settings.models_dir,
-                                      max_image_bytes=settings.max_image_bytes) for i in range(nodes)]
+                pool = [guarded(InferenceNode(models, node_id=f"live-node-{i}", cache_dir=settings.models_dir,
+                                              max_image_bytes=settings.max_image_bytes, plant=plant(plant_bad),
+                                              objects=ObjectStore(settings.object_store_root)),
+                                guard, max_attempts, guard_timeout) for i in range(nodes)]
                 return await replay_live(rows, pool, publisher, speedup=speedup, rate=rate,
                                          on_published=lambda _: bar.update())
             renderer = _renderer(render, settings, models, image_size, steps)

@@ -21,6 +21,7 @@ if TYPE_CHECKING:  # numpy-backed: imported where used, so loading settings stay
     from sentinel.bootstrap import BootstrapConfig
     from sentinel.composite import QualityConfig
     from sentinel.drift import DriftConfig
+    from sentinel.fid_drift import FidDriftConfig
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_PRICING = PROJECT_ROOT / "pricing.toml"
@@ -74,6 +75,12 @@ class Settings:
     clip_floor: float = 0.0
     clip_ceiling: float = 100.0
     cmmd_sample: int = 500
+    # per-niche Human (Bradley-Terry per niche): a model x niche gets a number only with at least
+    # this many of its ratings in that niche; below, the report prints "too few ratings: n=.."
+    human_min_ratings: int = 30
+    # FID significance (sentinel/significance_fid.py): bootstrap FID's influence function over the
+    # CMMD embedding sample (off: FID orderings not tested, composite draws hold FID fixed)
+    significance_fid: bool = True
     # report confidence intervals (reports/intervals.py): percentile-bootstrap resamples (0 = none),
     # the seed (same data + seed = same intervals) and the jobs per model / model x niche pulled
     bootstrap_resamples: int = 1000
@@ -92,10 +99,32 @@ class Settings:
     drift_min_n: int = 20
     drift_min_drop_rel: float = 0.05
     drift_recovery_n: int = 300
+    # FID drift from the stored moments (README "FID drift"): windows of at least this many
+    # images (whole moment buckets), a bucket closes this long after its end (event time), the
+    # baseline is the median FID of the first windows, the alarm margin is
+    # max(abs, rel * baseline) for m windows in a row; resolved after m windows back within
+    # baseline + resolve_fraction * margin. Needs the niche's reference set (sentinel reference build)
+    fid_drift_enabled: bool = True
+    fid_drift_min_images: int = 200
+    fid_drift_grace_s: int = 60
+    fid_drift_baseline_windows: int = 5
+    fid_drift_margin_rel: float = 0.25
+    fid_drift_margin_abs: float = 0.0
+    fid_drift_m: int = 3
+    fid_drift_resolve_fraction: float = 0.5
+    # benchmark snapshots (README "Trends"): every snapshot_interval_s (0 = never) the worker
+    # stores the report of the last snapshot_lookback closed periods of snapshot_period_s
+    # (epoch-aligned windows; a window taken again replaces its rows)
+    snapshot_interval_s: float = 300.0
+    snapshot_period_s: int = 3600
+    snapshot_lookback: int = 2
     # inference
     model_registry: str = ""
     max_image_bytes: int = 900_000
     pricing_file: Path = DEFAULT_PRICING
+    # claim-check object store for images above max_image_bytes (objects/store.py): a directory
+    # or an fsspec URL such as s3://bucket/prefix; "" = <data_dir>/objects
+    object_store_url: str = ""
     # the worker's catalog (worker/stages/gate.py): events naming another model or niche are
     # dead-lettered. Built in: the model registry, the trace models and the demo/trace niches;
     # these add comma-separated ids ("*" accepts any)
@@ -120,6 +149,11 @@ class Settings:
     @property
     def bootstrap_servers(self) -> str:
         return ",".join(u.split("://", 1)[-1] for u in self.broker_url.split(","))
+
+    @property
+    def object_store_root(self) -> str:
+        """Where images by reference are kept: ``object_store_url`` or ``<data_dir>/objects``."""
+        return self.object_store_url or str((self.data_dir / "objects").resolve())
 
     @property
     def models_dir(self) -> Path:
@@ -155,6 +189,19 @@ class Settings:
         except ValueError as exc:
             raise ConfigError(f"drift settings: {exc}") from exc
 
+    def fid_drift_config(self) -> "FidDriftConfig":
+        from sentinel.fid_drift import FidDriftConfig
+        from sentinel.windowed import WindowedConfig
+
+        try:
+            detector = WindowedConfig(baseline_windows=self.fid_drift_baseline_windows,
+                                      margin_abs=self.fid_drift_margin_abs, margin_rel=self.fid_drift_margin_rel,
+                                      m=self.fid_drift_m, resolve_fraction=self.fid_drift_resolve_fraction)
+            return FidDriftConfig(bucket_s=self.moments_bucket_s, min_images=self.fid_drift_min_images,
+                                  grace_s=self.fid_drift_grace_s, detector=detector)
+        except ValueError as exc:
+            raise ConfigError(f"fid drift settings: {exc}") from exc
+
     def quality_config(self) -> "QualityConfig":
         from sentinel.composite import CompositeWeights
         from sentinel.composite import QualityConfig
@@ -165,8 +212,11 @@ class Settings:
             raise ConfigError(f"composite weights: {exc}") from exc
         if not self.clip_ceiling > self.clip_floor:
             raise ConfigError(f"clip_ceiling ({self.clip_ceiling}) must exceed clip_floor ({self.clip_floor})")
+        if self.human_min_ratings < 1:
+            raise ConfigError(f"human_min_ratings must be >= 1, got {self.human_min_ratings}")
         return QualityConfig(weights=weights, clip_floor=self.clip_floor, clip_ceiling=self.clip_ceiling,
-                             cmmd_sample=self.cmmd_sample)
+                             cmmd_sample=self.cmmd_sample, human_min_ratings=self.human_min_ratings,
+                             fid_significance=self.significance_fid)
 
     def bootstrap_config(self) -> "BootstrapConfig":
         from sentinel.bootstrap import BootstrapConfig

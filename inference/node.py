@@ -20,7 +20,11 @@ from typing import Any
 
 from PIL import Image
 
+from inference.attempts import UNGUARDED
+from inference.planted import PlantBad, planted_image
 from inference.registry import ModelSpec
+from objects.claims import claim_large
+from objects.store import ObjectStore
 from inference.tiny_pipelines import ensure_tiny_pipeline, generate, load_pipeline
 
 log = logging.getLogger(__name__)
@@ -30,7 +34,7 @@ FORMATS = {"webp": ("WEBP", "image/webp"), "png": ("PNG", "image/png"), "jpeg": 
 
 
 class ImageTooLarge(ValueError):
-    pass
+    """An output above the inline limit on a node without an object store."""
 
 
 @dataclass(frozen=True)
@@ -82,14 +86,20 @@ def encode_image(image: Image.Image, fmt: str = "webp", quality: int = 90) -> tu
 
 class InferenceNode:
     def __init__(self, models: dict[str, ModelSpec], *, node_id: str, cache_dir: Path,
-                 image_format: str = "webp", max_image_bytes: int = 900_000, gpus: int = 1) -> None:
+                 image_format: str = "webp", max_image_bytes: int = 900_000, gpus: int = 1,
+                 objects: ObjectStore | None = None, plant: PlantBad | None = None) -> None:
         self.models = models
         self.node_id = node_id
         self.cache_dir = cache_dir
         self.image_format = image_format
         self.max_image_bytes = max_image_bytes
         self.gpus = gpus
+        # outputs (and reference photos) above max_image_bytes go here and travel by reference;
+        # without a store such an output is refused (ImageTooLarge)
+        self.objects = objects
         self._pipelines: dict[str, Any] = {}
+        self.plant = plant  # tests and demo: sometimes emit a bad image (inference/planted.py)
+        self._last_data: dict[str, bytes] = {}  # model id -> its latest output (planted repeats)
 
     def _pipeline(self, spec: ModelSpec) -> tuple[Any, bool, float]:
         """The loaded pipeline, whether this call was a cold start, and its load time (ms)."""
@@ -101,6 +111,10 @@ class InferenceNode:
         pipe = load_pipeline(path, kind)
         self._pipelines[spec.model_id] = pipe
         return pipe, True, (time.perf_counter() - t0) * 1000.0
+
+    def run_attempts(self, request: JobRequest) -> list[dict[str, Any]]:
+        """Every event of one request: a single attempt here (guard mode: inference/guarded.py)."""
+        return [self.run(request)]
 
     def run(self, request: JobRequest) -> dict[str, Any]:
         try:
@@ -114,15 +128,21 @@ class InferenceNode:
         pipe, cold, cold_ms = self._pipeline(spec)
         t_infer = time.perf_counter()
         image = generate(pipe, request.prompt, seed=request.seed, size=spec.size, steps=spec.steps)
+        planted = self.plant.kind(request.seed) if self.plant else None
+        if planted:
+            image = planted_image(planted, image)
         t_done = time.perf_counter()
         completed_at = clock.at(t_done)
         data, media_type = encode_image(image, self.image_format)
+        if planted == "repeated" and spec.model_id in self._last_data:
+            data = self._last_data[spec.model_id]  # a stuck model: its previous output again
+        self._last_data[spec.model_id] = data
         t_encoded = time.perf_counter()
-        self._check_size(request, data)
+        ref = self._store_large(request, data)
         delivered_at = clock.at(time.perf_counter())
         return self._event(spec, request, data, media_type, started_at, completed_at, delivered_at, cold, cold_ms,
                            (t_done - t_infer) * 1000.0, (t_encoded - t_done) * 1000.0,
-                           gpu_seconds=(t_done - t_start) * self.gpus)
+                           gpu_seconds=(t_done - t_start) * self.gpus, ref=ref)
 
     def _run_api(self, spec: ModelSpec, request: JobRequest) -> dict[str, Any]:
         """A provider API call, SIMULATED: a seeded lognormal provider latency, and an image
@@ -141,22 +161,27 @@ class InferenceNode:
         completed_at = clock.at(t_done)
         data, media_type = encode_image(image, self.image_format)
         t_encoded = time.perf_counter()
-        self._check_size(request, data)
+        ref = self._store_large(request, data)
         event = self._event(spec, request, data, media_type, started_at, completed_at, clock.at(time.perf_counter()),
                             False, 0.0,
-                            (t_done - t_start) * 1000.0, (t_encoded - t_done) * 1000.0, gpu_seconds=0.0)
+                            (t_done - t_start) * 1000.0, (t_encoded - t_done) * 1000.0, gpu_seconds=0.0, ref=ref)
         event["api_cost_usd"] = spec.api_cost_usd
         return event
 
-    def _check_size(self, request: JobRequest, data: bytes) -> None:
-        if len(data) > self.max_image_bytes:
+    def _store_large(self, request: JobRequest, data: bytes) -> dict[str, Any] | None:
+        """The claim-check reference of an output above the inline limit (stored before the
+        delivery time is taken: storing it is part of delivering it); None when it fits."""
+        if len(data) <= self.max_image_bytes:
+            return None
+        if self.objects is None:
             raise ImageTooLarge(f"job {request.job_id}: encoded image is {len(data)} bytes, "
-                                f"over the inline limit of {self.max_image_bytes}")
+                                f"over the inline limit of {self.max_image_bytes} and this node has no object store")
+        return self.objects.put(data).to_record()
 
     def _event(self, spec: ModelSpec, request: JobRequest, data: bytes, media_type: str, started_at: datetime,
                completed_at: datetime, delivered_at: datetime, cold: bool, cold_ms: float, inference_ms: float,
-               encode_ms: float, *, gpu_seconds: float) -> dict[str, Any]:
-        return {
+               encode_ms: float, *, gpu_seconds: float, ref: dict[str, Any] | None = None) -> dict[str, Any]:
+        event = {
             "job_id": request.job_id,
             "model_id": spec.model_id,
             "model_version": spec.version,
@@ -165,7 +190,7 @@ class InferenceNode:
             "prompt": request.prompt,
             "seed": request.seed,
             "reference_image": request.reference_image,
-            "image": data,
+            "image": b"" if ref else data,
             "media_type": media_type,
             "requested_at": request.requested_at,
             "started_at": started_at,
@@ -179,4 +204,9 @@ class InferenceNode:
             "gpu_seconds": gpu_seconds,
             "api_cost_usd": None,
             "node_id": self.node_id,
+            "image_ref": ref,
+            **UNGUARDED,
         }
+        if self.objects is not None:  # a large customer photo travels by reference too
+            claim_large(event, self.objects, self.max_image_bytes)
+        return event

@@ -29,6 +29,7 @@ from inference.trace_files import TraceError
 from inference.trace_row import TraceRow
 
 if TYPE_CHECKING:  # inference.node imports torch and diffusers; a seeded replay needs neither
+    from inference.guarded import GuardedNode
     from inference.node import InferenceNode
     from inference.registry import ModelSpec
 
@@ -98,7 +99,7 @@ def live_rejects(rows: Sequence[TraceRow], registry: dict[str, ModelSpec]) -> tu
     return keep, bad
 
 
-async def replay_live(rows: Sequence[TraceRow], nodes: Sequence[InferenceNode], publisher: JobPublisher, *,
+async def replay_live(rows: Sequence[TraceRow], nodes: Sequence[InferenceNode | GuardedNode], publisher: JobPublisher, *,
                       speedup: float = 1.0, rate: float | None = None,
                       on_published: Callable[[dict], None] | None = None) -> ReplayResult:
     """Submit jobs at trace arrival times / ``speedup`` (or at ``rate`` jobs/s); ``len(nodes)``
@@ -112,14 +113,15 @@ async def replay_live(rows: Sequence[TraceRow], nodes: Sequence[InferenceNode], 
     result = ReplayResult()
     first = rows[0].requested_at
 
-    async def work(node: InferenceNode) -> None:
+    async def work(node: InferenceNode | GuardedNode) -> None:
         while (request := await queue.get()) is not None:
-            event = await loop.run_in_executor(None, node.run, request)
-            await publisher.publish(event)
-            result.published += 1
-            result.latencies_ms.append((event["delivered_at"] - event["requested_at"]).total_seconds() * 1000)
-            if on_published is not None:
-                on_published(event)
+            for event in await loop.run_in_executor(None, node.run_attempts, request):  # guarded: 1..N
+                await publisher.publish(event)
+                result.published += 1
+                if event.get("delivered") is not False:  # latency of what reached the customer
+                    result.latencies_ms.append((event["delivered_at"] - event["requested_at"]).total_seconds() * 1000)
+                if on_published is not None:
+                    on_published(event)
 
     workers = [asyncio.create_task(work(node)) for node in nodes]
     t0 = time.perf_counter()

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Mapping
 
+from inference.attempts import UNGUARDED
+
 PROVIDER_SELF_HOSTED = "self-hosted"
 PROVIDER_API = "api"
 PROVIDERS = (PROVIDER_SELF_HOSTED, PROVIDER_API)
@@ -119,6 +121,7 @@ class TraceRow:
             "gpu_seconds": float(self.gpu_seconds),
             "api_cost_usd": None if self.api_cost_usd is None else float(self.api_cost_usd),
             "node_id": node_id,
+            **UNGUARDED,
         }
 
     def to_record(self) -> dict[str, Any]:

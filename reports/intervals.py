@@ -13,6 +13,7 @@ What is resampled, per group (each model, and each model x niche):
   N(theta, se²) — the normal approximation behind the fit's own Wald interval
   (``sentinel.human``), whose 2.5/97.5 percentiles map to the fit's ``score_low``/``score_high``
   — and maps it through the same 0–100 expected-score function with the fitted tie parameter.
+  A model row draws from the pooled fit, a model x niche row from its niche's fit.
   Drawn independently of the jobs (different data).
 * **FID is held fixed** at its point estimate. The report computes FID from merged feature
   moments; a resampled FID needs the per-job embeddings (a scan of ``sentinel.scores``) and a
@@ -107,13 +108,25 @@ def job_samples(reader: Any, params: Mapping[str, Any], max_jobs: int,
             for key, idx in ((k, np.asarray(v, np.intp)) for k, v in groups.items())}
 
 
+def human_fit(quality: Mapping[str, Any], row: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The Bradley–Terry fit (``BTResult.to_dict``) behind a row's Human: the pooled fit for a
+    model row, the niche's fit for a model x niche row; None where the row has no Human."""
+    if row.get("human") is None:
+        return None
+    human = quality.get("human") or {}
+    if row.get("niche") is None:
+        return human.get("fit")
+    return ((human.get("niches") or {}).get(row["niche"]) or {}).get("fit")
+
+
 def add_intervals(reader: Any, params: Mapping[str, Any], models: list[dict[str, Any]],
                   niches: list[dict[str, Any]], quality: Mapping[str, Any], weights: CompositeWeights,
-                  clip_anchor: Anchors, config: BootstrapConfig = BootstrapConfig()) -> dict[str, Any]:
+                  clip_anchor: Anchors, config: BootstrapConfig = BootstrapConfig(),
+                  draws: dict[tuple[str, str], dict[str, np.ndarray]] | None = None) -> dict[str, Any]:
     """Add ``*_ci`` and ``ci_jobs`` keys to the report rows (in place); return the report's
-    ``intervals`` section. ``params``: window, pricing and scorer_version, as for benchmark.sql."""
-    fit = ((quality.get("human") or {}).get("fit") or {})
-    per_model, tie = fit.get("models") or {}, float(fit.get("tie_param") or 0.0)
+    ``intervals`` section. ``params``: window, pricing and scorer_version, as for benchmark.sql.
+    ``draws`` (when given) receives per (model, niche or "*") the bootstrap draws of cost, p95
+    and clip behind the intervals (for ``reports.ranking``)."""
     rows = models + niches
     counts = {(r["model"], r.get("niche", "*")): r["jobs"] for r in rows}
     samples = job_samples(reader, params, config.max_jobs, counts) if config.resamples > 0 else {}
@@ -121,12 +134,17 @@ def add_intervals(reader: Any, params: Mapping[str, Any], models: list[dict[str,
 
     def one(row: dict[str, Any]) -> dict[str, Any]:
         s = samples.get((row["model"], row.get("niche", "*")), {})
+        fit = human_fit(quality, row)
         return group_intervals(row, s.get("latency", empty), s.get("cost", empty), s.get("clip", empty),
                                config=config, weights=weights, clip_anchor=clip_anchor,
-                               human_fit=per_model.get(row["model"]), tie_param=tie)
+                               human_fit=(fit.get("models") or {}).get(row["model"]) if fit else None,
+                               tie_param=float(fit.get("tie_param") or 0.0) if fit else 0.0,
+                               draws_out=None if draws is None else draws[(row["model"], row.get("niche", "*"))])
 
     # numpy releases the GIL in the heavy parts; each group has its own generator, so threads
     # change nothing in the numbers
+    if draws is not None:
+        draws.update({(r["model"], r.get("niche", "*")): {} for r in rows})
     with ThreadPoolExecutor(max_workers=max(1, min(8, os.cpu_count() or 1))) as pool:
         for row, result in zip(rows, pool.map(one, rows)):
             row.update(result)

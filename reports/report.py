@@ -4,12 +4,12 @@ Point estimates come from ``sql/reports/benchmark.sql`` (quality columns: ``repo
 their 95% bootstrap intervals from per-job rows of ``bootstrap_jobs.sql`` (``reports.intervals``);
 the latency CDF chart from ``latency_cdf.sql``. This module checks the pricing table against the
 traffic, runs the queries and renders a terminal table, JSON, CSV, Markdown or a self-contained
-HTML page (inline SVG charts from ``reports.charts``, no scripts or external assets).
+HTML page (a Jinja2 template, ``reports/templates/report.html.j2``, with inline SVG charts drawn
+by matplotlib in ``reports.charts``; no scripts or external assets).
 """
 
 from __future__ import annotations
 
-import html
 import math
 from typing import Any
 
@@ -17,7 +17,10 @@ import sql as sql_files
 from sentinel.composite import Anchors
 from sentinel.cost import Pricing
 from reports import charts
+from reports.guard import add_guard_columns, guard_markdown, guard_page, guard_section, guard_terminal
 from reports.intervals import add_intervals
+from reports import ranks_render
+from reports.ranking import add_significance
 from sentinel.bootstrap import CI_KEYS, BootstrapConfig
 from reports.quality import QualityConfig, add_quality, require_scorer_version
 from warehouse.client import Warehouse
@@ -82,13 +85,17 @@ def benchmark(reader: Warehouse, pricing: Pricing, window: Window = Window(), sc
     rows = [{k: _clean(v) for k, v in row.items()} for row in table.to_pylist()]
     models = [{k: v for k, v in r.items() if k != "niche"} for r in rows if r["niche"] == "*"]
     niches = [r for r in rows if r["niche"] != "*"]
-    section = add_quality(reader, window, models, niches, scorer_version, quality)
+    fid_inputs: dict = {}
+    section = add_quality(reader, window, models, niches, scorer_version, quality, fid_inputs)
     clip_anchor = Anchors(fid_best=0.0, fid_worst=1.0, clip_floor=quality.clip_floor, clip_ceiling=quality.clip_ceiling)
-    intervals = add_intervals(reader, params, models, niches, section, quality.weights, clip_anchor, bootstrap)
+    draws: dict = {}
+    intervals = add_intervals(reader, params, models, niches, section, quality.weights, clip_anchor, bootstrap, draws)
+    significance = add_significance(models, niches, section, draws, quality.weights, clip_anchor, bootstrap,
+                                    fid_inputs if quality.fid_significance else None)
     cdf = reader.query(sql_files.report("latency_cdf"), window.params()).to_pylist()
     cost_parts = reader.query(sql_files.report("cost_breakdown"), {**window.params(), **pricing_params(pricing)})
     latency_parts = reader.query(sql_files.report("latency_breakdown"), window.params())
-    return {
+    report = {
         "window": {"from": window.start.isoformat(), "to": window.end.isoformat(),
                    "all_time": window == Window()},
         "scorer_version": scorer_version or "latest per job",
@@ -100,13 +107,28 @@ def benchmark(reader: Warehouse, pricing: Pricing, window: Window = Window(), sc
             "gpu_usd_per_hour": dict(pricing.gpu_usd_per_hour),
         },
         "intervals": intervals,
+        "significance": significance,
         "models": models,
         "niches": niches,
         "cost_breakdown": [{k: _clean(v) for k, v in r.items()} for r in cost_parts.to_pylist()],
         "latency_breakdown": [{k: _clean(v) for k, v in r.items()} for r in latency_parts.to_pylist()],
         "latency_quantiles": {"levels": [i / 100 for i in range(101)],
                               "models": {r["model"]: r["latency_ms"] for r in cdf}},
+        "trend": trend(reader, window),
+        "guard": guard_section(reader, {**window.params(), **pricing_params(pricing)}),  # None: no guarded traffic
     }
+    add_guard_columns(report)
+    return report
+
+
+def trend(reader: Warehouse, window: Window) -> list[dict[str, Any]]:
+    """Stored benchmark snapshots (reports/snapshots.py) of windows ending within ``window``, per
+    model: the composite and its components over time ([] when the store has no snapshot table)."""
+    if not reader.query(sql_files.report("snapshot_table")).column("n")[0].as_py():
+        return []
+    rows = reader.query(sql_files.report("snapshot_trend"), window.params()).to_pylist()
+    return [{k: v.isoformat() if hasattr(v, "isoformat") else _clean(v) for k, v in r.items() if k != "niche"}
+            for r in rows]
 
 
 def quality_notes(report: dict[str, Any]) -> list[str]:
@@ -130,10 +152,14 @@ def quality_notes(report: dict[str, Any]) -> list[str]:
         label = " — SIMULATED raters (demo), not human judgments" if h.get("simulated") else ""
         lines.append(f"Human: Bradley–Terry (Davidson ties) over {h.get('ratings', 0):,} pairwise ratings from "
                      f"{h.get('raters', 0)} raters{label}; 0-100 = expected score vs the average model, "
-                     f"{h['fit']['level']:.0%} intervals in JSON.")
+                     f"{h['fit']['level']:.0%} Wald intervals. Per model: one fit over all ratings; per model x niche: "
+                     f"one fit per niche, shown only with at least {h.get('min_ratings_per_niche', 0)} of the model's "
+                     "ratings in the niche (else 'too few ratings: n=..').")
     else:
         lines.append("Human: no pairwise ratings in this window (composite renormalized without it).")
+    lines += ranks_render.human_pairs_notes(report)
     lines.append(interval_note(report))
+    lines.append(ranks_render.note(report))
     return lines
 
 
@@ -158,16 +184,26 @@ def _fmt(fmt: str, value: Any) -> str:
     return "–" if value is None else fmt.format(value)
 
 
+ROW_CI_KEYS = {**CI_KEYS, "human": "human_ci"}  # human_ci: the Bradley–Terry fit's Wald interval
+
+
 def _ci_text(fmt: str, row: dict[str, Any], key: str) -> str:
     """'[lo, hi]' of the row's interval for ``key`` in the column's format, '' when none."""
-    ci = row.get(CI_KEYS[key]) if key in CI_KEYS else None
+    ci = row.get(ROW_CI_KEYS[key]) if key in ROW_CI_KEYS else None
     return "" if not ci or row.get(key) is None else f"[{fmt.format(ci[0])}, {fmt.format(ci[1])}]"
 
 
 def _fmt_ci(fmt: str, row: dict[str, Any], key: str) -> str:
     """The value and, where the row has one, its interval: '21.7 [20.1, 23.0]'."""
     ci = _ci_text(fmt, row, key)
-    return _fmt(fmt, row.get(key)) + (f" {ci}" if ci else "")
+    return _cell(fmt, row, key) + (f" {ci}" if ci else "")
+
+
+def _cell(fmt: str, row: dict[str, Any], key: str) -> str:
+    """The value in the column's format; a Human without enough ratings says so."""
+    if key == "human" and row.get("human") is None and row.get("human_note"):
+        return str(row["human_note"])
+    return _fmt(fmt, row.get(key))
 
 
 TERMINAL_COLUMNS = [  # narrow enough for an 80-column terminal; JSON/HTML/Markdown carry all columns
@@ -189,16 +225,17 @@ def render_terminal(report: dict[str, Any], console: Any = None) -> None:
     console = console or Console()
     for title, rows, cols in (
             ("Sentinel Stream benchmark — per model", report["models"], TERMINAL_COLUMNS),
-            ("per model x niche (Human is per model)", report["niches"],
-             TERMINAL_COLUMNS[:1] + [("niche", "Niche", "{}")]
-             + [c for c in TERMINAL_COLUMNS[2:] if c[0] != "human"])):
+            ("per model x niche (Human fitted per niche)", report["niches"],
+             TERMINAL_COLUMNS[:1] + [("niche", "Niche", "{}")] + TERMINAL_COLUMNS[2:])):
         table = Table(title=title, title_justify="left")
         for key, header, _ in cols:
             table.add_column(header, justify="left" if key in ("model", "niche") else "right",
                              no_wrap=True)
         for row in rows:
-            table.add_row(*[_fmt(fmt, row.get(key)) for key, _, fmt in cols])
+            table.add_row(*[_cell(fmt, row, key) for key, _, fmt in cols])
         console.print(table)
+    ranks_render.render_terminal(report, console)
+    guard_terminal(report, console)
     for line in quality_notes(report):
         console.print(line, highlight=False)
     p = report["pricing"]
@@ -255,6 +292,8 @@ def render_markdown(report: dict[str, Any]) -> str:
            "## Per model and niche", "", *table(report["niches"], niche_cols), "",
            "## Cost per image, by part", "", *table(report.get("cost_breakdown", []), COST_COLUMNS), "",
            "## Latency by part (ms, exact quantiles)", "", *table(report.get("latency_breakdown", []), LATENCY_COLUMNS), "",
+           *ranks_render.markdown(report),
+           *guard_markdown(report),
            "## How quality is computed", "", *[f"- {line}" for line in quality_notes(report)], ""]
     return "\n".join(out)
 
@@ -270,85 +309,70 @@ def csv_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
                 out[k] = ";".join(v) if isinstance(v, list) else v
         return out
 
-    return [flat({"niche": "*", **r}) for r in report["models"]] + [flat(r) for r in report["niches"]]
+    return [flat({"niche": "*", **r, **ranks_render.csv_columns(report, r)}) for r in report["models"]] + \
+        [flat({**r, **ranks_render.csv_columns(report, r)}) for r in report["niches"]]
 
 
-def _bar_chart(title: str, rows: list[dict[str, Any]], key: str, fmt: str) -> str:
-    values = [(r["model"], r.get(key)) for r in rows if r.get(key) is not None]
-    if not values:
-        return ""
-    top = max(v for _, v in values) or 1.0
-    bar_h, gap, label_w, width = 22, 8, 160, 640
-    height = len(values) * (bar_h + gap) + 30
-    parts = [f'<svg role="img" aria-label="{html.escape(title)}" width="{width}" height="{height}" '
-             f'viewBox="0 0 {width} {height}" xmlns="http://www.w3.org/2000/svg">',
-             f'<text x="0" y="16" font-weight="bold">{html.escape(title)}</text>']
-    for i, (name, value) in enumerate(values):
-        y = 26 + i * (bar_h + gap)
-        w = max(1.0, (width - label_w - 110) * value / top)
-        parts.append(f'<text x="0" y="{y + 16}">{html.escape(name)}</text>'
-                     f'<rect x="{label_w}" y="{y}" width="{w:.1f}" height="{bar_h}" fill="#3b6ea5"/>'
-                     f'<text x="{label_w + w + 6:.1f}" y="{y + 16}">{html.escape(fmt.format(value))}</text>')
-    parts.append("</svg>")
-    return "".join(parts)
+def _table(rows: list[dict[str, Any]], columns: list[tuple[str, str, Any]]) -> dict[str, Any]:
+    """A table for the page template: headers, and per row (text, interval text) per column."""
+    return {"headers": [h for _, h, _ in columns],
+            "rows": [[(_cell(fmt, r, k), _ci_text(fmt, r, k)) for k, _, fmt in columns] for r in rows]}
 
 
-def render_html(report: dict[str, Any]) -> str:
-    def cell(row: dict[str, Any], key: str, fmt: str) -> str:
-        ci = _ci_text(fmt, row, key)
-        return (html.escape(_fmt(fmt, row.get(key)))
-                + (f'<span class="ci"> {html.escape(ci)}</span>' if ci else ""))
+def _ranks(report: dict[str, Any]) -> dict[str, Any] | None:
+    """The ranks and significance section for the template (None when disabled)."""
+    if not (report.get("significance") or {}).get("enabled"):
+        return None
 
-    def table(rows: list[dict[str, Any]], columns: list[tuple[str, str, str]]) -> str:
-        head = "".join(f"<th>{html.escape(h)}</th>" for _, h, _ in columns)
-        body = "".join("<tr>" + "".join(f"<td>{cell(r, k, fmt)}</td>" for k, _, fmt in columns) + "</tr>"
-                       for r in rows)
-        return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    def plain(rows: list[dict[str, Any]], columns: list[tuple[str, str, str]]) -> dict[str, Any]:
+        return {"headers": [h for _, h, _ in columns],
+                "rows": [[(str(r.get(k, "–")), "") for k, _, _ in columns] for r in rows]}
 
-    niche_cols = COLUMNS[:1] + [("niche", "Niche", "{}")] + COLUMNS[2:]
-    colors = charts.model_colors([r["model"] for r in report["models"]])
-    iv = report.get("intervals") or {}
-    ci_note = (f"Values in brackets: {iv['level']:.0%} bootstrap confidence intervals (see the notes below)."
-               if iv.get("enabled") else "")
-    top_charts = "".join([
+    return {"note": ranks_render.note(report), "statements": ranks_render.statements(report),
+            "ranks": plain(ranks_render.rank_rows(report), ranks_render.RANK_COLUMNS),
+            "pairs": plain(ranks_render.pair_rows(report), ranks_render.PAIR_COLUMNS)}
+
+
+_TEMPLATES: Any = None
+
+
+def _template() -> Any:
+    """The page template (reports/templates/report.html.j2, package data), autoescaped."""
+    global _TEMPLATES
+    if _TEMPLATES is None:
+        from jinja2 import Environment, PackageLoader, StrictUndefined
+
+        _TEMPLATES = Environment(loader=PackageLoader("reports", "templates"), autoescape=True,
+                                 trim_blocks=True, lstrip_blocks=True, undefined=StrictUndefined)
+    return _TEMPLATES.get_template("report.html.j2")
+
+
+def html_charts(report: dict[str, Any]) -> list[str]:
+    """The page's charts as inline SVG (reports/charts.py), in page order; empty ones left out."""
+    colors = charts.model_colors([r["model"] for r in report["models"]]
+                                 + [r["model"] for r in report.get("trend") or []])
+    drawn = [
         charts.pareto_scatter(report["models"], colors),
         charts.grouped_bars(report["niches"], "composite", colors, "Composite by niche", "composite (0-100)"),
         charts.latency_cdf(report.get("latency_quantiles") or {}, colors),
-    ])
-    bars = "".join([
-        _bar_chart("p95 end-to-end latency (ms)", report["models"], "p95_latency_ms", "{:,.0f} ms"),
-        _bar_chart("CLIP prompt alignment (0-100)", report["models"], "clip", "{:.2f}"),
-    ])
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Sentinel Stream benchmark</title>
-<style>
-body {{ font-family: system-ui, sans-serif; margin: 2rem; color: #1d2430; }}
-table {{ border-collapse: collapse; margin: 1rem 0 2rem; }}
-th, td {{ padding: .35rem .8rem; border-bottom: 1px solid #d5dae1; text-align: right; vertical-align: top; }}
-th:first-child, td:first-child, th:nth-child(2), td:nth-child(2) {{ text-align: left; }}
-th {{ background: #eef2f7; }}
-td .ci {{ display: block; color: #5b6675; font-size: .8rem; white-space: nowrap; }}
-svg {{ display: block; width: 100%; height: auto; max-width: 1400px; margin: 1.5rem 0; font-size: 13px;
-       font-family: system-ui, sans-serif; }}
-.note {{ color: #5b6675; font-size: .9rem; }}
-</style></head><body>
-<h1>Sentinel Stream benchmark</h1>
-<p class="note">Window {_window_text(report)};
-scorer {html.escape(report['scorer_version'])}.
-Latency is requested → delivered, cold starts included; quantiles are exact. {html.escape(ci_note)}</p>
-{table(pricing_rows(report), PRICING_COLUMNS)}
-<h2>Per model</h2>
-{table(report['models'], COLUMNS)}
-<h2>Charts</h2>
-{top_charts}
-{bars}
-<h2>Per model and niche</h2>
-{table(report['niches'], niche_cols)}
-<h2>Cost per image, by part</h2>
-{table(report.get('cost_breakdown', []), COST_COLUMNS)}
-<h2>Latency by part (ms, exact quantiles)</h2>
-{table(report.get('latency_breakdown', []), LATENCY_COLUMNS)}
-<h2>How quality is computed</h2>
-<ul class="note">{"".join(f"<li>{html.escape(line)}</li>" for line in quality_notes(report))}</ul>
-</body></html>
-"""
+        charts.composite_trend(report.get("trend") or [], colors),
+        charts.value_bars("p95 end-to-end latency (ms)", report["models"], "p95_latency_ms", "{:,.0f} ms"),
+        charts.value_bars("CLIP prompt alignment (0-100)", report["models"], "clip", "{:.2f}"),
+    ]
+    return [svg for svg in drawn if svg]
+
+
+def render_html(report: dict[str, Any]) -> str:
+    """One self-contained page (Jinja2 template, matplotlib SVG charts; no scripts or assets)."""
+    niche_cols = COLUMNS[:1] + [("niche", "Niche", "{}")] + COLUMNS[2:]
+    iv = report.get("intervals") or {}
+    ci_note = (f"Values in brackets: {iv['level']:.0%} bootstrap confidence intervals (see the notes below)."
+               if iv.get("enabled") else "")
+    tables = {"pricing": _table(pricing_rows(report), PRICING_COLUMNS), "models": _table(report["models"], COLUMNS),
+              "niches": _table(report["niches"], niche_cols),
+              "cost": _table(report.get("cost_breakdown", []), COST_COLUMNS),
+              "latency": _table(report.get("latency_breakdown", []), LATENCY_COLUMNS)}
+    return _template().render(window_text=_window_text(report), scorer_version=report["scorer_version"],
+                              ci_note=ci_note, tables=tables, charts=html_charts(report), ranks=_ranks(report),
+                              guard=guard_page(report),
+                              notes=quality_notes(report))

@@ -93,8 +93,10 @@ def human_draws(rng: np.random.Generator, fit_model: Mapping[str, Any] | None, t
 
 
 def composite_draws(row: Mapping[str, Any], clip: np.ndarray, human: np.ndarray | None,
-                    weights: CompositeWeights, clip_anchor: Anchors) -> np.ndarray | None:
-    """Composite per bootstrap sample with the row's point-estimate weights and FID_score fixed."""
+                    weights: CompositeWeights, clip_anchor: Anchors,
+                    fid_score: np.ndarray | None = None) -> np.ndarray | None:
+    """Composite per bootstrap sample with the row's point-estimate weights; FID_score fixed
+    unless per-draw ``fid_score`` values are given (significance, ``sentinel.significance_fid``)."""
     point = combine({"fid": row.get("fid_score"),
                      "clip": None if row.get("clip") is None else clip_component(row["clip"], clip_anchor),
                      "human": row.get("human")}, weights)
@@ -103,7 +105,8 @@ def composite_draws(row: Mapping[str, Any], clip: np.ndarray, human: np.ndarray 
     used = point.weights_used
     total = np.zeros(len(clip))
     if used["fid"] > 0:
-        total += used["fid"] * point.components["fid"]  # type: ignore[operator]
+        total += used["fid"] * (np.clip(fid_score, 0.0, 100.0) if fid_score is not None
+                                else point.components["fid"])  # type: ignore[operator]
     if used["clip"] > 0:
         t = (clip - clip_anchor.clip_floor) / (clip_anchor.clip_ceiling - clip_anchor.clip_floor)
         total += used["clip"] * 100.0 * np.clip(t, 0.0, 1.0)  # NaN stays NaN: dropped from the percentiles
@@ -114,14 +117,18 @@ def composite_draws(row: Mapping[str, Any], clip: np.ndarray, human: np.ndarray 
 
 def group_intervals(row: Mapping[str, Any], latency: np.ndarray, cost: np.ndarray, clip: np.ndarray, *,
                     config: BootstrapConfig, weights: CompositeWeights, clip_anchor: Anchors,
-                    human_fit: Mapping[str, Any] | None, tie_param: float) -> dict[str, Any]:
-    """The interval keys of one report row (model, or model x niche) from its jobs."""
+                    human_fit: Mapping[str, Any] | None, tie_param: float,
+                    draws_out: dict[str, np.ndarray] | None = None) -> dict[str, Any]:
+    """The interval keys of one report row (model, or model x niche) from its jobs;
+    ``draws_out`` (when given) receives the per-draw cost, p95 and clip arrays behind them."""
     out: dict[str, Any] = {key: None for key in CI_KEYS.values()}
     out["ci_jobs"] = int(len(latency))
     if config.resamples == 0 or len(latency) == 0:
         return out
     rng = group_rng(config.seed, row["model"], row.get("niche", "*"))
     stats = bootstrap_stats(latency, cost, clip, rng, config.resamples)
+    if draws_out is not None:
+        draws_out.update(stats)
     human = human_draws(rng, human_fit, tie_param, config.resamples)
     # a constant cost (API price + fee) has a degenerate distribution: say so exactly, not
     # with the last-bit noise of 1000 float means

@@ -163,3 +163,5 @@ class QualityConfig:
     clip_floor: float = 0.0
     clip_ceiling: float = 100.0
     cmmd_sample: int = 500  # stored embeddings per model x niche drawn for CMMD
+    human_min_ratings: int = 30  # a model x niche Human needs this many of its ratings in the niche
+    fid_significance: bool = True  # FID draws (sentinel.significance_fid) for FID/composite ranks

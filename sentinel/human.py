@@ -127,6 +127,7 @@ class BTResult:
     ridge: float
     connected: bool
     converged: bool
+    cov: tuple[tuple[float, ...], ...] = ()  # covariance of theta (sum-zero subspace), models' order
 
     def ranking(self) -> list[str]:
         """Model ids, strongest first."""
@@ -138,7 +139,8 @@ class BTResult:
                          "score_high": self.score_high[m], "n": self.n_per_model[m]} for m in self.models}
         return {"v": FORMAT_VERSION, "tie_model": "davidson", "tie_param": self.tie_param, "level": self.level,
                 "ridge": self.ridge, "connected": self.connected, "converged": self.converged,
-                "models": per_model, "pairs": [[a, b, n] for (a, b), n in self.pair_n.items()]}
+                "models": per_model, "pairs": [[a, b, n] for (a, b), n in self.pair_n.items()],
+                "cov": [list(r) for r in self.cov]}
 
 
 def expected_score(theta: np.ndarray | float, nu: float) -> np.ndarray:
@@ -260,4 +262,50 @@ def fit_bradley_terry(counts: PairwiseCounts, *, ridge: float = DEFAULT_RIDGE, l
     return BTResult(models=models, strength=per(theta), stderr=per(se), ci_low=per(lo), ci_high=per(hi),
                     score=per(score), score_low=per(s_lo), score_high=per(s_hi), tie_param=nu, pair_n=pair_n,
                     n_per_model=n_model, level=level, ridge=ridge, connected=_connected(k, i, j),
-                    converged=bool(np.max(np.abs(grad)) <= 1e-8 * (1.0 + arr.sum())))
+                    converged=bool(np.max(np.abs(grad)) <= 1e-8 * (1.0 + arr.sum())),
+                    cov=tuple(tuple(float(x) for x in r) for r in cov[:k, :k]))
+
+
+DEFAULT_MIN_RATINGS = 30
+
+
+def fit_niches(counts: Mapping[str, PairwiseCounts], *, min_ratings: int = DEFAULT_MIN_RATINGS,
+               ridge: float = DEFAULT_RIDGE, level: float = 0.95) -> dict[str, dict[str, Any]]:
+    """One Davidson–Bradley–Terry fit per niche (ratings pair two outputs of the same niche).
+
+    Per niche: ``fit`` (BTResult, None with fewer than two rated models), ``ratings`` and per
+    model ``n`` (ratings it took part in) and ``enough``: a model x niche Human is reported only
+    when the model has at least ``min_ratings`` ratings in the niche and the niche's comparison
+    graph is connected — below that the interval is mostly the prior's, so the report says
+    "too few ratings" instead of a number.
+    """
+    if min_ratings < 1:
+        raise ValueError(f"min_ratings must be >= 1, got {min_ratings}")
+    out: dict[str, dict[str, Any]] = {}
+    for niche, c in sorted(counts.items()):
+        fit = fit_bradley_terry(c, ridge=ridge, level=level) if len(c.models) >= 2 and c.total > 0 else None
+        n = {m: 0 for m in c.models}
+        for (a, b), v in c.unordered().items():
+            n[a] += sum(v)
+            n[b] += sum(v)
+        ok = fit is not None and fit.connected
+        out[niche] = {"fit": fit, "ratings": c.total, "n": n,
+                      "enough": {m: ok and k >= min_ratings for m, k in n.items()}}
+    return out
+
+
+def too_few_note(n: int) -> str:
+    return f"too few ratings: n={n}"
+
+
+def score_draws(fit: Mapping[str, Any], rng: np.random.Generator, resamples: int) -> dict[str, np.ndarray]:
+    """0-100 Human scores per bootstrap draw for every model of one fit (``BTResult.to_dict``):
+    theta drawn jointly from N(theta, cov) — the normal approximation behind the Wald intervals,
+    with the covariance, since the strengths of one fit are estimated together (sum zero) and a
+    difference's spread is not the marginal spreads' sum — through the expected score."""
+    models = list(fit["models"])
+    theta = np.array([fit["models"][m]["strength"] for m in models], np.float64)
+    cov = np.asarray(fit["cov"], np.float64)
+    draws = rng.multivariate_normal(theta, cov, size=resamples, method="eigh")
+    nu = float(fit["tie_param"])
+    return {m: 100.0 * expected_score(draws[:, k], nu) for k, m in enumerate(models)}

@@ -15,6 +15,7 @@ from typing import Any, Iterable, Mapping
 
 from fastdigest import TDigest
 
+from sentinel.guard_tally import GuardTally
 from sentinel.tally import JobTally
 
 PARTS = ("e2e", "queue", "cold_start", "inference")
@@ -90,20 +91,32 @@ class LiveStats:
 
     tally: JobTally = field(default_factory=JobTally)
     latency: dict[str, LatencySketch] = field(default_factory=lambda: {p: LatencySketch() for p in PARTS})
+    guard: GuardTally = field(default_factory=GuardTally)  # guard mode (sentinel/guard_tally.py)
 
     def update(self, *, partition: int, offset: int, parts_ms: Mapping[str, float],
-               gpu_seconds: float, cost_usd: float) -> bool:
+               gpu_seconds: float, cost_usd: float, guard: Mapping[str, Any] | None = None) -> bool:
+        """``guard``: sentinel.guard_tally.guard_input of the event (None: unguarded). A discarded
+        attempt adds its cost and GPU-seconds but no latency (it reached no customer)."""
         if not self.tally.update(partition=partition, offset=offset, gpu_seconds=gpu_seconds, cost_usd=cost_usd):
             return False
+        if guard is not None:
+            self.guard.update(**guard)
+            if not guard["delivered"]:
+                return True
         for part in PARTS:
             self.latency[part].update(parts_ms[part])
         return True
 
     def merge(self, other: "LiveStats") -> "LiveStats":
-        return LiveStats(self.tally.merge(other.tally), {p: self.latency[p].merge(other.latency[p]) for p in PARTS})
+        return LiveStats(self.tally.merge(other.tally), {p: self.latency[p].merge(other.latency[p]) for p in PARTS},
+                         self.guard.merge(other.guard))
 
     def compute(self, quantiles: Iterable[float] = QUANTILES) -> dict[str, Any]:
         out: dict[str, Any] = dict(self.tally.compute())
+        if self.guard.attempts:
+            out.update(self.guard.compute())
+            delivered = self.tally.jobs - self.guard.discarded  # cost per delivered image, as the report
+            out["cost_per_image_usd"] = self.tally.cost_usd / delivered if delivered else None
         for part in PARTS:
             for q in quantiles:
                 out[f"{part}_p{round(q * 100):d}_ms"] = self.latency[part].quantile(q)
@@ -112,7 +125,10 @@ class LiveStats:
     def to_dict(self) -> dict[str, Any]:
         """Format v2: digests as base64 of fastdigest bytes (v1 had fastdigest's dict form;
         both are read)."""
-        return {"v": 2, "tally": self.tally.to_dict(), "latency": {p: self.latency[p].to_b64() for p in PARTS}}
+        out = {"v": 2, "tally": self.tally.to_dict(), "latency": {p: self.latency[p].to_b64() for p in PARTS}}
+        if self.guard.attempts:  # absent on unguarded keys (and in states written before guard mode)
+            out["guard"] = self.guard.to_dict()
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> "LiveStats":
@@ -121,7 +137,7 @@ class LiveStats:
         if data.get("v") not in (1, 2):
             raise ValueError(f"unknown LiveStats format {data.get('v')!r}")
         return cls(JobTally.from_dict(data["tally"]),
-                   {p: LatencySketch.from_dict(data["latency"][p]) for p in PARTS})
+                   {p: LatencySketch.from_dict(data["latency"][p]) for p in PARTS}, GuardTally.from_dict(data.get("guard")))
 
 
 def merge_all(states: Iterable[LiveStats]) -> LiveStats:

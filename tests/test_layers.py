@@ -10,8 +10,8 @@ from pathlib import Path
 import grimp
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("contracts", "sql", "sentinel", "config", "inference", "warehouse", "reports", "worker", "guard", "devstack",
-            "cli")
+PACKAGES = ("contracts", "sql", "sentinel", "objects", "config", "inference", "warehouse", "reports", "worker", "guard",
+            "devstack", "cli")
 
 
 def test_the_layer_contract_is_kept() -> None:

@@ -216,3 +216,14 @@ def window_moments(reader: Any, scorer_version: str, params: dict[str, str]) -> 
     sums, outers = _list_arrays(table, "feature_sum"), _list_arrays(table, "feature_sum_outer")
     return {(row["model"], row["niche"]): _moments_from_row({"n": row["images"], "sum": sums[i], "sum_outer": outers[i]})
             for i, row in enumerate(table.select(["model", "niche", "images"]).to_pylist())}
+
+
+def bucket_moments(reader: Any, scorer_version: str, model: str, niche: str, start: int,
+                   end: int) -> list[tuple[int, FeatureMoments]]:
+    """Per-bucket moments (all source partitions merged) of one model x niche for the buckets
+    starting in [start, end) (epoch s): the FID drift detector's input."""
+    table = reader.query(sql_files.report("fid_drift_buckets"), {
+        "scorer_version": scorer_version, "model": model, "niche": niche, "start": int(start), "end": int(end)})
+    sums, outers = _list_arrays(table, "feature_sum"), _list_arrays(table, "feature_sum_outer")
+    return [(int(row["bucket_start"]), _moments_from_row({"n": row["images"], "sum": sums[i], "sum_outer": outers[i]}))
+            for i, row in enumerate(table.select(["bucket_start", "images"]).to_pylist())]

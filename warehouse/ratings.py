@@ -56,3 +56,13 @@ def pairwise_counts(reader: Warehouse, window: Window | None = None) -> tuple[Pa
     info["model_pairs"] = len(counts.pairs)
     info["simulated"] = info["ratings"] > 0 and info["human_raters"] == 0
     return counts, info
+
+
+def pairwise_counts_by_niche(reader: Warehouse, window: Window | None = None) -> dict[str, PairwiseCounts]:
+    """Per niche, the PairwiseCounts of the stored ratings whose two jobs were both requested in
+    ``window`` and belong to that niche (``sql/reports/pairwise_counts_niche.sql``)."""
+    out: dict[str, PairwiseCounts] = {}
+    for row in reader.query(sql_files.report("pairwise_counts_niche"), (window or Window()).params()).to_pylist():
+        out.setdefault(row["niche"], PairwiseCounts()).pairs[(row["model_a"], row["model_b"])] = [
+            int(row["a_wins"]), int(row["b_wins"]), int(row["ties"])]
+    return out

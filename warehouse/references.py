@@ -10,16 +10,18 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 import pyarrow as pa
 from PIL import Image, UnidentifiedImageError
 
 import sql as sql_files
-from sentinel.clip import ClipExtractor
 from sentinel.fid import FeatureMoments
 from sentinel.reference import ReferenceStats, build_reference, noise_images
+
+if TYPE_CHECKING:  # torch + open_clip: only the caller that builds a reference set needs them loaded
+    from sentinel.clip import ClipExtractor
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
 

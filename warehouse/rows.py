@@ -6,6 +6,7 @@ Arrow inserts are the fast path into ClickHouse/chDB (see PLATFORM notes: ~65k r
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any, Sequence
 
 import pyarrow as pa
@@ -42,6 +43,37 @@ JOBS_SCHEMA = pa.schema([
     ("source_partition", pa.uint32()),
     ("source_offset", pa.uint64()),
     ("content_hash", pa.string()),  # contracts.codec.content_hash: the duplicate gate compares it
+    ("image_sha256", pa.string()),  # of the image's bytes, inline or by reference (0011)
+    ("image_uri", pa.string()),  # the object store URI of an image by reference, else ""
+    ("reference_uri", pa.string()),  # the same for the reference photo
+    # guard mode (sql/migrations/0009): attempts of one request, delivered or discarded, and the verdict
+    ("request_id", pa.string()),
+    ("attempt", pa.uint16()),
+    ("delivered", pa.bool_()),
+    ("guard_passed", pa.bool_()),
+    ("guard_score", pa.float64()),
+    ("guard_failed_checks", pa.list_(pa.string())),
+    ("guard_rubric_version", pa.string()),
+    ("guard_scorer_version", pa.string()),
+    ("guard_ms", pa.float64()),
+    ("guard_error", pa.string()),
+])
+_ATTEMPT_DEFAULTS = {"attempt": 1, "delivered": True, "guard_failed_checks": [], "guard_rubric_version": "",
+                     "guard_scorer_version": ""}  # an event field left null (unguarded node) -> the column's value
+
+GUARD_CHECKS_SCHEMA = pa.schema([
+    ("job_id", pa.string()),
+    ("request_id", pa.string()),
+    ("attempt", pa.uint16()),
+    ("model_id", pa.string()),
+    ("niche", pa.string()),
+    ("requested_at", TS),
+    ("rubric_version", pa.string()),
+    ("check_name", pa.string()),
+    ("value", pa.float64()),
+    ("threshold", pa.float64()),
+    ("passed", pa.bool_()),
+    ("reason", pa.string()),
 ])
 
 IMAGES_SCHEMA = pa.schema([
@@ -79,7 +111,8 @@ ALERTS_SCHEMA = pa.schema([
 
 _DIRECT_JOB_FIELDS = [f.name for f in JOBS_SCHEMA if f.name not in
                       {"has_reference", "latency_ms", "image_bytes", "source_partition", "source_offset",
-                       "content_hash"}]
+                       "content_hash", "image_sha256", "image_uri", "reference_uri", "request_id",
+                       *_ATTEMPT_DEFAULTS}]
 
 
 def job_rows(items: Sequence[tuple[Any, ...]]) -> pa.Table:
@@ -89,13 +122,37 @@ def job_rows(items: Sequence[tuple[Any, ...]]) -> pa.Table:
     for event, partition, offset, *digest in items:
         for name in _DIRECT_JOB_FIELDS:
             cols[name].append(event.get(name))
-        cols["has_reference"].append(event.get("reference_image") is not None)
+        image_ref, reference_ref = event.get("image_ref"), event.get("reference_image_ref")
+        cols["has_reference"].append(event.get("reference_image") is not None or reference_ref is not None)
         cols["latency_ms"].append(latency_ms(event))
-        cols["image_bytes"].append(len(event["image"]))
+        cols["image_bytes"].append(image_ref["size"] if image_ref else len(event["image"]))
+        cols["image_sha256"].append(image_ref["sha256"] if image_ref else hashlib.sha256(event["image"]).hexdigest())
+        cols["image_uri"].append(image_ref["uri"] if image_ref else "")
+        cols["reference_uri"].append(reference_ref["uri"] if reference_ref else "")
         cols["source_partition"].append(partition)
         cols["source_offset"].append(offset)
         cols["content_hash"].append(digest[0] if digest else content_hash(event))
+        cols["request_id"].append(event.get("request_id") or event["job_id"])
+        for name, default in _ATTEMPT_DEFAULTS.items():
+            value = event.get(name)
+            cols[name].append(default if value is None else value)
     return pa.table(cols, schema=JOBS_SCHEMA)
+
+
+def guard_check_rows(events: Sequence[dict[str, Any]]) -> pa.Table:
+    """One row per check of each event's guard verdict (events without one add none)."""
+    cols: dict[str, list] = {f.name: [] for f in GUARD_CHECKS_SCHEMA}
+    for e in events:
+        for check in e.get("guard_checks") or ():
+            for name, value in (("job_id", e["job_id"]), ("request_id", e.get("request_id") or e["job_id"]),
+                                ("attempt", e.get("attempt") or 1), ("model_id", e["model_id"]),
+                                ("niche", e["niche"]), ("requested_at", e["requested_at"]),
+                                ("rubric_version", e.get("guard_rubric_version") or ""),
+                                ("check_name", check["name"]), ("value", check.get("value")),
+                                ("threshold", check.get("threshold")), ("passed", check["passed"]),
+                                ("reason", check.get("reason") or "")):
+                cols[name].append(value)
+    return pa.table(cols, schema=GUARD_CHECKS_SCHEMA)
 
 
 def image_rows(events: Sequence[dict[str, Any]]) -> pa.Table:

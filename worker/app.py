@@ -12,6 +12,9 @@ commit protocol (worker/delivery/commit.py) commits only what every agent finish
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import faust
@@ -19,6 +22,7 @@ from faust.types import TP
 
 from config.settings import Settings
 from contracts.topics import ALERTS, JOBS_COMPLETED, JOBS_SCORED, RATINGS, dlq_name
+from objects.store import ObjectStore
 from worker import codecs
 from worker.agents.alerts import AlertsAgent
 from worker.agents.jobs import JobsAgent, JobStages
@@ -31,6 +35,7 @@ from worker.ratings import register_rating_page
 from worker.runtime import Runtime
 from worker.stages.dead_letters import DeadLetters
 from worker.stages.drift import DriftStage
+from worker.stages.fid_drift import FidDriftStage, ReferenceCache
 from worker.stages.gate import Gate, stored_copies
 from worker.stages.screen import Rereads, Screen
 from worker.stages.scoring import ScoreStage
@@ -38,6 +43,10 @@ from worker.stages.sinks import ArchiveStage, MomentsStage
 from worker.stages.tally import TallyStage
 from worker.stages.triage import Triage
 from worker.views import register_views
+from warehouse.moments import bucket_moments
+from warehouse.references import extractor_id, load_references
+
+log = logging.getLogger(__name__)
 
 
 def make_app(settings: Settings) -> faust.App:
@@ -93,6 +102,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
     run_hole_healer(app, protocol)
     wire_agents(app, settings, runtime, topics, protocol, live, detectors)
     register_views(app, settings, lambda: runtime, live, protocol.tracks)
+    register_snapshot_timer(app, settings, runtime)
     register_rating_page(app, lambda: runtime, topics.ratings_out)
     protocol.seal(app)  # after every agent: the commit waits for each of them
     return app
@@ -106,19 +116,21 @@ def wire_agents(app: faust.App, settings: Settings, rt: Runtime, topics: Topics,
     async def seek(partition: int, offset: int) -> None:
         await app.consumer.seek(TP(JOBS_COMPLETED, partition), offset)
 
+    objects = ObjectStore(settings.object_store_root)  # images by reference (claim check)
     gate = Gate(lambda ids: stored_copies(rt.warehouse, ids), executor=rt.gate_pool,
-                on_duplicate=rt.metrics.duplicates.inc, on_retry=rt.metrics.sink_retries.inc)
+                on_duplicate=rt.metrics.duplicates.inc, on_retry=rt.metrics.sink_retries.inc, objects=objects)
     protocol.on_restart.append(lambda starts: gate.restart(
         {p: o for (topic, p), o in starts.items() if topic == JOBS_COMPLETED}))
     stages = JobStages(
         screen=Screen(Triage(rt.pricing, settings.max_image_bytes, rt.catalog), gate, Rereads(gate, seek)),
-        score=ScoreStage(rt.scorer, settings.scorer_version) if settings.score_enabled else None,
+        score=ScoreStage(rt.scorer, settings.scorer_version, objects) if settings.score_enabled else None,
         letters=DeadLetters(topics.dlq[JOBS_COMPLETED], JOBS_COMPLETED, rt.metrics),
         scores_out=topics.scored_out,
         moments=MomentsStage(rt, settings.scorer_version, committed),
         archive=ArchiveStage(rt),
         tally=TallyStage(live, rt.pricing, settings.live_bucket_s, settings.live_retention_s, committed))
     drift = DriftStage(detectors, rt.drift_config, settings.scorer_version)
+    fid_drift = fid_drift_stage(settings, rt, detectors)
     # one sink batch bounds a jobs batch (inserts, changelog writes); the scorer encodes it in
     # chunks of score_batch_size (ClipSpec.batch_size)
     batch_size = settings.sink_batch_size
@@ -126,7 +138,7 @@ def wire_agents(app: faust.App, settings: Settings, rt: Runtime, topics: Topics,
         "jobs": (topics.jobs_in, JobsAgent(rt, stages, protocol, batch_size, settings.score_batch_wait_s)),
         "scores": (topics.scored_in, ScoresAgent(rt, drift, DeadLetters(topics.dlq[JOBS_SCORED], JOBS_SCORED, rt.metrics),
                                                  topics.alerts_out, protocol, settings.sink_batch_size,
-                                                 settings.score_batch_wait_s)),
+                                                 settings.score_batch_wait_s, fid_drift)),
         "alerts": (topics.alerts_in, AlertsAgent(rt, DeadLetters(topics.dlq[ALERTS], ALERTS, rt.metrics), protocol,
                                                  settings.sink_batch_wait_s)),
         "ratings": (topics.ratings_in, RatingsAgent(rt, DeadLetters(topics.dlq[RATINGS], RATINGS, rt.metrics),
@@ -139,5 +151,35 @@ def wire_agents(app: faust.App, settings: Settings, rt: Runtime, topics: Topics,
     async def _forget_cached_states(sender: Any, revoked: Any = None, **kwargs: Any) -> None:
         stages.tally.forget()
         drift.forget()
+        if fid_drift is not None:
+            fid_drift.forget()
         if rt.moments is not None:
             rt.moments.forget()
+
+
+def fid_drift_stage(settings: Settings, rt: Runtime, detectors: Any) -> FidDriftStage | None:
+    """FID drift trackers in the detectors table, fed the stored moments (None: turned off)."""
+    if not (settings.fid_drift_enabled and settings.score_enabled):
+        return None
+    extractor = extractor_id(settings.scorer_version)
+    refs = ReferenceCache(lambda: {niche: r.moments for niche, r in load_references(rt.warehouse, extractor).items()})
+    return FidDriftStage(detectors, settings.fid_drift_config(), settings.scorer_version,
+                         lambda *args: bucket_moments(rt.warehouse, *args), refs)
+
+
+def register_snapshot_timer(app: faust.App, settings: Settings, rt: Runtime) -> None:
+    """Every ``snapshot_interval_s``: the runtime's benchmark snapshots, in a thread of their own
+    (a report takes seconds on a large store: the sink thread must not wait for it); a failure is
+    logged and the next tick tries again; windows taken twice replace each other."""
+    if rt.snapshot is None or settings.snapshot_interval_s <= 0:
+        return
+    take = rt.snapshot
+    pool = ThreadPoolExecutor(1, "snapshots")
+
+    @app.timer(settings.snapshot_interval_s)
+    async def benchmark_snapshots() -> None:
+        try:
+            rows = await asyncio.get_running_loop().run_in_executor(pool, take)
+            log.info("benchmark snapshots: %d rows", rows)
+        except Exception as exc:  # the warehouse may be down: the next tick retries
+            log.warning("benchmark snapshots failed (%s: %s)", type(exc).__name__, exc)

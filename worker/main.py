@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+from typing import Any, Callable
 
 import faust
 
@@ -47,13 +48,16 @@ def open_runtime(settings: Settings) -> Runtime:
                    catalog=catalog)
 
 
-def run_worker(settings: Settings) -> None:
-    """Blocks until the worker is stopped (SIGTERM/SIGINT)."""
+def run_worker(settings: Settings, snapshot: Callable[[Any, Any, Settings], int] | None = None) -> None:
+    """Blocks until the worker is stopped (SIGTERM/SIGINT). ``snapshot(warehouse, pricing,
+    settings)`` takes the scheduled benchmark snapshots (reports.snapshots.take_due)."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     if settings.schema_dir:
         use_schema_dir(settings.schema_dir)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     runtime = open_runtime(settings)
+    if snapshot is not None:
+        runtime.snapshot = lambda: snapshot(runtime.warehouse, runtime.pricing, settings)
     app = create_app(settings, runtime)
     chdb_path = settings.chdb_path
     if chdb_path is not None:

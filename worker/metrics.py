@@ -31,7 +31,8 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 class LiveLatencyCollector(Collector):
-    """p50/p95/p99 end-to-end latency and cost per image per model x niche over the last hour."""
+    """p50/p95/p99 end-to-end latency, cost per (delivered) image and guard verdicts per model x
+    niche over the last hour."""
 
     def __init__(self, snapshot: Callable[[], Mapping[tuple[str, str], Mapping[str, float | None]]]) -> None:
         self.snapshot = snapshot
@@ -41,15 +42,22 @@ class LiveLatencyCollector(Collector):
                                     labels=["model", "niche", "quantile"])
         cost = GaugeMetricFamily("sentinel_cost_per_image_usd", "Mean cost per image over the last hour",
                                  labels=["model", "niche"])
+        passed = GaugeMetricFamily("sentinel_guard_pass_rate", "Guard verdicts that passed, over the last hour",
+                                   labels=["model", "niche"])
+        failed = GaugeMetricFamily("sentinel_guard_failed_checks", "Guarded attempts that failed each check, "
+                                   "over the last hour", labels=["model", "niche", "check"])
         for (model, niche), stats in sorted(self.snapshot().items()):
             for q in ("50", "95", "99"):
                 value = stats.get(f"e2e_p{q}_ms")
                 if value is not None:
                     latency.add_metric([model, niche, f"0.{q}"], value)
-            if stats.get("jobs"):
+            if stats.get("jobs") and stats.get("cost_per_image_usd") is not None:  # None: nothing delivered
                 cost.add_metric([model, niche], stats["cost_per_image_usd"])
-        yield latency
-        yield cost
+            if stats.get("guard_pass_rate") is not None:
+                passed.add_metric([model, niche], stats["guard_pass_rate"])
+            for check, n in (stats.get("failed_by_check") or {}).items():
+                failed.add_metric([model, niche, check], n)
+        yield from (latency, cost, passed, failed)
 
 
 class WorkerMetrics:

@@ -28,7 +28,9 @@ import faust
 import pyarrow as pa
 
 import sql as sql_files
+from contracts.errors import InvalidEvent
 from contracts.ratings import DEFAULT_RATER, MAX_ID_LEN, WINNERS
+from objects.store import ObjectStore
 from worker.rating_pairs import Pair, PairBook, next_pair
 
 
@@ -171,6 +173,12 @@ def register_rating_page(app: faust.App, rt: Callable[[], Any], ratings_out: Any
         if table.num_rows == 0:
             return web.text("image not stored\n", status=404)
         image = table.column("image").cast(pa.binary())[0].as_py()
+        uri = table.column("image_uri")[0].as_py()
+        if uri:  # kept by reference: from the object store, digest checked
+            try:
+                image = await loop.run_in_executor(r.sink_pool, ObjectStore(r.settings.object_store_root).fetch_uri, uri)
+            except InvalidEvent as exc:
+                return web.text(f"image not available: {exc.reason}\n", status=404)
         return web.bytes(image, content_type=table.column("media_type")[0].as_py(),
                          headers={"Cache-Control": "private, no-store"})
 

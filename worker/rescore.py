@@ -31,6 +31,7 @@ from sentinel.offsets import AppliedOffsets
 from sentinel.scoring import BatchScorer, ScoreInput
 from sentinel.validation import decode_image
 from contracts.errors import InvalidEvent
+from objects.store import ObjectStore
 from warehouse import rows
 from sentinel.buckets import bucket_start
 from warehouse.moments import MomentKey, MomentState, rows_token, state_rows
@@ -52,7 +53,9 @@ def _fmt(ts: datetime) -> str:
 
 
 def rescore(warehouse: Any, scorer: BatchScorer, version: str, start: datetime, end: datetime, *,
-            bucket_s: int = 3600, page: int = 256, progress: Callable[[int], None] | None = None) -> RescoreResult:
+            bucket_s: int = 3600, page: int = 256, progress: Callable[[int], None] | None = None,
+            objects: ObjectStore | None = None) -> RescoreResult:
+    """``objects``: where images kept by reference are fetched from (None: such jobs are skipped)."""
     start = datetime.fromtimestamp(bucket_start(max(start, EPOCH), bucket_s), timezone.utc)
     end_epoch = int(min(end, datetime(2200, 1, 1, tzinfo=timezone.utc)).timestamp())
     if end_epoch % bucket_s:
@@ -73,8 +76,7 @@ def rescore(warehouse: Any, scorer: BatchScorer, version: str, start: datetime, 
         inputs, kept = [], []
         for job in batch:
             try:
-                image = decode_image(job["image"], job["media_type"])
-                reference = decode_image(job["reference_image"]) if job["reference_image"] else None
+                image, reference = _pixels(job, objects)
             except InvalidEvent as exc:
                 skipped.append((job["job_id"], exc.reason))
                 continue
@@ -106,3 +108,19 @@ def rescore(warehouse: Any, scorer: BatchScorer, version: str, start: datetime, 
         table = state_rows(sorted(states.items()))
         warehouse.insert("sentinel.feature_moments", table, rows_token(table))
     return RescoreResult(version, scored, skipped, len(states), (start, end))
+
+
+def _pixels(job: dict[str, Any], objects: ObjectStore | None) -> tuple[Any, Any]:
+    """A stored job's image and reference image, decoded; fetched (digest checked) when kept by
+    reference."""
+    data, reference = job["image"], job["reference_image"]
+    for name, uri in (("image", job.get("image_uri")), ("reference_image", job.get("reference_uri"))):
+        if not uri:
+            continue
+        if objects is None:
+            raise InvalidEvent(f"{name}_ref_unsupported", "kept by reference and no object store given")
+        if name == "image":
+            data = objects.fetch_uri(uri, name)
+        else:
+            reference = objects.fetch_uri(uri, name)
+    return decode_image(data, job["media_type"]), decode_image(reference) if reference else None

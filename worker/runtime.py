@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Callable
 
 from config.settings import Settings
 from sentinel.cost import Pricing
@@ -36,6 +37,9 @@ class Runtime:
     drift_config: DriftConfig = field(default_factory=DriftConfig)
     moments: MomentStates | None = None
     catalog: Catalog | None = None  # known models and niches (None: any)
+    # the scheduled benchmark snapshots (blocking; rows written), handed in by the CLI: the
+    # report code is a sibling layer the worker does not import. None: no snapshot timer
+    snapshot: Callable[[], int] | None = None
 
     def __post_init__(self) -> None:
         if self.moments is None:

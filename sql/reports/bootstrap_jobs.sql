@@ -1,6 +1,8 @@
 -- Per-job rows behind the benchmark's bootstrap intervals (reports/intervals.py): end-to-end
 -- latency, cost priced exactly as benchmark.sql prices it (same parameters, same function)
 -- and the job's CLIP score (NULL when the job has no score of the requested version).
+-- Delivered images only; each carries its request's cost (guard mode: discarded attempts
+-- included; a request that failed every attempt has no row, so it is outside the interval).
 --
 -- At most {max_jobs} jobs per model and per model x niche: the group's jobs ordered by
 -- cityHash64(job_id) (then job_id), the first {max_jobs}: a deterministic pseudo-random sample,
@@ -14,15 +16,24 @@
 -- sets rates a few standard deviations above max_jobs / jobs, so the prefix almost always holds
 -- max_jobs jobs (and when not, the sample is that whole prefix, never a different set).
 WITH
-    j AS (
+    -- guard mode: a delivered image carries the cost of every attempt of its request
+    requests AS (
         SELECT
-            job_id, model_id, niche, latency_ms,
-            sentinel_job_cost_usd(provider, gpu_type, gpu_seconds, api_cost_usd, {gpu_types:Array(String)},
-                                  {gpu_prices:Array(Float64)}, {overhead:Float64}, {platform_fee:Float64}) AS cost_usd,
-            cityHash64(job_id)                 AS h,
-            h / 18446744073709551616.0         AS u
+            request_id,
+            sum(sentinel_job_cost_usd(provider, gpu_type, gpu_seconds, api_cost_usd, {gpu_types:Array(String)},
+                                      {gpu_prices:Array(Float64)}, {overhead:Float64}, {platform_fee:Float64})) AS cost_usd
         FROM sentinel.jobs FINAL
         WHERE requested_at >= {start:DateTime64(3)} AND requested_at < {end:DateTime64(3)}
+        GROUP BY request_id
+    ),
+    j AS (
+        SELECT
+            job_id, model_id, niche, latency_ms, r.cost_usd AS cost_usd,
+            cityHash64(job_id)                 AS h,
+            h / 18446744073709551616.0         AS u
+        FROM sentinel.jobs AS d FINAL
+        INNER JOIN requests AS r ON r.request_id = d.request_id
+        WHERE requested_at >= {start:DateTime64(3)} AND requested_at < {end:DateTime64(3)} AND delivered
           AND (u < transform(model_id, {models:Array(String)}, {model_rates:Array(Float64)}, 1.0)
                OR u < transform(concat(model_id, '/', niche), {groups:Array(String)}, {group_rates:Array(Float64)}, 1.0))
     ),

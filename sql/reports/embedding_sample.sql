@@ -6,6 +6,7 @@ FROM
     SELECT job_id, model_id, niche
     FROM sentinel.jobs FINAL
     WHERE requested_at >= {start:DateTime64(3)} AND requested_at < {end:DateTime64(3)}
+      AND delivered  -- guard mode: what customers received, as the FID moments
 ) AS j
 INNER JOIN
 (

@@ -15,5 +15,6 @@ SELECT
     quantileExactInclusive(0.95)(dateDiff('millisecond', completed_at, delivered_at)) AS delivery_p95_ms
 FROM sentinel.jobs FINAL
 WHERE requested_at >= {start:DateTime64(3)} AND requested_at < {end:DateTime64(3)}
+  AND delivered  -- guard mode: delivered attempts (their queue part holds the earlier attempts)
 GROUP BY model_id
 ORDER BY model

@@ -20,5 +20,6 @@ SELECT
     )(latency_ms) AS latency_ms
 FROM sentinel.jobs FINAL
 WHERE requested_at >= {start:DateTime64(3)} AND requested_at < {end:DateTime64(3)}
+  AND delivered  -- guard mode: the latency of what reached the customer (earlier attempts included)
 GROUP BY model_id
 ORDER BY model

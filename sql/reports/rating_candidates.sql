@@ -8,6 +8,7 @@ WITH
     j AS (
         SELECT job_id, model_id, niche, prompt
         FROM sentinel.jobs FINAL
+        WHERE delivered  -- guard mode: raters compare delivered images, never discarded attempts
         ORDER BY cityHash64(job_id, {seed:UInt64})
         LIMIT {per_group:UInt32} BY niche, prompt, model_id
     )

@@ -36,8 +36,22 @@ def node(exit_code):
     return ("flux", SimpleNamespace(poll=lambda: exit_code, returncode=exit_code), None)
 
 
-def test_returns_once_every_job_is_stored_and_scored(tmp_path) -> None:
-    _wait_until_scored(Reader(5, 5), fake_stack(tmp_path), [node(None)], jobs=5, timeout=60)
+def _node_log(tmp_path, published: int) -> None:
+    (tmp_path / "logs").mkdir(exist_ok=True)
+    (tmp_path / "logs" / "node-flux.log").write_text(f"... published {published} jobs to 127.0.0.1:9092\n")
+
+
+def test_returns_once_every_published_event_is_stored_and_scored(tmp_path) -> None:
+    _node_log(tmp_path, 5)
+    _wait_until_scored(Reader(5, 5), fake_stack(tmp_path), [node(0)], jobs=5, timeout=60)
+
+
+def test_waits_for_a_guarded_nodes_discarded_attempts_too(tmp_path, capsys) -> None:
+    _node_log(tmp_path, 7)  # 5 jobs, 2 of them needed a second attempt: 7 events
+    with pytest.raises(typer.Exit):
+        _wait_until_scored(Reader(5, 5), fake_stack(tmp_path), [node(0)], jobs=5, timeout=0)
+    assert "timed out" in capsys.readouterr().err
+    _wait_until_scored(Reader(7, 7), fake_stack(tmp_path), [node(0)], jobs=5, timeout=60)
 
 
 @pytest.mark.parametrize("nodes, worker_exit, why", [

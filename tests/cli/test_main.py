@@ -15,7 +15,8 @@ from cli.main import app
 
 COMMANDS = [[], ["demo"], ["up"], ["worker"], ["node"], ["guard"], ["report"], ["sql"], ["alerts"], ["replay"],
             ["trace", "generate"], ["dlq", "list"], ["dlq", "replay"], ["db", "migrate"], ["reference", "build"],
-            ["reference", "list"], ["ratings", "import"], ["ratings", "list"], ["ratings", "url"], ["rescore"]]
+            ["reference", "list"], ["ratings", "import"], ["ratings", "list"], ["ratings", "url"], ["rescore"],
+            ["bundle"], ["bundle", "export"], ["bundle", "verify"], ["import"]]
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "sentinel")
@@ -44,7 +45,8 @@ print(json.dumps(sorted(m for m in {HEAVY!r} if m in sys.modules)))
 """
 
 
-@pytest.mark.parametrize("argv", [["--import-only"], ["--help"], ["sql", "--help"], ["dlq", "list", "--help"]],
+@pytest.mark.parametrize("argv", [["--import-only"], ["--help"], ["sql", "--help"], ["dlq", "list", "--help"],
+                                  ["bundle", "--help"], ["bundle", "verify", "--help"]],
                          ids=lambda a: " ".join(a))
 def test_help_loads_no_heavy_module(argv: list[str]) -> None:
     done = subprocess.run([sys.executable, "-c", PROBE, *argv], capture_output=True, text=True,

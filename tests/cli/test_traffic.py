@@ -130,3 +130,12 @@ def test_dlq_replay_warns_when_the_catalog_will_refuse_the_letters_again(monkeyp
     assert result.exit_code == 0, result.output
     assert "dead-letter 1 job as unknown_model: 'house-xl' (1 job)" in text and "'other'" not in text
     assert "SENTINEL_KNOWN_MODELS=house-xl" in text and sent == letters
+
+
+def test_guard_flags_need_live_mode_and_valid_values(tmp_path) -> None:
+    trace = tmp_path / "t.jsonl"
+    CliRunner().invoke(app, ["trace", "generate", str(trace), "--jobs", "3"])
+    result = CliRunner().invoke(app, ["replay", str(trace), "--guard", "http://127.0.0.1:1"])
+    assert result.exit_code == 2 and "need --live" in result.output
+    result = CliRunner().invoke(app, ["node", "-m", "tiny-sd", "--plant-bad", "1.5"])
+    assert result.exit_code == 2 and "within 0..1" in result.output

@@ -105,7 +105,11 @@ def job_completed(**overrides) -> dict:
         "gpu_seconds": 3.001,
         "api_cost_usd": None,
         "node_id": "node-1",
+        "image_ref": None,
+        "reference_image_ref": None,
     }
+    for field in _raw("job_completed.avsc")["fields"]:  # optional fields appended later: their defaults
+        event.setdefault(field["name"], field.get("default"))
     event.update(overrides)
     return event
 
@@ -121,6 +125,7 @@ def job_scored(**overrides) -> dict:
         "clip_reference_score": 0.5,
         "embedding": [0.5, -0.25, 0.125, 0.0],  # exactly representable as float32
         "flags": ["cold_start", "slow"],
+        "requested_at": datetime(2026, 3, 1, 12, 30, 58, 250000, tzinfo=UTC),
     }
     record.update(overrides)
     return record
@@ -156,8 +161,17 @@ def test_job_scored_round_trip() -> None:
     record = job_scored()
     c = AvroCodec("JobScored")
     assert c.decode(c.encode(record)) == record
-    no_ref = job_scored(clip_reference_score=None, flags=[], embedding=[])
+    no_ref = job_scored(clip_reference_score=None, flags=[], embedding=[], requested_at=None)
     assert c.decode(c.encode(no_ref)) == no_ref
+
+
+def test_job_scored_of_the_v1_schema_decodes_without_requested_at() -> None:
+    """Records written before requested_at existed (contracts/history/job_scored.v1.avsc) still
+    decode, with requested_at null (the FID drift then uses scored_at)."""
+    old = {k: v for k, v in job_scored().items() if k != "requested_at"}
+    writer = codec._load(Path(codec.SCHEMA_DIR) / "history" / "job_scored.v1.avsc")
+    data = AvroCodec("JobScored", writer=writer).encode(old)
+    assert AvroCodec("JobScored").decode(data) == {**old, "requested_at": None}
 
 
 # -- framing ------------------------------------------------------------------------------
@@ -306,3 +320,71 @@ def test_older_writer_decodes_with_reader_default(schema_dir_with_history: Path)
     assert data[2:10] == wire_fingerprint(_v0_raw())
     decoded = AvroCodec("JobCompleted").decode(data)
     assert decoded == event and decoded["encode_ms"] is None
+
+
+# -- images by reference (claim check): v1 = before image_ref / reference_image_ref -----------
+
+REF = {"uri": "s3://bucket/objects/sha256/ab/" + "ab" * 32, "size": 2_345_678, "sha256": "ab" * 32}
+
+
+def _v1_raw() -> dict:
+    return json.loads((SCHEMA_DIR / "history" / "job_completed.v1.avsc").read_text())
+
+
+def test_the_refs_are_appended_after_v1_with_null_defaults() -> None:
+    current, v1 = _raw("job_completed.avsc"), _v1_raw()
+    names = [f["name"] for f in current["fields"]]
+    assert names[:len(v1["fields"])] == [f["name"] for f in v1["fields"]]
+    added = current["fields"][len(v1["fields"]):]
+    assert {"image_ref", "reference_image_ref"} <= {f["name"] for f in added}
+    assert all(f["default"] is None for f in added)
+    assert codec._known_schemas()[1][wire_fingerprint(v1)].name == "JobCompleted"  # shipped in history/
+
+
+@pytest.mark.parametrize("refs", [
+    {"image": b"", "image_ref": REF},
+    {"image": b"", "image_ref": REF, "reference_image": None, "reference_image_ref": {**REF, "size": 7}},
+])
+def test_refs_round_trip(refs: dict) -> None:
+    event = job_completed(**refs)
+    c = AvroCodec("JobCompleted")
+    assert c.decode(c.encode(event)) == event
+
+
+def test_old_writer_new_reader_reads_no_refs() -> None:
+    old = {k: v for k, v in job_completed().items() if k not in ("image_ref", "reference_image_ref")}
+    data = AvroCodec("JobCompleted", writer=_schema(_v1_raw())).encode(old)
+    assert data[2:10] == wire_fingerprint(_v1_raw())
+    decoded = AvroCodec("JobCompleted").decode(data)  # the shipped history/ knows v1
+    assert decoded == {**old, "image_ref": None, "reference_image_ref": None}
+    # the same with fastavro alone: v1 writer schema resolved against the current reader schema
+    body = io.BytesIO(data[10:])
+    assert fastavro.schemaless_reader(body, parse_schema(_v1_raw()), parse_schema(_raw("job_completed.avsc"))) == decoded
+
+
+def test_new_writer_old_reader_drops_the_refs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A reader still on v1 (its schema dir: v1 current, the new schema in history/) decodes an
+    event by reference: the refs are dropped, the empty image stays (so it dead-letters as an
+    image that does not decode, never scored as something else)."""
+    event = job_completed(image=b"", image_ref=REF)
+    data = AvroCodec("JobCompleted").encode(event)
+    old_dir = tmp_path / "old"
+    (old_dir / "history").mkdir(parents=True)
+    for path in SCHEMA_DIR.glob("*.avsc"):
+        shutil.copy(path, old_dir / path.name)
+    (old_dir / "job_completed.avsc").write_text(json.dumps(_v1_raw()))
+    (old_dir / "history" / "job_completed.v2.avsc").write_text(json.dumps(_raw("job_completed.avsc")))
+    real = codec._known_schemas
+    monkeypatch.setattr(codec, "_known_schemas", lambda directory=old_dir: real(directory))
+    decoded = AvroCodec("JobCompleted").decode(data)
+    assert "image_ref" not in decoded and decoded["image"] == b""
+    assert decoded == {k: v for k, v in event.items() if k not in ("image_ref", "reference_image_ref")}
+    body = io.BytesIO(data[10:])
+    assert fastavro.schemaless_reader(body, parse_schema(_raw("job_completed.avsc")), parse_schema(_v1_raw())) == decoded
+
+
+def test_content_hash_of_an_inline_event_is_the_same_before_and_after_the_refs() -> None:
+    with_refs = job_completed()
+    without = {k: v for k, v in with_refs.items() if k not in ("image_ref", "reference_image_ref")}
+    assert codec.content_hash(with_refs) == codec.content_hash(without)
+    assert codec.content_hash(job_completed(image=b"", image_ref=REF)) != codec.content_hash(with_refs)

@@ -71,3 +71,34 @@ def test_nodes_load_pipelines_concurrently(tmp_path: Path) -> None:
     for e in events:
         by_model.setdefault(e["model_id"], set()).add(e["image"])
     assert all(len(images) == 1 for images in by_model.values())  # same seed, same weights, same image
+
+
+def test_an_output_above_the_inline_limit_travels_by_reference(tmp_path: Path) -> None:
+    import hashlib
+
+    from inference.node import ImageTooLarge
+    from objects.claims import check_refs
+    from objects.store import ObjectStore
+
+    models = load_registry(PROJECT_ROOT / "models.toml")
+    cache = tmp_path / "models"
+    inline = InferenceNode(models, node_id="t", cache_dir=cache, image_format="png").run(request("tiny-sd", 3))
+    store = ObjectStore(tmp_path / "objects")
+    small_limit = len(inline["image"]) - 1
+    node = InferenceNode(models, node_id="t", cache_dir=cache, image_format="png", max_image_bytes=small_limit,
+                         objects=store)
+    photo = b"\xff\xd8" + bytes(small_limit)  # a customer photo above the limit too (bytes as given)
+    event = node.run(JobRequest("job-big", "tiny-sd", "headshot", "a corporate headshot", 3,
+                                datetime.now(timezone.utc), photo))
+    check_job(event, max_image_bytes=small_limit)
+    check_refs(event)
+    assert event["image"] == b"" and event["reference_image"] is None
+    ref = event["image_ref"]
+    assert ref["size"] == len(inline["image"]) and ref["sha256"] == hashlib.sha256(inline["image"]).hexdigest()
+    assert (tmp_path / "objects" / "sha256" / ref["sha256"][:2] / ref["sha256"]).read_bytes() == inline["image"]
+    assert event["reference_image_ref"]["sha256"] == hashlib.sha256(photo).hexdigest()
+    codec = AvroCodec("JobCompleted")
+    assert codec.decode(codec.encode(event))["image_ref"] == ref
+    without_store = InferenceNode(models, node_id="t", cache_dir=cache, image_format="png", max_image_bytes=small_limit)
+    with pytest.raises(ImageTooLarge, match="no object store"):
+        without_store.run(request("tiny-sd", 3))

@@ -315,6 +315,8 @@ def test_bootstrap_intervals_on_stored_jobs(quality_stack) -> None:
         np.testing.assert_allclose(report["latency_quantiles"]["models"][row["model"]],
                                    np.percentile(lat, levels * 100), rtol=1e-12)
 
+    _check_significance(report, again, samples)
+
     capped = job_samples(reader, params, 5)
     assert {k: len(v["latency"]) for k, v in capped.items()} == {k: 5 for k in samples}
     # the hash-rate prefilter (rates from the jobs per group) selects exactly the same jobs
@@ -324,6 +326,29 @@ def test_bootstrap_intervals_on_stored_jobs(quality_stack) -> None:
     for k in capped:
         for column in ("latency", "cost", "clip"):
             np.testing.assert_array_equal(prefiltered[k][column], capped[k][column])
+
+
+def _check_significance(report: dict, again: dict, samples: dict) -> None:
+    """Ranks on the real store: reproducible per seed; P(a better) on p95 over all traffic
+    recomputed here by resampling the stored jobs with each model's generator (seed 3, 500
+    draws); FID ranked where references exist (headshot, product), not in portrait."""
+    from sentinel.bootstrap import group_rng
+
+    assert report["significance"] == again["significance"]
+    sig = report["significance"]
+    assert set(sig["scopes"]) == {"*", "headshot", "product", "portrait"} and len(sig["statements"]) == 4
+    p95 = {}
+    for row in report["models"]:
+        lat = samples[(row["model"], "*")]["latency"]
+        idx = group_rng(3, row["model"], "*").integers(0, len(lat), (500, len(lat)))
+        p95[row["model"]] = np.percentile(lat[idx], 95, axis=1)
+    for p in sig["scopes"]["*"]["dimensions"]["p95_latency_ms"]["pairs"]:
+        d = p95[p["b"]] - p95[p["a"]]  # lower is better
+        assert p["p_a_better"] == pytest.approx((np.sum(d > 0) + 0.5 * np.sum(d == 0)) / 500, abs=1e-12)
+    for niche in ("headshot", "product"):
+        assert len(sig["scopes"][niche]["dimensions"]["fid"]["ranks"]) == 3
+    assert "fid" not in sig["scopes"]["portrait"]["dimensions"]
+    assert all(r["rank_fid"] == "–" for r in report["niches"] if r["niche"] == "portrait")
 
 
 def test_cost_and_latency_breakdowns_equal_the_events(quality_stack) -> None:

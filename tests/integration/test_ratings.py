@@ -27,7 +27,7 @@ from conftest import BASE_TIME, MODELS, consume_all, make_event, publish_events,
 from contracts.codec import AvroCodec
 from contracts.topics import RATINGS
 from inference.ratings import import_ratings
-from warehouse.ratings import pairwise_counts
+from warehouse.ratings import pairwise_counts, pairwise_counts_by_niche
 from worker.ratings import rater_token
 from warehouse.window import Window
 from warehouse.client import live_owner, open_reader
@@ -177,6 +177,24 @@ def test_pairwise_counts_equal_direct_recomputation(rated):
     assert counts.compute().converged
     empty, info = pairwise_counts(reader, Window(BASE_TIME - timedelta(days=9), BASE_TIME - timedelta(days=8)))
     assert empty.pairs == {} and info["ratings"] == 0 and info["simulated"] is False
+
+
+def test_pairwise_counts_per_niche_equal_direct_recomputation(rated):
+    """The per-niche counts behind the per-niche Bradley–Terry fits, recomputed from the sent
+    ratings and the events' niches (groups 0 and 3 share a niche)."""
+    events, rows, _, reader = rated
+    jobs = {e["job_id"]: e for e in events}
+    expected: dict = {}
+    for r in rows:
+        a, b = jobs.get(r["job_a"]), jobs.get(r["job_b"])
+        if a is None or b is None or a["model_id"] == b["model_id"] or a["niche"] != b["niche"]:
+            continue
+        pair = expected.setdefault(a["niche"], {}).setdefault((a["model_id"], b["model_id"]), [0, 0, 0])
+        pair[{"a": 0, "b": 1, "tie": 2}[r["winner"]]] += 1
+    by_niche = pairwise_counts_by_niche(reader, Window())
+    assert {n: c.pairs for n, c in by_niche.items()} == expected
+    assert len(expected) == 3 and sum(c.total for c in by_niche.values()) == len(rows) - 2
+    assert pairwise_counts_by_niche(reader, Window(BASE_TIME - timedelta(days=9), BASE_TIME - timedelta(days=8))) == {}
 
 
 def test_reimport_keeps_one_copy_per_rating(rated, embedded_stack):

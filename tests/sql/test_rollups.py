@@ -96,19 +96,99 @@ def test_every_grafana_panel_query_runs_and_cost_matches(store: ClickHouseWareho
     from warehouse.pricing import publish_pricing
 
     publish_pricing(store, Pricing(FEE, OVERHEAD, dict(PRICES)))
+    guarded = _guarded_attempts(80, seed=3)
+    store.insert("sentinel.jobs", job_rows([(e, 1, k) for k, e in enumerate(guarded)]), "grafana-guarded")
     root = Path(sql_files.__file__).resolve().parent.parent
     panels = json.loads((root / "deploy/grafana/dashboards/sentinel.json").read_text())["panels"]
     results = {}
     for panel in panels:
         for target in panel["targets"]:
             results[panel["title"]] = store.query(_grafana(target["rawSql"])).to_pylist()
-    cost = next(rows for title, rows in results.items() if title.startswith("Cost per image"))
-    jobs = _jobs(600, seed=1)  # stored by the first test of this module
+    cost = next(rows for title, rows in results.items() if title.startswith("Cost per delivered image"))
+    jobs = _jobs(600, seed=1) + guarded  # _jobs: stored by the first test of this module
     for row in cost:
         t = row["time"] if isinstance(row["time"], int) else int(row["time"].replace(tzinfo=UTC).timestamp())
         group = [e for e in jobs if e["model_id"] == row["model_id"]
                  and e["requested_at"].replace(minute=0, second=0, microsecond=0).timestamp() == t]
         expected = [(e["api_cost_usd"] + FEE) if e["provider"] == "api"
                     else e["gpu_seconds"] * PRICES[e["gpu_type"]] / 3600 * (1 + OVERHEAD) + FEE for e in group]
-        assert row["cost_per_image_usd"] == pytest.approx(np.mean(expected), rel=1e-9)
-    assert len(cost) == 9  # 3 models x 3 hours
+        delivered = sum(e.get("delivered") is not False for e in group)  # guard mode: discarded cost included
+        assert row["cost_per_image_usd"] == pytest.approx(np.sum(expected) / delivered, rel=1e-9)
+    assert len(cost) == 9 + 1  # 3 models x 3 hours, and the guarded model's hour
+    _check_guard_panels(results, guarded)
+
+
+def _guarded_attempts(n: int, seed: int) -> list[dict]:
+    """Attempts of a guarded model in the first hour: verdicts, some failed checks, an outage."""
+    rng = random.Random(seed)
+    out = []
+    for e in _jobs(n, seed=seed):
+        passed = None if rng.random() < 0.1 else rng.random() < 0.7
+        failed = [] if passed is not False else rng.sample(["blank", "resolution", "repeated"], rng.randint(1, 2))
+        out.append({**e, "job_id": f"g-{e['job_id']}", "model_id": "m-guard", "provider": "self_hosted",
+                    "gpu_type": "L4", "gpu_seconds": rng.uniform(0.5, 2), "api_cost_usd": None,
+                    "requested_at": T0 + timedelta(seconds=rng.randint(0, 3599)),
+                    "delivered": passed is not False, "guard_passed": passed, "attempt": 1,
+                    "guard_failed_checks": None if passed is None else failed,
+                    "guard_error": "timeout" if passed is None else None})
+        out[-1]["started_at"] = out[-1]["completed_at"] = out[-1]["delivered_at"] = out[-1]["requested_at"]
+    return out
+
+
+def _check_guard_panels(results: dict, guarded: list[dict]) -> None:
+    from collections import Counter
+
+    judged = [e for e in guarded if e["guard_passed"] is not None]
+    [rate] = results["Guard pass rate by model (verdicts that passed)"]
+    assert rate["model_id"] == "m-guard"
+    assert rate["pass_rate"] == pytest.approx(sum(e["guard_passed"] for e in judged) / len(judged), rel=1e-12)
+    failures = {(r["model_id"], r["check_name"]): r["failed_attempts"]
+                for r in results["Guard failures by check and model"]}
+    assert failures == {("m-guard", c): n for c, n in Counter(c for e in judged for c in e["guard_failed_checks"]).items()}
+
+
+def test_snapshot_panels_show_the_newest_snapshot_of_each_window(store: ClickHouseWarehouse) -> None:
+    """The composite panels (benchmark snapshots) against the rows inserted here: a window taken
+    twice shows its newer values once; the 'latest' panels show each row's newest window."""
+    import json
+
+    from reports.snapshots import snapshot_rows
+    from warehouse.window import Window
+
+    rng = random.Random(5)
+    root = Path(sql_files.__file__).resolve().parent.parent
+    panels = {p["title"]: p["targets"][0]["rawSql"]
+              for p in json.loads((root / "deploy/grafana/dashboards/sentinel.json").read_text())["panels"]
+              if "benchmark_snapshots" in p["targets"][0]["rawSql"]}
+    assert len(panels) == 4
+    final: dict = {}  # (window end, model, niche) -> the values of the newest snapshot
+    for take in range(2):  # every window taken twice; the second take wins
+        for h in range(3):
+            window = Window(T0 + timedelta(hours=h), T0 + timedelta(hours=h + 1))
+            rows = [{"model": m, "niche": n, "jobs": 10, "composite": rng.uniform(10, 90), "fid_score": rng.uniform(0, 100),
+                     "clip": rng.uniform(0, 100), "human": None if m == "m-api" else rng.uniform(0, 100),
+                     "cost_per_image_usd": rng.uniform(0.001, 0.05), "p95_latency_ms": rng.uniform(500, 3000)}
+                    for m in ("m-a", "m-b", "m-api") for n in ("*", "headshot", "product")]
+            report = {"scorer_version": "v", "models": [r for r in rows if r["niche"] == "*"],
+                      "niches": [r for r in rows if r["niche"] != "*"]}
+            store.insert("sentinel.benchmark_snapshots",
+                         snapshot_rows(report, window, taken_at=T0 + timedelta(days=1, minutes=take)))
+            final.update({(window.end, r["model"], r["niche"]): r for r in rows})
+
+    def t(row: dict) -> datetime:
+        v = row.get("time", row.get("window_end"))
+        return v if v.tzinfo else v.replace(tzinfo=UTC)
+
+    composite = store.query(_grafana(panels["Composite by model (benchmark snapshots)"])).to_pylist()
+    assert [(t(r), r["model"], r["composite"]) for r in composite] == sorted(
+        (e, m, v["composite"]) for (e, m, n), v in final.items() if n == "*")
+    parts = store.query(_grafana(panels["Composite components by model: FID score, CLIP, Human (0-100, snapshots)"]))
+    assert [(t(r), r["model"], r["fid_score"], r["clip"], r["human"]) for r in parts.to_pylist()] == sorted(
+        (e, m, v["fid_score"], v["clip"], v["human"]) for (e, m, n), v in final.items() if n == "*")
+    last = T0 + timedelta(hours=3)
+    bars = store.query(_grafana(panels["Composite by model, latest snapshot"])).to_pylist()
+    assert [(r["model"], r["composite"]) for r in bars] == sorted(
+        ((m, v["composite"]) for (e, m, n), v in final.items() if n == "*" and e == last), key=lambda x: (-x[1], x[0]))
+    table = store.query(_grafana(panels["Composite and components by model x niche, latest snapshot"])).to_pylist()
+    assert [(r["model"], r["niche"], t(r), r["composite"], r["p95_latency_ms"]) for r in table] == sorted(
+        (m, n, e, v["composite"], v["p95_latency_ms"]) for (e, m, n), v in final.items() if n != "*" and e == last)

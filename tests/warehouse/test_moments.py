@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from warehouse.moments import MomentInput, MomentStates, rows_token, window_moments
+from warehouse.moments import MomentInput, MomentStates, bucket_moments, rows_token, window_moments
 from warehouse.window import Window
 from warehouse.client import ClickHouseWarehouse, migrate
 
@@ -153,3 +153,25 @@ def test_records_arriving_out_of_order_are_each_applied_once(store: ClickHouseWa
     assert settled and all(min(r["applied_offsets"], default=20) >= 20 for r in settled)
 
     _assert_holds_each_once(store, version, items)
+
+
+def test_bucket_moments_merge_partitions_per_bucket(store: ClickHouseWarehouse) -> None:
+    """The FID drift input: per bucket of one model x niche, every source partition merged
+    (two partitions here), only buckets starting in [start, end)."""
+    version = "v-drift/tiny:seed0"  # its own scorer version: the module's store is shared
+    items = _inputs(40, seed=11, partition=0) + _inputs(40, seed=12, partition=1)
+    rows = MomentStates(store, 3600).apply(version, items)
+    store.insert("sentinel.feature_moments", rows, rows_token(rows))
+    start, end = T0 + timedelta(hours=1), T0 + timedelta(hours=3)
+    got = bucket_moments(store, version, "m1", "headshot", int(start.timestamp()), int(end.timestamp()))
+    want: dict = {}
+    for i in items:
+        bucket = i.requested_at.replace(minute=0, second=0, microsecond=0)
+        if (i.model_id, i.niche) == ("m1", "headshot") and start <= bucket < end:
+            want.setdefault(int(bucket.timestamp()), []).append(i.embedding)
+    assert [b for b, _ in got] == sorted(want) and len(want) == 2
+    for b, m in got:
+        x = np.asarray(want[b], np.float64)
+        assert m.n == len(x)
+        np.testing.assert_allclose(m.sum, x.sum(0), rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(m.sum_outer, x.T @ x, rtol=1e-12, atol=1e-12)

@@ -2,7 +2,7 @@
 to the stages; the output stage runs one batch behind, so batch N is sent and stored while
 batch N+1 is scored.
 
-    screen -> score (score thread) -> dead letters, jobs.scored, FID moments, jobs + images, tallies
+    screen -> score (score thread) -> FID moments -> dead letters, jobs.scored, jobs + images -> tallies
 """
 
 from __future__ import annotations
@@ -77,7 +77,10 @@ class JobsAgent:
             kept = [a for a in screened.kept if id(a) not in bad_ids]
             rejected = screened.rejected + [rejected_event(raw[(a.partition, a.offset)], exc) for a, exc in bad]
             pairs = list(zip([a for a in kept if self.stages.score is not None], scored))
-            await asyncio.gather(self.send(rejected, scored), self.store(kept, pairs))
+            # FID moments before the scores go out: a JobScored downstream means its moments are
+            # stored (the FID drift detectors read them when its bucket closes)
+            await self.stages.moments(pairs)
+            await asyncio.gather(self.send(rejected, scored), self.stages.archive(kept))
             self.stages.tally(kept, raw)
             self.rt.metrics.scored.inc(len(scored))
             lag = event_time_lag_s(kept) if scored else None
@@ -90,10 +93,6 @@ class JobsAgent:
         # keyed by model|niche: one partition sees all of a model x niche, in order (the drift detectors)
         await send_delivered(self.stages.scores_out, [Outgoing(f"{v['model_id']}|{v['niche']}".encode(), v)
                                                       for v in scored], "scores", self.rt.metrics.send_retries.inc)
-
-    async def store(self, kept: list[Accepted], pairs: list[tuple[Accepted, dict]]) -> None:
-        await self.stages.moments(pairs)
-        await self.stages.archive(kept)
 
 
 def event_time_lag_s(kept: Sequence[Accepted]) -> float | None:

@@ -5,7 +5,8 @@ restarts. Past decoding and the field checks (worker/stages/triage.py, which als
 :class:`Catalog` about model and niche), the gate decides once per ``(partition, offset)``:
 
 * ``ok``         the first copy of this job id: scored, stored and tallied;
-* ``bad``        the image (or reference image) does not decode: dead-lettered;
+* ``bad``        the image (or reference image) does not decode, or, sent by reference, cannot
+                 be fetched from the object store or fails its digest check: dead-lettered;
 * ``duplicate``  a re-published job (a job id already seen, same content): skipped by every
                  agent, counted in ``sentinel_duplicates_skipped_total``;
 * ``conflict``   a job id already seen with *other* content: dead-lettered as
@@ -51,6 +52,8 @@ from contracts.codec import content_hash
 from sentinel.validation import decode_image
 from contracts.errors import InvalidEvent
 from inference.catalog import known_ids
+from objects.claims import image_bytes
+from objects.store import ObjectStore
 from worker.delivery.retry import until_done
 
 log = logging.getLogger(__name__)
@@ -105,11 +108,13 @@ class Catalog:
         return cls(known.models, known.niches)
 
 
-def check_images(event: Mapping[str, Any]) -> Pixels:
+def check_images(event: Mapping[str, Any], objects: ObjectStore | None = None) -> Pixels:
     """The decoded image and reference image (None when the job has none); InvalidEvent unless
-    both decode. The scorer takes these pixels: each image is decoded once."""
-    image = decode_image(event["image"], event["media_type"])
-    reference = decode_image(event["reference_image"]) if event.get("reference_image") else None
+    both decode. Images by reference are fetched from ``objects`` and their digests checked
+    first (objects/claims.py). The scorer takes these pixels: each image is decoded once."""
+    data, reference_data = image_bytes(event, objects)
+    image = decode_image(data, event["media_type"])
+    reference = decode_image(reference_data) if reference_data else None
     return image, reference
 
 
@@ -126,8 +131,9 @@ Pixels = tuple[Any, Any]  # (image, reference image or None), decoded
 class Gate:
     def __init__(self, lookup: Lookup, *, executor: Executor | None = None,
                  on_duplicate: Callable[[], None] | None = None, on_retry: Callable[[], None] | None = None,
-                 max_verdicts: int = 100_000, max_jobs: int = 200_000) -> None:
+                 max_verdicts: int = 100_000, max_jobs: int = 200_000, objects: ObjectStore | None = None) -> None:
         self.lookup = lookup
+        self.objects = objects  # where images by reference are fetched from (None: refused)
         self.executor = executor
         self.on_duplicate = on_duplicate
         self.on_retry = on_retry
@@ -187,7 +193,7 @@ class Gate:
                 todo[key] = ({}, None, REJECTED_BEFORE)
                 continue
             try:
-                pixels = check_images(event)
+                pixels = check_images(event, self.objects)
             except InvalidEvent as exc:
                 todo[key] = (event, None, exc)
                 continue

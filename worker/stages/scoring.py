@@ -7,6 +7,8 @@ from datetime import datetime, timezone
 from typing import Any, Mapping, Sequence
 
 from contracts.errors import InvalidEvent
+from objects.claims import image_bytes
+from objects.store import ObjectStore
 from sentinel.scoring import BatchScorer, ScoreInput
 from sentinel.validation import decode_image
 from worker.stages.gate import Pixels
@@ -14,9 +16,10 @@ from worker.stages.triage import Accepted
 
 
 class ScoreStage:
-    def __init__(self, scorer: BatchScorer, scorer_version: str) -> None:
+    def __init__(self, scorer: BatchScorer, scorer_version: str, objects: ObjectStore | None = None) -> None:
         self.scorer = scorer
         self.scorer_version = scorer_version
+        self.objects = objects  # images by reference (only for jobs the gate judged earlier)
 
     def __call__(self, kept: Sequence[Accepted], pixels: Mapping[tuple[int, int], Pixels] | None = None
                  ) -> tuple[list[dict[str, Any]], list[tuple[Accepted, InvalidEvent]]]:
@@ -25,7 +28,7 @@ class ScoreStage:
         inputs, scored_items, bad = [], [], []
         for item in kept:
             try:
-                image, reference = _pixels(item, pixels)
+                image, reference = _pixels(item, pixels, self.objects)
             except InvalidEvent as exc:
                 bad.append((item, exc))
                 continue
@@ -43,13 +46,14 @@ class ScoreStage:
             "clip_reference_score": s.clip_reference_score,
             "embedding": s.embedding.tolist(),
             "flags": [],
+            "requested_at": item.event["requested_at"],
         } for s, item in zip(scores, scored_items)], bad
 
 
-def _pixels(item: Accepted, pixels: Mapping[tuple[int, int], Pixels] | None) -> Pixels:
+def _pixels(item: Accepted, pixels: Mapping[tuple[int, int], Pixels] | None, objects: ObjectStore | None) -> Pixels:
     found = pixels.get((item.partition, item.offset)) if pixels else None
     if found is not None:
         return found
-    e = item.event  # judged earlier (a cached verdict): decode here
-    return (decode_image(e["image"], e["media_type"]),
-            decode_image(e["reference_image"]) if e.get("reference_image") else None)
+    e = item.event  # judged earlier (a cached verdict): decode here (fetched first when by reference)
+    data, reference = image_bytes(e, objects)
+    return decode_image(data, e["media_type"]), decode_image(reference) if reference else None

@@ -16,7 +16,7 @@ Committed = Callable[[int], "int | None"]
 
 
 class ArchiveStage:
-    """``sentinel.jobs`` and ``sentinel.job_images`` rows of the kept jobs."""
+    """``sentinel.jobs``, ``sentinel.job_images`` and ``sentinel.guard_checks`` rows of the kept jobs."""
 
     def __init__(self, runtime: Any) -> None:
         self.rt = runtime
@@ -27,10 +27,13 @@ class ArchiveStage:
         keys = [(a.partition, a.offset) for a in kept]
         jobs = rows.job_rows([(a.event, a.partition, a.offset, a.content_hash()) for a in kept])
         images = rows.image_rows([a.event for a in kept])
+        checks = rows.guard_check_rows([a.event for a in kept])  # guard verdicts: one row per check
         warehouse = self.rt.warehouse
 
         def write() -> None:
             warehouse.insert("sentinel.job_images", images, dedup_token("job_images", keys))
+            if checks.num_rows:
+                warehouse.insert("sentinel.guard_checks", checks, dedup_token("guard_checks", keys))
             warehouse.insert("sentinel.jobs", jobs, dedup_token("jobs", keys))
 
         await write_until_stored(self.rt.sink_pool, write, f"{len(keys)} jobs", self.rt.metrics.sink_retries.inc)
@@ -47,6 +50,8 @@ class MomentsStage:
         self.committed = committed
 
     async def __call__(self, scored: Sequence[tuple[Accepted, dict[str, Any]]]) -> None:
+        # FID describes what customers received: a discarded guard attempt (delivered false) is left out
+        scored = [(a, value) for a, value in scored if a.event.get("delivered") is not False]
         if not scored:
             return
         items = [MomentInput(a.event["model_id"], a.event["niche"], a.event["requested_at"], a.partition, a.offset,

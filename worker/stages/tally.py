@@ -13,6 +13,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from sentinel.buckets import bucket_start, live_key, parse_live_key
 from sentinel.cost import Pricing
+from sentinel.guard_tally import guard_input
 from sentinel.latency import LiveStats, latency_parts
 from worker.delivery.overrides import make_current
 from worker.stages.table_states import TableStates
@@ -53,7 +54,7 @@ class TallyStage:
             cost = self.pricing.job_cost(provider=e["provider"], gpu_type=e["gpu_type"],
                                          gpu_seconds=e["gpu_seconds"], api_cost_usd=e.get("api_cost_usd"))
             if state.update(partition=a.partition, offset=a.offset, parts_ms=latency_parts(e),
-                            gpu_seconds=e["gpu_seconds"], cost_usd=cost):
+                            gpu_seconds=e["gpu_seconds"], cost_usd=cost, guard=guard_input(e)):
                 changed[key] = (state, ev)
             bucket = bucket_start(e["requested_at"], self.bucket_s)
             if bucket > self.newest_bucket.get(a.partition, -1):

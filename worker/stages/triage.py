@@ -8,6 +8,7 @@ from typing import Any, Sequence
 
 from contracts.codec import content_hash
 from contracts.errors import DecodeError, InvalidEvent
+from objects.claims import check_refs
 from sentinel.cost import Pricing
 from sentinel.validation import check_job
 from worker import codecs
@@ -68,6 +69,7 @@ class Triage:
         try:
             event = codecs.decode("JobCompleted", value)
             check_job(event, max_image_bytes=self.max_image_bytes)
+            check_refs(event)
             if event["provider"] != "api" and event["gpu_type"] not in self.pricing.gpu_usd_per_hour:
                 raise InvalidEvent("unpriced_gpu_type", f"{event['gpu_type']!r} is not in the pricing file")
             if self.catalog is not None:

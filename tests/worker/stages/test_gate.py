@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -235,3 +236,34 @@ def test_each_partition_is_judged_in_log_order_once_its_start_is_known() -> None
     assert kinds(gate.judge([(3, 100, event("j4")), (2, 12, event("j5"))])) == [OK, None]
     gate.restart({2: 12})  # a seek to the committed offset: judged from there
     assert kinds(gate.judge([(2, 12, event("j5"))])) == [OK]
+
+
+# -- images by reference (claim check) ------------------------------------------------------
+
+def test_images_by_reference_are_fetched_checked_and_decoded(tmp_path) -> None:
+    import hashlib
+
+    from objects.store import ObjectStore
+    from worker.stages.gate import check_images
+
+    store = ObjectStore(tmp_path / "objects")
+    image, reference = png(7), png(8)
+    by_ref = event("ref-1", image=b"", image_ref=store.put(image).to_record(),
+                   reference_image_ref=store.put(reference).to_record())
+    missing_digest = hashlib.sha256(b"gone").hexdigest()
+    missing = event("ref-2", image=b"", image_ref={"uri": store.uri_for(missing_digest), "size": 4,
+                                                    "sha256": missing_digest})
+    swapped = event("ref-3", image=b"", image_ref=store.put(png(9)).to_record())
+    Path(store.path_for(swapped["image_ref"]["sha256"])).write_bytes(png(10))  # another image under its name
+    gate = Gate(Store(), objects=store)
+    decoded: dict = {}
+    verdicts = gate.judge([(0, 0, by_ref), (0, 1, missing), (0, 2, swapped)], decoded)
+    assert kinds(verdicts) == [OK, BAD, BAD]
+    assert verdicts[1].reason == "image_object_missing" and verdicts[2].reason == "image_digest_mismatch"
+    pixels, ref_pixels = decoded[(0, 0)]
+    expected = np.asarray(Image.open(io.BytesIO(image)).convert("RGB"))
+    assert np.array_equal(np.asarray(pixels), expected)
+    assert np.array_equal(np.asarray(ref_pixels), np.asarray(Image.open(io.BytesIO(reference)).convert("RGB")))
+    assert kinds(Gate(Store()).judge([(0, 0, by_ref)])) == [BAD]  # no object store: refused, not guessed
+    with pytest.raises(InvalidEvent):
+        check_images(missing, store)
