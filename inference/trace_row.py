@@ -121,7 +121,7 @@ class TraceRow:
             "gpu_seconds": float(self.gpu_seconds),
             "api_cost_usd": None if self.api_cost_usd is None else float(self.api_cost_usd),
             "node_id": node_id,
-            "image_ref": None,  # inline image (claim checks: inference/history.py)
+            "image_ref": None,
             "reference_image_ref": None,
             **UNGUARDED,
         }
