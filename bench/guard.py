@@ -31,10 +31,7 @@ import base64
 import io
 import os
 import re
-import socket
 import statistics
-import subprocess
-import sys
 import time
 from typing import Any
 
@@ -71,12 +68,6 @@ def bodies(n: int, size: int) -> list[bytes]:
             for i in range(n)]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def model_env(arch: str) -> dict[str, str]:
     return {**os.environ, "SENTINEL_CLIP_ARCH": arch, "SENTINEL_CLIP_CHECKPOINT": "", "SENTINEL_SCORE_BATCH_SIZE": "32",
             "SENTINEL_GUARD_TOKEN": TOKEN, "SENTINEL_LOG_LEVEL": "warning", "HF_HUB_OFFLINE": "1",
@@ -85,25 +76,10 @@ def model_env(arch: str) -> dict[str, str]:
 
 class Server:
     def __init__(self, arch: str, mode: str) -> None:
-        import httpx
+        from devstack.guard_process import GuardProcess
 
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.proc = subprocess.Popen([sys.executable, "-m", "cli.main", "guard", "--port", str(self.port), *MODES[mode]],
-                                     cwd=REPO, env=model_env(arch), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + 300
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(self.proc.stderr.read().decode()[-3000:])
-            try:
-                if httpx.get(self.url + "/healthz", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError("guard did not start")
-            time.sleep(0.5)
+        self.process = GuardProcess(model_env(arch), MODES[mode], cwd=REPO).start()
+        self.url = self.process.wait_ready(300)
 
     def batch_stats(self) -> tuple[float, float]:
         import httpx
@@ -115,11 +91,7 @@ class Server:
         return value("sentinel_guard_batch_size_sum"), value("sentinel_guard_batch_size_count")
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+        self.process.stop()
 
 
 async def load(url: str, payloads: list[bytes], clients: int) -> dict[str, Any]:

@@ -5,10 +5,6 @@ from __future__ import annotations
 
 import re
 import secrets
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -28,39 +24,25 @@ def guarded_model(models: list[str]) -> str | None:
 
 
 class DemoGuard:
+    """The demo's `sentinel guard` (devstack.guard_process) with a fresh token; log in <data_dir>/logs."""
+
     def __init__(self, data_dir: Path) -> None:
         self.token = secrets.token_urlsafe(24)
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
         self.log = data_dir / "logs" / "guard.log"
-        self.proc: subprocess.Popen | None = None
+        self.process: Any = None
+        self.url = ""
 
     def start(self, env: dict[str, str], timeout: float = 120.0) -> "DemoGuard":
-        import httpx
+        from devstack.guard_process import GuardDidNotStart, GuardProcess
 
-        from devstack.process_group import die_with_parent
-        from devstack.stack import ORPHAN_SIGNAL
-
-        self.log.parent.mkdir(parents=True, exist_ok=True)
-        with self.log.open("wb") as log_file:
-            self.proc = subprocess.Popen([sys.executable, "-m", "cli.main", "guard", "--port", str(self.port)],
-                                         env={**env, "SENTINEL_GUARD_TOKEN": self.token}, stdout=log_file,
-                                         stderr=subprocess.STDOUT, start_new_session=True,
-                                         preexec_fn=die_with_parent(ORPHAN_SIGNAL))
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                console.print(f"[red]demo failed:[/] the guard service did not start; see {self.log}")
-                self.stop()
-                raise typer.Exit(1)
-            try:
-                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.3)
+        self.process = GuardProcess({**env, "SENTINEL_GUARD_TOKEN": self.token}, log=self.log).start()
+        self.url = self.process.url
+        try:
+            self.process.wait_ready(timeout)
+        except GuardDidNotStart:
+            console.print(f"[red]demo failed:[/] the guard service did not start; see {self.log}")
+            raise typer.Exit(1) from None
+        return self
 
     def node_args(self) -> list[str]:
         return ["--guard", self.url, "--max-attempts", str(MAX_ATTEMPTS), "--plant-bad", str(PLANT_BAD)]
@@ -69,12 +51,8 @@ class DemoGuard:
         return {"SENTINEL_GUARD_TOKEN": self.token}
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
+        if self.process is not None:
+            self.process.stop()
 
 
 def published_events(nodes: list[tuple[Any, ...]], logs: Path) -> int | None:

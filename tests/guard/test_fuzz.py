@@ -11,15 +11,13 @@ import base64
 import json
 import os
 import random
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Iterator
 
 import httpx
 import pytest
+
+from devstack.guard_process import GuardProcess
 
 from guard_helpers import body, image_bytes, png_header_only
 
@@ -31,12 +29,6 @@ RSS_BOUND_MB = 25.0
 N = 1000
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def rss_mb(pid: int) -> float:
     with open(f"/proc/{pid}/statm") as fh:
         return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
@@ -44,31 +36,13 @@ def rss_mb(pid: int) -> float:
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[tuple[str, int]]:
-    port = free_port()
     env = {**os.environ, "SENTINEL_GUARD_TOKEN": TOKEN, "HF_HUB_OFFLINE": "1", "SENTINEL_LOG_LEVEL": "warning"}
-    proc = subprocess.Popen([sys.executable, "-m", "cli.main", "guard", "--port", str(port),
-                             "--max-body-mb", str(MAX_BODY / 2**20), "--max-pixels", str(MAX_PIXELS)],
-                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        if proc.poll() is not None:
-            raise RuntimeError(f"guard exited: {proc.stderr.read().decode()[-3000:]}")
-        try:
-            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline:
-            proc.kill()
-            raise RuntimeError("guard did not start in 120 s")
-        time.sleep(0.3)
-    yield url, proc.pid
-    proc.terminate()
+    guard = GuardProcess(env, ["--max-body-mb", str(MAX_BODY / 2**20), "--max-pixels", str(MAX_PIXELS)],
+                         cwd=ROOT).start()
     try:
-        proc.wait(20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+        yield guard.wait_ready(), guard.proc.pid
+    finally:
+        guard.stop()
 
 
 def b64(data: bytes) -> str:

@@ -11,20 +11,19 @@ import hashlib
 import io
 import os
 import re
-import socket
 import subprocess
 import sys
-import time
 import tomllib
 from collections import Counter, defaultdict
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from devstack.guard_process import GuardProcess
 from conftest import make_event, publish_events, running_stack, wait_for, consume_all
 from PIL import Image
 
-import httpx
 
 from config.rubric import load_rubric
 from contracts.codec import AvroCodec
@@ -53,36 +52,12 @@ TOKEN = "guard-node-test-token"
 def guard_server():
     """`sentinel guard` on a free port, started before the stack (both take seconds to start);
     yields a function that waits for /healthz and returns the URL."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {**os.environ, "SENTINEL_GUARD_TOKEN": TOKEN, "SENTINEL_LOG_LEVEL": "warning"}
-    proc = subprocess.Popen([sys.executable, "-m", "cli.main", "guard", "--port", str(port)], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    url = f"http://127.0.0.1:{port}"
-
-    def ready() -> str:
-        deadline = time.monotonic() + 120
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"guard exited: {proc.stderr.read().decode()[-3000:]}")
-            try:
-                if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                    return url
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("guard did not start in 120 s")
-            time.sleep(0.3)
-
+    guard = GuardProcess({**os.environ, "SENTINEL_GUARD_TOKEN": TOKEN, "SENTINEL_LOG_LEVEL": "warning"},
+                         cwd=ROOT).start()
     try:
-        yield ready
+        yield guard.wait_ready
     finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        guard.stop()
 
 
 @pytest.fixture(scope="module")
