@@ -25,7 +25,7 @@ import faust
 from sentinel.latency import LiveStats
 from config.settings import Settings
 from contracts.topics import JOBS_COMPLETED
-from sentinel.buckets import live_snapshot
+from sentinel.buckets import live_snapshot, parse_live_key
 from worker.metrics import CONTENT_TYPE, read_consumer_lag
 from warehouse.client import arrow_to_ipc
 
@@ -43,8 +43,14 @@ def _since(window: str, now: float) -> float:
 def register_views(app: faust.App, settings: Settings, rt: Callable[[], Any], live: Any,
                    is_input: Callable[[str], bool] = lambda topic: False) -> None:
     """``is_input`` names the topics whose partitions get a consumer lag (the agents' inputs)."""
+    def held() -> list[tuple[str, Any]]:
+        """The table's keys of the source partitions this worker holds now: a partition that moved
+        to another worker leaves its keys in this worker's memory, no longer updated here."""
+        mine = {tp.partition for tp in app.consumer.assignment() if tp.topic == JOBS_COMPLETED}
+        return [(k, v) for k, v in list(live.items()) if parse_live_key(k)[3] in mine]
+
     def snapshot(window: str, now: float | None = None) -> dict[tuple[str, str], LiveStats]:
-        return live_snapshot(list(live.items()), _since(window, time.time() if now is None else now))
+        return live_snapshot(held(), _since(window, time.time() if now is None else now))
 
     rt_metrics = None
 
@@ -84,7 +90,7 @@ def register_views(app: faust.App, settings: Settings, rt: Callable[[], Any], li
 
     @app.page("/sentinel/sketches/")
     async def sketches(web: faust.web.View, request: faust.web.Request) -> faust.web.Response:
-        return web.json({key: value for key, value in live.items()})
+        return web.json(dict(held()))
 
     @app.page("/sentinel/dashboard/")
     async def dashboard(web: faust.web.View, request: faust.web.Request) -> faust.web.Response:
