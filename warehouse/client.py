@@ -160,7 +160,7 @@ class RemoteWarehouse:
         except urllib.error.HTTPError as exc:
             if exc.code == 401:
                 self._owner = None  # a restarted owner has a new token
-            raise WarehouseError(f"the store answered {exc.code}: {exc.read().decode(errors='replace')}") from exc
+            raise WarehouseError(f"the store answered {exc.code}: {_error_text(exc.read())}") from exc
         except (urllib.error.URLError, ConnectionError, TimeoutError, OSError) as exc:
             self._owner = None  # a restarted owner may listen elsewhere
             raise WarehouseError(f"the process owning the warehouse is unreachable at {owner.url}: {exc}") from exc
@@ -182,6 +182,14 @@ class RemoteWarehouse:
 
     def close(self) -> None:
         pass
+
+
+def _error_text(body: bytes) -> str:
+    """The ``error`` of the store's JSON answer (the whole body when it is not that)."""
+    try:
+        return str(json.loads(body)["error"])
+    except (ValueError, KeyError, TypeError):
+        return body.decode(errors="replace")
 
 
 def _statement_json(text: str, parameters: Mapping[str, Any] | None) -> bytes:

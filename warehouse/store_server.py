@@ -74,6 +74,10 @@ class StoreServer:
     # -- the operations, on parsed requests ---------------------------------------------
     def query(self, body: dict[str, Any]) -> bytes:
         sql, params = _statement(body)
+        try:  # ClickHouse's parser refuses a text of several statements before any runs
+            self.warehouse.check_single_statement(sql)
+        except WarehouseError as exc:
+            raise BadRequest(400 if "one statement per query" in str(exc) else 503, str(exc)) from None
         return arrow_to_ipc(_refused_as_422(lambda: self.warehouse.query(sql, params)))
 
     def insert(self, table: str, dedup_token: str | None, payload: bytes) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from typing import Any, Callable
 
 import faust
@@ -49,6 +50,23 @@ def open_warehouse(settings: Settings) -> tuple[Warehouse, bool]:
     return ClickHouseWarehouse(settings.dsn, outage_switch=settings.faults_dir / "clickhouse_down"), True
 
 
+STORE_WAIT_S = 120.0  # a worker (re)started while its store restarts waits this long for it
+
+
+def gpu_types(warehouse: Warehouse, wait_s: float) -> list[str]:
+    """The GPU types in the event log; an unreachable store is waited for up to ``wait_s``."""
+    deadline, delay = time.monotonic() + wait_s, 0.2
+    while True:
+        try:
+            return warehouse.query(sql_files.report("gpu_types"), Window().params()).column("gpu_type").to_pylist()
+        except WarehouseError as exc:
+            if time.monotonic() + delay > deadline:
+                raise
+            log.warning("waiting for the store (%s); retrying in %.1fs", exc, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
 def open_runtime(settings: Settings) -> Runtime:
     pricing = settings.pricing()
     drift_config = settings.drift_config()
@@ -60,7 +78,7 @@ def open_runtime(settings: Settings) -> Runtime:
             if applied:
                 log.info("applied migrations %s", applied)
         # Fail at startup, not with a silent zero, when history has GPU types the prices miss.
-        known = warehouse.query(sql_files.report("gpu_types"), Window().params()).column("gpu_type").to_pylist()
+        known = gpu_types(warehouse, wait_s=0 if owned else STORE_WAIT_S)
         pricing.require_gpu_types(known)
         if owned:
             publish_pricing(warehouse, pricing)  # for dashboards (sentinel.pricing); a store role does it too

@@ -85,6 +85,7 @@ def test_reads_are_read_only(served) -> None:
     ("/sentinel/query/", b'{"sql": ""}', "secret-1", 400, "sql: a non-empty string"),
     ("/sentinel/query/", b'{"sql": "SELECT 1", "parameters": [1]}', "secret-1", 400, "parameters: an object"),
     ("/sentinel/query/", b'{"sql": "SELEC broken"}', "secret-1", 422, "Syntax error"),
+    ("/sentinel/query/", b'{"sql": "SELECT 1; DROP TABLE sentinel.t"}', "secret-1", 400, "one statement per query"),
     ("/sentinel/insert/?table=system.users", b"", "secret-1", 400, "not a sentinel.<name> table"),
     ("/sentinel/insert/?table=sentinel.t", b"not arrow", "secret-1", 400, "not an Arrow IPC stream"),
     ("/sentinel/nothing/", b"{}", "secret-1", 404, "no such path"),
