@@ -6,7 +6,9 @@
                           per model x niche over ?window=1h|1d|all (default 1h), JSON
     /sentinel/sketches/   the serialized live states behind /live (to merge across workers)
     /sentinel/dashboard/  a live HTML page that redraws a chart from /live every 5 s
-    /metrics              Prometheus exposition (consumer lag read from the broker per scrape)
+    /sentinel/worker/     this worker: id, URL, pid, input partitions held and their lag, counters
+    /sentinel/workers/    every registered worker's /sentinel/worker/ (the dashboard's Workers table)
+    /metrics              Prometheus exposition (partitions held and consumer lag read per scrape)
     /sentinel/query/      POST, bearer token: read-only SQL on the embedded store (Arrow IPC)
 
 Views read only this worker's table partitions: with several workers, merge the /sketches of
@@ -17,8 +19,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 
 import faust
 
@@ -26,7 +29,9 @@ from sentinel.latency import LiveStats
 from config.settings import Settings
 from contracts.topics import JOBS_COMPLETED
 from sentinel.buckets import live_snapshot
-from worker.metrics import CONTENT_TYPE, read_consumer_lag
+from worker.membership import Membership, read_membership, registered_workers, worker_document
+from worker.metrics import CONTENT_TYPE
+from worker.peers import gather_workers
 from warehouse.client import arrow_to_ipc
 
 WINDOWS = {"5m": 300, "1h": 3600, "1d": 86400, "all": None}
@@ -56,9 +61,14 @@ def register_views(app: faust.App, settings: Settings, rt: Callable[[], Any], li
         return rt_metrics
 
     async def refreshed() -> Any:
-        m = metrics()
-        m.set_consumer_lag(await read_consumer_lag(app.consumer, is_input))
-        return m
+        return (await held())[0]
+
+    async def held() -> tuple[Any, Membership]:
+        m, now = metrics(), await read_membership(app.consumer, is_input)
+        m.set_membership(settings.worker_id, now.partitions, now.flat_lag())
+        return m, now
+
+    register_membership_views(app, settings, held)
 
     @app.page("/sentinel/ready/")
     async def ready(web: faust.web.View, request: faust.web.Request) -> faust.web.Response:
@@ -113,3 +123,25 @@ def register_views(app: faust.App, settings: Settings, rt: Callable[[], Any], li
             except Exception as exc:  # report the database's own message to the caller
                 return self.error(400, f"{type(exc).__name__}: {exc}")
             return self.bytes(arrow_to_ipc(table), content_type="application/vnd.apache.arrow.stream")
+
+
+def register_membership_views(app: faust.App, settings: Settings,
+                              held: Callable[[], Awaitable[tuple[Any, Membership]]]) -> None:
+    """``/sentinel/worker/`` (this worker) and ``/sentinel/workers/`` (every registered worker,
+    peers asked in threads: worker/peers.py); ``held`` refreshes and returns (metrics, membership)."""
+    url = f"http://{settings.web_host}:{settings.web_port}"
+    peers_pool = ThreadPoolExecutor(4, "peers")
+
+    async def own_document() -> dict[str, Any]:
+        m, now = await held()
+        return worker_document(settings.worker_id, url, now, m.summary())
+
+    @app.page("/sentinel/worker/")
+    async def worker_view(web: faust.web.View, request: faust.web.Request) -> faust.web.Response:
+        return web.json(await own_document())
+
+    @app.page("/sentinel/workers/")
+    async def workers_view(web: faust.web.View, request: faust.web.Request) -> faust.web.Response:
+        loop = asyncio.get_running_loop()
+        peers = await loop.run_in_executor(peers_pool, registered_workers, settings.data_dir)
+        return web.json(await gather_workers(await own_document(), peers, peers_pool))
