@@ -26,7 +26,7 @@ import logging
 import os
 import re
 import socket
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -62,10 +62,12 @@ async def read_consumer_lag(consumer: Any, tracks: Callable[[str], bool],
 
 @dataclass(frozen=True)
 class Membership:
-    """What one worker holds now: partitions per input topic, and the lag of each (None: unknown)."""
+    """What one worker holds now: partitions per input topic, the lag of each (None: unknown),
+    and how many partitions each topic has (from the consumer's metadata; None: not known yet)."""
 
     partitions: dict[str, list[int]]
     lag: dict[str, dict[int, int]] | None
+    topic_partitions: dict[str, int | None] = field(default_factory=dict)
 
     def flat_lag(self) -> dict[tuple[str, int], int] | None:
         if self.lag is None:
@@ -92,20 +94,29 @@ async def read_membership(consumer: Any, tracks: Callable[[str], bool], timeout_
     partitions: dict[str, list[int]] = {t: [] for t in topics}
     for tp in tps or ():
         partitions.setdefault(tp.topic, []).append(tp.partition)
+    counts = {t: _topic_partitions(consumer, t) for t in partitions}
     if tps is None:
-        return Membership(partitions, None)
+        return Membership(partitions, None, counts)
     if not tps:
-        return Membership(partitions, {t: {} for t in partitions})
+        return Membership(partitions, {t: {} for t in partitions}, counts)
     try:
         ends = await asyncio.wait_for(consumer.highwaters(*tps), timeout_s)
     except Exception as exc:  # a scrape must answer; the lags are left out instead
         log.debug("consumer lag unknown: %s: %s", type(exc).__name__, exc)
-        return Membership(partitions, None)
+        return Membership(partitions, None, counts)
     flat = consumer_lag(ends, {tp: overrides.committed_offset(consumer, tp) for tp in tps})
     lag: dict[str, dict[int, int]] = {t: {} for t in partitions}
     for (topic, p), n in sorted(flat.items()):
         lag[topic][p] = n
-    return Membership(partitions, lag)
+    return Membership(partitions, lag, counts)
+
+
+def _topic_partitions(consumer: Any, topic: str) -> int | None:
+    try:
+        n = consumer.topic_partitions(topic)
+    except Exception:  # not started: unknown
+        return None
+    return n if isinstance(n, int) else None
 
 
 def worker_document(worker_id: str, url: str, held: Membership, counters: Mapping[str, float],
@@ -115,7 +126,7 @@ def worker_document(worker_id: str, url: str, held: Membership, counters: Mappin
         "worker_id": worker_id, "url": url, "pid": os.getpid() if pid is None else pid,
         "partitions": held.partitions,
         "lag": None if held.lag is None else {t: {str(p): n for p, n in lags.items()} for t, lags in held.lag.items()},
-        "lag_total": held.total_lag(),
+        "lag_total": held.total_lag(), "topic_partitions": held.topic_partitions,
         "consumed": counters.get("consumed", 0), "scored": counters.get("scored", 0),
         "dead_lettered": counters.get("dead_lettered", 0),
     }

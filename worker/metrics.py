@@ -12,7 +12,9 @@ each answering one question:
         (now minus the newest ``delivered_at``: huge when replaying an old trace; not a health signal)
 
 and ``sentinel_assigned_partitions{worker,topic}``: how many partitions of each input topic this
-worker holds (worker/membership.py), so several workers sharing a group can be told apart.
+worker holds (worker/membership.py), so several workers sharing a group can be told apart;
+``sentinel_topic_partitions{worker,topic}`` is how many the topic has (their difference, summed
+over workers, is the partitions nobody holds).
 """
 
 from __future__ import annotations
@@ -77,6 +79,8 @@ class WorkerMetrics:
                                   registry=r)
         self.assigned = Gauge("sentinel_assigned_partitions", "Partitions of each input topic this worker holds "
                               "(read at scrape time)", ["worker", "topic"], registry=r)
+        self.topic_partitions = Gauge("sentinel_topic_partitions", "Partitions of each input topic, as this worker's "
+                                      "consumer metadata has them", ["worker", "topic"], registry=r)
         self.processing_lag = Gauge("sentinel_processing_lag_seconds",
                                     "Seconds from the jobs agent receiving its latest finished batch to finishing it "
                                     "(outputs acknowledged and stored)", registry=r)
@@ -89,12 +93,18 @@ class WorkerMetrics:
         self.registry.register(LiveLatencyCollector(snapshot))
 
     def set_membership(self, worker: str, partitions: Mapping[str, Iterable[int]],
-                       lags: Mapping[tuple[str, int], int] | None) -> None:
-        """Replace the partitions held per input topic and every partition's consumer lag (None:
-        unknown, no lag series); series of revoked partitions disappear."""
+                       lags: Mapping[tuple[str, int], int] | None,
+                       topic_partitions: Mapping[str, int | None] | None = None) -> None:
+        """Replace the partitions held per input topic, every partition's consumer lag (None:
+        unknown, no lag series) and the topics' partition counts (None: unknown, no series);
+        series of revoked partitions disappear."""
         self.assigned.clear()
         for topic, held in sorted(partitions.items()):
             self.assigned.labels(worker, topic).set(len(list(held)))
+        self.topic_partitions.clear()
+        for topic, n in sorted((topic_partitions or {}).items()):
+            if n is not None:
+                self.topic_partitions.labels(worker, topic).set(n)
         self.consumer_lag.clear()
         for (topic, partition), records in sorted((lags or {}).items()):
             self.consumer_lag.labels(worker, topic, str(partition)).set(records)

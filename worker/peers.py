@@ -49,16 +49,25 @@ async def gather_workers(own: dict[str, Any], peers: Iterable[WorkerEntry], pool
 
 def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Across the workers that answered: partitions held per topic (sorted, a partition listed by
-    two workers appears twice: a rebalance in flight), the total lag (None if one of them could
-    not tell) and how many answered."""
+    two workers appears twice: a rebalance in flight), the partitions none of them holds (the
+    topic's partition count as their consumers' metadata has it), the total lag (None if one of
+    them could not tell) and how many answered."""
     answered = [r for r in rows if r.get("status") == "ok"]
     held: dict[str, list[int]] = {}
     for row in answered:
         for topic, parts in (row.get("partitions") or {}).items():
             held.setdefault(topic, []).extend(parts)
     lags = [r.get("lag_total") for r in answered]
+    counts: dict[str, int] = {}
+    for row in answered:
+        for topic, n in (row.get("topic_partitions") or {}).items():
+            if isinstance(n, int):
+                counts[topic] = max(n, counts.get(topic, 0))
     return {
         "partitions": {topic: sorted(parts) for topic, parts in sorted(held.items())},
+        # partitions no answering worker holds: nobody's lag covers them (an unreachable worker
+        # may hold them, or the group has not reassigned them yet)
+        "unheld": {topic: sorted(set(range(n)) - set(held.get(topic, ()))) for topic, n in sorted(counts.items())},
         "lag_total": None if any(n is None for n in lags) else sum(lags),
         "answered": len(answered), "unreachable": len(rows) - len(answered),
     }

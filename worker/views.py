@@ -65,7 +65,7 @@ def register_views(app: faust.App, settings: Settings, rt: Callable[[], Any], li
 
     async def held() -> tuple[Any, Membership]:
         m, now = metrics(), await read_membership(app.consumer, is_input)
-        m.set_membership(settings.worker_id, now.partitions, now.flat_lag())
+        m.set_membership(settings.worker_id, now.partitions, now.flat_lag(), now.topic_partitions)
         return m, now
 
     register_membership_views(app, settings, held)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -167,6 +168,64 @@ def test_workers_page_lists_live_peers_and_marks_the_unreachable(embedded_stack)
     assert (table["answered"], table["unreachable"]) == (2, 1)
     page = get(f"{embedded_stack.worker.url}/sentinel/dashboard/").decode()
     assert "<h2>Workers</h2>" in page and "../workers/" in page
+
+
+def held_partitions(url: str) -> dict[str, Any]:
+    return json.loads(get(f"{url}/sentinel/worker/"))
+
+
+def test_two_workers_share_the_partitions_and_list_each_other(embedded_stack, tmp_path_factory):
+    """A second worker joins the group (its own data dir: one chDB per process until the store
+    role lands) and is registered beside the first: the two hold disjoint shares of every input
+    topic, each /metrics shows its own, the first's lost partitions leave its /metrics, and the
+    Workers table lists both; frozen (SIGSTOP) it is "unreachable" and its partitions "unheld";
+    stopped, it is no longer listed."""
+    from devstack.broker_probes import free_port
+    from devstack.stack import WorkerProcess
+    from worker.membership import announce
+
+    stack = embedded_stack
+    data_dir = tmp_path_factory.mktemp("worker2")
+    second = WorkerProcess(stack.settings.with_(data_dir=data_dir, worker_id="worker-2", web_port=free_port()),
+                           data_dir / "logs" / "worker.log").start()
+    try:
+        def split() -> tuple[dict, dict] | None:
+            a, b = held_partitions(stack.worker.url), held_partitions(second.url)
+            for topic in (JOBS_COMPLETED, JOBS_SCORED, RATINGS):
+                mine, theirs = set(a["partitions"][topic]), set(b["partitions"][topic])
+                if mine & theirs or mine | theirs != set(range(PARTITIONS)) or not mine or not theirs:
+                    return None
+            return (a, b) if a["lag"] is not None and b["lag"] is not None else None
+
+        a, b = wait_for(split, 60, "the two workers to split every input topic",
+                        diagnose=lambda: f"{held_partitions(stack.worker.url)}\n{held_partitions(second.url)}")
+        first = scrape(stack)
+        for topic in (JOBS_COMPLETED, JOBS_SCORED, RATINGS):
+            assert first["assigned"][topic] == len(a["partitions"][topic])
+            assert {p for t, p in first["lag"] if t == topic} <= set(a["partitions"][topic])  # revoked: gone
+        announce(stack.settings.data_dir, "worker-2", second.url, pid=second.proc.pid)
+        table = json.loads(get(f"{stack.worker.url}/sentinel/workers/"))
+        rows = {r["worker_id"]: r for r in table["workers"]}
+        assert {w: r["status"] for w, r in rows.items()} == {"worker-1": "ok", "worker-2": "ok"}
+        assert rows["worker-2"]["partitions"][JOBS_COMPLETED] == b["partitions"][JOBS_COMPLETED]
+        assert table["partitions"][JOBS_COMPLETED] == list(range(PARTITIONS))
+        assert table["unheld"] == {JOBS_COMPLETED: [], JOBS_SCORED: [], RATINGS: [], ALERTS: []}
+        os.kill(second.proc.pid, signal.SIGSTOP)  # alive, but answers nobody
+        try:
+            frozen = json.loads(get(f"{stack.worker.url}/sentinel/workers/"))
+        finally:
+            os.kill(second.proc.pid, signal.SIGCONT)
+        rows = {r["worker_id"]: r for r in frozen["workers"]}
+        assert rows["worker-2"]["status"] == "unreachable" and "timed out" in rows["worker-2"]["reason"]
+        assert rows["worker-1"]["status"] == "ok"
+        assert frozen["unheld"][JOBS_COMPLETED] == sorted(b["partitions"][JOBS_COMPLETED])
+    finally:
+        second.stop()
+    after = json.loads(get(f"{stack.worker.url}/sentinel/workers/"))
+    assert [r["worker_id"] for r in after["workers"]] == ["worker-1"]  # worker-2's process is gone: skipped
+    # (the embedded broker does not hand a stopped static member's partitions back: they show as unheld)
+    held_now = set(after["workers"][0]["partitions"][JOBS_COMPLETED])
+    assert after["unheld"][JOBS_COMPLETED] == sorted(set(range(PARTITIONS)) - held_now)
 
 
 def test_a_clean_stop_withdraws_the_entry(embedded_stack):

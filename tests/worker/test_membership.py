@@ -22,8 +22,15 @@ from worker.membership import (INPUT_TOPICS, Membership, announce, entry_path, p
 
 
 class Consumer:
-    def __init__(self, ends: dict, committed: dict, fail: Exception | None = None, started: bool = True) -> None:
+    def __init__(self, ends: dict, committed: dict, fail: Exception | None = None, started: bool = True,
+                 counts: dict | None = None) -> None:
         self.ends, self._committed_offset, self.fail, self.started = ends, committed, fail, started
+        self.counts = counts or {}
+
+    def topic_partitions(self, topic: str) -> int | None:
+        if not self.started:
+            raise RuntimeError("consumer not started")
+        return self.counts.get(topic)
 
     def assignment(self) -> set:
         if not self.started:
@@ -47,7 +54,8 @@ def test_partitions_and_lag_per_input_topic_match_a_recomputation() -> None:
     committed = ends - rng.integers(-5, 300, len(held))  # a few committed past the end: lag 0, never negative
     changelog = TP("sentinel-live_stats-changelog", 0)
     consumer = Consumer({**dict(zip(held, ends.tolist())), changelog: 10_000},
-                        {**dict(zip(held, committed.tolist())), changelog: 0})
+                        {**dict(zip(held, committed.tolist())), changelog: 0},
+                        counts={"jobs.completed": 4, "jobs.scored": 4, "ratings.pairwise": 4, "alerts.quality": 1})
     got = asyncio.run(read_membership(consumer, is_input))
     assert got.partitions == {"jobs.completed": [0, 2], "jobs.scored": [1], "ratings.pairwise": [3],
                               "alerts.quality": []}
@@ -55,6 +63,7 @@ def test_partitions_and_lag_per_input_topic_match_a_recomputation() -> None:
     assert got.flat_lag() == {(tp.topic, tp.partition): int(n) for tp, n in zip(held, expected)}
     assert got.total_lag() == int(expected.sum())
     assert got.lag["alerts.quality"] == {}
+    assert got.topic_partitions == {"jobs.completed": 4, "jobs.scored": 4, "ratings.pairwise": 4, "alerts.quality": 1}
 
 
 def test_a_partition_not_sought_yet_is_held_but_has_no_lag() -> None:
@@ -69,19 +78,21 @@ def test_unknown_when_the_consumer_cannot_tell() -> None:
     down = asyncio.run(read_membership(Consumer({a: 4}, {a: 1}, fail=ConnectionError("broker down")), is_input))
     assert down.partitions["jobs.completed"] == [0] and down.lag is None and down.total_lag() is None
     idle = asyncio.run(read_membership(Consumer({a: 4}, {a: 1}, started=False), is_input))
-    assert idle == Membership({t: [] for t in INPUT_TOPICS}, None)
+    assert idle == Membership({t: [] for t in INPUT_TOPICS}, None, {t: None for t in INPUT_TOPICS})
     # a worker that reads only some topics (a scoring role) lists only those
     jobs_only = asyncio.run(read_membership(Consumer({a: 4}, {a: 1}), lambda t: t == "jobs.completed"))
     assert jobs_only.partitions == {"jobs.completed": [0]} and jobs_only.lag == {"jobs.completed": {0: 3}}
 
 
 def test_worker_document_is_json_with_string_partition_keys() -> None:
-    held = Membership({"jobs.completed": [0, 3], "jobs.scored": []}, {"jobs.completed": {0: 4, 3: 9}, "jobs.scored": {}})
+    held = Membership({"jobs.completed": [0, 3], "jobs.scored": []}, {"jobs.completed": {0: 4, 3: 9}, "jobs.scored": {}},
+                      {"jobs.completed": 4, "jobs.scored": None})
     doc = json.loads(json.dumps(worker_document("w-a", "http://127.0.0.1:1", held, {"consumed": 12.0, "scored": 11.0},
                                                 pid=77)))
     assert doc == {"worker_id": "w-a", "url": "http://127.0.0.1:1", "pid": 77,
                    "partitions": {"jobs.completed": [0, 3], "jobs.scored": []},
                    "lag": {"jobs.completed": {"0": 4, "3": 9}, "jobs.scored": {}}, "lag_total": 13,
+                   "topic_partitions": {"jobs.completed": 4, "jobs.scored": None},
                    "consumed": 12.0, "scored": 11.0, "dead_lettered": 0}
 
 

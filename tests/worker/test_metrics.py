@@ -72,6 +72,10 @@ def test_revoked_partitions_disappear_and_summary_sums_them() -> None:
     held = {dict(k[1])["topic"]: v for k, v in found.items() if k[0] == "sentinel_assigned_partitions"}
     assert held == {"jobs.completed": 1, "jobs.scored": 0}
     assert metrics.summary()["consumer_lag_records"] == 4
+    assert not [k for k in found if k[0] == "sentinel_topic_partitions"]  # counts unknown: no series
+    metrics.set_membership("w1", {"jobs.completed": [1]}, {}, {"jobs.completed": 4, "jobs.scored": None})
+    counts = {k[1]: v for k, v in samples(metrics).items() if k[0] == "sentinel_topic_partitions"}
+    assert counts == {(("topic", "jobs.completed"), ("worker", "w1")): 4}
 
 
 def test_lags_are_exported_under_names_that_say_what_they_measure() -> None:

@@ -25,8 +25,10 @@ SLOW_S = 3.0
 TIMEOUT_S = 0.5
 
 
-def peer_doc(worker_id: str, partitions: dict[str, list[int]], lag: dict[str, dict[int, int]]) -> dict[str, Any]:
-    return worker_document(worker_id, "unused", Membership(partitions, lag), {"consumed": 5, "scored": 4}, pid=1)
+def peer_doc(worker_id: str, partitions: dict[str, list[int]], lag: dict[str, dict[int, int]] | None,
+             counts: dict[str, int | None] | None = None) -> dict[str, Any]:
+    return worker_document(worker_id, "unused", Membership(partitions, lag, counts or {}),
+                           {"consumed": 5, "scored": 4}, pid=1)
 
 
 def serve(answer: Any, delay_s: float = 0.0, status: int = 200) -> tuple[ThreadingHTTPServer, str]:
@@ -87,7 +89,9 @@ def peers(tmp_path) -> Iterator[dict[str, Any]]:
 
 
 def test_workers_table_lists_every_live_peer_and_marks_the_unreachable(peers) -> None:
-    own = peer_doc("w-a", {"jobs.completed": [0], "jobs.scored": [0]}, {"jobs.completed": {0: 3}, "jobs.scored": {0: 0}})
+    own = peer_doc("w-a", {"jobs.completed": [0], "jobs.scored": [0], "ratings.pairwise": []},
+                   {"jobs.completed": {0: 3}, "jobs.scored": {0: 0}},
+                   {"jobs.completed": 4, "jobs.scored": 4, "ratings.pairwise": 2})
     ticks = 0
 
     async def main() -> tuple[dict[str, Any], float]:
@@ -127,7 +131,9 @@ def test_workers_table_lists_every_live_peer_and_marks_the_unreachable(peers) ->
     for doc in answered:
         for topic, parts in doc["partitions"].items():
             expected[topic] = sorted(expected.get(topic, []) + parts)
-    assert table["partitions"] == expected == {"jobs.completed": [0, 1, 2, 3], "jobs.scored": [0, 1, 2, 3]}
+    assert table["partitions"] == expected == {"jobs.completed": [0, 1, 2, 3], "jobs.scored": [0, 1, 2, 3],
+                                               "ratings.pairwise": []}
+    assert table["unheld"] == {"jobs.completed": [], "jobs.scored": [], "ratings.pairwise": [0, 1]}
     assert table["lag_total"] == sum(n for doc in answered for lags in doc["lag"].values() for n in lags.values()) == 18
     assert (table["answered"], table["unreachable"]) == (3, 4)
     # peers are asked in parallel with a short timeout, and the loop kept running meanwhile
@@ -136,7 +142,8 @@ def test_workers_table_lists_every_live_peer_and_marks_the_unreachable(peers) ->
 
 
 def test_a_peer_that_cannot_tell_its_lag_makes_the_total_unknown(peers) -> None:
-    own = worker_document("w-a", "x", Membership({"jobs.completed": [0]}, None), {}, pid=os.getpid())
+    own = worker_document("w-a", "x", Membership({"jobs.completed": [0]}, None, {"jobs.completed": 4}), {},
+                          pid=os.getpid())
     entries = [e for e in registered_workers(peers["dir"]) if e.worker_id == "w-b"]
 
     async def main() -> dict[str, Any]:
@@ -146,3 +153,4 @@ def test_a_peer_that_cannot_tell_its_lag_makes_the_total_unknown(peers) -> None:
     table = asyncio.run(main())
     assert table["lag_total"] is None and table["answered"] == 2
     assert table["partitions"]["jobs.completed"] == [0, 1, 3]
+    assert table["unheld"] == {"jobs.completed": [2]}  # w-b reports no count: own's 4 stands
