@@ -13,7 +13,7 @@ Patched (once per process, :func:`install`):
 3. ``aiokafka.consumer.fetcher.Fetcher._proc_fetch_request``: waits out up to 20 ms after an
    empty fetch (noida-db answers empty fetches at once; an idle worker burned 0.9 cores).
 
-Read, not patched: ``Consumer._committed_offset`` (also by the consumer lag metric), ``_acked``,
+Read, not patched: ``Consumer._committed_offset`` (also by worker/membership.py: the consumer lag), ``_acked``,
 ``_acked_index``, ``_gap``, ``_paused_partitions``; the ``faust.streams._current_event`` context
 variable (table writes go to the changelog partition of the current event).
 """
