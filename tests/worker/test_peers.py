@@ -1,6 +1,6 @@
 """The Workers table against real little HTTP peers (stdlib http.server threads): a peer that
 answers, one too slow, one refusing connections, one answering as another worker, one failing
-with a 500 and one whose process is gone. The event loop keeps running while peers are asked."""
+with a 500, one answering a JSON list and one whose process is gone. The event loop keeps running while peers are asked."""
 
 from __future__ import annotations
 
@@ -72,9 +72,9 @@ def peers(tmp_path) -> Iterator[dict[str, Any]]:
                         {"jobs.completed": {2: 5}, "jobs.scored": {2: 0, 3: 1}}),
     }
     servers = [serve(docs["w-b"]), serve(docs["w-c"]), serve(peer_doc("w-slow", {}, {}), delay_s=SLOW_S),
-               serve(peer_doc("someone-else", {}, {})), serve({"error": "boom"}, status=500)]
+               serve(peer_doc("someone-else", {}, {})), serve({"error": "boom"}, status=500), serve([1, 2])]
     urls = {"w-b": servers[0][1], "w-c": servers[1][1], "w-slow": servers[2][1], "w-moved": servers[3][1],
-            "w-broken": servers[4][1], "w-refused": closed_port_url()}
+            "w-broken": servers[4][1], "w-list": servers[5][1], "w-refused": closed_port_url()}
     for worker_id, url in urls.items():
         announce(tmp_path, worker_id, url)
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
@@ -115,7 +115,7 @@ def test_workers_table_lists_every_live_peer_and_marks_the_unreachable(peers) ->
     table, took = asyncio.run(main())
     rows = {r["worker_id"]: r for r in table["workers"]}
     assert [r["worker_id"] for r in table["workers"]] == sorted(rows)
-    assert set(rows) == {"w-a", "w-b", "w-c", "w-slow", "w-moved", "w-broken", "w-refused"}  # w-dead skipped
+    assert set(rows) == {"w-a", "w-b", "w-c", "w-slow", "w-moved", "w-broken", "w-list", "w-refused"}  # no w-dead
     assert {w for w, r in rows.items() if r["status"] == "ok"} == {"w-a", "w-b", "w-c"}
     assert rows["w-a"].get("self") is True
     for worker_id in ("w-b", "w-c"):
@@ -124,6 +124,7 @@ def test_workers_table_lists_every_live_peer_and_marks_the_unreachable(peers) ->
     assert "timed out" in rows["w-slow"]["reason"]
     assert "someone-else" in rows["w-moved"]["reason"]
     assert "500" in rows["w-broken"]["reason"]
+    assert "not a JSON object" in rows["w-list"]["reason"]
     assert "refused" in rows["w-refused"]["reason"].lower()
     # what they add up to, recomputed here from the documents served
     answered = [own, peers["docs"]["w-b"], peers["docs"]["w-c"]]
@@ -135,7 +136,7 @@ def test_workers_table_lists_every_live_peer_and_marks_the_unreachable(peers) ->
                                                "ratings.pairwise": []}
     assert table["unheld"] == {"jobs.completed": [], "jobs.scored": [], "ratings.pairwise": [0, 1]}
     assert table["lag_total"] == sum(n for doc in answered for lags in doc["lag"].values() for n in lags.values()) == 18
-    assert (table["answered"], table["unreachable"]) == (3, 4)
+    assert (table["answered"], table["unreachable"]) == (3, 5)
     # peers are asked in parallel with a short timeout, and the loop kept running meanwhile
     assert took < SLOW_S - 0.5, f"the slow peer held the table for {took:.1f}s"
     assert ticks >= 5
