@@ -17,7 +17,8 @@ from config.settings import Settings
 from contracts.codec import use_schema_dir
 from sentinel.clip import ClipExtractor
 from sentinel.scoring import BatchScorer
-from warehouse.client import ClickHouseWarehouse, claim, migrate, release
+from warehouse.client import (ClickHouseWarehouse, RemoteWarehouse, Warehouse, WarehouseError, claim, live_owner,
+                              migrate, release)
 from warehouse.pricing import publish_pricing
 from warehouse.window import Window
 from worker import membership
@@ -28,25 +29,48 @@ from worker.stages.gate import Catalog
 log = logging.getLogger(__name__)
 
 
+def open_warehouse(settings: Settings) -> tuple[Warehouse, bool]:
+    """The worker's warehouse and whether this process owns it.
+
+    A worker of a store role (``use_store``) reaches an embedded path through the store, found
+    by the owner file (a store restarted elsewhere is found again), and a server directly; a
+    lone worker opens the warehouse itself. An embedded path owned by another process is refused
+    (chDB allows one process per path)."""
+    chdb_path = settings.chdb_path
+    if settings.use_store:
+        if chdb_path is None:
+            return ClickHouseWarehouse(settings.dsn), False
+        return RemoteWarehouse.of_store(chdb_path), False
+    owner = live_owner(chdb_path) if chdb_path is not None else None
+    if owner is not None and owner.pid != os.getpid():
+        raise WarehouseError(
+            f"the embedded store {chdb_path} is owned by another process ({owner.role}, pid {owner.pid}); for several "
+            "workers start `sentinel store` first and the workers with SENTINEL_USE_STORE=1 "
+            "(`sentinel up --workers N` does both)")
+    return ClickHouseWarehouse(settings.dsn, outage_switch=settings.faults_dir / "clickhouse_down"), True
+
+
 def open_runtime(settings: Settings) -> Runtime:
     pricing = settings.pricing()
     drift_config = settings.drift_config()
     catalog = Catalog.from_settings(settings)
-    warehouse = ClickHouseWarehouse(settings.dsn, outage_switch=settings.faults_dir / "clickhouse_down")
+    warehouse, owned = open_warehouse(settings)
     try:
-        applied = migrate(warehouse)
-        if applied:
-            log.info("applied migrations %s", applied)
+        if owned:
+            applied = migrate(warehouse)
+            if applied:
+                log.info("applied migrations %s", applied)
         # Fail at startup, not with a silent zero, when history has GPU types the prices miss.
         known = warehouse.query(sql_files.report("gpu_types"), Window().params()).column("gpu_type").to_pylist()
         pricing.require_gpu_types(known)
-        publish_pricing(warehouse, pricing)  # for dashboards (sentinel.pricing)
+        if owned:
+            publish_pricing(warehouse, pricing)  # for dashboards (sentinel.pricing); a store role does it too
         scorer = BatchScorer(ClipExtractor(settings.clip_spec)) if settings.score_enabled else None
     except BaseException:
         warehouse.close()
         raise
     return Runtime(settings=settings, warehouse=warehouse, scorer=scorer, pricing=pricing, drift_config=drift_config,
-                   catalog=catalog)
+                   catalog=catalog, owns_warehouse=owned)
 
 
 def run_worker(settings: Settings, snapshot: Callable[[Any, Any, Settings], int] | None = None) -> None:
@@ -55,12 +79,12 @@ def run_worker(settings: Settings, snapshot: Callable[[Any, Any, Settings], int]
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     if settings.schema_dir:
         use_schema_dir(settings.schema_dir)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    (settings.data_dir / "faust").mkdir(parents=True, exist_ok=True)  # Faust makes only its own level
     runtime = open_runtime(settings)
-    if snapshot is not None:
+    if snapshot is not None and runtime.owns_warehouse:  # else the store role takes them
         runtime.snapshot = lambda: snapshot(runtime.warehouse, runtime.pricing, settings)
     app = create_app(settings, runtime)
-    chdb_path = settings.chdb_path
+    chdb_path = settings.chdb_path if runtime.owns_warehouse else None
     if chdb_path is not None:
         runtime.token = claim(chdb_path, f"http://{settings.web_host}:{settings.web_port}").token
     else:

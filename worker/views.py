@@ -28,7 +28,7 @@ import faust
 from sentinel.latency import LiveStats
 from config.settings import Settings
 from contracts.topics import JOBS_COMPLETED
-from sentinel.buckets import live_snapshot
+from sentinel.buckets import live_snapshot, parse_live_key
 from worker.membership import Membership, read_membership, registered_workers, worker_document
 from worker.metrics import CONTENT_TYPE
 from worker.peers import gather_workers
@@ -48,8 +48,14 @@ def _since(window: str, now: float) -> float:
 def register_views(app: faust.App, settings: Settings, rt: Callable[[], Any], live: Any,
                    is_input: Callable[[str], bool] = lambda topic: False) -> None:
     """``is_input`` names the topics whose partitions get a consumer lag (the agents' inputs)."""
+    def held() -> list[tuple[str, Any]]:
+        """The table's keys of the source partitions this worker holds now: a partition that moved
+        to another worker leaves its keys in this worker's memory, no longer updated here."""
+        mine = {tp.partition for tp in app.consumer.assignment() if tp.topic == JOBS_COMPLETED}
+        return [(k, v) for k, v in list(live.items()) if parse_live_key(k)[3] in mine]
+
     def snapshot(window: str, now: float | None = None) -> dict[tuple[str, str], LiveStats]:
-        return live_snapshot(list(live.items()), _since(window, time.time() if now is None else now))
+        return live_snapshot(held(), _since(window, time.time() if now is None else now))
 
     rt_metrics = None
 
@@ -60,15 +66,8 @@ def register_views(app: faust.App, settings: Settings, rt: Callable[[], Any], li
             rt_metrics.watch_latency(lambda: {k: v.compute() for k, v in snapshot("1h").items()})
         return rt_metrics
 
-    async def refreshed() -> Any:
-        return (await held())[0]
-
-    async def held() -> tuple[Any, Membership]:
-        m, now = metrics(), await read_membership(app.consumer, is_input)
-        m.set_membership(settings.worker_id, now.partitions, now.flat_lag(), now.topic_partitions)
-        return m, now
-
-    register_membership_views(app, settings, held)
+    refresh = membership_reader(app, settings, metrics, is_input)
+    register_membership_views(app, settings, refresh)
 
     @app.page("/sentinel/ready/")
     async def ready(web: faust.web.View, request: faust.web.Request) -> faust.web.Response:
@@ -79,7 +78,7 @@ def register_views(app: faust.App, settings: Settings, rt: Callable[[], Any], li
 
     @app.page("/sentinel/stats/")
     async def stats(web: faust.web.View, request: faust.web.Request) -> faust.web.Response:
-        return web.json((await refreshed()).summary())
+        return web.json((await refresh())[0].summary())
 
     @app.page("/sentinel/live/")
     async def live_view(web: faust.web.View, request: faust.web.Request) -> faust.web.Response:
@@ -94,7 +93,7 @@ def register_views(app: faust.App, settings: Settings, rt: Callable[[], Any], li
 
     @app.page("/sentinel/sketches/")
     async def sketches(web: faust.web.View, request: faust.web.Request) -> faust.web.Response:
-        return web.json({key: value for key, value in live.items()})
+        return web.json(dict(held()))
 
     @app.page("/sentinel/dashboard/")
     async def dashboard(web: faust.web.View, request: faust.web.Request) -> faust.web.Response:
@@ -103,7 +102,7 @@ def register_views(app: faust.App, settings: Settings, rt: Callable[[], Any], li
     @app.page("/metrics")
     async def prometheus(web: faust.web.View, request: faust.web.Request) -> faust.web.Response:
         # aiohttp refuses a charset inside content_type=, so the full header goes in headers
-        return web.bytes((await refreshed()).exposition(), headers={"Content-Type": CONTENT_TYPE})
+        return web.bytes((await refresh())[0].exposition(), headers={"Content-Type": CONTENT_TYPE})
 
     @app.page("/sentinel/query/")
     class Query(faust.web.View):
@@ -125,15 +124,27 @@ def register_views(app: faust.App, settings: Settings, rt: Callable[[], Any], li
             return self.bytes(arrow_to_ipc(table), content_type="application/vnd.apache.arrow.stream")
 
 
+def membership_reader(app: faust.App, settings: Settings, metrics: Callable[[], Any],
+                      is_input: Callable[[str], bool]) -> Callable[[], Awaitable[tuple[Any, Membership]]]:
+    """A coroutine function reading what this worker holds now (worker/membership.py) into its
+    metrics (series of revoked partitions dropped) and returning (metrics, membership)."""
+    async def refresh() -> tuple[Any, Membership]:
+        m, now = metrics(), await read_membership(app.consumer, is_input)
+        m.set_membership(settings.worker_id, now.partitions, now.flat_lag(), now.topic_partitions)
+        return m, now
+
+    return refresh
+
+
 def register_membership_views(app: faust.App, settings: Settings,
-                              held: Callable[[], Awaitable[tuple[Any, Membership]]]) -> None:
+                              refresh: Callable[[], Awaitable[tuple[Any, Membership]]]) -> None:
     """``/sentinel/worker/`` (this worker) and ``/sentinel/workers/`` (every registered worker,
-    peers asked in threads: worker/peers.py); ``held`` refreshes and returns (metrics, membership)."""
+    peers asked in threads: worker/peers.py); ``refresh`` refreshes and returns (metrics, membership)."""
     url = f"http://{settings.web_host}:{settings.web_port}"
     peers_pool = ThreadPoolExecutor(4, "peers")
 
     async def own_document() -> dict[str, Any]:
-        m, now = await held()
+        m, now = await refresh()
         return worker_document(settings.worker_id, url, now, m.summary())
 
     @app.page("/sentinel/worker/")
