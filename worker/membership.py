@@ -63,7 +63,7 @@ async def read_consumer_lag(consumer: Any, tracks: Callable[[str], bool],
 @dataclass(frozen=True)
 class Membership:
     """What one worker holds now: partitions per input topic, the lag of each (None: unknown),
-    and how many partitions each topic has (from the consumer's metadata; None: not known yet)."""
+    and how many partitions each topic has (the consumer's cluster metadata; None: not known yet)."""
 
     partitions: dict[str, list[int]]
     lag: dict[str, dict[int, int]] | None
@@ -113,7 +113,7 @@ async def read_membership(consumer: Any, tracks: Callable[[str], bool], timeout_
 
 def _topic_partitions(consumer: Any, topic: str) -> int | None:
     try:
-        n = consumer.topic_partitions(topic)
+        n = overrides.topic_partition_count(consumer, topic)
     except Exception:  # not started: unknown
         return None
     return n if isinstance(n, int) else None

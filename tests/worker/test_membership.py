@@ -26,11 +26,15 @@ class Consumer:
                  counts: dict | None = None) -> None:
         self.ends, self._committed_offset, self.fail, self.started = ends, committed, fail, started
         self.counts = counts or {}
+        self._thread = self  # Faust's consumer thread, holding the aiokafka consumer
 
-    def topic_partitions(self, topic: str) -> int | None:
+    def _ensure_consumer(self) -> "Consumer":
         if not self.started:
-            raise RuntimeError("consumer not started")
-        return self.counts.get(topic)
+            raise RuntimeError("consumer thread not yet started")
+        return self
+
+    def partitions_for_topic(self, topic: str) -> set | None:  # aiokafka: None without metadata
+        return set(range(self.counts[topic])) if topic in self.counts else None
 
     def assignment(self) -> set:
         if not self.started:
