@@ -65,17 +65,23 @@ def tallied(stack) -> int:
     return sum(r["jobs"] for r in merged_live_rows(stack).values())
 
 
-def stored_jobs(stack) -> int:
+def stored(stack) -> dict[str, int]:
     try:
-        return reader(stack).query("SELECT count() AS n FROM sentinel.jobs FINAL").column("n")[0].as_py()
+        return reader(stack).query("SELECT (SELECT count() FROM sentinel.jobs FINAL) AS jobs, "
+                                   "(SELECT count() FROM sentinel.scores FINAL) AS scores").to_pylist()[0]
     except Exception:  # noqa: BLE001 - the store may be restarting
-        return -1
+        return {"jobs": -1, "scores": -1}
+
+
+def stored_jobs(stack) -> int:
+    return stored(stack)["jobs"]
 
 
 def settled(stack, n: int) -> bool:
-    """Every partition held by exactly one live worker, all ``n`` jobs stored and tallied."""
+    """Every partition held by exactly one live worker, all ``n`` jobs stored, scored and tallied."""
     held = [p for parts in held_partitions(stack).values() for p in parts]
-    return sorted(held) == list(range(stack.settings.partitions)) and stored_jobs(stack) == n and tallied(stack) == n
+    return (sorted(held) == list(range(stack.settings.partitions)) and stored(stack) == {"jobs": n, "scores": n}
+            and tallied(stack) == n)
 
 
 def stream_of(seed: int, n: int, rng: random.Random) -> list[tuple[str, dict]]:
@@ -120,7 +126,7 @@ def into_ledger(ledger: Ledger, stream: list[tuple[str, dict]], where: list[tupl
 
 def diagnosis(stack) -> str:
     logs = "\n".join(f"--- {w.settings.worker_id} ---\n{w.log_tail(1500)}" for w in stack.workers if w.alive())
-    return f"held {held_partitions(stack)}\nstored {stored_jobs(stack)} tallied {tallied(stack)}\n{logs}"
+    return f"held {held_partitions(stack)}\nstored {stored(stack)} tallied {tallied(stack)}\n{logs}"
 
 
 @pytest.fixture(scope="module")
