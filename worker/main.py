@@ -22,6 +22,7 @@ from warehouse.client import (ClickHouseWarehouse, RemoteWarehouse, Warehouse, W
                               migrate, release)
 from warehouse.pricing import publish_pricing
 from warehouse.window import Window
+from worker import membership
 from worker.app import create_app
 from worker.runtime import Runtime
 from worker.stages.gate import Catalog
@@ -107,9 +108,11 @@ def run_worker(settings: Settings, snapshot: Callable[[Any, Any, Settings], int]
     else:
         runtime.token = os.environ.get("SENTINEL_QUERY_TOKEN", "")
     try:
+        membership.announce(settings.data_dir, settings.worker_id, f"http://{settings.web_host}:{settings.web_port}")
         worker = faust.Worker(app, loglevel=settings.log_level.upper(), quiet=True, redirect_stdouts=False)
         worker.execute_from_commandline()
     finally:
+        membership.withdraw(settings.data_dir, settings.worker_id)
         if chdb_path is not None:
             release(chdb_path)
         runtime.close()

@@ -6,7 +6,9 @@
                           per model x niche over ?window=1h|1d|all (default 1h), JSON
     /sentinel/sketches/   the serialized live states behind /live (to merge across workers)
     /sentinel/dashboard/  a live HTML page that redraws a chart from /live every 5 s
-    /metrics              Prometheus exposition (consumer lag read from the broker per scrape)
+    /sentinel/worker/     this worker: id, URL, pid, input partitions held and their lag, counters
+    /sentinel/workers/    every registered worker's /sentinel/worker/ (the dashboard's Workers table)
+    /metrics              Prometheus exposition (partitions held and consumer lag read per scrape)
     /sentinel/query/      POST, bearer token: read-only SQL on the embedded store (Arrow IPC)
 
 Views read only this worker's table partitions: with several workers, merge the /sketches of
@@ -17,8 +19,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 
 import faust
 
@@ -26,7 +29,9 @@ from sentinel.latency import LiveStats
 from config.settings import Settings
 from contracts.topics import JOBS_COMPLETED
 from sentinel.buckets import live_snapshot, parse_live_key
-from worker.metrics import CONTENT_TYPE, read_consumer_lag
+from worker.membership import Membership, read_membership, registered_workers, worker_document
+from worker.metrics import CONTENT_TYPE
+from worker.peers import gather_workers
 from warehouse.client import arrow_to_ipc
 
 WINDOWS = {"5m": 300, "1h": 3600, "1d": 86400, "all": None}
@@ -61,10 +66,8 @@ def register_views(app: faust.App, settings: Settings, rt: Callable[[], Any], li
             rt_metrics.watch_latency(lambda: {k: v.compute() for k, v in snapshot("1h").items()})
         return rt_metrics
 
-    async def refreshed() -> Any:
-        m = metrics()
-        m.set_consumer_lag(await read_consumer_lag(app.consumer, is_input))
-        return m
+    refresh = membership_reader(app, settings, metrics, is_input)
+    register_membership_views(app, settings, refresh)
 
     @app.page("/sentinel/ready/")
     async def ready(web: faust.web.View, request: faust.web.Request) -> faust.web.Response:
@@ -75,7 +78,7 @@ def register_views(app: faust.App, settings: Settings, rt: Callable[[], Any], li
 
     @app.page("/sentinel/stats/")
     async def stats(web: faust.web.View, request: faust.web.Request) -> faust.web.Response:
-        return web.json((await refreshed()).summary())
+        return web.json((await refresh())[0].summary())
 
     @app.page("/sentinel/live/")
     async def live_view(web: faust.web.View, request: faust.web.Request) -> faust.web.Response:
@@ -99,7 +102,7 @@ def register_views(app: faust.App, settings: Settings, rt: Callable[[], Any], li
     @app.page("/metrics")
     async def prometheus(web: faust.web.View, request: faust.web.Request) -> faust.web.Response:
         # aiohttp refuses a charset inside content_type=, so the full header goes in headers
-        return web.bytes((await refreshed()).exposition(), headers={"Content-Type": CONTENT_TYPE})
+        return web.bytes((await refresh())[0].exposition(), headers={"Content-Type": CONTENT_TYPE})
 
     @app.page("/sentinel/query/")
     class Query(faust.web.View):
@@ -119,3 +122,37 @@ def register_views(app: faust.App, settings: Settings, rt: Callable[[], Any], li
             except Exception as exc:  # report the database's own message to the caller
                 return self.error(400, f"{type(exc).__name__}: {exc}")
             return self.bytes(arrow_to_ipc(table), content_type="application/vnd.apache.arrow.stream")
+
+
+def membership_reader(app: faust.App, settings: Settings, metrics: Callable[[], Any],
+                      is_input: Callable[[str], bool]) -> Callable[[], Awaitable[tuple[Any, Membership]]]:
+    """A coroutine function reading what this worker holds now (worker/membership.py) into its
+    metrics (series of revoked partitions dropped) and returning (metrics, membership)."""
+    async def refresh() -> tuple[Any, Membership]:
+        m, now = metrics(), await read_membership(app.consumer, is_input)
+        m.set_membership(settings.worker_id, now.partitions, now.flat_lag(), now.topic_partitions)
+        return m, now
+
+    return refresh
+
+
+def register_membership_views(app: faust.App, settings: Settings,
+                              refresh: Callable[[], Awaitable[tuple[Any, Membership]]]) -> None:
+    """``/sentinel/worker/`` (this worker) and ``/sentinel/workers/`` (every registered worker,
+    peers asked in threads: worker/peers.py); ``refresh`` refreshes and returns (metrics, membership)."""
+    url = f"http://{settings.web_host}:{settings.web_port}"
+    peers_pool = ThreadPoolExecutor(4, "peers")
+
+    async def own_document() -> dict[str, Any]:
+        m, now = await refresh()
+        return worker_document(settings.worker_id, url, now, m.summary())
+
+    @app.page("/sentinel/worker/")
+    async def worker_view(web: faust.web.View, request: faust.web.Request) -> faust.web.Response:
+        return web.json(await own_document())
+
+    @app.page("/sentinel/workers/")
+    async def workers_view(web: faust.web.View, request: faust.web.Request) -> faust.web.Response:
+        loop = asyncio.get_running_loop()
+        peers = await loop.run_in_executor(peers_pool, registered_workers, settings.data_dir)
+        return web.json(await gather_workers(await own_document(), peers, peers_pool))
