@@ -38,7 +38,8 @@ def store(config: Optional[Path] = ConfigOpt, pricing: Optional[Path] = PricingO
 
 
 def up(config: Optional[Path] = ConfigOpt, pricing: Optional[Path] = PricingOpt,
-       broker: str = typer.Option("noida", help="Embedded broker kind: noida (default) or tansu."),
+       broker: str = typer.Option("", help="Embedded broker kind: noida or tansu (default: noida for one worker, "
+                                           "tansu for several: noida never evicts a dead member; docs/scale-out.md)."),
        workers: int = typer.Option(1, min=1, help="Worker processes sharing the partitions; above 1 a store "
                                                   "role owns the embedded warehouse (docs/scale-out.md).")) -> None:
     """Start the embedded stack (broker + workers + chDB) on the configured ports
@@ -53,7 +54,11 @@ def up(config: Optional[Path] = ConfigOpt, pricing: Optional[Path] = PricingOpt,
 
     with stop_signals():
         try:
-            stack = EmbeddedStack(settings, broker_kind=broker, configured_ports=True, workers=workers)
+            kind = broker or ("noida" if workers == 1 else "tansu")
+            if kind == "noida" and workers > 1:
+                console.print("[yellow]noida-db never evicts a worker that died, nor hands a stopped one's partitions "
+                              "on: use --broker tansu to survive a dead worker (docs/scale-out.md)[/]")
+            stack = EmbeddedStack(settings, broker_kind=kind, configured_ports=True, workers=workers)
             console.print(f"starting embedded broker and {workers} worker(s) ...")
             stack.start()
         except (StackError, BrokerError) as exc:

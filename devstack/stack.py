@@ -275,7 +275,9 @@ class EmbeddedStack:
             old.kill()
         else:
             old.stop()
-        self.workers[index] = WorkerProcess(old.settings, old.log_path).start()
+        # the stack's settings as they are now (a test may have changed them), under the same id and port
+        settings = self.settings.with_(worker_id=old.settings.worker_id, web_port=old.settings.web_port)
+        self.workers[index] = WorkerProcess(settings, old.log_path).start()
         return self.workers[index]
 
     def restart_store(self, *, kill: bool = False) -> None:

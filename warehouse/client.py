@@ -236,9 +236,12 @@ def owner_file(chdb_path: Path) -> Path:
     return Path(str(chdb_path).rstrip("/") + ".owner.json")
 
 
-def claim(chdb_path: Path, url: str, role: str = "worker") -> Owner:
-    """Record this process as the owner of ``chdb_path``; the token guards the query view."""
-    owner = Owner(pid=os.getpid(), url=url, token=secrets.token_urlsafe(24), role=role)
+def claim(chdb_path: Path, url: str, role: str = "worker", keep_token: bool = False) -> Owner:
+    """Record this process as the owner of ``chdb_path``; the token guards the query view.
+    ``keep_token``: reuse the token of the previous owner's file (a restarted store keeps the
+    token its workers and the rating links already hold)."""
+    token = _previous_token(chdb_path) if keep_token else None
+    owner = Owner(pid=os.getpid(), url=url, token=token or secrets.token_urlsafe(24), role=role)
     path = owner_file(chdb_path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
@@ -249,10 +252,28 @@ def claim(chdb_path: Path, url: str, role: str = "worker") -> Owner:
     return owner
 
 
-def release(chdb_path: Path) -> None:
+def _previous_token(chdb_path: Path) -> str | None:
+    try:
+        return str(json.loads(owner_file(chdb_path).read_text())["token"]) or None
+    except (FileNotFoundError, ValueError, KeyError, TypeError):
+        return None
+
+
+def release(chdb_path: Path, keep_token: bool = False) -> None:
+    """Give up ownership: the file goes, or with ``keep_token`` stays with no owner (pid 0) so
+    the next owner claiming with ``keep_token`` reuses the token."""
     path = owner_file(chdb_path)
     try:
-        if json.loads(path.read_text()).get("pid") == os.getpid():
+        data = json.loads(path.read_text())
+        if data.get("pid") != os.getpid():
+            return
+        if keep_token:
+            tmp = path.with_suffix(".tmp")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                json.dump({**data, "pid": 0, "url": ""}, fh)
+            tmp.replace(path)
+        else:
             path.unlink()
     except (FileNotFoundError, ValueError):
         pass
@@ -264,6 +285,8 @@ def live_owner(chdb_path: Path) -> Owner | None:
         owner = Owner(int(data["pid"]), str(data["url"]), str(data["token"]), str(data.get("role", "worker")))
     except (FileNotFoundError, ValueError, KeyError):
         return None
+    if owner.pid <= 0:
+        return None  # released (pid 0 keeps only the token); never signal a process group
     try:
         os.kill(owner.pid, 0)
     except ProcessLookupError:

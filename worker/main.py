@@ -105,8 +105,9 @@ def run_worker(settings: Settings, snapshot: Callable[[Any, Any, Settings], int]
     chdb_path = settings.chdb_path if runtime.owns_warehouse else None
     if chdb_path is not None:
         runtime.token = claim(chdb_path, f"http://{settings.web_host}:{settings.web_port}").token
-    else:
-        runtime.token = os.environ.get("SENTINEL_QUERY_TOKEN", "")
+    else:  # a worker of a store serves the rating page and query view with the store's token
+        store = live_owner(settings.chdb_path) if settings.chdb_path is not None else None
+        runtime.token = os.environ.get("SENTINEL_QUERY_TOKEN", "") or (store.token if store else "")
     try:
         membership.announce(settings.data_dir, settings.worker_id, f"http://{settings.web_host}:{settings.web_port}")
         worker = faust.Worker(app, loglevel=settings.log_level.upper(), quiet=True, redirect_stdouts=False)

@@ -71,3 +71,23 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "lag_total": None if any(n is None for n in lags) else sum(lags),
         "answered": len(answered), "unreachable": len(rows) - len(answered),
     }
+
+
+def fetch_sketches(entry: WorkerEntry, timeout_s: float = PEER_TIMEOUT_S) -> dict[str, Any] | None:
+    """A peer's live states of the partitions it holds (``/sentinel/sketches/``); None: no answer."""
+    try:
+        with urllib.request.urlopen(f"{entry.url.rstrip('/')}/sentinel/sketches/", timeout=timeout_s) as response:
+            doc = json.loads(response.read())
+    except Exception:  # noqa: BLE001 - an unreachable peer is reported by the caller as missing
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+async def gather_sketches(own_id: str, peers: Iterable[WorkerEntry], pool: Executor,
+                          timeout_s: float = PEER_TIMEOUT_S) -> tuple[list[tuple[str, Any]], list[str]]:
+    """Every other registered worker's live states (key, value), and the ids that did not answer."""
+    loop = asyncio.get_running_loop()
+    others = [e for e in peers if e.worker_id != own_id]
+    docs = await asyncio.gather(*(loop.run_in_executor(pool, fetch_sketches, e, timeout_s) for e in others))
+    items = [item for doc in docs if doc is not None for item in doc.items()]
+    return items, sorted(e.worker_id for e, doc in zip(others, docs) if doc is None)

@@ -55,7 +55,7 @@ def run_store(settings: Settings, snapshot: Snapshot | None = None, ready: Calla
     warehouse = open_store(settings)
     chdb_path = settings.chdb_path
     server = StoreServer(warehouse, token="", host=settings.web_host, port=settings.store_port)
-    owner = claim(chdb_path, server.url, role="store") if chdb_path is not None else None
+    owner = claim(chdb_path, server.url, role="store", keep_token=True) if chdb_path is not None else None
     server.token = owner.token if owner else os.environ.get("SENTINEL_QUERY_TOKEN", "")
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -69,7 +69,7 @@ def run_store(settings: Settings, snapshot: Snapshot | None = None, ready: Calla
     finally:
         server.shutdown()
         if chdb_path is not None:
-            release(chdb_path)
+            release(chdb_path, keep_token=True)
         warehouse.close()
 
 

@@ -3,7 +3,8 @@
     /sentinel/ready/      200 once this worker holds input partitions and is not rebalancing
     /sentinel/stats/      counters of this worker (JSON)
     /sentinel/live/       p50/p95/p99 latency (end to end and parts), jobs, GPU-seconds and cost
-                          per model x niche over ?window=1h|1d|all (default 1h), JSON
+                          per model x niche over ?window=1h|1d|all (default 1h), JSON;
+                          ?scope=group merges every registered worker's states
     /sentinel/sketches/   the serialized live states behind /live (to merge across workers)
     /sentinel/dashboard/  a live HTML page that redraws a chart from /live every 5 s
     /sentinel/worker/     this worker: id, URL, pid, input partitions held and their lag, counters
@@ -11,8 +12,8 @@
     /metrics              Prometheus exposition (partitions held and consumer lag read per scrape)
     /sentinel/query/      POST, bearer token: read-only SQL on the embedded store (Arrow IPC)
 
-Views read only this worker's table partitions: with several workers, merge the /sketches of
-each (the states are mergeable) or use ClickHouse/Grafana for the global picture.
+Views read only the table partitions this worker holds now; ``/sentinel/live/?scope=group`` (what
+the dashboard shows) merges in every registered worker's /sketches (the states are mergeable).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from contracts.topics import JOBS_COMPLETED
 from sentinel.buckets import live_snapshot, parse_live_key
 from worker.membership import Membership, read_membership, registered_workers, worker_document
 from worker.metrics import CONTENT_TYPE
-from worker.peers import gather_workers
+from worker.peers import gather_sketches, gather_workers
 from warehouse.client import arrow_to_ipc
 
 WINDOWS = {"5m": 300, "1h": 3600, "1d": 86400, "all": None}
@@ -80,20 +81,7 @@ def register_views(app: faust.App, settings: Settings, rt: Callable[[], Any], li
     async def stats(web: faust.web.View, request: faust.web.Request) -> faust.web.Response:
         return web.json((await refresh())[0].summary())
 
-    @app.page("/sentinel/live/")
-    async def live_view(web: faust.web.View, request: faust.web.Request) -> faust.web.Response:
-        window = request.query.get("window", "1h")
-        try:
-            merged = snapshot(window)
-        except ValueError as exc:
-            return web.error(400, str(exc))
-        rows = [{"model": m, "niche": n, **state.compute()} for (m, n), state in sorted(merged.items())]
-        return web.json({"window": window, "bucket_s": settings.live_bucket_s, "generated_at": time.time(),
-                         "rows": rows})
-
-    @app.page("/sentinel/sketches/")
-    async def sketches(web: faust.web.View, request: faust.web.Request) -> faust.web.Response:
-        return web.json(dict(held()))
+    register_live_views(app, settings, held)
 
     @app.page("/sentinel/dashboard/")
     async def dashboard(web: faust.web.View, request: faust.web.Request) -> faust.web.Response:
@@ -122,6 +110,38 @@ def register_views(app: faust.App, settings: Settings, rt: Callable[[], Any], li
             except Exception as exc:  # report the database's own message to the caller
                 return self.error(400, f"{type(exc).__name__}: {exc}")
             return self.bytes(arrow_to_ipc(table), content_type="application/vnd.apache.arrow.stream")
+
+
+def register_live_views(app: faust.App, settings: Settings, held: Callable[[], list[tuple[str, Any]]]) -> None:
+    """``/sentinel/live/`` and ``/sentinel/sketches/`` over ``held()``: the live states of the
+    partitions this worker holds now."""
+    peers_pool = ThreadPoolExecutor(4, "live-peers")
+
+    @app.page("/sentinel/live/")
+    async def live_view(web: faust.web.View, request: faust.web.Request) -> faust.web.Response:
+        """?scope=worker (default): this worker's partitions; ?scope=group: merged with the live
+        states of every registered worker (the states are mergeable; ``missing`` names the
+        workers that did not answer)."""
+        window, scope = request.query.get("window", "1h"), request.query.get("scope", "worker")
+        if scope not in ("worker", "group"):
+            return web.error(400, "scope must be worker or group")
+        items, missing = held(), []
+        if scope == "group":
+            loop = asyncio.get_running_loop()
+            peers = await loop.run_in_executor(peers_pool, registered_workers, settings.data_dir)
+            others, missing = await gather_sketches(settings.worker_id, peers, peers_pool)
+            items += others
+        try:
+            merged = live_snapshot(items, _since(window, time.time()))
+        except ValueError as exc:
+            return web.error(400, str(exc))
+        rows = [{"model": m, "niche": n, **state.compute()} for (m, n), state in sorted(merged.items())]
+        return web.json({"window": window, "scope": scope, "missing": missing, "bucket_s": settings.live_bucket_s,
+                         "generated_at": time.time(), "rows": rows})
+
+    @app.page("/sentinel/sketches/")
+    async def sketches(web: faust.web.View, request: faust.web.Request) -> faust.web.Response:
+        return web.json(dict(held()))
 
 
 def membership_reader(app: faust.App, settings: Settings, metrics: Callable[[], Any],

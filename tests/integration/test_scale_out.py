@@ -156,6 +156,13 @@ def test_the_store_role_owns_the_warehouse_and_workers_go_through_it(stack):
     assert isinstance(open_reader(stack.settings.dsn), RemoteWarehouse)
     held = held_partitions(stack)
     assert len(held) == 3 and sorted(p for parts in held.values() for p in parts) == list(range(6)), held
+    # every worker serves the rating page with the store's token (what `sentinel ratings url` hands out)
+    from worker.ratings import rater_token
+
+    for w in stack.workers:
+        with urllib.request.urlopen(f"{w.url}/sentinel/rate/?token={rater_token(owner.token)}&rater=r1",
+                                    timeout=10) as page:
+            assert page.status == 200
 
 
 def test_three_workers_one_killed_one_joining_lose_and_double_nothing(stack, ledger):
@@ -178,6 +185,10 @@ def test_three_workers_one_killed_one_joining_lose_and_double_nothing(stack, led
     wait_for(lambda: settled(stack, len(ledger.first)), 300, "every job stored and tallied, partitions settled",
              interval=1.0, diagnose=lambda: diagnosis(stack))
     check_exactly_once(stack, ledger, merged_live_rows)
+    # any worker's group view (what the live page shows) is that merge
+    group = get_json(f"{stack.worker.url}/sentinel/live/?window=all&scope=group")
+    assert group["missing"] == [] and {f"{r['model']}|{r['niche']}": r["jobs"] for r in group["rows"]} == \
+        {k: v["jobs"] for k, v in merged_live_rows(stack).items()}
     held = held_partitions(stack)
     assert set(held) == {"worker-1", "worker-3", "worker-4"} and all(held.values()), held
 
@@ -189,11 +200,14 @@ def test_store_role_killed_and_restarted_mid_stream(stack, ledger):
     publisher, where, failure = publish_in_background(stack, stream, chunk=40, pause=0.25)
     wait_for(lambda: stored_jobs(stack) >= before + 200, 240, "200 new jobs stored before the store dies",
              interval=0.2, diagnose=lambda: diagnosis(stack))
-    old_pid = stack.store.proc.pid
+    from warehouse.client import live_owner
+
+    old_pid, token = stack.store.proc.pid, live_owner(stack.settings.chdb_path).token
     stack.store.kill()  # SIGKILL: the workers see an outage and retry
     time.sleep(3)
     stack.restart_store()
     assert stack.store.proc.pid != old_pid
+    assert live_owner(stack.settings.chdb_path).token == token  # links and workers keep working
     publisher.join(600)
     assert not failure, failure
     into_ledger(ledger, stream, where)

@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Iterator
 
+import numpy as np
 import pytest
 
 from worker.membership import Membership, announce, registered_workers, worker_document
@@ -155,3 +156,48 @@ def test_a_peer_that_cannot_tell_its_lag_makes_the_total_unknown(peers) -> None:
     assert table["lag_total"] is None and table["answered"] == 2
     assert table["partitions"]["jobs.completed"] == [0, 1, 3]
     assert table["unheld"] == {"jobs.completed": [2]}  # w-b reports no count: own's 4 stands
+
+
+def test_group_live_states_merge_every_answering_peer_and_name_the_silent_ones() -> None:
+    from sentinel.buckets import live_snapshot
+    from sentinel.latency import PARTS, LiveStats
+    from worker.membership import WorkerEntry
+    from worker.peers import gather_sketches
+
+    def state(partition: int, offsets: range, ms: float) -> dict[str, Any]:
+        stats = LiveStats()
+        for o in offsets:
+            stats.update(partition=partition, offset=o, parts_ms={p: ms + o for p in PARTS}, gpu_seconds=1.0, cost_usd=0.01)
+        return {"bucket_s": 3600, "stats": stats.to_dict()}
+
+    sketches = {"m|n|0|1": state(1, range(3), 100.0), "m|n|0|2": state(2, range(5), 200.0)}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = json.dumps(sketches).encode()
+            self.send_response(200 if self.path == "/sentinel/sketches/" else 404)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    try:
+        peers = [WorkerEntry("w-me", closed_port_url(), os.getpid(), "h"),  # itself: never asked
+                 WorkerEntry("w-peer", f"http://127.0.0.1:{server.server_address[1]}", os.getpid(), "h"),
+                 WorkerEntry("w-gone", closed_port_url(), os.getpid(), "h")]
+        with ThreadPoolExecutor(2) as pool:
+            items, missing = asyncio.run(gather_sketches("w-me", peers, pool, timeout_s=TIMEOUT_S))
+    finally:
+        server.shutdown()
+    assert missing == ["w-gone"]
+    own = ("m|n|0|0", state(0, range(2), 50.0))
+    merged = live_snapshot([own, *items], float("-inf"))[("m", "n")].compute()
+    assert merged["jobs"] == 2 + 3 + 5
+    assert merged["cost_usd"] == pytest.approx(0.01 * 10)
+    # p50 over the 10 end-to-end latencies the three states hold, computed here
+    want = np.percentile([50.0, 51.0, 100.0, 101.0, 102.0, 200.0, 201.0, 202.0, 203.0, 204.0], 50)
+    assert merged["e2e_p50_ms"] == pytest.approx(want, rel=0.05)
