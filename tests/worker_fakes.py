@@ -42,13 +42,49 @@ class Topic:
 
 
 class Warehouse:
-    def __init__(self): self.inserts: list[tuple[str, pa.Table]] = []
+    """Records every insert (no dedup: a second insert is a second copy, as a re-read batch with
+    another token is in ClickHouse) and answers the worker's two lookups from what was inserted:
+    ``stored_copies`` (the earliest row per job id) and ``stored_scores``. ``down``: that many
+    calls fail first (an outage)."""
 
-    def insert(self, table, rows, token): self.inserts.append((table, rows))
+    def __init__(self):
+        self.inserts: list[tuple[str, pa.Table]] = []
+        self.queries: list[str] = []
+        self.down = 0
 
-    def query(self, sql, params):  # stored_copies: nothing stored yet
-        return pa.table({"job_id": pa.array([], pa.string()), "source_partition": pa.array([], pa.uint32()),
-                         "source_offset": pa.array([], pa.uint64()), "content_hash": pa.array([], pa.string())})
+    def _outage(self):
+        if self.down:
+            self.down -= 1
+            raise ConnectionError("ClickHouse is down")
+
+    def insert(self, table, rows, token):
+        self._outage()
+        self.inserts.append((table, rows))
+
+    def rows(self, table: str) -> list[dict]:
+        return [r for t, rows in self.inserts if t == table for r in rows.to_pylist()]
+
+    def query(self, sql, params):
+        import sql as sql_files
+
+        self._outage()
+        self.queries.append(sql)
+        if sql == sql_files.report("stored_scores"):
+            ids, versions = set(params["job_ids"]), set(params["scorer_versions"])
+            keys = sorted({(r["job_id"], r["scorer_version"]) for r in self.rows("sentinel.scores")
+                           if r["job_id"] in ids and r["scorer_version"] in versions})
+            return pa.table({"job_id": [k[0] for k in keys], "scorer_version": [k[1] for k in keys]},
+                            schema=pa.schema([("job_id", pa.string()), ("scorer_version", pa.string())]))
+        assert sql == sql_files.report("stored_copies"), sql
+        first: dict[str, dict] = {}
+        for r in self.rows("sentinel.jobs"):
+            if r["job_id"] in params["job_ids"]:
+                first.setdefault(r["job_id"], r)
+        rows = list(first.values())
+        return pa.table({"job_id": pa.array([r["job_id"] for r in rows], pa.string()),
+                         "source_partition": pa.array([r["source_partition"] for r in rows], pa.uint32()),
+                         "source_offset": pa.array([r["source_offset"] for r in rows], pa.uint64()),
+                         "content_hash": pa.array([r["content_hash"] for r in rows], pa.string())})
 
 
 class Moments:

@@ -133,7 +133,7 @@ def wire_agents(app: faust.App, settings: Settings, rt: Runtime, topics: Topics,
         letters=DeadLetters(topics.dlq[JOBS_COMPLETED], JOBS_COMPLETED, rt.metrics),
         scores_out=topics.scored_out,
         moments=MomentsStage(rt, settings.scorer_version, committed),
-        archive=ArchiveStage(rt),
+        archive=ArchiveStage(rt, gate.stored),
         tally=TallyStage(live, rt.pricing, settings.live_bucket_s, settings.live_retention_s, committed))
     drift = DriftStage(detectors, rt.drift_config, settings.scorer_version)
     fid_drift = fid_drift_stage(settings, rt, detectors)

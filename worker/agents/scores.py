@@ -1,10 +1,19 @@
 """The one agent on ``jobs.scored``: each record decoded once, then stored (``sentinel.scores``)
-and fed to the drift detectors; alerts are acknowledged before the batch counts as finished."""
+and fed to the drift detectors; alerts are acknowledged before the batch counts as finished.
+
+Each (job id, scorer version) is inserted once: the jobs agent sends a JobScored again when it
+re-processes a job (delivery is at-least-once), and this agent re-reads after a crash in batches
+cut differently (another insert dedup token), so the store skips pairs already stored (one
+batched lookup, ``sql/reports/stored_scores.sql``, for pairs not in its bounded memory) and
+repeats within a batch. The rollups fed from ``sentinel.scores`` count every row inserted."""
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Sequence
+from collections import OrderedDict
+from typing import Any, Iterable, Sequence
+
+import sql as sql_files
 
 from contracts.errors import DecodeError
 from warehouse import rows
@@ -19,6 +28,38 @@ from worker.stages.fid_drift import FidDriftStage
 
 NAME = "scores"
 
+Pair = tuple[str, str]  # (job id, scorer version)
+
+
+class StoredScores:
+    """The (job id, scorer version) pairs stored in ``sentinel.scores``: this process's inserts
+    (bounded, oldest forgotten first) and, for the rest, a lookup in the warehouse."""
+
+    def __init__(self, runtime: Any, max_pairs: int = 200_000) -> None:
+        self.rt = runtime  # its warehouse, read at each lookup
+        self.max_pairs = max_pairs
+        self._mine: OrderedDict[Pair, None] = OrderedDict()
+
+    def stored(self, pairs: Sequence[Pair]) -> set[Pair]:
+        """Those of ``pairs`` already stored (may raise while the warehouse is unavailable)."""
+        found = {p for p in pairs if p in self._mine}
+        ask = sorted(set(pairs) - found)
+        if ask:
+            table = self.rt.warehouse.query(sql_files.report("stored_scores"),
+                                         {"job_ids": sorted({j for j, _ in ask}),
+                                          "scorer_versions": sorted({v for _, v in ask})})
+            wanted = set(ask)
+            found |= {p for p in zip(table.column("job_id").to_pylist(), table.column("scorer_version").to_pylist())
+                      if p in wanted}
+        return found
+
+    def add(self, pairs: Iterable[Pair]) -> None:
+        for p in pairs:
+            self._mine[p] = None
+            self._mine.move_to_end(p)
+            if len(self._mine) > self.max_pairs:
+                self._mine.popitem(last=False)
+
 
 class ScoresAgent(BatchAgent):
     name = NAME
@@ -31,6 +72,7 @@ class ScoresAgent(BatchAgent):
         self.fid_drift = fid_drift
         self.letters = letters
         self.alerts_out = alerts_out
+        self.stored = StoredScores(runtime)
 
     async def handle(self, events: Sequence[Any]) -> None:
         decoded, rejected = [], []
@@ -42,14 +84,26 @@ class ScoresAgent(BatchAgent):
         await asyncio.gather(self.letters.send(rejected), self.store(decoded), self.detect(decoded))
 
     async def store(self, decoded: list[tuple[Any, dict]]) -> None:
+        """Insert the scores not stored yet, each pair once (the first of a batch's repeats)."""
         if not decoded:
             return
-        table = rows.score_rows([value for _, value in decoded])
-        token = dedup_token("scores", [(ev.message.partition, ev.message.offset) for ev, _ in decoded])
+        loop = asyncio.get_running_loop()
+        pairs = [(value["job_id"], value["scorer_version"]) for _, value in decoded]
+        done = await until_done(lambda: loop.run_in_executor(self.rt.sink_pool, self.stored.stored, pairs),
+                                "looking up stored scores", self.rt.metrics.sink_retries.inc)
+        fresh: dict[Pair, tuple[Any, dict]] = {}
+        for pair, item in zip(pairs, decoded):
+            if pair not in done:
+                fresh.setdefault(pair, item)
+        if not fresh:
+            return
+        table = rows.score_rows([value for _, value in fresh.values()])
+        token = dedup_token("scores", [(ev.message.partition, ev.message.offset) for ev, _ in fresh.values()])
         warehouse = self.rt.warehouse
         await write_until_stored(self.rt.sink_pool, lambda: warehouse.insert("sentinel.scores", table, token),
-                                 f"{len(decoded)} scores", self.rt.metrics.sink_retries.inc)
-        self.rt.metrics.rows_stored.labels("scores").inc(len(decoded))
+                                 f"{len(fresh)} scores", self.rt.metrics.sink_retries.inc)
+        self.stored.add(fresh)
+        self.rt.metrics.rows_stored.labels("scores").inc(len(fresh))
 
     async def detect(self, decoded: list[tuple[Any, dict]]) -> None:
         """CLIP (CUSUM) and FID (windowed, from the stored moments of closed buckets) detectors:

@@ -17,7 +17,9 @@ in ``sentinel.jobs`` (looked up in one batched query per verdict batch, for ids 
 memory). ``jobs.completed`` is keyed by job id, so every copy of a job is in one partition, in
 order, and the first agent to reach an offset has already judged every earlier offset of that
 partition: verdicts are registered in log order. A re-delivered first copy (after a crash,
-same partition and offset as the stored row) is recognised as itself, never as a duplicate.
+same partition and offset as the stored row) is recognised as itself, never as a duplicate --
+and as stored: :class:`StoredOffsets` tells the archive which kept offsets already have their row,
+so a job is scored and tallied again but inserted once.
 
 Faust does not always deliver in log order: around restarts it passes records over and the
 worker re-reads them after later ones (worker/delivery/overrides.py). Judged out of order, a job's
@@ -40,6 +42,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections import OrderedDict
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -118,6 +121,71 @@ def check_images(event: Mapping[str, Any], objects: ObjectStore | None = None) -
     return image, reference
 
 
+# -- which kept offsets are stored already --------------------------------------------------
+
+Key = tuple[int, int]  # (partition, offset) of jobs.completed
+
+
+class StoredOffsets:
+    """Which kept source offsets already have their ``sentinel.jobs`` row, so the archive inserts
+    each job once whatever the batch boundaries of a re-read (an insert dedup token only covers a
+    batch retried as it was).
+
+    Three sources: the archive's own inserts (:meth:`add`; stored stays stored), the gate's
+    lookups (:meth:`note`: the stored copy of a first copy has this very partition and offset,
+    or there is none), and, for a kept offset neither knows (its verdict came from the gate's
+    memory), one batched lookup in :meth:`stored`. "None stored" is forgotten whenever the
+    partitions are read again from the committed offsets (:meth:`restart`): meanwhile another
+    worker may have owned them and stored those jobs. Bounded like the gate's memories; called
+    from the gate's thread and the sink's, hence the lock.
+    """
+
+    def __init__(self, lookup: "Lookup", max_offsets: int = 200_000) -> None:
+        self.lookup = lookup
+        self.max_offsets = max_offsets
+        self._lock = threading.Lock()
+        self._stored: OrderedDict[Key, None] = OrderedDict()
+        self._absent: OrderedDict[Key, None] = OrderedDict()
+
+    def note(self, key: Key, stored: bool) -> None:
+        with self._lock:
+            if stored:
+                self._put(self._stored, key)
+                self._absent.pop(key, None)
+            elif key not in self._stored:
+                self._put(self._absent, key)
+
+    def add(self, keys: Iterable[Key]) -> None:
+        """These offsets' rows were just inserted (the insert returned)."""
+        for key in keys:
+            self.note(key, True)
+
+    def restart(self) -> None:
+        with self._lock:
+            self._absent.clear()
+
+    def stored(self, items: Sequence[tuple[int, int, str]]) -> set[Key]:
+        """The keys of ``items`` ((partition, offset, job id)) whose row is stored already. May
+        query the warehouse (one batched lookup) and raise when it is unavailable: retry."""
+        with self._lock:
+            found = {(p, o) for p, o, _ in items if (p, o) in self._stored}
+            ask = [(p, o, j) for p, o, j in items if (p, o) not in self._stored and (p, o) not in self._absent]
+        copies = self.lookup(sorted({j for _, _, j in ask})) if ask else {}
+        for p, o, job_id in ask:
+            copy = copies.get(job_id)
+            here = copy is not None and (copy.partition, copy.offset) == (p, o)
+            self.note((p, o), here)
+            if here:
+                found.add((p, o))
+        return found
+
+    def _put(self, memory: OrderedDict[Key, None], key: Key) -> None:
+        memory[key] = None
+        memory.move_to_end(key)
+        if len(memory) > self.max_offsets:
+            memory.popitem(last=False)
+
+
 # -- the gate -----------------------------------------------------------------------------
 
 # (partition, offset, decoded event -- None: rejected before the gate[, the event's content hash,
@@ -142,11 +210,14 @@ class Gate:
         self._verdicts: OrderedDict[tuple[int, int], Verdict] = OrderedDict()
         self._first: OrderedDict[str, StoredCopy] = OrderedDict()  # job id -> its ok copy
         self._next: dict[int, int] = {}  # partition -> the lowest offset not judged yet (in log order)
+        self.stored = StoredOffsets(lookup, max_jobs)  # what the archive may skip (its lookups feed it)
 
     def restart(self, starts: Mapping[int, int]) -> None:
         """Partitions are read from these offsets from now on (the committed offsets): each is
-        judged in log order from there (verdicts already cached stay valid)."""
+        judged in log order from there (verdicts already cached stay valid; what was not stored
+        may be by now)."""
         self._next = dict(starts)
+        self.stored.restart()
 
     def next_offset(self, partition: int) -> int | None:
         """The lowest offset of ``partition`` not judged yet (None: order not tracked)."""
@@ -213,9 +284,11 @@ class Gate:
             return Verdict(BAD, bad.reason, bad.detail)
         assert digest is not None
         job_id = event["job_id"]
-        first = self._first.get(job_id) or stored.get(job_id)
+        known = self._first.get(job_id)
+        first = known or stored.get(job_id)
         if first is None or (first.partition, first.offset) == (partition, offset):
-            if job_id not in self._first:
+            if known is None:  # looked up: a re-delivered first copy is stored, a new one is not
+                self.stored.note((partition, offset), first is not None)
                 self._first[job_id] = StoredCopy(partition, offset, digest)
                 if len(self._first) > self.max_jobs:
                     self._first.popitem(last=False)

@@ -1,28 +1,42 @@
 """Warehouse writes of a ``jobs.completed`` batch: the jobs and their images, and the FID
 moment states the batch changed. Each waits out an unavailable ClickHouse (the retry rule) and
-is idempotent (dedup tokens from the source offsets; moments skip applied offsets)."""
+is idempotent: a kept job whose row is stored already is not inserted again (the gate's
+:class:`~worker.stages.gate.StoredOffsets`), a retried insert is dropped by its dedup token
+(from the source offsets), moments skip applied offsets."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any, Callable, Sequence
 
 from warehouse import rows
 from warehouse.moments import MomentInput, rows_token
 from worker.delivery.retry import until_done
 from worker.delivery.sends import dedup_token, write_until_stored
+from worker.stages.gate import StoredOffsets
 from worker.stages.triage import Accepted
+
+log = logging.getLogger(__name__)
 
 Committed = Callable[[int], "int | None"]
 
 
 class ArchiveStage:
-    """``sentinel.jobs``, ``sentinel.job_images`` and ``sentinel.guard_checks`` rows of the kept jobs."""
+    """``sentinel.jobs``, ``sentinel.job_images`` and ``sentinel.guard_checks`` rows of the kept jobs,
+    each inserted once: delivery is at-least-once, and a re-read batch (after a crash, a rebalance,
+    the hole healer) is cut differently, so its dedup token differs and ClickHouse would store a
+    second copy that every materialized-view rollup counts. Kept jobs whose (partition, offset)
+    is stored already (``stored``; None: insert all) are skipped; they are still scored and tallied.
+    ``sentinel.jobs`` is written last: a row there means the job's images and checks are stored
+    (a crash between the inserts re-inserts those, harmlessly: they are not rolled up)."""
 
-    def __init__(self, runtime: Any) -> None:
+    def __init__(self, runtime: Any, stored: StoredOffsets | None = None) -> None:
         self.rt = runtime
+        self.stored = stored
 
     async def __call__(self, kept: Sequence[Accepted]) -> None:
+        kept = await self.unstored(kept)
         if not kept:
             return
         keys = [(a.partition, a.offset) for a in kept]
@@ -38,7 +52,22 @@ class ArchiveStage:
             warehouse.insert("sentinel.jobs", jobs, dedup_token("jobs", keys))
 
         await write_until_stored(self.rt.sink_pool, write, f"{len(keys)} jobs", self.rt.metrics.sink_retries.inc)
+        if self.stored is not None:
+            self.stored.add(keys)
         self.rt.metrics.rows_stored.labels("jobs").inc(len(keys))
+
+    async def unstored(self, kept: Sequence[Accepted]) -> list[Accepted]:
+        """The kept jobs without a stored row (a lookup waits out an unavailable warehouse)."""
+        stored = self.stored
+        if stored is None or not kept:
+            return list(kept)
+        items = [(a.partition, a.offset, a.event["job_id"]) for a in kept]
+        loop = asyncio.get_running_loop()
+        done = await until_done(lambda: loop.run_in_executor(self.rt.sink_pool, stored.stored, items),
+                                "looking up stored jobs", self.rt.metrics.sink_retries.inc)
+        if done:
+            log.info("%d of %d kept jobs are stored already (re-read): not inserted again", len(done), len(kept))
+        return [a for a in kept if (a.partition, a.offset) not in done]
 
 
 class MomentsStage:

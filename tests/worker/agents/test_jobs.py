@@ -27,7 +27,7 @@ from worker.metrics import WorkerMetrics
 from worker.stages import gate as gate_mod
 from worker.stages import scoring as scoring_mod
 from worker.stages.dead_letters import DeadLetters
-from worker.stages.gate import Gate
+from worker.stages.gate import Gate, stored_copies
 from worker.stages.screen import Screen
 from worker.stages.scoring import ScoreStage
 from worker.stages.sinks import ArchiveStage, MomentsStage
@@ -52,12 +52,12 @@ def build(tmp_path, scorer):
     topics = SimpleNamespace(scores=Topic(), dlq=Topic())
     live: dict = {}
     protocol = protocol_with(ledger_for(JOBS_COMPLETED, ["jobs"], {0: 0, 1: 0}))
-    gate = Gate(lambda ids: {})
+    gate = Gate(lambda ids: stored_copies(rt.warehouse, ids))
     gate.restart({0: 0, 1: 0})
     stages = JobStages(
         screen=Screen(Triage(settings.pricing(), settings.max_image_bytes), gate),
         score=ScoreStage(scorer, "v-test"), letters=DeadLetters(topics.dlq, JOBS_COMPLETED, rt.metrics),
-        scores_out=topics.scores, moments=MomentsStage(rt, "v-test", lambda p: None), archive=ArchiveStage(rt),
+        scores_out=topics.scores, moments=MomentsStage(rt, "v-test", lambda p: None), archive=ArchiveStage(rt, gate.stored),
         tally=TallyStage(live, settings.pricing(), settings.live_bucket_s, settings.live_retention_s, lambda p: None))
     return settings, rt, topics, live, protocol, JobsAgent(rt, stages, protocol, 32, 0.1)
 
@@ -109,6 +109,25 @@ def test_a_batch_is_scored_stored_tallied_and_dead_lettered_once(tmp_path, score
         assert value["gpu_seconds"] == pytest.approx(want_gpu[key])
     # every record finished: the commit moves past all of them
     assert protocol.committable(JOBS_COMPLETED, 0) == 7 and protocol.committable(JOBS_COMPLETED, 1) == 6
+
+
+def test_a_re_read_is_scored_and_tallied_again_but_stored_once(tmp_path, scorer) -> None:
+    """A re-read (the hole healer, a rebalance) cut at other offsets: the jobs are scored and sent
+    again (the scores agent skips stored pairs), tallied once (offset-idempotent), inserted once."""
+    settings, rt, topics, live, protocol, agent = build(tmp_path, scorer)
+    events = [make_event(i) for i in range(12)]
+    raw = [Event(CODEC.encode(e), i % 2, i // 2) for i, e in enumerate(events)]
+    asyncio.run(agent(Stream([raw[:5], raw[5:], raw[2:9], raw[:12]])))
+
+    for table in ("sentinel.jobs", "sentinel.job_images"):
+        stored = Counter(r["job_id"] for r in rt.warehouse.rows(table))
+        assert stored == Counter(e["job_id"] for e in events), table
+    sent = Counter(v["job_id"] for _, v, _ in topics.scores.sent)
+    # every job in the first pass and the last, jobs 2..8 once more in between
+    assert sent == Counter({e["job_id"]: 2 + (2 <= i < 9) for i, e in enumerate(events)})
+    want = Counter(live_key(e, i % 2, settings.live_bucket_s) for i, e in enumerate(events))
+    got = {k: LiveStats.from_dict(v["stats"]).tally.compute()["jobs"] for k, v in live.items()}
+    assert got == dict(want)
 
 
 def test_a_failed_output_stage_finishes_nothing(tmp_path, scorer) -> None:

@@ -4,6 +4,7 @@ fires one alert (sent before the detectors are written), garbage dead-lettered."
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 from types import SimpleNamespace
@@ -47,3 +48,34 @@ def test_scores_are_stored_once_and_a_drop_fires_one_alert() -> None:
     assert [h["reason"] for _, _, h in dlq.sent] == [b"not_avro_single_object"]
     assert list(table) == ["flux-dev|headshot|clip_prompt_score"]
     assert protocol.committable(JOBS_SCORED, 0) == len(events)
+
+
+def scores_agent(warehouse: Warehouse) -> tuple[ScoresAgent, SimpleNamespace]:
+    rt = SimpleNamespace(warehouse=warehouse, metrics=WorkerMetrics(), sink_pool=ThreadPoolExecutor(1))
+    agent = ScoresAgent(rt, DriftStage({}, DriftConfig(baseline_n=50, min_n=5), "v-test"),
+                        DeadLetters(Topic(), JOBS_SCORED, rt.metrics), Topic(),
+                        protocol_with(ledger_for(JOBS_SCORED, ["scores"])), 100, 0.1)
+    return agent, rt
+
+
+def test_a_re_sent_or_re_read_score_is_stored_once() -> None:
+    """The jobs agent sends a JobScored again when it re-processes a job; this agent re-reads
+    after a crash in other batches: each (job id, scorer version) inserted once (the fake
+    warehouse keeps every insert, as ClickHouse does for another dedup token)."""
+    wh = Warehouse()
+    values = [score(i, 30.0) for i in range(30)] + [score(3, 31.0, version="v-other")]  # another version: its own row
+    resent = [score(i, 30.0) for i in range(5, 25)] + [score(26, 30.0)] * 2  # twice within one batch too
+    log = values + resent
+    events = [Event(CODEC.encode(v), 0, i, topic=JOBS_SCORED) for i, v in enumerate(log)]
+    agent, rt = scores_agent(wh)
+    asyncio.run(agent(Stream([events[:10], events[10:20], events[20:]])))
+    lookups = len(wh.queries)
+    asyncio.run(agent(Stream([events[31:40]])))  # a re-read inside the process: answered from memory
+    assert len(wh.queries) == lookups
+    agent, rt = scores_agent(wh)  # restarted, nothing committed: reads everything again, cut by 7
+    wh.down = 1  # the first lookup fails: retried
+    asyncio.run(agent(Stream([events[i:i + 7] for i in range(0, len(events), 7)])))
+
+    stored = Counter((r["job_id"], r["scorer_version"]) for r in wh.rows("sentinel.scores"))
+    assert stored == Counter({(v["job_id"], v["scorer_version"]): 1 for v in values})
+    assert rt.metrics.summary()["sink_retries"] == 1
