@@ -6,6 +6,8 @@ source offset of every record that must be dead-lettered (with its reason). The 
 
 * ``sentinel.jobs FINAL`` holds exactly the ledger's job ids, one row each, with the first
   copy's content (its content hash); ``sentinel.scores FINAL`` one score per job;
+* and without FINAL too: every job and score row was *inserted* once (what the materialized-view
+  rollups count), and the rollups' sums equal the ledger's (``check_inserted_once``);
 * the report's jobs, p50/p95 latency and cost per image per model equal numpy over the ledger;
 * the live tallies equal an exact recomputation: no job counted twice;
 * ``jobs.completed.dlq`` holds exactly the expected source offsets, each with its reason;
@@ -166,6 +168,36 @@ def check_moments_exact(stack, ledger: Ledger) -> None:
                               f"{stack.worker.log_tail(3000)}")
 
 
+def check_inserted_once(r: Any, ledger: Ledger) -> None:
+    """Rows counted as inserted, not as collapsed by FINAL: a re-processed job inserted again
+    (a re-read batch cut differently gets another dedup token) hides under FINAL but is counted
+    by every materialized-view rollup (0006 hourly rollups; 0012 report rollups when present)."""
+    first = ledger.first
+    n = len(first)
+
+    def one(sql: str) -> dict:
+        return r.query(sql).to_pylist()[0]
+
+    inserted = {"jobs": one("SELECT count() AS n FROM sentinel.jobs")["n"],
+                "scores": one("SELECT count() AS n FROM sentinel.scores")["n"]}
+    assert inserted == {"jobs": n, "scores": n}, f"rows inserted (no FINAL) {inserted}, ledger {n} jobs"
+    # 0006: jobs is a uniqExact state (exact even over a second copy); the sums are not
+    hourly = one("SELECT sum(jobs) AS jobs, sum(gpu) AS gpu, sum(api) AS api FROM (SELECT uniqExactMerge(jobs) AS jobs, "
+                 "sumMerge(gpu_seconds) AS gpu, sumMerge(api_cost_usd) AS api FROM sentinel.jobs_hourly "
+                 "GROUP BY hour, model_id, niche, provider, gpu_type)")
+    assert hourly["jobs"] == n, f"jobs_hourly jobs {hourly}, ledger {n}"
+    assert hourly["gpu"] == pytest.approx(sum(e["gpu_seconds"] for e in first.values()), rel=1e-9), "jobs_hourly GPU-s"
+    assert hourly["api"] == pytest.approx(sum(e["api_cost_usd"] or 0.0 for e in first.values()), rel=1e-9), \
+        "jobs_hourly API cost"
+    tables = {t["name"] for t in r.query("SELECT name FROM system.tables WHERE database = 'sentinel'").to_pylist()}
+    if "report_jobs_hourly" in tables:  # 0012: SummingMergeTree counts, one per inserted row
+        got = one("SELECT sum(attempts) AS n FROM sentinel.report_jobs_hourly")["n"]
+        assert got == n, f"report_jobs_hourly attempts {got}, ledger {n}"
+    if "report_scores_hourly" in tables:
+        got = one("SELECT sum(scores) AS n FROM sentinel.report_scores_hourly")["n"]
+        assert got == n, f"report_scores_hourly scores {got}, ledger {n}"
+
+
 def check_exactly_once(stack, ledger: Ledger, live_rows: Callable[[Any], dict[str, dict]]) -> None:
     """Everything in the ledger stored once, reported and tallied exactly (``live_rows(stack)``:
     the live tallies per "model|niche"); the DLQ exact."""
@@ -182,6 +214,7 @@ def check_exactly_once(stack, ledger: Ledger, live_rows: Callable[[Any], dict[st
     assert not wrong, f"stored copies that are not the first copy: {wrong[:5]}"
     scored = r.query("SELECT job_id, count() AS n FROM sentinel.scores FINAL GROUP BY job_id").to_pylist()
     assert {s["job_id"] for s in scored} == set(first) and all(s["n"] == 1 for s in scored)
+    check_inserted_once(r, ledger)
 
     # the report (FINAL views) against numpy over the first copies
     data = reports.benchmark(r, stack.settings.pricing(), Window())
