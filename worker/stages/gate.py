@@ -136,8 +136,9 @@ class StoredOffsets:
     or there is none), and, for a kept offset neither knows (its verdict came from the gate's
     memory), one batched lookup in :meth:`stored`. "None stored" is forgotten whenever the
     partitions are read again from the committed offsets (:meth:`restart`): meanwhile another
-    worker may have owned them and stored those jobs. Bounded like the gate's memories; called
-    from the gate's thread and the sink's, hence the lock.
+    worker may have owned them and stored those jobs (a lookup that started before a restart
+    notes nothing absent). Bounded like the gate's memories; called from the gate's thread and
+    the sink's, hence the lock.
     """
 
     def __init__(self, lookup: "Lookup", max_offsets: int = 200_000) -> None:
@@ -146,13 +147,15 @@ class StoredOffsets:
         self._lock = threading.Lock()
         self._stored: OrderedDict[Key, None] = OrderedDict()
         self._absent: OrderedDict[Key, None] = OrderedDict()
+        self.generation = 0  # restarts so far
 
-    def note(self, key: Key, stored: bool) -> None:
+    def note(self, key: Key, stored: bool, generation: int | None = None) -> None:
+        """What a lookup said (``generation``: :attr:`generation` when it started)."""
         with self._lock:
             if stored:
                 self._put(self._stored, key)
                 self._absent.pop(key, None)
-            elif key not in self._stored:
+            elif key not in self._stored and generation in (None, self.generation):
                 self._put(self._absent, key)
 
     def add(self, keys: Iterable[Key]) -> None:
@@ -163,6 +166,7 @@ class StoredOffsets:
     def restart(self) -> None:
         with self._lock:
             self._absent.clear()
+            self.generation += 1
 
     def stored(self, items: Sequence[tuple[int, int, str]]) -> set[Key]:
         """The keys of ``items`` ((partition, offset, job id)) whose row is stored already. May
@@ -170,11 +174,12 @@ class StoredOffsets:
         with self._lock:
             found = {(p, o) for p, o, _ in items if (p, o) in self._stored}
             ask = [(p, o, j) for p, o, j in items if (p, o) not in self._stored and (p, o) not in self._absent]
+            generation = self.generation
         copies = self.lookup(sorted({j for _, _, j in ask})) if ask else {}
         for p, o, job_id in ask:
             copy = copies.get(job_id)
             here = copy is not None and (copy.partition, copy.offset) == (p, o)
-            self.note((p, o), here)
+            self.note((p, o), here, generation)
             if here:
                 found.add((p, o))
         return found
@@ -272,14 +277,15 @@ class Gate:
                 decoded[key] = pixels
             todo[key] = (event, known[0] if known else content_hash(event), None)
         unknown = sorted({e["job_id"] for e, h, bad in todo.values() if bad is None and e["job_id"] not in self._first})
+        generation = self.stored.generation
         stored = self.lookup(unknown) if unknown else {}
         for (partition, offset), (event, digest, bad) in todo.items():  # in log order: filled sorted
-            self._remember((partition, offset), self._decide(partition, offset, event, digest, bad, stored))
+            self._remember((partition, offset), self._decide(partition, offset, event, digest, bad, stored, generation))
         return [None if (p, o) in deferred else self._verdicts[(p, o)] if (p, o) in self._verdicts
                 else self._decide_again(p, o, e) for p, o, e, *_ in items]
 
     def _decide(self, partition: int, offset: int, event: Mapping[str, Any], digest: str | None,
-                bad: InvalidEvent | None, stored: Mapping[str, StoredCopy]) -> Verdict:
+                bad: InvalidEvent | None, stored: Mapping[str, StoredCopy], generation: int | None = None) -> Verdict:
         if bad is not None:
             return Verdict(BAD, bad.reason, bad.detail)
         assert digest is not None
@@ -288,7 +294,7 @@ class Gate:
         first = known or stored.get(job_id)
         if first is None or (first.partition, first.offset) == (partition, offset):
             if known is None:  # looked up: a re-delivered first copy is stored, a new one is not
-                self.stored.note((partition, offset), first is not None)
+                self.stored.note((partition, offset), first is not None, generation)
                 self._first[job_id] = StoredCopy(partition, offset, digest)
                 if len(self._first) > self.max_jobs:
                     self._first.popitem(last=False)

@@ -124,3 +124,24 @@ def test_without_stored_offsets_the_archive_inserts_every_kept_job(cut: int) -> 
     asyncio.run(archive(kept))
     asyncio.run(archive(kept))
     assert sum(stored_per_job(wh).values()) == 2 * cut
+
+
+def test_a_lookup_that_started_before_a_restart_notes_nothing_absent() -> None:
+    """The partitions moved while the gate's lookup ran (a rebalance on the event loop, the lookup
+    in the gate's thread): its "not stored" may be stale, so the archive asks again."""
+    wh = Warehouse()
+    w = Worker(wh)
+    calls = []
+
+    def lookup_during_a_rebalance(ids):
+        calls.append(ids)
+        if len(calls) == 1:
+            w.gate.restart({0: 0})
+            Worker(wh).process(range(0, 3))  # meanwhile another worker stores 0..2
+        return stored_copies(wh, ids)
+
+    w.gate.lookup = w.gate.stored.lookup = lookup_during_a_rebalance
+    kept = w.judge(range(0, 6))
+    asyncio.run(w.archive(kept))
+    assert len(calls) == 2  # the gate's lookup, then the archive's
+    assert stored_per_job(wh) == Counter({e["job_id"]: 1 for e in EVENTS[:6]})
