@@ -16,19 +16,24 @@ Every worker runs torch with ``torch_threads=--torch-threads`` (1: on a 2-core m
 with one intra-op thread each is all the cores there are; the lone and 1-worker stacks get the same
 single thread, which is also the shipped default on 2 cores, so only the number of workers changes).
 
-After a warm-up each stack is frozen (SIGSTOP to all its process groups: broker, store, workers),
-so an idle stack takes no CPU from the one being measured. Each round measures every stack once,
-the order alternating between rounds (forward, reverse, ...): thaw, wait until every worker holds
-partitions, ``--rewarm`` unmeasured events (any rejoin after the freeze happens there), record the
+After a warm-up the stacks wait idle while another one is measured (an idle stack uses a few
+hundredths of a core: measured during every run and reported). They are not frozen with SIGSTOP
+as ``bench/scoring.py`` does: after a whole 2-worker stack (broker included) was frozen for longer
+than the workers' 6 s session timeout, one worker went on reporting partitions the broker had
+given to the other (seen once, > 4 min; see the README's scale-out notes). Each round measures
+every stack once, the order alternating between rounds (forward, reverse, ...): wait until the
+stack's workers hold each partition exactly once, ``--rewarm`` unmeasured events, record the
 load average, then one throughput run as ``bench/scoring.py`` part 3 does it (its ``Publisher``,
 ``Probe`` and ``throughput_run``): publish ``--events`` pre-encoded ``tests/conftest.make_event``
 events through ``inference.publisher.JobPublisher`` as fast as it takes them and poll
 ``sql/reports/progress.sql`` through ``warehouse.client.open_reader`` (through the store, or the
 lone worker, whichever owns chDB) until all are stored and scored; events/s = events / (that moment
-- first publish). Then the stack is frozen again. Reported: the median over rounds per stack, and
+- first publish). Reported: the median over rounds per stack, and
 the ratios 2 workers / 1 worker (``store-2 / store-1``) and store / lone (``store-1 / lone``) taken
 within each round (median of those), plus CPU seconds per event of the workers, the store, the
-broker and this process, and how the 2-worker stack's events split between its workers.
+broker and this process, how the 2-worker stack's events split between its workers, and scored /
+events: above 1 when a worker scored some events twice (its hole healer re-read offsets that sat
+unfinished for 20 s behind a backlog: docs in worker/delivery/commit.py).
 
 The machine may be shared: the 1-minute load average is recorded before every run and printed.
 
@@ -44,6 +49,7 @@ temporary data directory removed.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import signal
@@ -109,23 +115,50 @@ class StackProbe(Probe):
 
 
 class Config:
-    """One embedded stack of the comparison, frozen (SIGSTOP) whenever it is not being measured."""
+    """One embedded stack of the comparison (idle while another one is measured)."""
 
     def __init__(self, name: str, workers: int, store: bool, arch: str, args: argparse.Namespace, root: Path) -> None:
-        self.name, self.seed = name, 0
-        self.settings = load_settings(env={}, data_dir=root / name, partitions=args.partitions, clip_arch=arch,
-                                      score_batch_size=args.batch, torch_threads=args.torch_threads,
-                                      app_id=f"sentinel-scale-{os.getpid()}-{name}")
-        self.stack = EmbeddedStack(self.settings, workers=workers, store=store)
+        self.name, self.seed, self.workers, self.store_role = name, 0, workers, store
+        self.arch, self.args, self.root = arch, args, root
         self.pub: Publisher | None = None
         self.probe: StackProbe | None = None
-        self.frozen = False
-        self.out: dict[str, Any] = {"workers": workers, "store": store, "runs": [], "rewarm_s": []}
+        self.out: dict[str, Any] = {"workers": workers, "store": store, "runs": [], "rewarm_s": [], "incidents": []}
+        self._new_stack()
 
-    def start(self, warmup: int) -> None:
+    def _new_stack(self) -> None:
+        n = len(self.out["incidents"])
+        tag = self.name if n == 0 else f"{self.name}-restart{n}"
+        self.settings = load_settings(env={}, data_dir=self.root / tag, partitions=self.args.partitions,
+                                      clip_arch=self.arch, score_batch_size=self.args.batch,
+                                      torch_threads=self.args.torch_threads,
+                                      app_id=f"sentinel-scale-{os.getpid()}-{tag}")
+        self.stack = EmbeddedStack(self.settings, workers=self.workers, store=self.store_role)
+
+    def start(self, warmup: int, attempts: int = 3) -> None:
+        """Start, check the workers share the partitions, warm up; a stack that fails is recorded
+        as an incident (with its workers' log tails) and replaced by a fresh one."""
+        for attempt in range(attempts):
+            try:
+                return self._bring_up(warmup)
+            except Exception as exc:
+                if attempt == attempts - 1:
+                    raise
+                self.recover(exc, "start")
+
+    def recover(self, exc: Exception, when: str) -> None:
+        tails = {w.log_path.name: w.log_tail(1500) for w in self.stack.workers}
+        errors = {name: [ln for ln in t.splitlines() if "ERROR" in ln or "Error" in ln][-3:] for name, t in tails.items()}
+        self.out["incidents"].append({"when": when, "error": f"{type(exc).__name__}: {exc}"[:600], "log_errors": errors,
+                                      "t": time.time()})
+        log(f"  [{self.name}] INCIDENT at {when}: {type(exc).__name__}: {str(exc)[:300]}; restarting the stack")
+        self.stop()
+        self._new_stack()
+
+    def _bring_up(self, warmup: int) -> None:
         t = time.perf_counter()
         self.stack.start()
         self.out["stack_start_s"] = time.perf_counter() - t
+        self.wait_assigned()
         self.probe = StackProbe(self.stack)
         self.out["reader"] = type(self.probe.reader).__name__
         self.pub = Publisher(self.stack.settings.bootstrap_servers)
@@ -159,18 +192,17 @@ class Config:
         procs = [w.proc for w in self.stack.workers] + ([self.stack.store.proc] if self.stack.store else [])
         return [p.pid for p in procs if p is not None] + ([self.stack.broker.pid] if self.stack.broker.pid else [])
 
-    def freeze(self) -> None:
-        for pgid in self._pgids():
-            os.killpg(pgid, signal.SIGSTOP)
-        self.frozen = True
+    def cpu_s(self) -> float:
+        return sum(group_cpu_s(p) for p in self._pgids())
 
-    def thaw(self, rewarm: int) -> None:
+    def rewarm(self, n: int, warmup: int) -> None:
         t = time.perf_counter()
-        for pgid in self._pgids():
-            os.killpg(pgid, signal.SIGCONT)
-        self.frozen = False
-        self.wait_assigned()
-        self._unmeasured(rewarm)
+        try:
+            self.wait_assigned()
+            self._unmeasured(n)
+        except Exception as exc:  # e.g. two workers both holding a partition: a fresh stack
+            self.recover(exc, "before a measured run")
+            self.start(warmup)
         self.out["rewarm_s"].append(time.perf_counter() - t)
 
     def measure(self, n: int, round_no: int, poll: float) -> dict[str, Any]:
@@ -194,16 +226,17 @@ class Config:
 
     def stop(self) -> None:
         try:
-            if self.frozen:
-                for pgid in self._pgids():
-                    os.killpg(pgid, signal.SIGCONT)
-                self.frozen = False
             if self.pub is not None:
                 self.pub.close()
         except Exception as exc:  # keep going: the stack must stop
             log(f"  [{self.name}] publisher close failed: {exc}")
         finally:
+            self.pub = None
+            t = time.perf_counter()
             self.stack.stop()
+            procs = [w.proc for w in self.stack.workers] + ([self.stack.store.proc] if self.stack.store else [])
+            self.out["stopped"] = {"stop_s": time.perf_counter() - t,
+                                   "exit_codes": [p.returncode if p else None for p in procs]}
 
 
 def bench_arch(arch: str, args: argparse.Namespace, deadline: float) -> dict[str, Any]:
@@ -218,7 +251,6 @@ def bench_arch(arch: str, args: argparse.Namespace, deadline: float) -> dict[str
             c = Config(name, workers, store, arch, args, root)
             configs.append(c)
             c.start(sz["warmup"])
-            c.freeze()
         for r in range(sz["rounds"]):
             if r > 0 and time.monotonic() > deadline:
                 out["skipped"].append(f"rounds {r + 1}-{sz['rounds']} (time budget)")
@@ -226,9 +258,13 @@ def bench_arch(arch: str, args: argparse.Namespace, deadline: float) -> dict[str
             order = configs if r % 2 == 0 else configs[::-1]
             row: dict[str, Any] = {"order": [c.name for c in order]}
             for c in order:
-                c.thaw(sz["rewarm"])
-                row[c.name] = c.measure(sz["events"], r + 1, args.poll)["events_s"]
-                c.freeze()
+                c.rewarm(sz["rewarm"], sz["warmup"])
+                others = [x for x in configs if x is not c]
+                o0, t0 = sum(x.cpu_s() for x in others), time.time()
+                run = c.measure(sz["events"], r + 1, args.poll)
+                run["idle_stacks_cores"] = (sum(x.cpu_s() for x in others) - o0) / (time.time() - t0)
+                row[c.name] = run["events_s"]
+                log(f"    (the other stacks, idle, used {run['idle_stacks_cores']:.2f} cores meanwhile)")
             row["ratio_2w_1w"] = row["store-2"] / row["store-1"]
             row["ratio_store_lone"] = row["store-1"] / row["lone"]
             out["rounds"].append(row)
@@ -240,6 +276,12 @@ def bench_arch(arch: str, args: argparse.Namespace, deadline: float) -> dict[str
             except Exception as exc:
                 log(f"  [{c.name}] stop failed: {exc}")
             out["configs"][c.name] = c.out
+        if any(c.out["incidents"] or any(c.out.get("stopped", {}).get("exit_codes") or [1]) for c in configs):
+            keep = Path(tempfile.gettempdir()) / f"scale-out-logs-{os.getpid()}-{arch}"  # to look at
+            for logs in root.glob("*/logs"):
+                shutil.copytree(logs, keep / logs.parent.name, dirs_exist_ok=True)
+            out["logs_kept"] = str(keep)
+            log(f"  an incident, or a process that did not stop cleanly: logs kept in {keep}")
         shutil.rmtree(root, ignore_errors=True)
     for c in configs:
         c.out["events_s"] = med([x["events_s"] for x in c.out["runs"]])
@@ -262,8 +304,8 @@ def report(doc: dict[str, Any]) -> str:
              f"score batch {doc['batch']}, torch_threads={doc['torch_threads']} in every worker; median over "
              f"rounds, the order of the stacks alternating between rounds; ratios taken within each round.", "",
              "| model | stack | workers | store role | events/run | events/s (median) | per round | "
-             "load before (1 min) | CPU ms/event (workers / store / broker / bench) |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "scored / events | load before (1 min) | CPU ms/event (workers / store / broker / bench) | "
+             "other stacks idle (cores) |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for a in doc["archs"]:
         for name, c in a["configs"].items():
             runs = c["runs"]
@@ -272,8 +314,10 @@ def report(doc: dict[str, Any]) -> str:
             lines.append(
                 f"| {a['arch']} | {name} | {c['workers']} | {'yes' if c['store'] else 'no'} | {a['sizes']['events']} | "
                 f"**{f1(c['events_s'])}** | {', '.join(f1(r['events_s']) for r in runs)} | "
+                f"{join((sum(r['scored_per_worker']) / r['events'] for r in runs), '.2f')} | "
                 f"{join(r['loadavg_before'][0] for r in runs)} | "
-                f"{cpu['worker']:.2f} / {cpu['store']:.2f} / {cpu['broker']:.2f} / {cpu['bench']:.2f} |")
+                f"{cpu['worker']:.2f} / {cpu['store']:.2f} / {cpu['broker']:.2f} / {cpu['bench']:.2f} | "
+                f"{join((r.get('idle_stacks_cores', float('nan')) for r in runs), '.2f')} |")
     lines += ["", "| model | 2 workers / 1 worker (both through the store) | store / lone worker (1 worker) | "
                   "2-worker split of scored events |", "|---|---|---|---|"]
     for a in doc["archs"]:
@@ -282,11 +326,17 @@ def report(doc: dict[str, Any]) -> str:
                      f"{join((r['ratio_2w_1w'] for r in a['rounds']), '.2f')}) | **{a['ratio_store_lone']:.2f}** "
                      f"(rounds: {join((r['ratio_store_lone'] for r in a['rounds']), '.2f')}) | {splits} |")
     skipped = [f"{a['arch']}: {s}" for a in doc["archs"] for s in a["skipped"]]
+    incidents = [f"{a['arch']} {name} ({i['when']}): {i['error'][:200]}" for a in doc["archs"]
+                 for name, c in a["configs"].items() for i in c["incidents"]]
     m = doc["machine"]
     lines += ["", f"Machine: {m['cpu_model'] or m['machine']}, {m['cores_available']}/{m['cpu_count']} cores "
                   f"available, Python {m['python']}; load average (1/5/15 min) {doc['loadavg_start']} at start, "
                   f"{doc['loadavg_end']} at end; runtime {doc['runtime_s']:.0f} s."
-              + (f" Skipped: {'; '.join(skipped)}." if skipped else ""), "", *EXPLAIN]
+              + (f" Skipped: {'; '.join(skipped)}." if skipped else ""), ""]
+    if incidents:
+        lines += ["Stacks replaced by a fresh one (not measured; see the JSON for the workers' errors):", "",
+                  *[f"- {x}" for x in incidents], ""]
+    lines += EXPLAIN
     return "\n".join(lines)
 
 
@@ -316,7 +366,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                                     f"(default: {' and '.join(ARCHS)})")
     ap.add_argument("--events", type=int, help=f"events per measured run {sizes('events')}")
     ap.add_argument("--warmup", type=int, help=f"unmeasured events after each stack starts {sizes('warmup')}")
-    ap.add_argument("--rewarm", type=int, help=f"unmeasured events after each thaw {sizes('rewarm')}")
+    ap.add_argument("--rewarm", type=int, help=f"unmeasured events before each measured run {sizes('rewarm')}")
     ap.add_argument("--rounds", type=int, help=f"rounds (each measures every stack once) {sizes('rounds')}")
     ap.add_argument("--partitions", type=int, default=4, help="input partitions (default 4)")
     ap.add_argument("--batch", type=int, default=32, help="score batch size (default 32)")
@@ -325,6 +375,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--budget-s", type=float, help="past this many seconds later rounds are skipped, the first "
                                                    "of each arch kept (default 1200, --quick 300)")
     ap.add_argument("--quick", action="store_true", help="short run: smaller sizes for the options not given")
+    ap.add_argument("--from-json", type=Path, metavar="PATH",
+                    help="measure nothing: print the report of a stored run and rewrite the .md next to it")
     ap.add_argument("--out", type=Path, help="JSON output, the table next to it as .md "
                                              "(default bench/results/scale_out.json, --quick scale_out_quick.json)")
     args = ap.parse_args(argv)
@@ -340,6 +392,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
+    if args.from_json:
+        text = report(json.loads(args.from_json.read_text()))
+        print(text)
+        args.from_json.with_suffix(".md").write_text(text.rstrip() + "\n")
+        return
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # the finally blocks stop the stacks
     t0 = time.perf_counter()
     deadline = time.monotonic() + args.budget_s
