@@ -20,7 +20,8 @@ After a warm-up the stacks wait idle while another one is measured (an idle stac
 hundredths of a core: measured during every run and reported). They are not frozen with SIGSTOP
 as ``bench/scoring.py`` does: after a whole 2-worker stack (broker included) was frozen for longer
 than the workers' 6 s session timeout, one worker went on reporting partitions the broker had
-given to the other (seen once, > 4 min; see the README's scale-out notes). Each round measures
+given to the other (seen once, > 4 min: noida-db's group coordinator with a leader stalled past
+the session timeout leaves two members holding the same partitions). Each round measures
 every stack once, the order alternating between rounds (forward, reverse, ...): wait until the
 stack's workers hold each partition exactly once, ``--rewarm`` unmeasured events, record the
 load average, then one throughput run as ``bench/scoring.py`` part 3 does it (its ``Publisher``,
