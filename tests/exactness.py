@@ -15,6 +15,8 @@ source offset of every record that must be dead-lettered (with its reason). The 
 from __future__ import annotations
 
 import asyncio
+import json
+import urllib.request
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import timedelta

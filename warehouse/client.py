@@ -11,6 +11,7 @@ workers' inserts. The caller cannot tell the difference: both paths return a ``p
 
 from __future__ import annotations
 
+import http.client
 import json
 import logging
 import os
@@ -132,8 +133,8 @@ class RemoteWarehouse:
     an embedded path): queries, inserts and commands over HTTP (warehouse/store_server.py).
 
     ``resolve()`` names the owner (URL and token); it is asked again after a failed connection
-    or a refused token, so a restarted owner (new port, new token) is found without a restart
-    here. Every failure is a ``WarehouseError``, which the worker's write and lookup loops
+    or a refused token, so a restarted owner (another port, or a lone worker's new token) is
+    found without a restart here. Every failure is a ``WarehouseError``, which the worker's write and lookup loops
     treat as an outage: back off and retry (worker/delivery/retry.py).
     """
 
@@ -144,7 +145,14 @@ class RemoteWarehouse:
 
     @classmethod
     def of_store(cls, chdb_path: Path, timeout: float = 300.0) -> "RemoteWarehouse":
-        return cls(lambda: live_owner(chdb_path), timeout)
+        """Through the store role of ``chdb_path`` only (a lone worker's view serves no inserts)."""
+        def store() -> Owner | None:
+            owner = live_owner(chdb_path)
+            if owner is not None and owner.role != "store":
+                raise WarehouseError(f"{chdb_path} is owned by a lone worker (pid {owner.pid}), not a store role: "
+                                     "stop it and start `sentinel store` (or `sentinel up --workers N`)")
+            return owner
+        return cls(store, timeout)
 
     def _post(self, path: str, body: bytes, content_type: str, headers: Mapping[str, str] | None = None) -> bytes:
         owner = self._owner or self._resolve()
@@ -159,21 +167,24 @@ class RemoteWarehouse:
                 return response.read()
         except urllib.error.HTTPError as exc:
             if exc.code == 401:
-                self._owner = None  # a restarted owner has a new token
-            raise WarehouseError(f"the store answered {exc.code}: {exc.read().decode(errors='replace')}") from exc
-        except (urllib.error.URLError, ConnectionError, TimeoutError, OSError) as exc:
-            self._owner = None  # a restarted owner may listen elsewhere
+                self._owner = None  # a restarted owner may have a new token
+            raise WarehouseError(f"the store answered {exc.code}: {_error_text(exc.read())}") from exc
+        except (urllib.error.URLError, ConnectionError, TimeoutError, OSError, http.client.HTTPException) as exc:
+            self._owner = None  # a restarted owner may listen elsewhere; an answer cut off by its death
             raise WarehouseError(f"the process owning the warehouse is unreachable at {owner.url}: {exc}") from exc
 
     def query(self, text: str, parameters: Mapping[str, Any] | None = None) -> pa.Table:
         payload = self._post("/sentinel/query/", _statement_json(text, parameters), "application/json")
-        return pa.ipc.open_stream(payload).read_all()
+        try:
+            return pa.ipc.open_stream(payload).read_all()
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise WarehouseError(f"the store's answer is not an Arrow stream: {exc}") from exc
 
     def check_single_statement(self, text: str) -> None:
         """The owner checks it (the worker's query view refuses several statements)."""
 
     def command(self, text: str, parameters: Mapping[str, Any] | None = None) -> None:
-        self._post("/sentinel/command/", _statement_json(text, parameters), "application/json")
+        raise WarehouseError("commands are not served over HTTP: migrations and DDL run in the store itself")
 
     def insert(self, table: str, rows: pa.Table, dedup_token: str | None = None) -> None:
         headers = {"X-Dedup-Token": dedup_token} if dedup_token else {}
@@ -182,6 +193,14 @@ class RemoteWarehouse:
 
     def close(self) -> None:
         pass
+
+
+def _error_text(body: bytes) -> str:
+    """The ``error`` of the store's JSON answer (the whole body when it is not that)."""
+    try:
+        return str(json.loads(body)["error"])
+    except (ValueError, KeyError, TypeError):
+        return body.decode(errors="replace")
 
 
 def _statement_json(text: str, parameters: Mapping[str, Any] | None) -> bytes:
@@ -228,23 +247,54 @@ def owner_file(chdb_path: Path) -> Path:
     return Path(str(chdb_path).rstrip("/") + ".owner.json")
 
 
-def claim(chdb_path: Path, url: str, role: str = "worker") -> Owner:
-    """Record this process as the owner of ``chdb_path``; the token guards the query view."""
-    owner = Owner(pid=os.getpid(), url=url, token=secrets.token_urlsafe(24), role=role)
+def claim(chdb_path: Path, url: str, role: str = "worker", keep_token: bool = False) -> Owner:
+    """Record this process as the owner of ``chdb_path``; the token guards the query view.
+    ``keep_token``: reuse the token of the previous owner's file (a restarted store keeps the
+    token its workers and the rating links already hold)."""
+    token = _previous_token(chdb_path) if keep_token else None
+    owner = Owner(pid=os.getpid(), url=url, token=token or secrets.token_urlsafe(24), role=role)
     path = owner_file(chdb_path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
-        json.dump(owner.__dict__, fh)
+        json.dump({**owner.__dict__, "started": process_start(owner.pid)}, fh)
     tmp.replace(path)
     return owner
 
 
-def release(chdb_path: Path) -> None:
+def process_start(pid: int) -> str | None:
+    """When ``pid`` started (clock ticks since boot, /proc/<pid>/stat field 22): with the pid it
+    names one process, so an owner file is not taken for a later process given the same pid."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat[stat.rfind(")") + 2:].split()[19]
+
+
+def _previous_token(chdb_path: Path) -> str | None:
+    try:
+        return str(json.loads(owner_file(chdb_path).read_text())["token"]) or None
+    except (FileNotFoundError, ValueError, KeyError, TypeError):
+        return None
+
+
+def release(chdb_path: Path, keep_token: bool = False) -> None:
+    """Give up ownership: the file goes, or with ``keep_token`` stays with no owner (pid 0) so
+    the next owner claiming with ``keep_token`` reuses the token."""
     path = owner_file(chdb_path)
     try:
-        if json.loads(path.read_text()).get("pid") == os.getpid():
+        data = json.loads(path.read_text())
+        if data.get("pid") != os.getpid():
+            return
+        if keep_token:
+            tmp = path.with_suffix(".tmp")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                json.dump({**data, "pid": 0, "url": ""}, fh)
+            tmp.replace(path)
+        else:
             path.unlink()
     except (FileNotFoundError, ValueError):
         pass
@@ -256,12 +306,17 @@ def live_owner(chdb_path: Path) -> Owner | None:
         owner = Owner(int(data["pid"]), str(data["url"]), str(data["token"]), str(data.get("role", "worker")))
     except (FileNotFoundError, ValueError, KeyError):
         return None
+    if owner.pid <= 0:
+        return None  # released (pid 0 keeps only the token); never signal a process group
     try:
         os.kill(owner.pid, 0)
     except ProcessLookupError:
         return None  # stale: the worker died without cleaning up
     except PermissionError:
         pass
+    started = data.get("started")
+    if started is not None and process_start(owner.pid) not in (None, started):
+        return None  # the owner died and its pid went to another process
     return owner
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from typing import Any, Callable
 
 import faust
@@ -21,6 +22,7 @@ from warehouse.client import (ClickHouseWarehouse, RemoteWarehouse, Warehouse, W
                               migrate, release)
 from warehouse.pricing import publish_pricing
 from warehouse.window import Window
+from worker import membership
 from worker.app import create_app
 from worker.runtime import Runtime
 from worker.stages.gate import Catalog
@@ -49,6 +51,23 @@ def open_warehouse(settings: Settings) -> tuple[Warehouse, bool]:
     return ClickHouseWarehouse(settings.dsn, outage_switch=settings.faults_dir / "clickhouse_down"), True
 
 
+STORE_WAIT_S = 120.0  # a worker (re)started while its store restarts waits this long for it
+
+
+def gpu_types(warehouse: Warehouse, wait_s: float) -> list[str]:
+    """The GPU types in the event log; an unreachable store is waited for up to ``wait_s``."""
+    deadline, delay = time.monotonic() + wait_s, 0.2
+    while True:
+        try:
+            return warehouse.query(sql_files.report("gpu_types"), Window().params()).column("gpu_type").to_pylist()
+        except WarehouseError as exc:
+            if time.monotonic() + delay > deadline:
+                raise
+            log.warning("waiting for the store (%s); retrying in %.1fs", exc, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
 def open_runtime(settings: Settings) -> Runtime:
     pricing = settings.pricing()
     drift_config = settings.drift_config()
@@ -60,7 +79,7 @@ def open_runtime(settings: Settings) -> Runtime:
             if applied:
                 log.info("applied migrations %s", applied)
         # Fail at startup, not with a silent zero, when history has GPU types the prices miss.
-        known = warehouse.query(sql_files.report("gpu_types"), Window().params()).column("gpu_type").to_pylist()
+        known = gpu_types(warehouse, wait_s=0 if owned else STORE_WAIT_S)
         pricing.require_gpu_types(known)
         if owned:
             publish_pricing(warehouse, pricing)  # for dashboards (sentinel.pricing); a store role does it too
@@ -86,12 +105,15 @@ def run_worker(settings: Settings, snapshot: Callable[[Any, Any, Settings], int]
     chdb_path = settings.chdb_path if runtime.owns_warehouse else None
     if chdb_path is not None:
         runtime.token = claim(chdb_path, f"http://{settings.web_host}:{settings.web_port}").token
-    else:
-        runtime.token = os.environ.get("SENTINEL_QUERY_TOKEN", "")
+    else:  # a worker of a store serves the rating page and query view with the store's token
+        store = live_owner(settings.chdb_path) if settings.chdb_path is not None else None
+        runtime.token = os.environ.get("SENTINEL_QUERY_TOKEN", "") or (store.token if store else "")
     try:
+        membership.announce(settings.data_dir, settings.worker_id, f"http://{settings.web_host}:{settings.web_port}")
         worker = faust.Worker(app, loglevel=settings.log_level.upper(), quiet=True, redirect_stdouts=False)
         worker.execute_from_commandline()
     finally:
+        membership.withdraw(settings.data_dir, settings.worker_id)
         if chdb_path is not None:
             release(chdb_path)
         runtime.close()

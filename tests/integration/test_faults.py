@@ -46,8 +46,7 @@ import contracts.codec as codec
 from contracts.codec import AvroCodec
 from worker.dlq import read_dead_letters
 from devstack.broker import free_port
-from exactness import (Ledger, check_exactly_once, content_hash, cost, dead_letters, get_json, jobs, latency, offsets,
-                       reader, record, send, small)
+from exactness import Ledger, check_exactly_once, dead_letters, get_json, jobs, offsets, reader, record, send, small
 
 pytestmark = pytest.mark.integration
 

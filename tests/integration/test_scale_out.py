@@ -65,17 +65,23 @@ def tallied(stack) -> int:
     return sum(r["jobs"] for r in merged_live_rows(stack).values())
 
 
-def stored_jobs(stack) -> int:
+def stored(stack) -> dict[str, int]:
     try:
-        return reader(stack).query("SELECT count() AS n FROM sentinel.jobs FINAL").column("n")[0].as_py()
+        return reader(stack).query("SELECT (SELECT count() FROM sentinel.jobs FINAL) AS jobs, "
+                                   "(SELECT count() FROM sentinel.scores FINAL) AS scores").to_pylist()[0]
     except Exception:  # noqa: BLE001 - the store may be restarting
-        return -1
+        return {"jobs": -1, "scores": -1}
+
+
+def stored_jobs(stack) -> int:
+    return stored(stack)["jobs"]
 
 
 def settled(stack, n: int) -> bool:
-    """Every partition held by exactly one live worker, all ``n`` jobs stored and tallied."""
+    """Every partition held by exactly one live worker, all ``n`` jobs stored, scored and tallied."""
     held = [p for parts in held_partitions(stack).values() for p in parts]
-    return sorted(held) == list(range(stack.settings.partitions)) and stored_jobs(stack) == n and tallied(stack) == n
+    return (sorted(held) == list(range(stack.settings.partitions)) and stored(stack) == {"jobs": n, "scores": n}
+            and tallied(stack) == n)
 
 
 def stream_of(seed: int, n: int, rng: random.Random) -> list[tuple[str, dict]]:
@@ -120,7 +126,7 @@ def into_ledger(ledger: Ledger, stream: list[tuple[str, dict]], where: list[tupl
 
 def diagnosis(stack) -> str:
     logs = "\n".join(f"--- {w.settings.worker_id} ---\n{w.log_tail(1500)}" for w in stack.workers if w.alive())
-    return f"held {held_partitions(stack)}\nstored {stored_jobs(stack)} tallied {tallied(stack)}\n{logs}"
+    return f"held {held_partitions(stack)}\nstored {stored(stack)} tallied {tallied(stack)}\n{logs}"
 
 
 @pytest.fixture(scope="module")
@@ -150,6 +156,13 @@ def test_the_store_role_owns_the_warehouse_and_workers_go_through_it(stack):
     assert isinstance(open_reader(stack.settings.dsn), RemoteWarehouse)
     held = held_partitions(stack)
     assert len(held) == 3 and sorted(p for parts in held.values() for p in parts) == list(range(6)), held
+    # every worker serves the rating page with the store's token (what `sentinel ratings url` hands out)
+    from worker.ratings import rater_token
+
+    for w in stack.workers:
+        with urllib.request.urlopen(f"{w.url}/sentinel/rate/?token={rater_token(owner.token)}&rater=r1",
+                                    timeout=10) as page:
+            assert page.status == 200
 
 
 def test_three_workers_one_killed_one_joining_lose_and_double_nothing(stack, ledger):
@@ -172,6 +185,10 @@ def test_three_workers_one_killed_one_joining_lose_and_double_nothing(stack, led
     wait_for(lambda: settled(stack, len(ledger.first)), 300, "every job stored and tallied, partitions settled",
              interval=1.0, diagnose=lambda: diagnosis(stack))
     check_exactly_once(stack, ledger, merged_live_rows)
+    # any worker's group view (what the live page shows) is that merge
+    group = get_json(f"{stack.worker.url}/sentinel/live/?window=all&scope=group")
+    assert group["missing"] == [] and {f"{r['model']}|{r['niche']}": r["jobs"] for r in group["rows"]} == \
+        {k: v["jobs"] for k, v in merged_live_rows(stack).items()}
     held = held_partitions(stack)
     assert set(held) == {"worker-1", "worker-3", "worker-4"} and all(held.values()), held
 
@@ -183,11 +200,14 @@ def test_store_role_killed_and_restarted_mid_stream(stack, ledger):
     publisher, where, failure = publish_in_background(stack, stream, chunk=40, pause=0.25)
     wait_for(lambda: stored_jobs(stack) >= before + 200, 240, "200 new jobs stored before the store dies",
              interval=0.2, diagnose=lambda: diagnosis(stack))
-    old_pid = stack.store.proc.pid
+    from warehouse.client import live_owner
+
+    old_pid, token = stack.store.proc.pid, live_owner(stack.settings.chdb_path).token
     stack.store.kill()  # SIGKILL: the workers see an outage and retry
     time.sleep(3)
     stack.restart_store()
     assert stack.store.proc.pid != old_pid
+    assert live_owner(stack.settings.chdb_path).token == token  # links and workers keep working
     publisher.join(600)
     assert not failure, failure
     into_ledger(ledger, stream, where)
