@@ -23,6 +23,7 @@ from reports import ranks_render
 from reports.ranking import add_significance
 from sentinel.bootstrap import CI_KEYS, BootstrapConfig
 from reports.quality import QualityConfig, add_quality, require_scorer_version
+from reports.rollups import benchmark_table
 from warehouse.client import Warehouse
 from warehouse.window import Window
 
@@ -81,7 +82,7 @@ def benchmark(reader: Warehouse, pricing: Pricing, window: Window = Window(), sc
     gpu_types = reader.query(sql_files.report("gpu_types"), window.params()).column("gpu_type").to_pylist()
     pricing.require_gpu_types(gpu_types)
     params = {**window.params(), **pricing_params(pricing), "scorer_version": scorer_version}
-    table = reader.query(sql_files.report("benchmark"), params)
+    table = benchmark_table(reader, window, params)
     rows = [{k: _clean(v) for k, v in row.items()} for row in table.to_pylist()]
     models = [{k: v for k, v in r.items() if k != "niche"} for r in rows if r["niche"] == "*"]
     niches = [r for r in rows if r["niche"] != "*"]

@@ -1,0 +1,154 @@
+-- Pre-aggregated inputs of the benchmark table (sql/reports/benchmark.sql), so that a quarter of
+-- 10M jobs reports in well under a second (bench/report_scale.py) with the same numbers as the
+-- query over the event log (sql/reports/benchmark_raw.sql, still used when these cannot answer):
+--
+--   report_jobs_hourly    per job-hour x model x niche x version x provider x GPU type: attempts,
+--                         delivered images, the sums of GPU-seconds and API prices. The cost
+--                         formula (sentinel_job_cost_usd) is linear in those, so it prices the
+--                         sums at query time: platform fee x attempts + price x sum(GPU-s) + ...
+--   report_scores_hourly  per job-hour x model x niche x scorer version: scores and their CLIP
+--                         sum, placed by the job's requested_at (the score event carries it;
+--                         placed = false when it did not: the report then reads the event log)
+--   report_jobs           one narrow row per job (attempt), ordered by requested_at: exact
+--                         latency quantiles need every value, and it is far cheaper to scan than
+--                         sentinel.jobs FINAL; the partial hours at a window's edges are read
+--                         from it by range (sentinel.jobs is ordered by job_id)
+--   report_scores         one narrow row per score placed at its job's requested_at, for the
+--                         edges' CLIP (same range reads)
+--   report_discarded      discarded guard attempts (delivered = false): few; their scores are
+--                         taken back out of the CLIP sums (the report counts delivered images)
+--
+-- Duplicates: a retried insert block (same insert_deduplication_token) is dropped by every
+-- target too (each has its own non_replicated_deduplication_window; tested in
+-- tests/sql/test_report_rollups.py), and the worker's duplicate gate keeps an already stored job
+-- id from being inserted again, so every job and score reaches these tables once, as in
+-- 0006_rollups.sql. Hour-aligned windows read only the hourly cells (and the latencies); the
+-- partial hours at the edges of any other window are read from report_jobs / report_scores.
+ALTER TABLE sentinel.scores ADD COLUMN IF NOT EXISTS requested_at Nullable(DateTime64(3, 'UTC'));
+
+CREATE TABLE IF NOT EXISTS sentinel.report_jobs_hourly
+(
+    hour            DateTime('UTC'),
+    model_id        LowCardinality(String),
+    niche           LowCardinality(String),
+    model_version   LowCardinality(String),
+    provider        LowCardinality(String),
+    gpu_type        LowCardinality(String),
+    attempts        UInt64,
+    delivered       UInt64,
+    gpu_seconds     Float64,
+    api_cost_usd    Float64  -- sum of sentinel_api_price_usd: NaN when an API job had no price
+)
+ENGINE = SummingMergeTree
+ORDER BY (hour, model_id, niche, model_version, provider, gpu_type)
+SETTINGS non_replicated_deduplication_window = 1000;
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS sentinel.report_jobs_hourly_mv TO sentinel.report_jobs_hourly AS
+SELECT
+    toStartOfHour(requested_at) AS hour, model_id, niche, model_version, provider, gpu_type,
+    count() AS attempts, countIf(delivered) AS delivered, sum(gpu_seconds) AS gpu_seconds,
+    sum(sentinel_api_price_usd(provider, api_cost_usd)) AS api_cost_usd
+FROM sentinel.jobs
+GROUP BY hour, model_id, niche, model_version, provider, gpu_type;
+
+CREATE TABLE IF NOT EXISTS sentinel.report_scores_hourly
+(
+    hour            DateTime('UTC'),
+    placed          Bool,
+    model_id        LowCardinality(String),
+    niche           LowCardinality(String),
+    scorer_version  LowCardinality(String),
+    scores          UInt64,
+    clip_sum        Float64
+)
+ENGINE = SummingMergeTree
+ORDER BY (placed, hour, model_id, niche, scorer_version)
+SETTINGS non_replicated_deduplication_window = 1000;
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS sentinel.report_scores_hourly_mv TO sentinel.report_scores_hourly AS
+SELECT
+    toStartOfHour(ifNull(requested_at, toDateTime64(0, 3, 'UTC'))) AS hour, requested_at IS NOT NULL AS placed,
+    model_id, niche, scorer_version, count() AS scores, sum(clip_prompt_score) AS clip_sum
+FROM sentinel.scores
+GROUP BY hour, placed, model_id, niche, scorer_version;
+
+CREATE TABLE IF NOT EXISTS sentinel.report_jobs
+(
+    requested_at    DateTime64(3, 'UTC'),
+    job_id          String,
+    model_id        LowCardinality(String),
+    niche           LowCardinality(String),
+    model_version   LowCardinality(String),
+    provider        LowCardinality(String),
+    gpu_type        LowCardinality(String),
+    gpu_seconds     Float64,
+    api_cost_usd    Nullable(Float64),
+    delivered       Bool,
+    latency_ms      Float64
+)
+ENGINE = MergeTree
+ORDER BY (requested_at, job_id)
+SETTINGS non_replicated_deduplication_window = 1000;
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS sentinel.report_jobs_mv TO sentinel.report_jobs AS
+SELECT requested_at, job_id, model_id, niche, model_version, provider, gpu_type, gpu_seconds, api_cost_usd, delivered, latency_ms
+FROM sentinel.jobs;
+
+CREATE TABLE IF NOT EXISTS sentinel.report_scores
+(
+    requested_at    DateTime64(3, 'UTC'),
+    job_id          String,
+    scorer_version  LowCardinality(String),
+    scored_at       DateTime64(3, 'UTC'),
+    clip_prompt_score Float64
+)
+ENGINE = MergeTree
+ORDER BY (requested_at, job_id, scorer_version)
+SETTINGS non_replicated_deduplication_window = 1000;
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS sentinel.report_scores_mv TO sentinel.report_scores AS
+SELECT assumeNotNull(requested_at) AS requested_at, job_id, scorer_version, scored_at, clip_prompt_score
+FROM sentinel.scores
+WHERE requested_at IS NOT NULL;
+
+CREATE TABLE IF NOT EXISTS sentinel.report_discarded
+(
+    requested_at    DateTime64(3, 'UTC'),
+    job_id          String,
+    model_id        LowCardinality(String),
+    niche           LowCardinality(String)
+)
+ENGINE = MergeTree
+ORDER BY (requested_at, job_id)
+SETTINGS non_replicated_deduplication_window = 1000;
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS sentinel.report_discarded_mv TO sentinel.report_discarded AS
+SELECT requested_at, job_id, model_id, niche FROM sentinel.jobs WHERE NOT delivered;
+
+-- Backfill what was stored before the views existed (migrations run before the worker consumes),
+-- deduplicated as the report reads it (FINAL). Stored scores lack requested_at: they take their
+-- job's (a score without a stored job is left out, as the report's join leaves it out).
+INSERT INTO sentinel.report_jobs_hourly
+SELECT
+    toStartOfHour(requested_at) AS hour, model_id, niche, model_version, provider, gpu_type,
+    count(), countIf(delivered), sum(gpu_seconds), sum(sentinel_api_price_usd(provider, api_cost_usd))
+FROM sentinel.jobs FINAL
+GROUP BY hour, model_id, niche, model_version, provider, gpu_type;
+
+INSERT INTO sentinel.report_scores_hourly
+SELECT toStartOfHour(j.requested_at) AS hour, true, s.model_id, s.niche, s.scorer_version, count(), sum(s.clip_prompt_score)
+FROM sentinel.scores AS s FINAL
+INNER JOIN (SELECT job_id, requested_at FROM sentinel.jobs FINAL) AS j ON j.job_id = s.job_id
+GROUP BY hour, s.model_id, s.niche, s.scorer_version;
+
+INSERT INTO sentinel.report_jobs
+SELECT requested_at, job_id, model_id, niche, model_version, provider, gpu_type, gpu_seconds, api_cost_usd, delivered, latency_ms
+FROM sentinel.jobs FINAL;
+
+INSERT INTO sentinel.report_scores
+SELECT j.requested_at, s.job_id, s.scorer_version, s.scored_at, s.clip_prompt_score
+FROM sentinel.scores AS s FINAL
+INNER JOIN (SELECT job_id, requested_at FROM sentinel.jobs FINAL) AS j ON j.job_id = s.job_id;
+
+INSERT INTO sentinel.report_discarded
+SELECT requested_at, job_id, model_id, niche FROM sentinel.jobs FINAL WHERE NOT delivered;
