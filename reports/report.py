@@ -23,6 +23,7 @@ from reports import ranks_render
 from reports.ranking import add_significance
 from sentinel.bootstrap import CI_KEYS, BootstrapConfig
 from reports.quality import QualityConfig, add_quality, require_scorer_version
+from reports import rollups
 from reports.rollups import benchmark_table
 from warehouse.client import Warehouse
 from warehouse.window import Window
@@ -93,9 +94,9 @@ def benchmark(reader: Warehouse, pricing: Pricing, window: Window = Window(), sc
     intervals = add_intervals(reader, params, models, niches, section, quality.weights, clip_anchor, bootstrap, draws)
     significance = add_significance(models, niches, section, draws, quality.weights, clip_anchor, bootstrap,
                                     fid_inputs if quality.fid_significance else None)
-    cdf = reader.query(sql_files.report("latency_cdf"), window.params()).to_pylist()
-    cost_parts = reader.query(sql_files.report("cost_breakdown"), {**window.params(), **pricing_params(pricing)})
-    latency_parts = reader.query(sql_files.report("latency_breakdown"), window.params())
+    cdf = rollups.query(reader, "latency_cdf", window.params()).to_pylist()
+    cost_parts = rollups.query(reader, "cost_breakdown", {**window.params(), **pricing_params(pricing)})
+    latency_parts = rollups.query(reader, "latency_breakdown", window.params())
     report = {
         "window": {"from": window.start.isoformat(), "to": window.end.isoformat(),
                    "all_time": window == Window()},

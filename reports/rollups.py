@@ -1,12 +1,14 @@
-"""The benchmark table's rows, from the report rollups when they answer exactly, else from the
-event log.
+"""The report's queries over the report rollups when they give the event log's numbers.
 
-``sql/reports/benchmark.sql`` reads the pre-aggregated tables of ``sql/migrations/0012`` (hourly
-cells for the window's full hours, narrow per-job rows for the partial hours at its edges and
-for the exact latency quantiles); ``benchmark_raw.sql`` reads ``sentinel.jobs``/``scores``
-FINAL. Both give the same numbers (tests/sql/test_report_rollups.py); the rollups are used when
-the store has them and ``report_rollup_check.sql`` finds every score placed at its job's hour
-and, for each job's latest score (scorer_version ''), no job-hour with two scorer versions.
+Migration 0012 keeps, next to ``sentinel.jobs``/``scores`` (read with FINAL), hourly cells and
+narrow per-job tables (``report_jobs``, ``report_scores``, ...). Each report query ``NAME.sql``
+that reads the event log has a twin ``NAME_rollup.sql`` over those tables with the same
+definitions (tests/sql/test_report_rollups.py checks both against numpy on one store); this
+module picks the twin when the store has the tables and, for the queries that read scores, when
+``report_rollup_check.sql`` finds every score of the asked version(s) placed at its job's hour
+and (benchmark table, each job's latest score) no job-hour cell with two scorer versions.
+The benchmark table's twin reads whole hours from the cells and the partial hours at the edges
+of a window from the per-job tables.
 """
 
 from __future__ import annotations
@@ -18,6 +20,9 @@ import sql as sql_files
 from warehouse.window import Window
 
 HOUR = timedelta(hours=1)
+TWINS = ("benchmark", "bootstrap_jobs", "latency_cdf", "latency_breakdown", "cost_breakdown",
+         "guard", "guard_failures", "guard_rubrics")
+READS_SCORES = ("benchmark", "bootstrap_jobs")
 
 
 def full_hours(window: Window) -> tuple[datetime, datetime]:
@@ -36,17 +41,42 @@ def hours_params(window: Window) -> dict[str, str]:
     return {"hours_start": params["start"], "hours_end": params["end"]}
 
 
-def rollups_answer(reader: Any, params: Mapping[str, Any]) -> bool:
-    """Whether benchmark.sql gives benchmark_raw.sql's numbers for these parameters."""
-    if reader.query(sql_files.report("report_rollup_tables")).column("n")[0].as_py() != 5:
-        return False
+def tables_ready(reader: Any) -> bool:
+    """Whether the store has the rollup tables (migrated since 0012)."""
+    return reader.query(sql_files.report("report_rollup_tables")).column("n")[0].as_py() == 5
+
+
+def scores_placed(reader: Any, params: Mapping[str, Any], one_version_per_cell: bool) -> bool:
+    """report_rollup_check.sql: no unplaced score of the asked version(s) and, when asked, no
+    cell of the full hours [hours_start, hours_end) with two scorer versions."""
     row = reader.query(sql_files.report("report_rollup_check"), params).to_pylist()[0]
-    return row["unplaced"] == 0 and (params["scorer_version"] != "" or (row["max_versions_per_cell"] or 0) <= 1)
+    many = one_version_per_cell and params["scorer_version"] == "" and (row["max_versions_per_cell"] or 0) > 1
+    return row["unplaced"] == 0 and not many
+
+
+def rollups_answer(reader: Any, params: Mapping[str, Any]) -> bool:
+    """Whether benchmark_rollup.sql gives benchmark.sql's numbers for these parameters (window,
+    pricing, scorer_version, hours_start/hours_end)."""
+    return tables_ready(reader) and scores_placed(reader, params, one_version_per_cell=True)
+
+
+def query(reader: Any, name: str, params: Mapping[str, Any]) -> Any:
+    """The Arrow table of report query ``name`` (one of TWINS), from its rollup twin when that
+    gives the same rows, else from the event log."""
+    if name not in TWINS:
+        raise KeyError(f"{name!r} has no rollup twin; twins: {TWINS}")
+    if tables_ready(reader):
+        if name not in READS_SCORES:
+            return reader.query(sql_files.report(f"{name}_rollup"), params)
+        if name == "bootstrap_jobs" and scores_placed(reader, {**params, "hours_start": params["start"],
+                                                               "hours_end": params["start"]}, False):
+            return reader.query(sql_files.report(f"{name}_rollup"), params)
+    return reader.query(sql_files.report(name), params)
 
 
 def benchmark_table(reader: Any, window: Window, params: Mapping[str, Any]) -> Any:
     """The benchmark query's Arrow table (``params``: window, pricing and scorer_version)."""
     full = {**params, **hours_params(window)}
     if rollups_answer(reader, full):
-        return reader.query(sql_files.report("benchmark"), full)
-    return reader.query(sql_files.report("benchmark_raw"), params)
+        return reader.query(sql_files.report("benchmark_rollup"), full)
+    return reader.query(sql_files.report("benchmark"), params)

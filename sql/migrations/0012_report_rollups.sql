@@ -1,6 +1,6 @@
--- Pre-aggregated inputs of the benchmark table (sql/reports/benchmark.sql), so that a quarter of
+-- Pre-aggregated inputs of the benchmark table (sql/reports/benchmark_rollup.sql), so that a quarter of
 -- 10M jobs reports in well under a second (bench/report_scale.py) with the same numbers as the
--- query over the event log (sql/reports/benchmark_raw.sql, still used when these cannot answer):
+-- query over the event log (sql/reports/benchmark.sql, still used when these cannot answer):
 --
 --   report_jobs_hourly    per job-hour x model x niche x version x provider x GPU type: attempts,
 --                         delivered images, the sums of GPU-seconds and API prices. The cost
@@ -76,6 +76,8 @@ CREATE TABLE IF NOT EXISTS sentinel.report_jobs
 (
     requested_at    DateTime64(3, 'UTC'),
     job_id          String,
+    request_id      String,
+    attempt         UInt16,
     model_id        LowCardinality(String),
     niche           LowCardinality(String),
     model_version   LowCardinality(String),
@@ -84,14 +86,35 @@ CREATE TABLE IF NOT EXISTS sentinel.report_jobs
     gpu_seconds     Float64,
     api_cost_usd    Nullable(Float64),
     delivered       Bool,
-    latency_ms      Float64
+    latency_ms      Float64,
+    cold_start      Bool,
+    cold_start_ms   Float64,
+    inference_ms    Nullable(Float64),
+    encode_ms       Nullable(Float64),
+    queue_ms        Int64,  -- requested -> started
+    delivery_ms     Int64,  -- completed -> delivered
+    guard_passed    Nullable(Bool),
+    guard_errored   Bool,
+    guard_ms        Nullable(Float64),
+    guard_failed_checks Array(LowCardinality(String)),
+    guard_rubric_version LowCardinality(String),
+    guard_scorer_version LowCardinality(String),
+    h               UInt64,  -- cityHash64(job_id): the bootstrap's sample order (bootstrap_jobs.sql)
+    -- an attempt of guard mode: a verdict or a guard error, a retry or a discarded attempt (the
+    -- guard section reads only these rows; an unguarded job is attempt 1 of its own request)
+    guard_related   Bool
 )
 ENGINE = MergeTree
 ORDER BY (requested_at, job_id)
 SETTINGS non_replicated_deduplication_window = 1000;
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS sentinel.report_jobs_mv TO sentinel.report_jobs AS
-SELECT requested_at, job_id, model_id, niche, model_version, provider, gpu_type, gpu_seconds, api_cost_usd, delivered, latency_ms
+SELECT requested_at, job_id, request_id, attempt, model_id, niche, model_version, provider, gpu_type, gpu_seconds, api_cost_usd,
+       delivered, latency_ms, cold_start, cold_start_ms, inference_ms, encode_ms,
+       dateDiff('millisecond', requested_at, started_at) AS queue_ms, dateDiff('millisecond', completed_at, delivered_at) AS delivery_ms,
+       guard_passed, guard_error IS NOT NULL AS guard_errored, guard_ms, guard_failed_checks, guard_rubric_version,
+       guard_scorer_version, cityHash64(job_id) AS h,
+       guard_passed IS NOT NULL OR guard_error IS NOT NULL OR request_id != job_id OR NOT delivered OR attempt != 1 AS guard_related
 FROM sentinel.jobs;
 
 CREATE TABLE IF NOT EXISTS sentinel.report_scores
@@ -100,14 +123,15 @@ CREATE TABLE IF NOT EXISTS sentinel.report_scores
     job_id          String,
     scorer_version  LowCardinality(String),
     scored_at       DateTime64(3, 'UTC'),
-    clip_prompt_score Float64
+    clip_prompt_score Float64,
+    h               UInt64  -- cityHash64(job_id), to find a sample's scores without reading job ids
 )
 ENGINE = MergeTree
 ORDER BY (requested_at, job_id, scorer_version)
 SETTINGS non_replicated_deduplication_window = 1000;
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS sentinel.report_scores_mv TO sentinel.report_scores AS
-SELECT assumeNotNull(requested_at) AS requested_at, job_id, scorer_version, scored_at, clip_prompt_score
+SELECT assumeNotNull(requested_at) AS requested_at, job_id, scorer_version, scored_at, clip_prompt_score, cityHash64(job_id) AS h
 FROM sentinel.scores
 WHERE requested_at IS NOT NULL;
 
@@ -142,11 +166,16 @@ INNER JOIN (SELECT job_id, requested_at FROM sentinel.jobs FINAL) AS j ON j.job_
 GROUP BY hour, s.model_id, s.niche, s.scorer_version;
 
 INSERT INTO sentinel.report_jobs
-SELECT requested_at, job_id, model_id, niche, model_version, provider, gpu_type, gpu_seconds, api_cost_usd, delivered, latency_ms
+SELECT requested_at, job_id, request_id, attempt, model_id, niche, model_version, provider, gpu_type, gpu_seconds, api_cost_usd,
+       delivered, latency_ms, cold_start, cold_start_ms, inference_ms, encode_ms,
+       dateDiff('millisecond', requested_at, started_at) AS queue_ms, dateDiff('millisecond', completed_at, delivered_at) AS delivery_ms,
+       guard_passed, guard_error IS NOT NULL AS guard_errored, guard_ms, guard_failed_checks, guard_rubric_version,
+       guard_scorer_version, cityHash64(job_id) AS h,
+       guard_passed IS NOT NULL OR guard_error IS NOT NULL OR request_id != job_id OR NOT delivered OR attempt != 1 AS guard_related
 FROM sentinel.jobs FINAL;
 
 INSERT INTO sentinel.report_scores
-SELECT j.requested_at, s.job_id, s.scorer_version, s.scored_at, s.clip_prompt_score
+SELECT j.requested_at, s.job_id, s.scorer_version, s.scored_at, s.clip_prompt_score, cityHash64(s.job_id)
 FROM sentinel.scores AS s FINAL
 INNER JOIN (SELECT job_id, requested_at FROM sentinel.jobs FINAL) AS j ON j.job_id = s.job_id;
 

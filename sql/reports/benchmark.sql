@@ -1,99 +1,40 @@
--- Quality, cost and latency per model (niche = '*') and per model x niche: the numbers of
--- benchmark_raw.sql (same definitions, read there from the event log), read here from the
--- report rollups of sql/migrations/0012 for the window's full hours [hours_start, hours_end)
--- and from the per-job report_jobs / report_scores for the partial hours at its edges. reports/report.py
--- uses this query only when report_rollup_check.sql says the rollups answer exactly.
---   jobs, scored: delivered images (guard mode: discarded attempts are not jobs here)
---   clip: mean of each delivered job's CLIP score (scorer_version = '' : its latest score)
---   p50/p95: exact (quantileExactInclusive over every delivered image's latency, report_jobs)
---   cost per image: cost of every attempt / delivered images, priced by sentinel_job_cost_usd at
---     query time; over an hour cell the formula is applied to the cell's sums (it is linear in
---     GPU-seconds, API price and the fee), equal to the per-job sum up to float rounding.
+-- Quality, cost and latency per model (niche = '*') and per model x niche.
+-- Cost is priced at query time by sentinel_job_cost_usd (sql/functions.sql) from the pricing file
+-- (parallel arrays gpu_types/gpu_prices), so a new price list re-prices history; an unpriced GPU
+-- type yields NaN, never a silent 0.
+-- Latency quantiles are exact (linear interpolation, as numpy's default percentile).
+-- scorer_version = '' takes each job's most recent score.
+-- Guard mode (sql/migrations/0009): jobs, CLIP and latency count delivered images only; cost per
+-- image is the cost of every attempt (discarded ones included) / delivered images, so a model
+-- that needs two attempts per delivered image costs twice as much. Unguarded jobs are all
+-- delivered, one attempt each: for them this is the plain mean.
 WITH
-    edge AS (  -- jobs of the partial hours at the window's edges: [start, hours_start) and [hours_end, end)
+    j AS (
         SELECT
-            job_id, model_id, model_version, provider, niche, delivered,
+            job_id, model_id, model_version, provider, niche, latency_ms, delivered,
             sentinel_job_cost_usd(provider, gpu_type, gpu_seconds, api_cost_usd, {gpu_types:Array(String)},
                                   {gpu_prices:Array(Float64)}, {overhead:Float64}, {platform_fee:Float64}) AS cost_usd
-        FROM sentinel.report_jobs
-        WHERE (requested_at >= {start:DateTime64(3)} AND requested_at < {hours_start:DateTime64(3)})
-           OR (requested_at >= {hours_end:DateTime64(3)} AND requested_at < {end:DateTime64(3)})
+        FROM sentinel.jobs FINAL
+        WHERE requested_at >= {start:DateTime64(3)} AND requested_at < {end:DateTime64(3)}
     ),
-    edge_scores AS (
+    s AS (
         SELECT job_id, argMax(clip_prompt_score, scored_at) AS clip
-        FROM sentinel.report_scores
-        WHERE ((requested_at >= {start:DateTime64(3)} AND requested_at < {hours_start:DateTime64(3)})
-               OR (requested_at >= {hours_end:DateTime64(3)} AND requested_at < {end:DateTime64(3)}))
-          AND ({scorer_version:String} = '' OR scorer_version = {scorer_version:String})
+        FROM sentinel.scores FINAL
+        WHERE {scorer_version:String} = '' OR scorer_version = {scorer_version:String}
         GROUP BY job_id
-    ),
-    discarded_scores AS (  -- latest score of each discarded attempt of the full hours (primary-key lookups)
-        SELECT d.model_id AS model_id, d.niche AS niche, s.clip AS clip
-        FROM
-        (
-            SELECT job_id, model_id, niche
-            FROM sentinel.report_discarded
-            WHERE requested_at >= {hours_start:DateTime64(3)} AND requested_at < {hours_end:DateTime64(3)}
-        ) AS d
-        INNER JOIN
-        (
-            SELECT job_id, argMax(clip_prompt_score, scored_at) AS clip
-            FROM sentinel.scores FINAL
-            WHERE job_id IN (SELECT job_id FROM sentinel.report_discarded
-                             WHERE requested_at >= {hours_start:DateTime64(3)} AND requested_at < {hours_end:DateTime64(3)})
-              AND ({scorer_version:String} = '' OR scorer_version = {scorer_version:String})
-            GROUP BY job_id
-        ) AS s ON s.job_id = d.job_id
-    ),
-    parts AS (
-        SELECT e.model_id AS p_model, e.niche AS p_niche, e.model_version AS p_version, e.provider AS p_provider,
-               true AS has_job, toUInt64(e.delivered) AS p_jobs, toInt64(s.job_id != '' AND e.delivered) AS p_scored,
-               if(s.job_id != '' AND e.delivered, s.clip, 0.) AS p_clip_sum, e.cost_usd AS p_cost_usd
-        FROM edge AS e
-        LEFT JOIN edge_scores AS s ON s.job_id = e.job_id
-        UNION ALL
-        SELECT model_id, niche, model_version, provider, true, sum(delivered), 0, 0.,
-               sentinel_job_cost_usd(provider, gpu_type, sum(gpu_seconds), sum(api_cost_usd), {gpu_types:Array(String)},
-                                     {gpu_prices:Array(Float64)}, {overhead:Float64}, {platform_fee:Float64} * sum(attempts))
-        FROM sentinel.report_jobs_hourly
-        WHERE hour >= {hours_start:DateTime64(3)} AND hour < {hours_end:DateTime64(3)}
-        GROUP BY model_id, niche, model_version, provider, gpu_type
-        UNION ALL
-        SELECT model_id, niche, '', '', false, 0, toInt64(sum(scores)), sum(clip_sum), 0.
-        FROM sentinel.report_scores_hourly
-        WHERE placed AND hour >= {hours_start:DateTime64(3)} AND hour < {hours_end:DateTime64(3)}
-          AND ({scorer_version:String} = '' OR scorer_version = {scorer_version:String})
-        GROUP BY model_id, niche
-        UNION ALL  -- scores of discarded attempts are in the cells above: take them back out
-        SELECT model_id, niche, '', '', false, 0, -1, -clip, 0.
-        FROM discarded_scores
-    ),
-    lat AS (
-        SELECT model_id AS l_model, if(grouping(niche) = 1, '*', niche) AS l_niche,
-               quantilesExactInclusive(0.5, 0.95)(latency_ms) AS q
-        FROM sentinel.report_jobs
-        WHERE requested_at >= {start:DateTime64(3)} AND requested_at < {end:DateTime64(3)} AND delivered
-        GROUP BY GROUPING SETS ((model_id), (model_id, niche))
-    ),
-    agg AS (
-        SELECT
-            p_model                                           AS model,
-            if(grouping(p_niche) = 1, '*', p_niche)           AS niche,
-            anyIf(p_version, has_job)                         AS model_version,
-            anyIf(p_provider, has_job)                        AS provider,
-            sum(p_jobs)                                       AS jobs,
-            sum(p_scored)                                     AS scored,
-            sum(p_clip_sum) / sum(p_scored)                   AS clip,
-            sum(p_cost_usd) / nullIf(jobs, 0)                 AS cost_per_image_usd
-        FROM parts
-        GROUP BY GROUPING SETS ((p_model), (p_model, p_niche))
-        HAVING countIf(has_job) > 0
     )
 SELECT
-    agg.model AS model, agg.niche AS niche, model_version, provider, jobs, scored, clip,
-    if(lat.l_model = '', nan, lat.q[1]) AS p50_latency_ms,
-    if(lat.l_model = '', nan, lat.q[2]) AS p95_latency_ms,
-    cost_per_image_usd
-FROM agg
-LEFT JOIN lat ON lat.l_model = agg.model AND lat.l_niche = agg.niche
+    j.model_id                                   AS model,
+    if(grouping(j.niche) = 1, '*', j.niche)      AS niche,
+    any(j.model_version)                         AS model_version,
+    any(j.provider)                              AS provider,
+    countIf(j.delivered)                         AS jobs,
+    countIf(s.job_id != '' AND j.delivered)      AS scored,
+    avgIf(s.clip, s.job_id != '' AND j.delivered) AS clip,
+    quantileExactInclusiveIf(0.5)(j.latency_ms, j.delivered)  AS p50_latency_ms,
+    quantileExactInclusiveIf(0.95)(j.latency_ms, j.delivered) AS p95_latency_ms,
+    sum(j.cost_usd) / nullIf(countIf(j.delivered), 0)         AS cost_per_image_usd
+FROM j
+LEFT JOIN s ON s.job_id = j.job_id
+GROUP BY GROUPING SETS ((j.model_id), (j.model_id, j.niche))
 ORDER BY model, niche = '*' DESC, niche

@@ -1,4 +1,4 @@
--- Whether the score rollup can give each job's CLIP exactly as benchmark_raw.sql does, over the
+-- Whether the score rollup can give each job's CLIP exactly as benchmark.sql does, over the
 -- window's full hours [hours_start, hours_end): every score row of the asked version(s) was
 -- placed at its job's hour (unplaced = 0), and, for scorer_version = '' (each job's latest
 -- score), no job-hour cell holds two scorer versions (then a job may have two scores and only

@@ -1,5 +1,5 @@
 -- How many of the report rollup tables (sql/migrations/0012) exist: 5 = the benchmark table can
--- be read from them (a store not migrated since 0012 reads the event log, benchmark_raw.sql).
+-- be read from them (a store not migrated since 0012 reads the event log, benchmark.sql).
 SELECT count() AS n
 FROM system.tables
 WHERE database = 'sentinel'

@@ -23,7 +23,6 @@ from contracts.codec import AvroCodec
 from sentinel.clip import ClipExtractor
 from reports import report as reports
 from reports.quality import UnknownScorerVersion
-from reports.rollups import benchmark_table
 from warehouse.window import Window
 from warehouse.client import WorkerProxyWarehouse, open_reader
 
@@ -233,8 +232,8 @@ def test_hostile_report_parameters_are_only_data(published, embedded_stack):
     hostile = "x' OR '1'='1"  # bound as a parameter, it is just a scorer version nobody has
     with pytest.raises(UnknownScorerVersion, match=re.escape(repr(hostile))):  # refused by name, as data
         reports.benchmark(reader, pricing, Window(), scorer_version=hostile)
-    rows = benchmark_table(reader, Window(), {**Window().params(), **reports.pricing_params(pricing),
-                                              "scorer_version": hostile}).to_pylist()
+    rows = reader.query(sql_files.report("benchmark"), {**Window().params(), **reports.pricing_params(pricing),
+                                                         "scorer_version": hostile}).to_pylist()
     assert sum(r["jobs"] for r in rows if r["niche"] == "*") == N  # the query binds it: every job counted
     assert all(r["clip"] is None or np.isnan(r["clip"]) for r in rows)  # no score under that version
     env = {**os.environ, **embedded_stack.settings.to_env(), "COLUMNS": "300"}

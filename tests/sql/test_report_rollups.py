@@ -3,7 +3,7 @@ from the rows inserted here: migration 0012 backfills a store that already holds
 scores; the materialized views keep the tables equal to the rows afterwards; a retried block
 (same insert_deduplication_token) counts once in every one of them; and the benchmark table read
 from them equals a numpy recomputation (exact p50/p95) and the event-log query
-(benchmark_raw.sql) for aligned, unaligned and sub-hour windows, guard attempts included.
+(benchmark.sql) for aligned, unaligned and sub-hour windows, guard attempts included.
 
 chDB allows one data path per process: every test shares ONE module-scoped store and the tests
 run in file order (each builds on the rows of the ones before).
@@ -21,7 +21,8 @@ import pytest
 
 import sql as sql_files
 from reports.report import pricing_params
-from reports.rollups import benchmark_table, full_hours, hours_params, rollups_answer
+from reports.rollups import TWINS, benchmark_table, full_hours, hours_params, rollups_answer, tables_ready
+from reports.rollups import query as rollup_query
 from sentinel.cost import Pricing
 from warehouse.client import ClickHouseWarehouse, migrate
 from warehouse.rows import job_rows, score_rows
@@ -60,7 +61,7 @@ def monkeypatch_module():
 
 def _jobs(n: int, seed: int, hours: int = 5) -> list[dict]:
     """Jobs over ``hours`` hours from T0: three models (one API-priced), two niches, integer-ms
-    latencies; every 7th job a guard attempt that was discarded (delivered false)."""
+    latencies, and a guarded model's requests (``_guarded``)."""
     rng = random.Random(seed)
     out = []
     for i in range(n):
@@ -70,14 +71,46 @@ def _jobs(n: int, seed: int, hours: int = 5) -> list[dict]:
         out.append({
             "job_id": f"j-{seed}-{i}", "model_id": model, "model_version": "1", "provider": provider,
             "niche": ["headshot", "product"][rng.random() < 0.4], "prompt": "p", "seed": i, "reference_image": None,
-            "image": b"x", "media_type": "image/webp", "requested_at": requested, "started_at": requested,
-            "completed_at": requested + timedelta(milliseconds=latency - 5),
-            "delivered_at": requested + timedelta(milliseconds=latency), "cold_start": False, "cold_start_ms": 0.0,
-            "inference_ms": float(latency), "encode_ms": 1.0, "gpu_type": gpu,
+            "image": b"x", "media_type": "image/webp", "requested_at": requested,
+            "started_at": requested + timedelta(milliseconds=rng.randint(0, 80)),
+            "completed_at": requested + timedelta(milliseconds=latency - rng.randint(5, 60)),
+            "delivered_at": requested + timedelta(milliseconds=latency), "cold_start": rng.random() < 0.1,
+            "cold_start_ms": rng.uniform(100, 900), "inference_ms": latency * rng.uniform(0.5, 0.9),
+            "encode_ms": None if provider == "api" else rng.uniform(5, 30), "gpu_type": gpu,
             "gpu_seconds": 0.0 if provider == "api" else rng.uniform(0.5, 4),
             "api_cost_usd": 0.04 if provider == "api" else None, "node_id": "n",
-            "request_id": f"r-{seed}-{i // 7 if i % 7 == 1 else i}", "attempt": 1, "delivered": i % 7 != 6,
         })
+    return out + _guarded(n // 4, seed, hours)
+
+
+def _guarded(n: int, seed: int, hours: int) -> list[dict]:
+    """Requests of a guarded model as inference/guarded.py writes them: attempt k has job id
+    request (k = 1) or request.ak, every attempt the request's requested_at; a failed verdict is
+    discarded (delivered false) and retried up to 3 attempts; a guard error is delivered unjudged."""
+    rng = random.Random(seed + 1000)
+    out = []
+    for i in range(n):
+        request, requested = f"g-{seed}-{i}", T0 + timedelta(milliseconds=rng.randint(0, hours * 3_600_000 - 1))
+        niche, elapsed = ["headshot", "product"][rng.random() < 0.5], 0
+        for attempt in (1, 2, 3):
+            elapsed += rng.randint(400, 3_000)
+            error = rng.random() < 0.05
+            passed = None if error else rng.random() < 0.6
+            failed = [] if passed is not False else rng.sample(["blank", "resolution", "likeness"], rng.randint(1, 2))
+            out.append({
+                "job_id": request if attempt == 1 else f"{request}.a{attempt}", "model_id": "m-guard",
+                "model_version": "2", "provider": "self_hosted", "niche": niche, "prompt": "p", "seed": i,
+                "reference_image": None, "image": b"x", "media_type": "image/webp", "requested_at": requested,
+                "started_at": requested, "completed_at": requested + timedelta(milliseconds=elapsed - 30),
+                "delivered_at": requested + timedelta(milliseconds=elapsed), "cold_start": False, "cold_start_ms": 0.0,
+                "inference_ms": 300.0, "encode_ms": 10.0, "gpu_type": "L4", "gpu_seconds": rng.uniform(0.5, 2),
+                "api_cost_usd": None, "node_id": "g", "request_id": request, "attempt": attempt,
+                "delivered": passed is not False, "guard_passed": passed, "guard_score": None,
+                "guard_failed_checks": failed, "guard_rubric_version": f"r{attempt % 2}", "guard_scorer_version": "gs",
+                "guard_ms": None if error else rng.uniform(5, 50), "guard_error": "timeout" if error else None,
+            })
+            if passed is not False:
+                break
     return out
 
 
@@ -110,7 +143,7 @@ def _check_cells(store: ClickHouseWarehouse) -> None:
     for e in ALL_JOBS:
         c = want.setdefault((_hour(e), e["model_id"], e["niche"]), [0, 0, 0.0])
         c[0] += 1
-        c[1] += e["delivered"]
+        c[1] += e.get("delivered", True)
         c[2] += e["gpu_seconds"]
     got = store.query("SELECT hour, model_id, niche, sum(attempts) AS a, sum(delivered) AS d, sum(gpu_seconds) AS g "
                       "FROM sentinel.report_jobs_hourly GROUP BY hour, model_id, niche").to_pylist()
@@ -135,7 +168,7 @@ def _check_cells(store: ClickHouseWarehouse) -> None:
                          "(SELECT count() FROM sentinel.report_scores) AS scores, "
                          "(SELECT groupArraySorted(100000)(job_id) FROM sentinel.report_discarded) AS discarded").to_pylist()[0]
     assert counts["jobs"] == len(ALL_JOBS) and counts["scores"] == len(ALL_SCORES)
-    assert counts["discarded"] == sorted(e["job_id"] for e in ALL_JOBS if not e["delivered"])
+    assert counts["discarded"] == sorted(e["job_id"] for e in ALL_JOBS if not e.get("delivered", True))
 
 
 def test_migration_0012_backfills_a_store_that_has_jobs_and_scores(store: ClickHouseWarehouse) -> None:
@@ -163,7 +196,7 @@ def test_views_keep_the_rollups_equal_and_a_retried_block_counts_once(store: Cli
 
 def _expected(window: Window, version: str) -> dict[tuple[str, str], dict]:
     """The benchmark table recomputed in numpy from the inserted rows (the definitions of
-    benchmark_raw.sql: delivered images; each job's latest score of the version(s); every
+    benchmark.sql: delivered images; each job's latest score of the version(s); every
     attempt's cost / delivered images; p50/p95 = numpy's linear percentile)."""
     latest: dict = {}
     for s in ALL_SCORES:
@@ -177,7 +210,7 @@ def _expected(window: Window, version: str) -> dict[tuple[str, str], dict]:
             g = rows.setdefault(key, {"cost": 0.0, "lat": [], "clip": []})
             g["cost"] += (e["api_cost_usd"] + FEE if e["provider"] == "api"
                           else e["gpu_seconds"] * PRICES[e["gpu_type"]] / 3600 * (1 + OVERHEAD) + FEE)
-            if e["delivered"]:
+            if e.get("delivered", True):
                 g["lat"].append((e["delivered_at"] - e["requested_at"]) / timedelta(milliseconds=1))
                 if e["job_id"] in latest:
                     g["clip"].append(latest[e["job_id"]]["clip_prompt_score"])
@@ -217,13 +250,46 @@ def test_benchmark_table_equals_numpy_and_the_event_log_query(store: ClickHouseW
     params = {**window.params(), **pricing_params(PRICING), "scorer_version": version}
     assert rollups_answer(store, {**params, **hours_params(window)})
     fast = {(r["model"], r["niche"]): r for r in benchmark_table(store, window, params).to_pylist()}
-    raw = {(r["model"], r["niche"]): r for r in store.query(sql_files.report("benchmark_raw"), params).to_pylist()}
+    raw = {(r["model"], r["niche"]): r for r in store.query(sql_files.report("benchmark"), params).to_pylist()}
     want = _expected(window, version)
     assert set(fast) == set(raw) == set(want)
     for key, row in fast.items():
         _same(row, want[key], exact_floats=True)
         _same(row, {**raw[key]}, exact_floats=True)
         assert (row["model_version"], row["provider"]) == (raw[key]["model_version"], raw[key]["provider"])
+
+
+def _rows_equal(raw: list[dict], twin: list[dict]) -> None:
+    """Same rows in the same order; floats equal up to summation order (1e-11 relative), and
+    quantiles (any *_ms or latency value) exactly equal."""
+    assert len(raw) == len(twin)
+    for a, b in zip(raw, twin):
+        assert a.keys() == b.keys()
+        for key, x in a.items():
+            y = b[key]
+            if isinstance(x, float) and isinstance(y, float) and not (math.isnan(x) and math.isnan(y)):
+                assert y == (x if "ms" in key or "latency" in key else pytest.approx(x, rel=1e-11)), key
+            elif isinstance(x, list) and x and isinstance(x[0], float):
+                assert y == x, key  # the latency CDF's 101 exact quantiles
+            elif not (isinstance(x, float) and math.isnan(x)):
+                assert y == x, key
+
+
+@pytest.mark.parametrize("name", [t for t in TWINS if t != "benchmark"])
+@pytest.mark.parametrize("window", WINDOWS, ids=["all", "aligned", "edges", "sub-hour", "no-full-hour"])
+def test_every_rollup_twin_gives_the_event_log_query_rows(store: ClickHouseWarehouse, name: str, window: Window) -> None:
+    from reports.intervals import rate_params
+
+    params = {**window.params(), **pricing_params(PRICING), "scorer_version": ""}
+    if name == "bootstrap_jobs":  # a small sample cap, so that the hash prefilter and ranks matter
+        counts = {(r["model"], r["niche"]): r["jobs"] for r in benchmark_table(store, window, params).to_pylist()}
+        params.update(max_jobs=40, **rate_params(counts, 40))
+    assert tables_ready(store)
+    raw = store.query(sql_files.report(name), params).to_pylist()
+    twin = store.query(sql_files.report(f"{name}_rollup"), params).to_pylist()
+    assert raw or name.startswith("guard")  # guard rows only where the window holds guarded requests
+    _rows_equal(raw, twin)
+    _rows_equal(twin, rollup_query(store, name, params).to_pylist())  # and the report picks the twin
 
 
 def test_full_hours_of_a_window() -> None:
