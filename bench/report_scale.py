@@ -6,9 +6,9 @@ source tree first on ``sys.path`` and runs that tree's own code: its migrations,
 ``bench/clickhouse.py`` loader (synthetic quarter 2026Q1 shaped like ``inference.trace``) and
 its report. ``--old-tree`` is a git worktree of the commit before the rollups (69652f8); the new
 tree is this one. Both load the same rows (same seed), plus what this script adds to them:
-guard attempts (every 25th job of the first model is a discarded attempt, delivered false, of a
-request whose next attempt was delivered) and, where the tree's scores table has it, the job's
-requested_at on each score (the worker writes it since 0012).
+guard mode for the first model (every job has a verdict; every 25th failed it: a discarded
+attempt, delivered false, of a request that failed) and, where the tree's scores table has it,
+the job's requested_at on each score (the worker writes it since 0012).
 
 Timed after the load and a bounded wait for background merges:
 
@@ -63,6 +63,7 @@ def _patch_synth(chb: Any) -> None:
     requested_at on scores where the tree has it)."""
     import numpy as np
     import pyarrow as pa
+    import pyarrow.compute as pc
     from warehouse.rows import JOBS_SCHEMA, SCORES_SCHEMA
 
     base = chb.Synth.batch
@@ -78,23 +79,23 @@ def _patch_synth(chb: Any) -> None:
         jobs, scores = base(self, requested_ms, offset, dim, scored_frac)
         n = jobs.num_rows
         ids = jobs.column("job_id")
-        discarded = (np.asarray(jobs.column("model_id").to_pylist()) == first) & ((offset + np.arange(n)) % 25 == 0)
-        nxt = pa.array(np.roll(np.asarray(ids.to_pylist(), dtype=object), -1))
+        guarded = np.asarray(jobs.column("model_id").to_pylist()) == first
+        discarded = guarded & ((offset + np.arange(n)) % 25 == 0)  # a failed request: its one attempt discarded
         extra = {"content_hash": pa.array([""] * n), "image_sha256": pa.array([""] * n),
-                 "image_uri": pa.array([""] * n), "reference_uri": pa.array([""] * n),
-                 "request_id": pa.array(np.where(discarded, np.asarray(nxt.to_pylist(), dtype=object),
-                                                 np.asarray(ids.to_pylist(), dtype=object))),
+                 "image_uri": pa.array([""] * n), "reference_uri": pa.array([""] * n), "request_id": ids,
                  "attempt": pa.array(np.ones(n, np.uint16)), "delivered": pa.array(~discarded),
-                 "guard_passed": pa.array(np.where(discarded, False, True)).cast(pa.bool_()),
-                 "guard_score": pa.nulls(n, pa.float64()), "guard_failed_checks": pa.array([[]] * n, pa.list_(pa.string())),
-                 "guard_rubric_version": pa.array([""] * n), "guard_scorer_version": pa.array([""] * n),
-                 "guard_ms": pa.nulls(n, pa.float64()), "guard_error": pa.nulls(n, pa.string())}
+                 "guard_passed": pa.array(np.where(guarded, ~discarded, None).tolist(), pa.bool_()),
+                 "guard_score": pa.nulls(n, pa.float64()),
+                 "guard_failed_checks": pa.array([["blank"] if d else [] for d in discarded], pa.list_(pa.string())),
+                 "guard_rubric_version": pa.array(np.where(guarded, "r1", "").tolist()),
+                 "guard_scorer_version": pa.array(np.where(guarded, "tiny-clip-v1", "").tolist()),
+                 "guard_ms": pa.array(np.full(n, 12.0), mask=~guarded),
+                 "guard_error": pa.nulls(n, pa.string())}
         cols = {f.name: jobs.column(f.name) if f.name in made else extra[f.name] for f in JOBS_SCHEMA}
         full = pa.table(cols, schema=JOBS_SCHEMA)
         if "requested_at" in SCORES_SCHEMA.names:
-            when = dict(zip(ids.to_pylist(), jobs.column("requested_at").to_pylist()))
-            scores = scores.append_column("requested_at", pa.array([when[j] for j in scores.column("job_id").to_pylist()],
-                                                                    SCORES_SCHEMA.field("requested_at").type))
+            at = jobs.column("requested_at").take(pc.index_in(scores.column("job_id"), value_set=ids))
+            scores = scores.append_column("requested_at", at.cast(SCORES_SCHEMA.field("requested_at").type))
         return full, scores.select(SCORES_SCHEMA.names).cast(SCORES_SCHEMA)
 
     chb.Synth.batch = batch

@@ -25,6 +25,10 @@ TWINS = ("benchmark", "bootstrap_jobs", "latency_cdf", "latency_breakdown", "cos
 READS_SCORES = ("benchmark", "bootstrap_jobs")
 
 
+def _utc(text: str) -> datetime:
+    return datetime.fromisoformat(text).replace(tzinfo=timezone.utc)
+
+
 def full_hours(window: Window) -> tuple[datetime, datetime]:
     """[hours_start, hours_end): the whole hours inside the window (start rounded up, end down);
     both equal to the window's end when it holds no whole hour."""
@@ -35,10 +39,28 @@ def full_hours(window: Window) -> tuple[datetime, datetime]:
     return (start, end) if start < end else (w_end, w_end)
 
 
+def full_months(window: Window) -> tuple[datetime, datetime]:
+    """[months_start, months_end): the whole calendar months (UTC) inside the window; both equal
+    to the window's end when it holds none."""
+    w_start, w_end = window.start.astimezone(timezone.utc), window.end.astimezone(timezone.utc)
+    floor_start = w_start.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    start = floor_start if floor_start == w_start else \
+        floor_start.replace(year=floor_start.year + floor_start.month // 12, month=floor_start.month % 12 + 1)
+    end = w_end.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    return (start, end) if start < end else (w_end, w_end)
+
+
 def hours_params(window: Window) -> dict[str, str]:
-    start, end = full_hours(window)
-    params = Window(start, end).params()
-    return {"hours_start": params["start"], "hours_end": params["end"]}
+    """The window's whole hours and whole months as query parameters (hours_*, months_*)."""
+    (hs, he), (ms, me) = full_hours(window), full_months(window)
+    hours, months = Window(hs, he).params(), Window(ms, me).params()
+    return {"hours_start": hours["start"], "hours_end": hours["end"],
+            "months_start": months["start"], "months_end": months["end"]}
+
+
+def aligned(params: Mapping[str, Any]) -> dict[str, Any]:
+    """``params`` (with the window's start and end) plus its whole hours and months."""
+    return {**params, **hours_params(Window(_utc(params["start"]), _utc(params["end"])))}
 
 
 def tables_ready(reader: Any) -> bool:
@@ -67,7 +89,7 @@ def query(reader: Any, name: str, params: Mapping[str, Any]) -> Any:
         raise KeyError(f"{name!r} has no rollup twin; twins: {TWINS}")
     if tables_ready(reader):
         if name not in READS_SCORES:
-            return reader.query(sql_files.report(f"{name}_rollup"), params)
+            return reader.query(sql_files.report(f"{name}_rollup"), aligned(params))
         if name == "bootstrap_jobs" and scores_placed(reader, {**params, "hours_start": params["start"],
                                                                "hours_end": params["start"]}, False):
             return reader.query(sql_files.report(f"{name}_rollup"), params)
@@ -76,7 +98,7 @@ def query(reader: Any, name: str, params: Mapping[str, Any]) -> Any:
 
 def benchmark_table(reader: Any, window: Window, params: Mapping[str, Any]) -> Any:
     """The benchmark query's Arrow table (``params``: window, pricing and scorer_version)."""
-    full = {**params, **hours_params(window)}
+    full = aligned(params)
     if rollups_answer(reader, full):
         return reader.query(sql_files.report("benchmark_rollup"), full)
     return reader.query(sql_files.report("benchmark"), params)

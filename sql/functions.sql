@@ -32,3 +32,18 @@ CREATE OR REPLACE FUNCTION sentinel_job_cost_usd AS
     (provider, gpu_type, gpu_seconds, api_cost_usd, gpu_types, gpu_prices, overhead, platform_fee) ->
     sentinel_gpu_compute_usd(provider, gpu_type, gpu_seconds, gpu_types, gpu_prices) * (1 + overhead)
         + sentinel_api_price_usd(provider, api_cost_usd) + platform_fee;
+
+-- An exact quantile of a histogram, with quantileExactInclusive's arithmetic bit for bit (linear
+-- interpolation between order statistics, numpy's default percentile): ``vals`` ascending,
+-- ``cum`` their cumulative counts. The report rollups (sql/migrations/0012) keep delivered
+-- latencies as (value, count) per month, so the report's p50/p95 and latency CDF stay exact
+-- without reading every job. NaN for an empty histogram, as quantileExactInclusive.
+CREATE OR REPLACE FUNCTION sentinel_order_stat AS (vals, cum, rank) -> vals[arrayFirstIndex(c -> c >= rank, cum)];
+
+CREATE OR REPLACE FUNCTION sentinel_hist_quantile AS (vals, cum, level) ->
+    if(length(cum) = 0, nan,
+       if(floor(level * (cum[-1] - 1) + 1) >= cum[-1], sentinel_order_stat(vals, cum, cum[-1]),
+          sentinel_order_stat(vals, cum, floor(level * (cum[-1] - 1) + 1))
+          + (level * (cum[-1] - 1) + 1 - floor(level * (cum[-1] - 1) + 1))
+            * (sentinel_order_stat(vals, cum, floor(level * (cum[-1] - 1) + 1) + 1)
+               - sentinel_order_stat(vals, cum, floor(level * (cum[-1] - 1) + 1)))));

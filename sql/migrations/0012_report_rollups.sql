@@ -9,14 +9,18 @@
 --   report_scores_hourly  per job-hour x model x niche x scorer version: scores and their CLIP
 --                         sum, placed by the job's requested_at (the score event carries it;
 --                         placed = false when it did not: the report then reads the event log)
---   report_jobs           one narrow row per job (attempt), ordered by requested_at: exact
---                         latency quantiles need every value, and it is far cheaper to scan than
---                         sentinel.jobs FINAL; the partial hours at a window's edges are read
---                         from it by range (sentinel.jobs is ordered by job_id)
+--   report_jobs           one narrow row per job (attempt), ordered by requested_at, far cheaper
+--                         to scan than sentinel.jobs FINAL (the latency breakdown's exact
+--                         quantiles, cost breakdown, guard section, bootstrap sample); the partial
+--                         hours at a window's edges are read from it by range (sentinel.jobs is
+--                         ordered by job_id)
 --   report_scores         one narrow row per score placed at its job's requested_at, for the
 --                         edges' CLIP (same range reads)
---   report_discarded      discarded guard attempts (delivered = false): few; their scores are
---                         taken back out of the CLIP sums (the report counts delivered images)
+--   report_latency_monthly delivered latencies as (value, count) per model x niche x month: a
+--                         quarter of 10M jobs is ~0.4M rows (latencies are whole milliseconds),
+--                         and sentinel_hist_quantile (sql/functions.sql) takes quantileExactInclusive's
+--                         exact quantiles from it; partial months at a window's edges come from
+--                         report_jobs
 --
 -- Duplicates: a retried insert block (same insert_deduplication_token) is dropped by every
 -- target too (each has its own non_replicated_deduplication_window; tested in
@@ -76,7 +80,7 @@ CREATE TABLE IF NOT EXISTS sentinel.report_jobs
 (
     requested_at    DateTime64(3, 'UTC'),
     job_id          String,
-    request_id      String,
+    guard_request_id String,  -- request_id of guard_related rows ('' otherwise: the job is its own request)
     attempt         UInt16,
     model_id        LowCardinality(String),
     niche           LowCardinality(String),
@@ -109,7 +113,7 @@ ORDER BY (requested_at, job_id)
 SETTINGS non_replicated_deduplication_window = 1000;
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS sentinel.report_jobs_mv TO sentinel.report_jobs AS
-SELECT requested_at, job_id, request_id, attempt, model_id, niche, model_version, provider, gpu_type, gpu_seconds, api_cost_usd,
+SELECT requested_at, job_id, if(guard_related, request_id, '') AS guard_request_id, attempt, model_id, niche, model_version, provider, gpu_type, gpu_seconds, api_cost_usd,
        delivered, latency_ms, cold_start, cold_start_ms, inference_ms, encode_ms,
        dateDiff('millisecond', requested_at, started_at) AS queue_ms, dateDiff('millisecond', completed_at, delivered_at) AS delivery_ms,
        guard_passed, guard_error IS NOT NULL AS guard_errored, guard_ms, guard_failed_checks, guard_rubric_version,
@@ -119,6 +123,7 @@ FROM sentinel.jobs;
 
 CREATE TABLE IF NOT EXISTS sentinel.report_scores
 (
+    model_id        LowCardinality(String),
     requested_at    DateTime64(3, 'UTC'),
     job_id          String,
     scorer_version  LowCardinality(String),
@@ -127,27 +132,31 @@ CREATE TABLE IF NOT EXISTS sentinel.report_scores
     h               UInt64  -- cityHash64(job_id), to find a sample's scores without reading job ids
 )
 ENGINE = MergeTree
-ORDER BY (requested_at, job_id, scorer_version)
+ORDER BY (model_id, requested_at, job_id, scorer_version)
 SETTINGS non_replicated_deduplication_window = 1000;
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS sentinel.report_scores_mv TO sentinel.report_scores AS
-SELECT assumeNotNull(requested_at) AS requested_at, job_id, scorer_version, scored_at, clip_prompt_score, cityHash64(job_id) AS h
+SELECT model_id, assumeNotNull(requested_at) AS requested_at, job_id, scorer_version, scored_at, clip_prompt_score, cityHash64(job_id) AS h
 FROM sentinel.scores
 WHERE requested_at IS NOT NULL;
 
-CREATE TABLE IF NOT EXISTS sentinel.report_discarded
+CREATE TABLE IF NOT EXISTS sentinel.report_latency_monthly
 (
-    requested_at    DateTime64(3, 'UTC'),
-    job_id          String,
     model_id        LowCardinality(String),
-    niche           LowCardinality(String)
+    niche           LowCardinality(String),
+    month           DateTime('UTC'),
+    latency_ms      Float64,
+    n               UInt64
 )
-ENGINE = MergeTree
-ORDER BY (requested_at, job_id)
+ENGINE = SummingMergeTree
+ORDER BY (model_id, niche, month, latency_ms)
 SETTINGS non_replicated_deduplication_window = 1000;
 
-CREATE MATERIALIZED VIEW IF NOT EXISTS sentinel.report_discarded_mv TO sentinel.report_discarded AS
-SELECT requested_at, job_id, model_id, niche FROM sentinel.jobs WHERE NOT delivered;
+CREATE MATERIALIZED VIEW IF NOT EXISTS sentinel.report_latency_monthly_mv TO sentinel.report_latency_monthly AS
+SELECT model_id, niche, toDateTime(toStartOfMonth(requested_at), 'UTC') AS month, latency_ms, count() AS n
+FROM sentinel.jobs
+WHERE delivered
+GROUP BY model_id, niche, month, latency_ms;
 
 -- Backfill what was stored before the views existed (migrations run before the worker consumes),
 -- deduplicated as the report reads it (FINAL). Stored scores lack requested_at: they take their
@@ -166,7 +175,7 @@ INNER JOIN (SELECT job_id, requested_at FROM sentinel.jobs FINAL) AS j ON j.job_
 GROUP BY hour, s.model_id, s.niche, s.scorer_version;
 
 INSERT INTO sentinel.report_jobs
-SELECT requested_at, job_id, request_id, attempt, model_id, niche, model_version, provider, gpu_type, gpu_seconds, api_cost_usd,
+SELECT requested_at, job_id, if(guard_related, request_id, '') AS guard_request_id, attempt, model_id, niche, model_version, provider, gpu_type, gpu_seconds, api_cost_usd,
        delivered, latency_ms, cold_start, cold_start_ms, inference_ms, encode_ms,
        dateDiff('millisecond', requested_at, started_at) AS queue_ms, dateDiff('millisecond', completed_at, delivered_at) AS delivery_ms,
        guard_passed, guard_error IS NOT NULL AS guard_errored, guard_ms, guard_failed_checks, guard_rubric_version,
@@ -175,9 +184,12 @@ SELECT requested_at, job_id, request_id, attempt, model_id, niche, model_version
 FROM sentinel.jobs FINAL;
 
 INSERT INTO sentinel.report_scores
-SELECT j.requested_at, s.job_id, s.scorer_version, s.scored_at, s.clip_prompt_score, cityHash64(s.job_id)
+SELECT s.model_id, j.requested_at, s.job_id, s.scorer_version, s.scored_at, s.clip_prompt_score, cityHash64(s.job_id)
 FROM sentinel.scores AS s FINAL
 INNER JOIN (SELECT job_id, requested_at FROM sentinel.jobs FINAL) AS j ON j.job_id = s.job_id;
 
-INSERT INTO sentinel.report_discarded
-SELECT requested_at, job_id, model_id, niche FROM sentinel.jobs FINAL WHERE NOT delivered;
+INSERT INTO sentinel.report_latency_monthly
+SELECT model_id, niche, toDateTime(toStartOfMonth(requested_at), 'UTC') AS month, latency_ms, count()
+FROM sentinel.jobs FINAL
+WHERE delivered
+GROUP BY model_id, niche, month, latency_ms;

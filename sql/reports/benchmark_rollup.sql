@@ -5,7 +5,8 @@
 -- uses this query only when report_rollup_check.sql says the rollups answer exactly.
 --   jobs, scored: delivered images (guard mode: discarded attempts are not jobs here)
 --   clip: mean of each delivered job's CLIP score (scorer_version = '' : its latest score)
---   p50/p95: exact (quantileExactInclusive over every delivered image's latency, report_jobs)
+--   p50/p95: exact, quantileExactInclusive's numbers from the (value, count) histogram of every
+--     delivered image's latency (sentinel_hist_quantile)
 --   cost per image: cost of every attempt / delivered images, priced by sentinel_job_cost_usd at
 --     query time; over an hour cell the formula is applied to the cell's sums (it is linear in
 --     GPU-seconds, API price and the fee), equal to the per-job sum up to float rounding.
@@ -27,20 +28,25 @@ WITH
           AND ({scorer_version:String} = '' OR scorer_version = {scorer_version:String})
         GROUP BY job_id
     ),
-    discarded_scores AS (  -- latest score of each discarded attempt of the full hours (primary-key lookups)
+    discarded_scores AS (  -- latest score of each discarded attempt (delivered = false) of the full hours
         SELECT d.model_id AS model_id, d.niche AS niche, s.clip AS clip
         FROM
         (
             SELECT job_id, model_id, niche
-            FROM sentinel.report_discarded
-            WHERE requested_at >= {hours_start:DateTime64(3)} AND requested_at < {hours_end:DateTime64(3)}
+            FROM sentinel.report_jobs
+            WHERE requested_at >= {hours_start:DateTime64(3)} AND requested_at < {hours_end:DateTime64(3)} AND NOT delivered
         ) AS d
         INNER JOIN
         (
             SELECT job_id, argMax(clip_prompt_score, scored_at) AS clip
-            FROM sentinel.scores FINAL
-            WHERE job_id IN (SELECT job_id FROM sentinel.report_discarded
-                             WHERE requested_at >= {hours_start:DateTime64(3)} AND requested_at < {hours_end:DateTime64(3)})
+            FROM sentinel.report_scores
+            WHERE requested_at >= {hours_start:DateTime64(3)} AND requested_at < {hours_end:DateTime64(3)}
+              AND model_id IN (SELECT model_id FROM sentinel.report_jobs_hourly  -- models with discarded attempts
+                               WHERE hour >= {hours_start:DateTime64(3)} AND hour < {hours_end:DateTime64(3)}
+                               GROUP BY model_id HAVING sum(attempts) > sum(delivered))
+              AND h IN (SELECT h FROM sentinel.report_jobs
+                        WHERE requested_at >= {hours_start:DateTime64(3)} AND requested_at < {hours_end:DateTime64(3)}
+                          AND NOT delivered)
               AND ({scorer_version:String} = '' OR scorer_version = {scorer_version:String})
             GROUP BY job_id
         ) AS s ON s.job_id = d.job_id
@@ -68,11 +74,23 @@ WITH
         SELECT model_id, niche, '', '', false, 0, -1, -clip, 0.
         FROM discarded_scores
     ),
+    hist AS (  -- delivered latencies: monthly (value, count) rows for the window's whole months,
+               -- one row per job from report_jobs for the rest
+        SELECT model_id, niche, latency_ms, n
+        FROM sentinel.report_latency_monthly
+        WHERE month >= {months_start:DateTime64(3)} AND month < {months_end:DateTime64(3)}
+        UNION ALL
+        SELECT model_id, niche, latency_ms, toUInt64(1)
+        FROM sentinel.report_jobs
+        WHERE delivered
+          AND ((requested_at >= {start:DateTime64(3)} AND requested_at < {months_start:DateTime64(3)})
+               OR (requested_at >= {months_end:DateTime64(3)} AND requested_at < {end:DateTime64(3)}))
+    ),
     lat AS (
         SELECT model_id AS l_model, if(grouping(niche) = 1, '*', niche) AS l_niche,
-               quantilesExactInclusive(0.5, 0.95)(latency_ms) AS q
-        FROM sentinel.report_jobs
-        WHERE requested_at >= {start:DateTime64(3)} AND requested_at < {end:DateTime64(3)} AND delivered
+               arraySort(x -> x.1, groupArray((latency_ms, n))) AS pairs,
+               arrayMap(x -> x.1, pairs) AS vals, arrayCumSum(arrayMap(x -> x.2, pairs)) AS cum
+        FROM hist
         GROUP BY GROUPING SETS ((model_id), (model_id, niche))
     ),
     agg AS (
@@ -91,8 +109,8 @@ WITH
     )
 SELECT
     agg.model AS model, agg.niche AS niche, model_version, provider, jobs, scored, clip,
-    if(lat.l_model = '', nan, lat.q[1]) AS p50_latency_ms,
-    if(lat.l_model = '', nan, lat.q[2]) AS p95_latency_ms,
+    sentinel_hist_quantile(lat.vals, lat.cum, 0.5)  AS p50_latency_ms,
+    sentinel_hist_quantile(lat.vals, lat.cum, 0.95) AS p95_latency_ms,
     cost_per_image_usd
 FROM agg
 LEFT JOIN lat ON lat.l_model = agg.model AND lat.l_niche = agg.niche

@@ -27,12 +27,12 @@
 WITH
     requests AS (
         SELECT
-            request_id,
+            guard_request_id AS request_id,
             sum(sentinel_job_cost_usd(provider, gpu_type, gpu_seconds, api_cost_usd, {gpu_types:Array(String)},
                                       {gpu_prices:Array(Float64)}, {overhead:Float64}, {platform_fee:Float64})) AS cost_usd
         FROM sentinel.report_jobs
         WHERE requested_at >= {start:DateTime64(3)} AND requested_at < {end:DateTime64(3)} AND guard_related
-        GROUP BY request_id
+        GROUP BY guard_request_id
     ),
     j AS (
         SELECT
@@ -44,7 +44,7 @@ WITH
             d.h                                AS h,
             h / 18446744073709551616.0         AS u
         FROM sentinel.report_jobs AS d
-        LEFT JOIN requests AS r ON r.request_id = d.request_id
+        LEFT JOIN requests AS r ON r.request_id = if(d.guard_related, d.guard_request_id, d.job_id)
         WHERE requested_at >= {start:DateTime64(3)} AND requested_at < {end:DateTime64(3)} AND delivered
           AND (u < transform(model_id, {models:Array(String)}, {model_rates:Array(Float64)}, 1.0)
                OR u < transform(concat(model_id, '/', niche), {groups:Array(String)}, {group_rates:Array(Float64)}, 1.0))

@@ -1,5 +1,7 @@
 -- guard.sql over sentinel.report_jobs (sql/migrations/0012): only its guard_related rows (verdict,
--- guard error, retry or discarded attempt), which hold every attempt of every guarded request.
+-- guard error, retry or discarded attempt), which hold every attempt of every guarded request as
+-- long as a request's first attempt (job_id = request_id) carries a verdict or guard error
+-- whenever the request has more attempts (the guarded node always writes one).
 --
 -- Guard mode per model (niche = '*') and per model x niche, over guarded requests only (a
 -- request with at least one attempt that asked the guard: a verdict or a guard error).
@@ -15,7 +17,7 @@
 WITH
     a AS (
         SELECT
-            request_id, model_id, niche, attempt, delivered, guard_passed, guard_errored, guard_ms, latency_ms,
+            guard_request_id AS request_id, model_id, niche, attempt, delivered, guard_passed, guard_errored, guard_ms, latency_ms,
             sentinel_job_cost_usd(provider, gpu_type, gpu_seconds, api_cost_usd, {gpu_types:Array(String)},
                                   {gpu_prices:Array(Float64)}, {overhead:Float64}, {platform_fee:Float64}) AS cost_usd
         FROM sentinel.report_jobs

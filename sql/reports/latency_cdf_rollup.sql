@@ -1,14 +1,34 @@
--- latency_cdf.sql over sentinel.report_jobs (sql/migrations/0012: one narrow row per job, no
--- FINAL needed), the same rows and so the same exact quantiles.
+-- latency_cdf.sql from the report rollups (sql/migrations/0012): delivered latencies as (value,
+-- count) rows, monthly histograms for the window's whole months and one row per job from
+-- report_jobs for the rest; sentinel_hist_quantile gives quantileExactInclusive's numbers.
 --
 -- The empirical distribution of end-to-end latency (requested -> delivered, cold starts
 -- included) per model, for the report's CDF chart: 101 exact quantiles at the levels
 -- 0, 0.01, ..., 1 (quantileExactInclusive: linear interpolation, numpy's default percentile),
 -- so level 0 is the fastest job and level 1 the slowest.
+WITH
+    hist AS (
+        SELECT model_id, latency_ms, n
+        FROM sentinel.report_latency_monthly
+        WHERE month >= {months_start:DateTime64(3)} AND month < {months_end:DateTime64(3)}
+        UNION ALL
+        SELECT model_id, latency_ms, toUInt64(1)
+        FROM sentinel.report_jobs
+        WHERE delivered
+          AND ((requested_at >= {start:DateTime64(3)} AND requested_at < {months_start:DateTime64(3)})
+               OR (requested_at >= {months_end:DateTime64(3)} AND requested_at < {end:DateTime64(3)}))
+    ),
+    h AS (
+        SELECT model_id,
+               arraySort(x -> x.1, groupArray((latency_ms, n))) AS pairs,
+               arrayMap(x -> x.1, pairs) AS vals, arrayCumSum(arrayMap(x -> x.2, pairs)) AS cum
+        FROM hist
+        GROUP BY model_id
+    )
 SELECT
     model_id AS model,
-    count()  AS jobs,
-    quantilesExactInclusive(
+    cum[-1]  AS jobs,
+    arrayMap(level -> sentinel_hist_quantile(vals, cum, level), [
         0.00, 0.01, 0.02, 0.03, 0.04, 0.05, 0.06, 0.07, 0.08, 0.09,
         0.10, 0.11, 0.12, 0.13, 0.14, 0.15, 0.16, 0.17, 0.18, 0.19,
         0.20, 0.21, 0.22, 0.23, 0.24, 0.25, 0.26, 0.27, 0.28, 0.29,
@@ -20,9 +40,6 @@ SELECT
         0.80, 0.81, 0.82, 0.83, 0.84, 0.85, 0.86, 0.87, 0.88, 0.89,
         0.90, 0.91, 0.92, 0.93, 0.94, 0.95, 0.96, 0.97, 0.98, 0.99,
         1.00
-    )(latency_ms) AS latency_ms
-FROM sentinel.report_jobs
-WHERE requested_at >= {start:DateTime64(3)} AND requested_at < {end:DateTime64(3)}
-  AND delivered  -- guard mode: the latency of what reached the customer (earlier attempts included)
-GROUP BY model_id
+    ]) AS latency_ms
+FROM h
 ORDER BY model

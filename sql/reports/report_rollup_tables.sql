@@ -3,4 +3,5 @@
 SELECT count() AS n
 FROM system.tables
 WHERE database = 'sentinel'
-  AND name IN ('report_jobs_hourly', 'report_scores_hourly', 'report_jobs', 'report_scores', 'report_discarded')
+  AND name IN ('report_jobs_hourly', 'report_scores_hourly', 'report_jobs', 'report_scores',
+               'report_latency_monthly')

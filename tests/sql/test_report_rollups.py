@@ -22,6 +22,7 @@ import pytest
 import sql as sql_files
 from reports.report import pricing_params
 from reports.rollups import TWINS, benchmark_table, full_hours, hours_params, rollups_answer, tables_ready
+from reports.rollups import aligned
 from reports.rollups import query as rollup_query
 from sentinel.cost import Pricing
 from warehouse.client import ClickHouseWarehouse, migrate
@@ -59,14 +60,14 @@ def monkeypatch_module():
     mp.undo()
 
 
-def _jobs(n: int, seed: int, hours: int = 5) -> list[dict]:
+def _jobs(n: int, seed: int, hours: int = 5, start: datetime = T0) -> list[dict]:
     """Jobs over ``hours`` hours from T0: three models (one API-priced), two niches, integer-ms
     latencies, and a guarded model's requests (``_guarded``)."""
     rng = random.Random(seed)
     out = []
     for i in range(n):
         model, provider, gpu = MODELS[i % 3]
-        requested = T0 + timedelta(milliseconds=rng.randint(0, hours * 3_600_000 - 1))
+        requested = start + timedelta(milliseconds=rng.randint(0, hours * 3_600_000 - 1))
         latency = rng.randint(300, 9_000)
         out.append({
             "job_id": f"j-{seed}-{i}", "model_id": model, "model_version": "1", "provider": provider,
@@ -80,17 +81,17 @@ def _jobs(n: int, seed: int, hours: int = 5) -> list[dict]:
             "gpu_seconds": 0.0 if provider == "api" else rng.uniform(0.5, 4),
             "api_cost_usd": 0.04 if provider == "api" else None, "node_id": "n",
         })
-    return out + _guarded(n // 4, seed, hours)
+    return out + _guarded(n // 4, seed, hours, start)
 
 
-def _guarded(n: int, seed: int, hours: int) -> list[dict]:
+def _guarded(n: int, seed: int, hours: int, start: datetime) -> list[dict]:
     """Requests of a guarded model as inference/guarded.py writes them: attempt k has job id
     request (k = 1) or request.ak, every attempt the request's requested_at; a failed verdict is
     discarded (delivered false) and retried up to 3 attempts; a guard error is delivered unjudged."""
     rng = random.Random(seed + 1000)
     out = []
     for i in range(n):
-        request, requested = f"g-{seed}-{i}", T0 + timedelta(milliseconds=rng.randint(0, hours * 3_600_000 - 1))
+        request, requested = f"g-{seed}-{i}", start + timedelta(milliseconds=rng.randint(0, hours * 3_600_000 - 1))
         niche, elapsed = ["headshot", "product"][rng.random() < 0.5], 0
         for attempt in (1, 2, 3):
             elapsed += rng.randint(400, 3_000)
@@ -164,11 +165,24 @@ def _check_cells(store: ClickHouseWarehouse) -> None:
     for r in got_s:
         assert r["c"] == pytest.approx(want_s[(_at(r["hour"]), r["model_id"], r["niche"],
                                                r["scorer_version"])][1], rel=1e-12)
+    hist = store.query("SELECT model_id, niche, toUnixTimestamp(month) AS month, latency_ms, sum(n) AS n "
+                       "FROM sentinel.report_latency_monthly GROUP BY ALL").to_pylist()
+    want_h: dict = {}
+    for e in ALL_JOBS:
+        if e.get("delivered", True):
+            key = (e["model_id"], e["niche"], int(e["requested_at"].replace(day=1, hour=0, minute=0, second=0,
+                                                                          microsecond=0).timestamp()),
+                   (e["delivered_at"] - e["requested_at"]) / timedelta(milliseconds=1))
+            want_h[key] = want_h.get(key, 0) + 1
+    assert {(r["model_id"], r["niche"], r["month"], r["latency_ms"]): r["n"] for r in hist} == want_h
     counts = store.query("SELECT (SELECT count() FROM sentinel.report_jobs) AS jobs, "
                          "(SELECT count() FROM sentinel.report_scores) AS scores, "
-                         "(SELECT groupArraySorted(100000)(job_id) FROM sentinel.report_discarded) AS discarded").to_pylist()[0]
+                         "(SELECT groupArraySorted(100000)(job_id) FROM sentinel.report_jobs WHERE NOT delivered) AS discarded, "
+                         "(SELECT groupArraySorted(100000)(job_id) FROM sentinel.report_jobs WHERE guard_related) AS guarded"
+                         ).to_pylist()[0]
     assert counts["jobs"] == len(ALL_JOBS) and counts["scores"] == len(ALL_SCORES)
     assert counts["discarded"] == sorted(e["job_id"] for e in ALL_JOBS if not e.get("delivered", True))
+    assert counts["guarded"] == sorted(e["job_id"] for e in ALL_JOBS if e["model_id"] == "m-guard")
 
 
 def test_migration_0012_backfills_a_store_that_has_jobs_and_scores(store: ClickHouseWarehouse) -> None:
@@ -185,7 +199,8 @@ def test_migration_0012_backfills_a_store_that_has_jobs_and_scores(store: ClickH
 
 
 def test_views_keep_the_rollups_equal_and_a_retried_block_counts_once(store: ClickHouseWarehouse) -> None:
-    jobs = _jobs(700, seed=2)
+    jobs = _jobs(700, seed=2) + _jobs(150, seed=3, hours=3, start=T0 - timedelta(hours=3)) \
+        + _jobs(150, seed=4, hours=3, start=T0 + timedelta(days=31))  # April 30 evening, June 1 (a month edge)
     scores = _scores(jobs, seed=2)
     _insert(store, jobs, scores, "batch-2")
     _insert(store, jobs, scores, "batch-2")  # the worker retrying the same batch: same tokens
@@ -227,6 +242,7 @@ WINDOWS = [
     Window(T0 + timedelta(minutes=17, milliseconds=3), T0 + timedelta(hours=3, minutes=41)),  # partial edges
     Window(T0 + timedelta(hours=2, minutes=5), T0 + timedelta(hours=2, minutes=50)),  # inside one hour
     Window(T0 + timedelta(hours=1, minutes=30), T0 + timedelta(hours=2, minutes=30)),  # two partial hours, no full one
+    Window(T0 - timedelta(hours=2, minutes=10), T0 + timedelta(days=31, hours=1, seconds=7)),  # May whole + edges
 ]
 
 
@@ -244,7 +260,7 @@ def _same(got: dict, want: dict, exact_floats: bool) -> None:
 
 
 @pytest.mark.parametrize("version", ["", "v1"])
-@pytest.mark.parametrize("window", WINDOWS, ids=["all", "aligned", "edges", "sub-hour", "no-full-hour"])
+@pytest.mark.parametrize("window", WINDOWS, ids=["all", "aligned", "edges", "sub-hour", "no-full-hour", "month"])
 def test_benchmark_table_equals_numpy_and_the_event_log_query(store: ClickHouseWarehouse, window: Window,
                                                               version: str) -> None:
     params = {**window.params(), **pricing_params(PRICING), "scorer_version": version}
@@ -276,7 +292,7 @@ def _rows_equal(raw: list[dict], twin: list[dict]) -> None:
 
 
 @pytest.mark.parametrize("name", [t for t in TWINS if t != "benchmark"])
-@pytest.mark.parametrize("window", WINDOWS, ids=["all", "aligned", "edges", "sub-hour", "no-full-hour"])
+@pytest.mark.parametrize("window", WINDOWS, ids=["all", "aligned", "edges", "sub-hour", "no-full-hour", "month"])
 def test_every_rollup_twin_gives_the_event_log_query_rows(store: ClickHouseWarehouse, name: str, window: Window) -> None:
     from reports.intervals import rate_params
 
@@ -286,7 +302,7 @@ def test_every_rollup_twin_gives_the_event_log_query_rows(store: ClickHouseWareh
         params.update(max_jobs=40, **rate_params(counts, 40))
     assert tables_ready(store)
     raw = store.query(sql_files.report(name), params).to_pylist()
-    twin = store.query(sql_files.report(f"{name}_rollup"), params).to_pylist()
+    twin = store.query(sql_files.report(f"{name}_rollup"), aligned(params)).to_pylist()
     assert raw or name.startswith("guard")  # guard rows only where the window holds guarded requests
     _rows_equal(raw, twin)
     _rows_equal(twin, rollup_query(store, name, params).to_pylist())  # and the report picks the twin
