@@ -101,6 +101,31 @@ def _patch_synth(chb: Any) -> None:
     chb.Synth.batch = batch
 
 
+def grafana_sql(sql: str, start: str, end: str) -> str:
+    """A panel query with the Grafana ClickHouse macros expanded as the plugin does for the
+    quarter's range and a 1-hour interval (as tests/sql/test_rollups.py does for all time)."""
+    import re
+
+    sql = re.sub(r"\$__timeInterval\(([^)]+)\)", r"toStartOfInterval(\1, INTERVAL 1 HOUR)", sql)
+    return re.sub(r"\$__timeFilter\(([^)]+)\)", rf"\1 >= toDateTime('{start}') AND \1 <= toDateTime('{end}')", sql)
+
+
+def grafana_times(b: Any, tree: Path, pricing: Any, start: str, end: str) -> list[dict[str, Any]]:
+    """Each panel query of the tree's dashboard: one warm-up, then the median of 3."""
+    from warehouse.pricing import publish_pricing
+
+    publish_pricing(b.w, pricing)
+    panels = json.loads((tree / "deploy/grafana/dashboards/sentinel.json").read_text())["panels"]
+    out = []
+    for panel in panels:
+        for target in panel["targets"]:
+            text = grafana_sql(target["rawSql"], start, end)
+            _median_run(lambda: b.w.query(text), 1)
+            warm, runs, _ = _median_run(lambda: b.w.query(text), 3)
+            out.append({"panel": panel["title"], "warm_s": warm, "runs_s": runs, "sql": target["rawSql"]})
+    return out
+
+
 def _median_run(fn: Any, runs: int) -> tuple[float, list[float], Any]:
     times, out = [], None
     for _ in range(runs):
@@ -149,6 +174,8 @@ def child(tree: Path, store: Path, jobs: int, seed: int, load_batch: int) -> dic
         log(f"    benchmark() without intervals: {full_noci:.3f}s")
         full_ci, _, _ = _median_run(lambda: benchmark(b.w, pricing, window), 1)
         log(f"    benchmark() with bootstrap intervals: {full_ci:.3f}s")
+        panels = grafana_times(b, tree, pricing, "2026-01-01 00:00:00", "2026-04-01 00:00:00")
+        log(f"    Grafana panels: {sum(p['warm_s'] for p in panels):.3f}s in all")
         parts = b.parts()
         path = "event log" if not benchmark_table else \
             "rollups" if rollups_answer(b.w, {**params, **hours_params(window)}) else "event log (rollups declined)"
@@ -157,7 +184,7 @@ def child(tree: Path, store: Path, jobs: int, seed: int, load_batch: int) -> dic
                 "disk_bytes": sum(p["bytes"] for p in parts.values()), "parts": parts,
                 "report_query_cold_s": cold, "report_query_warm_s": warm, "report_query_warm_runs_s": warm_runs,
                 "benchmark_no_intervals_s": full_noci, "benchmark_no_intervals_runs_s": noci_runs,
-                "benchmark_with_intervals_s": full_ci, "rows": rows, "loadavg_1m": os.getloadavg()[0],
+                "benchmark_with_intervals_s": full_ci, "grafana": panels, "rows": rows, "loadavg_1m": os.getloadavg()[0],
                 "path": path}
     finally:
         b.close()
@@ -225,6 +252,17 @@ def tables_md(doc: dict[str, Any]) -> str:
                    f"| {c['same_rows']} | {c['max_rel_diff'] if c['max_rel_diff'] is not None else '-'} |")
         for p in c["problems"]:
             out.append(f"|  | {p} | | | | |")
+    out += ["", "Grafana panel queries (deploy/grafana/dashboards/sentinel.json of each tree; macros expanded for the "
+            "quarter with a 1-hour interval; warm = median of 3 after a warm-up), seconds old / new (ratio):", "",
+            "| panel | " + " | ".join(f"{s['old']['jobs']:,} jobs" for s in doc["sizes"]) + " |",
+            "|---|" + "---:|" * len(doc["sizes"])]
+    titles = [p["panel"] for p in doc["sizes"][0]["old"]["grafana"]] if doc["sizes"] else []
+    for i, title in enumerate(titles):
+        cells = []
+        for s in doc["sizes"]:
+            o, n = s["old"]["grafana"][i]["warm_s"], s["new"]["grafana"][i]["warm_s"]
+            cells.append(f"{o:.3f} / {n:.3f} ({o / n:.1f}x)")
+        out.append(f"| {title} | " + " | ".join(cells) + " |")
     out += ["", "Report query = gpu_types + the benchmark table (what benchmark() runs for it); warm = median of 3 "
             "after a cold run with chDB caches dropped. benchmark() no intervals = the whole report with "
             "BootstrapConfig(resamples=0), median of 2 after a warm-up; with bootstrap = once, default 1000 resamples "

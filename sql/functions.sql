@@ -38,12 +38,14 @@ CREATE OR REPLACE FUNCTION sentinel_job_cost_usd AS
 -- ``cum`` their cumulative counts. The report rollups (sql/migrations/0012) keep delivered
 -- latencies as (value, count) per month, so the report's p50/p95 and latency CDF stay exact
 -- without reading every job. NaN for an empty histogram, as quantileExactInclusive.
-CREATE OR REPLACE FUNCTION sentinel_order_stat AS (vals, cum, rank) -> vals[arrayFirstIndex(c -> c >= rank, cum)];
+CREATE OR REPLACE FUNCTION sentinel_hist_interpolate AS (vals, cum, h, i) ->
+    vals[i] + (h - floor(h)) * (if(cum[i] >= floor(h) + 1, vals[i], vals[i + 1]) - vals[i]);
 
+-- h = level x (n - 1) + 1 is the 1-based rank (as in ClickHouse's QuantileExactInclusive); the
+-- entry holding order statistic floor(h) is found once, the next order statistic is that entry
+-- or the following one.
 CREATE OR REPLACE FUNCTION sentinel_hist_quantile AS (vals, cum, level) ->
     if(length(cum) = 0, nan,
-       if(floor(level * (cum[-1] - 1) + 1) >= cum[-1], sentinel_order_stat(vals, cum, cum[-1]),
-          sentinel_order_stat(vals, cum, floor(level * (cum[-1] - 1) + 1))
-          + (level * (cum[-1] - 1) + 1 - floor(level * (cum[-1] - 1) + 1))
-            * (sentinel_order_stat(vals, cum, floor(level * (cum[-1] - 1) + 1) + 1)
-               - sentinel_order_stat(vals, cum, floor(level * (cum[-1] - 1) + 1)))));
+       if(floor(level * (cum[-1] - 1) + 1) >= cum[-1], vals[-1],
+          sentinel_hist_interpolate(vals, cum, level * (cum[-1] - 1) + 1,
+                                    arrayFirstIndex(c -> c >= floor(level * (cum[-1] - 1) + 1), cum))));

@@ -16,6 +16,8 @@
 --                         ordered by job_id)
 --   report_scores         one narrow row per score placed at its job's requested_at, for the
 --                         edges' CLIP (same range reads)
+--   report_discarded      discarded guard attempts (delivered = false), few: their scores are in
+--                         the score cells and are taken back out (the report counts delivered images)
 --   report_latency_monthly delivered latencies as (value, count) per model x niche x month: a
 --                         quarter of 10M jobs is ~0.4M rows (latencies are whole milliseconds),
 --                         and sentinel_hist_quantile (sql/functions.sql) takes quantileExactInclusive's
@@ -140,6 +142,21 @@ SELECT model_id, assumeNotNull(requested_at) AS requested_at, job_id, scorer_ver
 FROM sentinel.scores
 WHERE requested_at IS NOT NULL;
 
+CREATE TABLE IF NOT EXISTS sentinel.report_discarded
+(
+    requested_at    DateTime64(3, 'UTC'),
+    job_id          String,
+    model_id        LowCardinality(String),
+    niche           LowCardinality(String),
+    h               UInt64
+)
+ENGINE = MergeTree
+ORDER BY (requested_at, job_id)
+SETTINGS non_replicated_deduplication_window = 1000;
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS sentinel.report_discarded_mv TO sentinel.report_discarded AS
+SELECT requested_at, job_id, model_id, niche, cityHash64(job_id) AS h FROM sentinel.jobs WHERE NOT delivered;
+
 CREATE TABLE IF NOT EXISTS sentinel.report_latency_monthly
 (
     model_id        LowCardinality(String),
@@ -193,3 +210,6 @@ SELECT model_id, niche, toDateTime(toStartOfMonth(requested_at), 'UTC') AS month
 FROM sentinel.jobs FINAL
 WHERE delivered
 GROUP BY model_id, niche, month, latency_ms;
+
+INSERT INTO sentinel.report_discarded
+SELECT requested_at, job_id, model_id, niche, cityHash64(job_id) FROM sentinel.jobs FINAL WHERE NOT delivered;

@@ -33,20 +33,18 @@ WITH
         FROM
         (
             SELECT job_id, model_id, niche
-            FROM sentinel.report_jobs
-            WHERE requested_at >= {hours_start:DateTime64(3)} AND requested_at < {hours_end:DateTime64(3)} AND NOT delivered
+            FROM sentinel.report_discarded
+            WHERE requested_at >= {hours_start:DateTime64(3)} AND requested_at < {hours_end:DateTime64(3)}
         ) AS d
         INNER JOIN
         (
             SELECT job_id, argMax(clip_prompt_score, scored_at) AS clip
             FROM sentinel.report_scores
             WHERE requested_at >= {hours_start:DateTime64(3)} AND requested_at < {hours_end:DateTime64(3)}
-              AND model_id IN (SELECT model_id FROM sentinel.report_jobs_hourly  -- models with discarded attempts
-                               WHERE hour >= {hours_start:DateTime64(3)} AND hour < {hours_end:DateTime64(3)}
-                               GROUP BY model_id HAVING sum(attempts) > sum(delivered))
-              AND h IN (SELECT h FROM sentinel.report_jobs
-                        WHERE requested_at >= {hours_start:DateTime64(3)} AND requested_at < {hours_end:DateTime64(3)}
-                          AND NOT delivered)
+              AND model_id IN (SELECT model_id FROM sentinel.report_discarded
+                               WHERE requested_at >= {hours_start:DateTime64(3)} AND requested_at < {hours_end:DateTime64(3)})
+              AND h IN (SELECT h FROM sentinel.report_discarded
+                        WHERE requested_at >= {hours_start:DateTime64(3)} AND requested_at < {hours_end:DateTime64(3)})
               AND ({scorer_version:String} = '' OR scorer_version = {scorer_version:String})
             GROUP BY job_id
         ) AS s ON s.job_id = d.job_id
@@ -90,7 +88,7 @@ WITH
         SELECT model_id AS l_model, if(grouping(niche) = 1, '*', niche) AS l_niche,
                arraySort(x -> x.1, groupArray((latency_ms, n))) AS pairs,
                arrayMap(x -> x.1, pairs) AS vals, arrayCumSum(arrayMap(x -> x.2, pairs)) AS cum
-        FROM hist
+        FROM (SELECT model_id, niche, latency_ms, sum(n) AS n FROM hist GROUP BY model_id, niche, latency_ms)
         GROUP BY GROUPING SETS ((model_id), (model_id, niche))
     ),
     agg AS (

@@ -22,13 +22,13 @@ WITH
         SELECT model_id,
                arraySort(x -> x.1, groupArray((latency_ms, n))) AS pairs,
                arrayMap(x -> x.1, pairs) AS vals, arrayCumSum(arrayMap(x -> x.2, pairs)) AS cum
-        FROM hist
+        FROM (SELECT model_id, latency_ms, sum(n) AS n FROM hist GROUP BY model_id, latency_ms)
         GROUP BY model_id
-    )
-SELECT
-    model_id AS model,
-    cum[-1]  AS jobs,
-    arrayMap(level -> sentinel_hist_quantile(vals, cum, level), [
+    ),
+    q AS (  -- one row per (model, level), each quantile one pass over the model's histogram
+        SELECT model_id, cum[-1] AS jobs, level, sentinel_hist_quantile(vals, cum, level) AS value
+        FROM h
+        ARRAY JOIN [
         0.00, 0.01, 0.02, 0.03, 0.04, 0.05, 0.06, 0.07, 0.08, 0.09,
         0.10, 0.11, 0.12, 0.13, 0.14, 0.15, 0.16, 0.17, 0.18, 0.19,
         0.20, 0.21, 0.22, 0.23, 0.24, 0.25, 0.26, 0.27, 0.28, 0.29,
@@ -40,6 +40,12 @@ SELECT
         0.80, 0.81, 0.82, 0.83, 0.84, 0.85, 0.86, 0.87, 0.88, 0.89,
         0.90, 0.91, 0.92, 0.93, 0.94, 0.95, 0.96, 0.97, 0.98, 0.99,
         1.00
-    ]) AS latency_ms
-FROM h
+    ] AS level
+    )
+SELECT
+    model_id                                              AS model,
+    any(jobs)                                             AS jobs,
+    arrayMap(x -> x.2, arraySort(groupArray((level, value)))) AS latency_ms
+FROM q
+GROUP BY model_id
 ORDER BY model
