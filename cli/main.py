@@ -31,6 +31,7 @@ app.add_typer(bundle_app, name="bundle")
 
 # Registration order is the order `sentinel --help` lists the commands in.
 app.command()(run.worker)
+app.command()(run.store)
 app.command()(run.up)
 app.command()(run.node)
 app.command()(guard.guard)

@@ -69,6 +69,14 @@ def ratings_url(rater: str = typer.Option("anonymous", help="Rater id to put in 
     owner = live_owner(settings.chdb_path) if settings.chdb_path else None
     base, token = (owner.url, owner.token) if owner else (f"http://{settings.web_host}:{settings.web_port}",
                                                           os.environ.get("SENTINEL_QUERY_TOKEN", ""))
+    if owner is not None and owner.role == "store":  # the workers serve the page, with the store's token
+        from worker.membership import registered_workers
+
+        workers = registered_workers(settings.data_dir)
+        if not workers:
+            console.print("[red]no running worker[/] serves the rating page (the store role runs, no worker does)")
+            raise typer.Exit(1)
+        base = workers[0].url
     if not token:
         console.print("[red]no token:[/] no running worker owns the embedded store, and SENTINEL_QUERY_TOKEN is not set")
         raise typer.Exit(1)

@@ -26,10 +26,25 @@ def worker(config: Optional[Path] = ConfigOpt, pricing: Optional[Path] = Pricing
     run_worker(settings, snapshot=take_due)
 
 
+def store(config: Optional[Path] = ConfigOpt, pricing: Optional[Path] = PricingOpt) -> None:
+    """Run the store role: own the warehouse (migrations, prices, snapshots) and, for embedded chDB,
+    serve the workers' reads and writes on SENTINEL_STORE_PORT, so several workers can share it."""
+    settings = settings_from(config, pricing_file=pricing)
+    setup_logging(settings.log_level)
+    from reports.snapshots import take_due
+    from worker.store_role import run_store
+
+    run_store(settings, snapshot=take_due)
+
+
 def up(config: Optional[Path] = ConfigOpt, pricing: Optional[Path] = PricingOpt,
-       broker: str = typer.Option("noida", help="Embedded broker kind: noida (default) or tansu.")) -> None:
-    """Start the embedded stack (broker + one worker + chDB) on the configured ports
-    (SENTINEL_BROKER_URL, SENTINEL_WEB_PORT; 0 = a free port) until Ctrl-C, SIGTERM or SIGHUP."""
+       broker: str = typer.Option("", help="Embedded broker kind: noida or tansu (default: noida for one worker, "
+                                           "tansu for several: noida never evicts a dead member; docs/scale-out.md)."),
+       workers: int = typer.Option(1, min=1, help="Worker processes sharing the partitions; above 1 a store "
+                                                  "role owns the embedded warehouse (docs/scale-out.md).")) -> None:
+    """Start the embedded stack (broker + workers + chDB) on the configured ports
+    (SENTINEL_BROKER_URL, SENTINEL_WEB_PORT, SENTINEL_STORE_PORT; 0 = a free port) until Ctrl-C,
+    SIGTERM or SIGHUP."""
     settings = settings_from(config, pricing_file=pricing)
     from devstack.broker import BrokerError
     from devstack.discovery import stack_file
@@ -39,20 +54,27 @@ def up(config: Optional[Path] = ConfigOpt, pricing: Optional[Path] = PricingOpt,
 
     with stop_signals():
         try:
-            stack = EmbeddedStack(settings, broker_kind=broker, configured_ports=True)
-            console.print("starting embedded broker and worker ...")
+            kind = broker or ("noida" if workers == 1 else "tansu")
+            if kind == "noida" and workers > 1:
+                console.print("[yellow]noida-db never evicts a worker that died, nor hands a stopped one's partitions "
+                              "on: use --broker tansu to survive a dead worker (docs/scale-out.md)[/]")
+            stack = EmbeddedStack(settings, broker_kind=kind, configured_ports=True, workers=workers)
+            console.print(f"starting embedded broker and {workers} worker(s) ...")
             stack.start()
         except (StackError, BrokerError) as exc:
             console.print(f"[red]sentinel up failed:[/] {escape(str(exc))}")
             raise typer.Exit(1) from None
         try:
             s = stack.settings
-            console.print(f"[green]up[/]: broker {s.broker_url}, worker {stack.worker.url}, warehouse {redact(s.dsn)}\n"
+            urls = ", ".join(w.url for w in stack.workers)
+            store_line = f", store {stack.store.url}" if stack.store else ""
+            console.print(f"[green]up[/]: broker {s.broker_url}, worker(s) {urls}{store_line}, warehouse {redact(s.dsn)}\n"
                           f"commands run with SENTINEL_DATA_DIR={s.data_dir} find it through {stack_file(s.data_dir)}\n"
                           "Ctrl-C (or SIGTERM) stops everything.")
-            while stack.worker.proc and stack.worker.proc.poll() is None:
+            while all(p.alive() for p in [*stack.workers, *([stack.store] if stack.store else [])]):
                 time.sleep(1)
-            console.print(f"[red]worker exited[/]:\n{escape(stack.worker.log_tail())}")
+            dead = next(p for p in [*stack.workers, stack.store] if p is not None and not p.alive())
+            console.print(f"[red]{dead.what} exited[/]:\n{escape(dead.log_tail())}")
             raise typer.Exit(1)
         except KeyboardInterrupt:  # Ctrl-C, or SIGTERM/SIGHUP through stop_signals
             console.print("stopping ...")

@@ -43,8 +43,19 @@ class Settings:
     # Static group membership (KIP-345): a restarted worker with the same id takes its
     # partitions back at once. Give every worker of a deployment its own id.
     worker_id: str = "worker-1"
+    # off: dynamic membership, for brokers whose coordinator evicts a dead static member badly
+    # (tansu; docs/scale-out.md); a dead dynamic member is evicted after the session timeout
+    static_membership: bool = True
+    # Faust's producer batch limit in bytes (0: Faust's default); 1 sends every record on its own
+    # (tansu's latest-offset bug loses table records in recovery otherwise: PLATFORM notes)
+    producer_max_batch_size: int = 0
     web_host: str = "127.0.0.1"
     web_port: int = 6066
+    # the store role (`sentinel store`, docs/scale-out.md) and its HTTP port. use_store: this
+    # worker is one of several sharing a store role: it never opens an embedded warehouse (it goes
+    # through the store, found by the owner file), and neither migrates nor takes snapshots
+    store_port: int = 6070
+    use_store: bool = False
     # scoring
     clip_arch: str = TINY_ARCH
     clip_checkpoint: str = ""

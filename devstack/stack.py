@@ -1,4 +1,5 @@
-"""The embedded stack: broker + Faust worker as child processes, for `up`, `demo` and tests.
+"""The embedded stack: broker + Faust workers (+ the store role) as child processes, for `up`,
+`demo` and tests.
 
 Each child runs in its own process group so that stopping it reaches everything it spawned, and
 is signalled by the kernel when its parent dies; ``EmbeddedStack`` stops the worker before the broker, so the
@@ -75,8 +76,12 @@ def create_topics(settings: Settings) -> None:
     }))
 
 
-class WorkerProcess:
-    """`sentinel worker` as a child process, ready when its partitions are assigned."""
+class ChildProcess:
+    """A `sentinel` command as a child process, ready when ``ready_path`` answers."""
+
+    command = "worker"
+    ready_path = "/sentinel/ready/"
+    what = "worker"
 
     def __init__(self, settings: Settings, log_path: Path) -> None:
         self.settings = settings
@@ -87,28 +92,38 @@ class WorkerProcess:
     def url(self) -> str:
         return f"http://{self.settings.web_host}:{self.settings.web_port}"
 
-    def start(self, timeout: float = 180.0) -> "WorkerProcess":
+    def _ready(self, answer: Any) -> bool:
+        return bool(answer.get("ready"))
+
+    def start(self, timeout: float = 180.0) -> "ChildProcess":
+        return self.spawn().wait_ready(timeout)
+
+    def spawn(self) -> "ChildProcess":
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, **self.settings.to_env(), **CHILD_ENV}
         with self.log_path.open("ab") as log_file:
-            self.proc = subprocess.Popen([sys.executable, "-m", "cli.main", "worker"], env=env,
+            self.proc = subprocess.Popen([sys.executable, "-m", "cli.main", self.command], env=env,
                                          stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
                                          preexec_fn=die_with_parent(ORPHAN_SIGNAL))
+        return self
+
+    def wait_ready(self, timeout: float = 180.0) -> "ChildProcess":
+        assert self.proc is not None, "spawn() first"
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise StackError(f"worker exited with {self.proc.returncode} during start:\n{self.log_tail()}")
+                raise StackError(f"{self.what} exited with {self.proc.returncode} during start:\n{self.log_tail()}")
             try:
-                if _get_json(f"{self.url}/sentinel/ready/").get("ready"):
+                if self._ready(_get_json(f"{self.url}{self.ready_path}")):
                     return self
             except (urllib.error.URLError, ConnectionError, TimeoutError, ValueError):
                 pass
             time.sleep(0.25)
         self.stop()
-        raise StackError(f"worker not ready after {timeout:.0f}s:\n{self.log_tail()}")
+        raise StackError(f"{self.what} not ready after {timeout:.0f}s:\n{self.log_tail()}")
 
-    def stats(self) -> dict[str, Any]:
-        return _get_json(f"{self.url}/sentinel/stats/")
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
 
     def kill(self) -> None:
         """SIGKILL, as a crash would: no commit, no cleanup."""
@@ -123,7 +138,7 @@ class WorkerProcess:
         try:
             return self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
-            log.warning("worker did not stop in %.0fs; killing it", timeout)
+            log.warning("%s did not stop in %.0fs; killing it", self.what, timeout)
             self.kill()
             return self.proc.returncode
 
@@ -131,7 +146,29 @@ class WorkerProcess:
         try:
             return self.log_path.read_text(errors="replace")[-n:]
         except FileNotFoundError:
-            return "(no worker log)"
+            return f"(no {self.what} log)"
+
+
+class WorkerProcess(ChildProcess):
+    """`sentinel worker`, ready when its partitions are assigned."""
+
+    def stats(self) -> dict[str, Any]:
+        return _get_json(f"{self.url}/sentinel/stats/")
+
+
+class StoreProcess(ChildProcess):
+    """`sentinel store` (worker/store_role.py), ready when it serves."""
+
+    command = "store"
+    ready_path = "/healthz"
+    what = "store"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.settings.web_host}:{self.settings.store_port}"
+
+    def _ready(self, answer: Any) -> bool:
+        return answer.get("role") == "store"
 
 
 class PortTaken(StackError):
@@ -149,24 +186,52 @@ def broker_address(broker_url: str) -> tuple[str, int]:
 
 
 class EmbeddedStack:
-    """Broker + one worker, data under ``settings.data_dir``, announced in the discovery file.
+    """Broker + workers (+ the store role), data under ``settings.data_dir``, announced in the
+    discovery file.
 
-    By default both listen on free local ports, so tests and the demo never clash with each other
-    or with a running ``sentinel up``. ``configured_ports=True`` (``sentinel up``) uses the port of
-    ``settings.broker_url`` and ``settings.web_port`` instead; 0 there still picks a free one.
+    By default everything listens on free local ports, so tests and the demo never clash with each
+    other or with a running ``sentinel up``. ``configured_ports=True`` (``sentinel up``) uses the
+    port of ``settings.broker_url``, ``settings.web_port`` (the first worker) and
+    ``settings.store_port`` instead; 0 there still picks a free one. With ``workers`` > 1 (or
+    ``store=True``) a store role owns the embedded warehouse and the workers go through it
+    (worker/store_role.py); with one worker and no store, that worker owns it.
     """
 
-    def __init__(self, settings: Settings, *, broker_kind: str = "noida", configured_ports: bool = False) -> None:
+    def __init__(self, settings: Settings, *, broker_kind: str = "noida", configured_ports: bool = False,
+                 workers: int = 1, store: bool | None = None) -> None:
+        if workers < 1:
+            raise StackError(f"--workers must be at least 1, not {workers}")
         data_dir = settings.data_dir.resolve()
-        host, broker_port, web_port = "127.0.0.1", None, free_port()
+        host, broker_port, web_port, store_port = "127.0.0.1", None, free_port(), free_port()
         if configured_ports:
             host, broker_port = broker_address(settings.broker_url)
             web_port = settings.web_port or free_port(settings.web_host)
+            store_port = settings.store_port or free_port(settings.web_host)
         self.configured_ports = configured_ports
         self.broker = EmbeddedBroker(broker_kind, host=host, port=broker_port or None, data_dir=data_dir / "broker",
                                      log_path=data_dir / "logs" / "broker.log")
-        self.settings = settings.with_(data_dir=data_dir, broker_url=self.broker.url, web_port=web_port)
-        self.worker = WorkerProcess(self.settings, data_dir / "logs" / "worker.log")
+        changes: dict[str, Any] = {}
+        if broker_kind == "tansu":  # docs/scale-out.md: dynamic members, one record per produce batch
+            changes = {"static_membership": False, "producer_max_batch_size": 1}
+        self.settings = settings.with_(data_dir=data_dir, broker_url=self.broker.url, web_port=web_port,
+                                       store_port=store_port, **changes)
+        use_store = workers > 1 if store is None else store
+        self.store = StoreProcess(self.settings, data_dir / "logs" / "store.log") if use_store else None
+        if use_store:
+            self.settings = self.settings.with_(use_store=True)  # the store's own settings ignore it
+        self.workers: list[WorkerProcess] = [self._worker(i) for i in range(1, workers + 1)]
+        self._next = workers + 1
+
+    @property
+    def worker(self) -> WorkerProcess:
+        """The first worker (the one `sentinel up` announces)."""
+        return self.workers[0]
+
+    def _worker(self, index: int) -> WorkerProcess:
+        port = self.settings.web_port if index == 1 else free_port(self.settings.web_host)
+        settings = self.settings.with_(worker_id=f"worker-{index}", web_port=port)
+        name = "worker.log" if index == 1 else f"worker-{index}.log"
+        return WorkerProcess(settings, self.settings.data_dir / "logs" / name)
 
     def start(self) -> "EmbeddedStack":
         if self.configured_ports:
@@ -174,32 +239,66 @@ class EmbeddedStack:
         self.broker.start()
         try:
             create_topics(self.settings)
-            self.worker.start()
+            if self.store is not None:
+                self.store.start()
+            for w in self.workers:  # started together: each takes seconds to import torch
+                w.spawn()
+            for w in self.workers:
+                w.wait_ready()
             announce(self.settings.data_dir, StackInfo(self.settings.broker_url, self.worker.url, os.getpid()))
         except BaseException:
             self.stop()
             raise
         return self
 
+    def add_worker(self) -> WorkerProcess:
+        """A new worker (next id) joins the group; returns once it is ready."""
+        worker = self._worker(self._next)
+        self._next += 1
+        self.workers.append(worker)
+        return worker.start()
+
     def _check_ports(self) -> None:
         s = self.settings
-        for setting, host, port in (("SENTINEL_BROKER_URL", self.broker.host, self.broker.port),
-                                    ("SENTINEL_WEB_PORT", s.web_host, s.web_port)):
+        ports = [("SENTINEL_BROKER_URL", self.broker.host, self.broker.port), ("SENTINEL_WEB_PORT", s.web_host, s.web_port)]
+        if self.store is not None:
+            ports.append(("SENTINEL_STORE_PORT", s.web_host, s.store_port))
+        for setting, host, port in ports:
             if not port_bindable(host, port):
                 raise PortTaken(f"port {host}:{port} ({setting}) is already in use (another `sentinel up`?); "
                                 f"set {setting} to another port, or port 0 for a free one")
 
-    def restart_worker(self, *, kill: bool = False) -> None:
+    def restart_worker(self, *, kill: bool = False, index: int = 0) -> WorkerProcess:
+        """Stop (or SIGKILL) worker ``index`` and start it again with the same id."""
+        old = self.workers[index]
         if kill:
-            self.worker.kill()
+            old.kill()
         else:
-            self.worker.stop()
-        self.worker = WorkerProcess(self.settings, self.worker.log_path).start()
+            old.stop()
+        # the stack's settings as they are now (a test may have changed them), under the same id and port
+        settings = self.settings.with_(worker_id=old.settings.worker_id, web_port=old.settings.web_port)
+        self.workers[index] = WorkerProcess(settings, old.log_path).start()
+        return self.workers[index]
+
+    def restart_store(self, *, kill: bool = False) -> None:
+        if self.store is None:
+            raise StackError("this stack runs no store role")
+        if kill:
+            self.store.kill()
+        else:
+            self.store.stop()
+        self.store = StoreProcess(self.settings, self.store.log_path).start()
 
     def stop(self) -> None:
         withdraw(self.settings.data_dir, os.getpid())
         try:
-            self.worker.stop()
+            for w in self.workers:  # all told at once: each commits on its way out
+                if w.alive():
+                    os.killpg(w.proc.pid, signal.SIGTERM)
+            for w in self.workers:
+                w.stop()
+            if self.store is not None:
+                self.store.stop()
         finally:
             self.broker.stop()
 

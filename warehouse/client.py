@@ -4,8 +4,9 @@ The same code talks to a ClickHouse server over HTTP and to embedded chDB (``chd
 through clickhouse-connect. chDB allows one process per data path, so the worker that owns an
 embedded store writes an owner file beside it (pid, web URL, token); while that worker lives,
 other processes (``sentinel sql``, ``sentinel report``) send read-only queries to the worker,
-which runs them with ``readonly=1`` and answers in Arrow IPC. The caller cannot tell the
-difference: both paths return a ``pyarrow.Table``.
+which runs them with ``readonly=1`` and answers in Arrow IPC. With several workers, the owner
+is the store role (``sentinel store``, warehouse/store_server.py), which also takes the
+workers' inserts. The caller cannot tell the difference: both paths return a ``pyarrow.Table``.
 """
 
 from __future__ import annotations
@@ -17,9 +18,11 @@ import secrets
 import threading
 import urllib.error
 import urllib.request
+import urllib.parse
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Mapping, Protocol
+from typing import Any, Callable, Mapping, Protocol
 
 import pyarrow as pa
 
@@ -124,31 +127,92 @@ class ClickHouseWarehouse:
                     client.close()
 
 
-class WorkerProxyWarehouse:
-    """Read-only queries through the worker that owns an embedded chDB path."""
+class RemoteWarehouse:
+    """The warehouse through the process that owns it (the store role, or a lone worker owning
+    an embedded path): queries, inserts and commands over HTTP (warehouse/store_server.py).
 
-    def __init__(self, url: str, token: str, timeout: float = 300.0) -> None:
-        self.url = url.rstrip("/") + "/sentinel/query/"
-        self.token = token
+    ``resolve()`` names the owner (URL and token); it is asked again after a failed connection
+    or a refused token, so a restarted owner (new port, new token) is found without a restart
+    here. Every failure is a ``WarehouseError``, which the worker's write and lookup loops
+    treat as an outage: back off and retry (worker/delivery/retry.py).
+    """
+
+    def __init__(self, resolve: Callable[[], "Owner | None"], timeout: float = 300.0) -> None:
+        self._resolve = resolve
+        self._owner: Owner | None = None
         self.timeout = timeout
 
-    def query(self, text: str, parameters: Mapping[str, Any] | None = None) -> pa.Table:
-        body = json.dumps({"sql": text, "parameters": dict(parameters or {})}, default=str).encode()
+    @classmethod
+    def of_store(cls, chdb_path: Path, timeout: float = 300.0) -> "RemoteWarehouse":
+        return cls(lambda: live_owner(chdb_path), timeout)
+
+    def _post(self, path: str, body: bytes, content_type: str, headers: Mapping[str, str] | None = None) -> bytes:
+        owner = self._owner or self._resolve()
+        if owner is None:
+            raise WarehouseError("the store is not running (no live owner of the embedded warehouse)")
+        self._owner = owner
         request = urllib.request.Request(
-            self.url, data=body, method="POST",
-            headers={"Content-Type": "application/json", "Authorization": f"Bearer {self.token}"},
-        )
+            f"{owner.url.rstrip('/')}{path}", data=body, method="POST",
+            headers={"Content-Type": content_type, "Authorization": f"Bearer {owner.token}", **(headers or {})})
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                payload = response.read()
+                return response.read()
         except urllib.error.HTTPError as exc:
-            raise WarehouseError(f"query failed in the worker: {exc.read().decode(errors='replace')}") from exc
-        except urllib.error.URLError as exc:
-            raise WarehouseError(f"the worker owning the embedded store is unreachable at {self.url}: {exc}") from exc
+            if exc.code == 401:
+                self._owner = None  # a restarted owner has a new token
+            raise WarehouseError(f"the store answered {exc.code}: {_error_text(exc.read())}") from exc
+        except (urllib.error.URLError, ConnectionError, TimeoutError, OSError) as exc:
+            self._owner = None  # a restarted owner may listen elsewhere
+            raise WarehouseError(f"the process owning the warehouse is unreachable at {owner.url}: {exc}") from exc
+
+    def query(self, text: str, parameters: Mapping[str, Any] | None = None) -> pa.Table:
+        payload = self._post("/sentinel/query/", _statement_json(text, parameters), "application/json")
         return pa.ipc.open_stream(payload).read_all()
+
+    def check_single_statement(self, text: str) -> None:
+        """The owner checks it (the worker's query view refuses several statements)."""
+
+    def command(self, text: str, parameters: Mapping[str, Any] | None = None) -> None:
+        self._post("/sentinel/command/", _statement_json(text, parameters), "application/json")
+
+    def insert(self, table: str, rows: pa.Table, dedup_token: str | None = None) -> None:
+        headers = {"X-Dedup-Token": dedup_token} if dedup_token else {}
+        self._post(f"/sentinel/insert/?table={urllib.parse.quote(table)}", arrow_to_ipc(rows),
+                   "application/vnd.apache.arrow.stream", headers)
 
     def close(self) -> None:
         pass
+
+
+def _error_text(body: bytes) -> str:
+    """The ``error`` of the store's JSON answer (the whole body when it is not that)."""
+    try:
+        return str(json.loads(body)["error"])
+    except (ValueError, KeyError, TypeError):
+        return body.decode(errors="replace")
+
+
+def _statement_json(text: str, parameters: Mapping[str, Any] | None) -> bytes:
+    return json.dumps({"sql": text, "parameters": encode_parameters(parameters)}, default=_plain).encode()
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars as their Python value; anything else JSON lacks as text."""
+    return value.item() if hasattr(value, "item") else str(value)
+
+
+def encode_parameters(parameters: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Query parameters as JSON; datetimes as UTC text without an offset, which a DateTime or
+    DateTime64 parameter parses (``YYYY-MM-DD hh:mm:ss[.ffffff]``)."""
+    def encode(value: Any) -> Any:
+        if isinstance(value, datetime):
+            if value.tzinfo is not None:
+                value = value.astimezone(timezone.utc).replace(tzinfo=None)
+            return value.isoformat(sep=" ")
+        if isinstance(value, (list, tuple, set)):
+            return [encode(v) for v in value]
+        return value
+    return {k: encode(v) for k, v in (parameters or {}).items()}
 
 
 def arrow_to_ipc(table: pa.Table) -> bytes:
@@ -165,15 +229,19 @@ class Owner:
     pid: int
     url: str
     token: str
+    role: str = "worker"  # "store": `sentinel store`, which serves workers too
 
 
 def owner_file(chdb_path: Path) -> Path:
     return Path(str(chdb_path).rstrip("/") + ".owner.json")
 
 
-def claim(chdb_path: Path, url: str) -> Owner:
-    """Record this process as the owner of ``chdb_path``; the token guards the query view."""
-    owner = Owner(pid=os.getpid(), url=url, token=secrets.token_urlsafe(24))
+def claim(chdb_path: Path, url: str, role: str = "worker", keep_token: bool = False) -> Owner:
+    """Record this process as the owner of ``chdb_path``; the token guards the query view.
+    ``keep_token``: reuse the token of the previous owner's file (a restarted store keeps the
+    token its workers and the rating links already hold)."""
+    token = _previous_token(chdb_path) if keep_token else None
+    owner = Owner(pid=os.getpid(), url=url, token=token or secrets.token_urlsafe(24), role=role)
     path = owner_file(chdb_path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
@@ -184,10 +252,28 @@ def claim(chdb_path: Path, url: str) -> Owner:
     return owner
 
 
-def release(chdb_path: Path) -> None:
+def _previous_token(chdb_path: Path) -> str | None:
+    try:
+        return str(json.loads(owner_file(chdb_path).read_text())["token"]) or None
+    except (FileNotFoundError, ValueError, KeyError, TypeError):
+        return None
+
+
+def release(chdb_path: Path, keep_token: bool = False) -> None:
+    """Give up ownership: the file goes, or with ``keep_token`` stays with no owner (pid 0) so
+    the next owner claiming with ``keep_token`` reuses the token."""
     path = owner_file(chdb_path)
     try:
-        if json.loads(path.read_text()).get("pid") == os.getpid():
+        data = json.loads(path.read_text())
+        if data.get("pid") != os.getpid():
+            return
+        if keep_token:
+            tmp = path.with_suffix(".tmp")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                json.dump({**data, "pid": 0, "url": ""}, fh)
+            tmp.replace(path)
+        else:
             path.unlink()
     except (FileNotFoundError, ValueError):
         pass
@@ -196,9 +282,11 @@ def release(chdb_path: Path) -> None:
 def live_owner(chdb_path: Path) -> Owner | None:
     try:
         data = json.loads(owner_file(chdb_path).read_text())
-        owner = Owner(int(data["pid"]), str(data["url"]), str(data["token"]))
+        owner = Owner(int(data["pid"]), str(data["url"]), str(data["token"]), str(data.get("role", "worker")))
     except (FileNotFoundError, ValueError, KeyError):
         return None
+    if owner.pid <= 0:
+        return None  # released (pid 0 keeps only the token); never signal a process group
     try:
         os.kill(owner.pid, 0)
     except ProcessLookupError:
@@ -222,7 +310,7 @@ def open_reader(dsn: str) -> Warehouse:
     path = Path(dsn[len("chdb://") :])
     owner = live_owner(path)
     if owner is not None and owner.pid != os.getpid():
-        return WorkerProxyWarehouse(owner.url, owner.token)
+        return RemoteWarehouse(lambda: live_owner(path))
     if not path.is_dir():
         raise WarehouseError(f"no Sentinel store at {path}: {WHERE_TO_POINT}")
     reader = ClickHouseWarehouse(dsn)

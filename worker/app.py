@@ -52,15 +52,20 @@ log = logging.getLogger(__name__)
 def make_app(settings: Settings) -> faust.App:
     """The Faust app with the settings every worker shares (fast joins on a local broker,
     static membership, earliest offsets, bounded produce timeouts)."""
+    extra: dict[str, Any] = {}
+    if settings.producer_max_batch_size > 0:
+        extra["producer_max_batch_size"] = settings.producer_max_batch_size
+    if settings.static_membership:
+        # noida-db never evicts a SIGKILLed member; static membership lets the restarted worker replace it
+        extra["consumer_group_instance_id"] = f"{settings.app_id}-{settings.worker_id}"
     return faust.App(
-        settings.app_id, broker=settings.broker_url, store="memory://", datadir=str(settings.data_dir / "faust"),
+        settings.app_id, broker=settings.broker_url, store="memory://",
+        datadir=str(settings.data_dir / "faust" / settings.worker_id),
         autodiscover=False, topic_partitions=settings.partitions, topic_replication_factor=1,
         web_enabled=True, web_bind=settings.web_host, web_host=settings.web_host, web_port=settings.web_port,
         # fast, predictable group joins on a local broker (PLATFORM notes)
         broker_session_timeout=6, broker_rebalance_timeout=6, broker_heartbeat_interval=1,
         broker_commit_interval=1.0,
-        # noida-db never evicts a SIGKILLed member; static membership lets the restarted worker replace it
-        consumer_group_instance_id=f"{settings.app_id}-{settings.worker_id}",
         # a partition without a committed offset is read from its start (losing a log's head is silent)
         consumer_auto_offset_reset="earliest",
         # never wait for in-flight events on a rebalance or stop: waiting deadlocked the worker
@@ -70,6 +75,7 @@ def make_app(settings: Settings) -> faust.App:
         # a produce batch stuck across a broker restart fails after this, and is sent again
         producer_request_timeout=SEND_TIMEOUT_S,
         table_standby_replicas=0,
+        **extra,
     )
 
 

@@ -4,28 +4,27 @@ Counters are bumped by the agents; latency gauges are computed at scrape time fr
 sketch table, so a scrape always sees the current p95 without a background job. Three lags,
 each answering one question:
 
-    sentinel_consumer_lag_records{topic,partition}  how far behind the log is this worker?
+    sentinel_consumer_lag_records{worker,topic,partition}  how far behind the log is this worker?
         (log end offset minus committed offset, per input partition it holds; read per scrape)
     sentinel_processing_lag_seconds                 how long does a record wait inside it?
         (from the jobs agent receiving a batch to the batch finished; set per batch)
     sentinel_event_time_lag_seconds                 how old are the events it scores?
         (now minus the newest ``delivered_at``: huge when replaying an old trace; not a health signal)
+
+and ``sentinel_assigned_partitions{worker,topic}``: how many partitions of each input topic this
+worker holds (worker/membership.py), so several workers sharing a group can be told apart;
+``sentinel_topic_partitions{worker,topic}`` is how many the topic has (their difference, summed
+over workers, is the partitions nobody holds).
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import time
-from typing import Any, Callable, Iterable, Mapping
+from typing import Callable, Iterable, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
-
-from worker.delivery import overrides
-
-log = logging.getLogger(__name__)
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -76,7 +75,12 @@ class WorkerMetrics:
         self.webhook = Counter("sentinel_alert_webhooks", "Alert webhook deliveries", ["outcome"], registry=r)
         self.consumer_lag = Gauge("sentinel_consumer_lag_records",
                                   "Records between the committed offset and the log end, per input partition "
-                                  "this worker holds (read at scrape time)", ["topic", "partition"], registry=r)
+                                  "this worker holds (read at scrape time)", ["worker", "topic", "partition"],
+                                  registry=r)
+        self.assigned = Gauge("sentinel_assigned_partitions", "Partitions of each input topic this worker holds "
+                              "(read at scrape time)", ["worker", "topic"], registry=r)
+        self.topic_partitions = Gauge("sentinel_topic_partitions", "Partitions of each input topic, as this worker's "
+                                      "consumer metadata has them", ["worker", "topic"], registry=r)
         self.processing_lag = Gauge("sentinel_processing_lag_seconds",
                                     "Seconds from the jobs agent receiving its latest finished batch to finishing it "
                                     "(outputs acknowledged and stored)", registry=r)
@@ -88,11 +92,22 @@ class WorkerMetrics:
     def watch_latency(self, snapshot: Callable[[], Mapping[tuple[str, str], Mapping[str, float | None]]]) -> None:
         self.registry.register(LiveLatencyCollector(snapshot))
 
-    def set_consumer_lag(self, lags: Mapping[tuple[str, int], int] | None) -> None:
-        """Replace every partition's consumer lag (None: unknown, no series)."""
-        self.consumer_lag.clear()  # revoked partitions disappear
+    def set_membership(self, worker: str, partitions: Mapping[str, Iterable[int]],
+                       lags: Mapping[tuple[str, int], int] | None,
+                       topic_partitions: Mapping[str, int | None] | None = None) -> None:
+        """Replace the partitions held per input topic, every partition's consumer lag (None:
+        unknown, no lag series) and the topics' partition counts (None: unknown, no series);
+        series of revoked partitions disappear."""
+        self.assigned.clear()
+        for topic, held in sorted(partitions.items()):
+            self.assigned.labels(worker, topic).set(len(list(held)))
+        self.topic_partitions.clear()
+        for topic, n in sorted((topic_partitions or {}).items()):
+            if n is not None:
+                self.topic_partitions.labels(worker, topic).set(n)
+        self.consumer_lag.clear()
         for (topic, partition), records in sorted((lags or {}).items()):
-            self.consumer_lag.labels(topic, str(partition)).set(records)
+            self.consumer_lag.labels(worker, topic, str(partition)).set(records)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
@@ -114,30 +129,3 @@ class WorkerMetrics:
             "event_time_lag_seconds": total(self.event_time_lag),
             "uptime_seconds": time.time() - self.started_at,
         }
-
-
-def consumer_lag(ends: Mapping[Any, int | None], committed: Mapping[Any, int | None]) -> dict[tuple[str, int], int]:
-    """Records behind the log end per partition: log end offset minus committed offset (never
-    below 0). A partition with no known end or committed offset (not sought yet) is left out."""
-    out = {}
-    for tp, end in ends.items():
-        at = committed.get(tp)
-        if end is not None and at is not None:
-            out[(tp.topic, tp.partition)] = max(0, end - at)
-    return out
-
-
-async def read_consumer_lag(consumer: Any, tracks: Callable[[str], bool],
-                            timeout_s: float = 5.0) -> dict[tuple[str, int], int] | None:
-    """The consumer lag of every assigned partition of a topic ``tracks`` accepts (the input
-    topics), asking the broker for the log ends; None when the consumer cannot tell now
-    (not started, rebalancing, broker unreachable)."""
-    try:
-        tps = [tp for tp in consumer.assignment() if tracks(tp.topic)]
-        if not tps:
-            return {}
-        ends = await asyncio.wait_for(consumer.highwaters(*tps), timeout_s)
-    except Exception as exc:  # a scrape must answer; the series are left out instead
-        log.debug("consumer lag unknown: %s: %s", type(exc).__name__, exc)
-        return None
-    return consumer_lag(ends, {tp: overrides.committed_offset(consumer, tp) for tp in tps})

@@ -10,7 +10,7 @@ from config.settings import Settings
 from sentinel.cost import Pricing
 from sentinel.cusum import DriftConfig
 from sentinel.scoring import BatchScorer
-from warehouse.client import ClickHouseWarehouse
+from warehouse.client import Warehouse
 from warehouse.moments import MomentStates
 from worker.metrics import WorkerMetrics
 from worker.stages.gate import Catalog
@@ -26,7 +26,7 @@ class Runtime:
     ClickHouse calls never run on the event loop."""
 
     settings: Settings
-    warehouse: ClickHouseWarehouse
+    warehouse: Warehouse  # opened here, or the store role's (warehouse.client.RemoteWarehouse)
     scorer: BatchScorer | None  # None: a metadata-only worker (score_enabled off)
     pricing: Pricing
     token: str = ""
@@ -40,6 +40,7 @@ class Runtime:
     # the scheduled benchmark snapshots (blocking; rows written), handed in by the CLI: the
     # report code is a sibling layer the worker does not import. None: no snapshot timer
     snapshot: Callable[[], int] | None = None
+    owns_warehouse: bool = True  # False: a scoring worker of a store role (worker/store_role.py)
 
     def __post_init__(self) -> None:
         if self.moments is None:

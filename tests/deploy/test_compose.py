@@ -27,8 +27,26 @@ def test_services_and_images() -> None:
     assert services["kafka"]["image"].startswith("apache/kafka:")
     assert services["kafka"]["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"  # KRaft
     assert re.fullmatch(r"clickhouse/clickhouse-server:26\.\d+", services["clickhouse"]["image"])
-    worker_ids = {services[w]["environment"]["SENTINEL_WORKER_ID"] for w in ("worker-1", "worker-2")}
-    assert len(worker_ids) == 2, "static group membership needs a distinct id per worker"
+    workers = [name for name in services if name.startswith("worker-")]
+    assert len(workers) >= 2
+    worker_ids = {services[w]["environment"]["SENTINEL_WORKER_ID"] for w in workers}
+    assert len(worker_ids) == len(workers), "static group membership needs a distinct id per worker"
+
+
+def test_role_split_one_store_and_scoring_workers_that_use_it() -> None:
+    """The store role owns migrations and snapshots; every scoring worker waits for it and
+    leaves both to it (SENTINEL_USE_STORE), and talks to the ClickHouse server, not to chDB."""
+    services = compose()["services"]
+    assert services["store"]["command"] == ["store"]
+    assert "/healthz" in " ".join(services["store"]["healthcheck"]["test"])
+    port = services["store"]["environment"]["SENTINEL_STORE_PORT"]
+    assert f"localhost:{port}/healthz" in " ".join(services["store"]["healthcheck"]["test"])
+    for name in (n for n in services if n.startswith("worker-")):
+        svc = services[name]
+        assert svc["command"] == ["worker"], name
+        assert svc["environment"]["SENTINEL_USE_STORE"] == "true", name
+        assert svc["depends_on"]["store"] == {"condition": "service_healthy"}, name
+        assert svc["environment"]["SENTINEL_CLICKHOUSE_DSN"].startswith("http://"), name
 
 
 def test_referenced_files_exist() -> None:

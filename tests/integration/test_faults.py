@@ -34,98 +34,24 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections import defaultdict
-from dataclasses import dataclass, field
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from conftest import image_bytes, make_event, wait_for
+from conftest import make_event, wait_for
 from PIL import Image
 
 import contracts.codec as codec
-from contracts.codec import AvroCodec, content_hash
+from contracts.codec import AvroCodec
 from worker.dlq import read_dead_letters
 from devstack.broker import free_port
+from exactness import Ledger, check_exactly_once, dead_letters, get_json, jobs, offsets, reader, record, send, small
 
 pytestmark = pytest.mark.integration
 
-TOPIC = "jobs.completed"
-PRICES = {"A100-80GB": 1.89, "L4": 0.80}  # pricing.toml, written out by hand
 HOOK_SECRET = "T0FAULTS/B0FAULTS/xoxb-s3cr3t-webhook-token"
 MAX_IMAGE_BYTES = 20_000
-CODEC = AvroCodec("JobCompleted")
-
-
-@dataclass
-class Ledger:
-    first: dict[str, dict] = field(default_factory=dict)  # job id -> the copy that must be stored
-    dead: dict[tuple[int, int], str] = field(default_factory=dict)  # source (partition, offset) -> reason
-
-
-def small(event: dict, salt: int) -> dict:
-    """The same event with 16x16 images: fast to publish, decode and score."""
-    out = dict(event, image=image_bytes(salt, size=16))
-    if out["reference_image"] is not None:
-        out["reference_image"] = image_bytes(salt + 7_777_777, size=16)
-    return out
-
-
-def jobs(seed: int, n: int) -> list[dict]:
-    return [small(make_event(i, seed=seed), seed * 1_000_000 + i) for i in range(n)]
-
-
-def record(event: dict, writer: AvroCodec = CODEC) -> tuple[bytes, bytes]:
-    return event["job_id"].encode(), writer.encode(event)
-
-
-async def _send(bootstrap: str, items: list[tuple[bytes | None, bytes]], chunk: int, pause: float) -> list[tuple[int, int]]:
-    from aiokafka import AIOKafkaProducer
-
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True,
-                                max_request_size=4 * 1024 * 1024, linger_ms=5)
-    await producer.start()
-    try:
-        where = []
-        for start in range(0, len(items), chunk):
-            futures = [await producer.send(TOPIC, value, key=key) for key, value in items[start:start + chunk]]
-            where += [(md.partition, md.offset) for md in await asyncio.gather(*futures)]
-            if pause:
-                await asyncio.sleep(pause)
-        return where
-    finally:
-        await producer.stop()
-
-
-def send(bootstrap: str, items: list[tuple[bytes | None, bytes]], chunk: int = 200, pause: float = 0.0) -> list[tuple[int, int]]:
-    """Publish raw records (key, value); returns each one's (partition, offset)."""
-    return asyncio.run(_send(bootstrap, items, chunk, pause))
-
-
-async def _offsets(bootstrap: str, group: str, partitions: int) -> tuple[dict[int, int], dict[int, int]]:
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        tps = [TopicPartition(TOPIC, p) for p in range(partitions)]
-        committed = {tp.partition: (await consumer.committed(tp)) or 0 for tp in tps}
-        ends = {tp.partition: off for tp, off in (await consumer.end_offsets(tps)).items()}
-        return committed, ends
-    finally:
-        await consumer.stop()
-
-
-def offsets(stack) -> tuple[dict[int, int], dict[int, int]]:
-    """The worker group's committed offsets and the log end offsets of jobs.completed."""
-    return asyncio.run(_offsets(stack.broker.bootstrap, stack.settings.app_id, stack.settings.partitions))
-
-
-def get_json(url: str) -> Any:
-    with urllib.request.urlopen(url, timeout=10) as response:
-        return json.loads(response.read())
 
 
 def live_rows(stack) -> dict[str, dict]:
@@ -157,22 +83,6 @@ def tallied(stack) -> int:
         return -1  # the worker is restarting
 
 
-def reader(stack):
-    from warehouse.client import open_reader
-
-    return open_reader(stack.settings.dsn)
-
-
-def cost(e: dict) -> float:
-    if e["provider"] == "api":
-        return e["api_cost_usd"] + 0.002
-    return e["gpu_seconds"] * PRICES[e["gpu_type"]] / 3600 * 1.15 + 0.002
-
-
-def latency(e: dict) -> float:
-    return (e["delivered_at"] - e["requested_at"]) / timedelta(milliseconds=1)
-
-
 def wait_until_done(stack, ledger: Ledger, timeout: float = 300) -> None:
     n = len(ledger.first)
     wait_for(lambda: tallied(stack) >= n, timeout, f"{n} jobs tallied",
@@ -199,105 +109,6 @@ def progress(stack, r) -> str:
     except Exception as exc:  # noqa: BLE001
         committed, ends = repr(exc), None
     return f"{counts}\nstats {stats}\ncommitted {committed}\nends {ends}\n{stack.worker.log_tail(6000)}"
-
-
-def dead_letters(stack) -> dict[tuple[int, int], set[str]]:
-    letters = asyncio.run(read_dead_letters(stack.broker.bootstrap, f"{TOPIC}.dlq"))
-    out: dict[tuple[int, int], set[str]] = defaultdict(set)
-    for d in letters:
-        assert d.headers["source_topic"] == TOPIC
-        out[(int(d.headers["source_partition"]), int(d.headers["source_offset"]))].add(d.reason)
-    return out
-
-
-def check_moments_exact(stack, ledger: Ledger) -> None:
-    """FID moment states (offset-idempotent, stored by the score agent): every first copy once
-    (a run before the per-batch offset dedup showed groups one image over: Faust had handed
-    the score agent a record twice in one batch)."""
-    r = reader(stack)
-    first = ledger.first
-    want_n = defaultdict(int)
-    for e in first.values():
-        want_n[(e["model_id"], e["niche"])] += 1
-
-    def moments() -> dict:
-        rows = r.query("SELECT model_id, niche, sum(n) AS n FROM sentinel.feature_moments FINAL "
-                       "WHERE scorer_version = {v:String} GROUP BY model_id, niche",
-                       {"v": stack.settings.scorer_version}).to_pylist()
-        return {(x["model_id"], x["niche"]): x["n"] for x in rows}
-
-    def states_short() -> str:  # which states miss which stored jobs' offsets
-        jobs = r.query("SELECT model_id, niche, toUnixTimestamp(toStartOfInterval(requested_at, INTERVAL {b:UInt32} SECOND)) "
-                       "AS bucket, source_partition AS p, groupArray(source_offset) AS offsets FROM sentinel.jobs FINAL "
-                       "GROUP BY model_id, niche, bucket, p", {"b": stack.settings.moments_bucket_s}).to_pylist()
-        states = r.query("SELECT model_id, niche, toUnixTimestamp(bucket) AS bucket, source_partition AS p, n, "
-                         "last_offset, complete_below, applied_offsets FROM sentinel.feature_moments FINAL "
-                         "WHERE scorer_version = {v:String}", {"v": stack.settings.scorer_version}).to_pylist()
-        have = {(x["model_id"], x["niche"], x["bucket"], x["p"]): x for x in states}
-        out = []
-        for j in jobs:
-            st = have.get((j["model_id"], j["niche"], j["bucket"], j["p"]))
-            if st is None or st["n"] != len(j["offsets"]):
-                out.append(f"{j['model_id']}|{j['niche']}|{j['bucket']}|{j['p']}: want {sorted(j['offsets'])} got {st}")
-        return "\n".join(out[:10])
-
-    wait_for(lambda: moments() == dict(want_n), 60, "FID moments to hold every first copy exactly once",
-             diagnose=lambda: f"got {moments()}\nwant {dict(want_n)}\n{states_short()}\n"
-                              f"{stack.worker.log_tail(3000)}")
-
-
-
-def check_exactly_once(stack, ledger: Ledger) -> None:
-    """Everything in the ledger stored once, reported and tallied exactly; the DLQ exact."""
-    from reports import report as reports
-    from warehouse.window import Window
-
-    r = reader(stack)
-    first = ledger.first
-    stored = r.query("SELECT job_id, content_hash, gpu_seconds, prompt FROM sentinel.jobs FINAL").to_pylist()
-    assert len(stored) == len(first), "jobs FINAL count"
-    by_id = {row["job_id"]: row for row in stored}
-    assert set(by_id) == set(first), "stored job ids"
-    wrong = [j for j, row in by_id.items() if row["content_hash"] != content_hash(first[j])]
-    assert not wrong, f"stored copies that are not the first copy: {wrong[:5]}"
-    scored = r.query("SELECT job_id, count() AS n FROM sentinel.scores FINAL GROUP BY job_id").to_pylist()
-    assert {s["job_id"] for s in scored} == set(first) and all(s["n"] == 1 for s in scored)
-
-    # the report (FINAL views) against numpy over the first copies
-    data = reports.benchmark(r, stack.settings.pricing(), Window())
-    models = {m["model"]: m for m in data["models"]}
-    per_model: dict[str, list[dict]] = defaultdict(list)
-    for e in first.values():
-        per_model[e["model_id"]].append(e)
-    assert set(models) == set(per_model)
-    for model, events in per_model.items():
-        lat = np.array([latency(e) for e in events])
-        assert models[model]["jobs"] == len(events), model
-        assert models[model]["p95_latency_ms"] == pytest.approx(np.percentile(lat, 95), rel=1e-12), model
-        assert models[model]["p50_latency_ms"] == pytest.approx(np.percentile(lat, 50), rel=1e-12), model
-        assert models[model]["cost_per_image_usd"] == pytest.approx(np.mean([cost(e) for e in events]), rel=1e-9), model
-
-    # live tallies: exact (a re-published job counted twice would show here)
-    want: dict[str, dict] = defaultdict(lambda: {"jobs": 0, "cost_usd": 0.0, "gpu_seconds": 0.0})
-    for e in first.values():
-        t = want[f"{e['model_id']}|{e['niche']}"]
-        t["jobs"] += 1
-        t["cost_usd"] += cost(e)
-        t["gpu_seconds"] += e["gpu_seconds"]
-    got = live_rows(stack)
-    assert set(got) == set(want)
-    for key, w in want.items():
-        assert got[key]["jobs"] == w["jobs"], key
-        assert got[key]["cost_usd"] == pytest.approx(w["cost_usd"], rel=1e-9), key
-        assert got[key]["gpu_seconds"] == pytest.approx(w["gpu_seconds"], rel=1e-9), key
-
-    # dead letters: exactly the expected source records (a crash may send one twice), each
-    # with its reason, and no good record among them
-    letters = dead_letters(stack)
-    assert set(letters) == set(ledger.dead), f"unexpected {set(letters) - set(ledger.dead)}, " \
-                                             f"missing {set(ledger.dead) - set(letters)}"
-    assert {k: sorted(v) for k, v in letters.items()} == {k: [v] for k, v in ledger.dead.items()}
-    check_moments_exact(stack, ledger)
 
 
 @pytest.fixture(scope="module")
@@ -367,7 +178,7 @@ def test_sigkill_at_random_points_loses_and_doubles_nothing(stack, ledger):
         elif kind == "conflict":
             ledger.dead[where] = "duplicate_job_id_conflict"
     wait_until_done(stack, ledger)
-    check_exactly_once(stack, ledger)
+    check_exactly_once(stack, ledger, live_rows)
 
     # scores of a sample equal a direct CLIP recomputation of the stored first copies
     from sentinel.clip import ClipExtractor
@@ -406,7 +217,7 @@ def test_broker_restart_mid_stream(stack, ledger):
     ledger.dead[where[-1]] = "duplicate_job_id_conflict"
     assert stack.worker.proc.poll() is None, "the worker survived the broker restart"
     wait_until_done(stack, ledger)
-    check_exactly_once(stack, ledger)
+    check_exactly_once(stack, ledger, live_rows)
     # nothing the broker acknowledged was lost: a restarted worker would recover these tallies
     wait_for(lambda: changelog_matches_table(stack), 30, "the changelog to hold the table's state")
 
@@ -437,7 +248,7 @@ def test_clickhouse_outage_commits_nothing_unstored_then_catches_up(stack, ledge
     finally:
         switch.unlink(missing_ok=True)
     wait_until_done(stack, ledger)
-    check_exactly_once(stack, ledger)
+    check_exactly_once(stack, ledger, live_rows)
     wait_for(lambda: offsets(stack)[0] == offsets(stack)[1], 30, "every offset committed after the outage")
 
 
@@ -480,7 +291,7 @@ def test_bad_records_among_good_ones(stack, ledger):
         if reason is not None:
             ledger.dead[w] = reason
     wait_until_done(stack, ledger, timeout=120)  # never stalls
-    check_exactly_once(stack, ledger)
+    check_exactly_once(stack, ledger, live_rows)
     assert get_json(f"{stack.worker.url}/sentinel/stats/")["duplicates_skipped"] == skipped_before + 1
 
 
@@ -518,7 +329,7 @@ def test_schema_evolution_with_real_workers(stack, ledger, tmp_path):
     for e in older:
         ledger.first[e["job_id"]] = e
     wait_until_done(stack, ledger, timeout=120)
-    check_exactly_once(stack, ledger)
+    check_exactly_once(stack, ledger, live_rows)
     stored = reader(stack).query("SELECT job_id, requested_at, delivered_at, prompt, model_id, niche, gpu_seconds "
                                  "FROM sentinel.jobs FINAL").to_pylist()
     by_id = {row["job_id"]: row for row in stored}

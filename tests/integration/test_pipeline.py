@@ -24,7 +24,7 @@ from sentinel.clip import ClipExtractor
 from reports import report as reports
 from reports.quality import UnknownScorerVersion
 from warehouse.window import Window
-from warehouse.client import WorkerProxyWarehouse, open_reader
+from warehouse.client import RemoteWarehouse, open_reader
 
 N = 90
 pytestmark = pytest.mark.integration
@@ -46,7 +46,7 @@ def published(embedded_stack):
     publish_raw(embedded_stack.broker.bootstrap, "jobs.completed", bad)
     publish_events(embedded_stack.broker.bootstrap, events[N // 2 :])
     reader = open_reader(embedded_stack.settings.dsn)
-    assert isinstance(reader, WorkerProxyWarehouse), "the worker owns chDB; reads must go through it"
+    assert isinstance(reader, RemoteWarehouse), "the worker owns chDB; reads must go through it"
 
     def done():
         row = reader.query(sql_files.report("progress")).to_pylist()[0]

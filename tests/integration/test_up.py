@@ -50,12 +50,14 @@ def _ppid(proc: Path) -> int | None:
 
 
 @pytest.fixture
-def up(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
+def up(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
     data_dir = tmp_path / "data"
     log = (tmp_path / "up.log").open("wb")
+    workers = getattr(request, "param", 1)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "cli.main", "up"], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-        env=env_for(data_dir, SENTINEL_BROKER_URL="kafka://127.0.0.1:0", SENTINEL_WEB_PORT="0",
+        [sys.executable, "-m", "cli.main", "up", "--workers", str(workers)], cwd=ROOT, stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env_for(data_dir, SENTINEL_BROKER_URL="kafka://127.0.0.1:0", SENTINEL_WEB_PORT="0", SENTINEL_STORE_PORT="0",
                     SENTINEL_PARTITIONS="2", SENTINEL_SCORE_ENABLED="false",
                     SENTINEL_APP_ID=f"sentinel-up-{os.getpid()}"))
     try:
@@ -77,8 +79,12 @@ def ports(data_dir: Path) -> list[tuple[str, int]]:
     return [(url.split("://")[1].rsplit(":", 1)[0], int(url.rsplit(":", 1)[1])) for url in (info["broker_url"], info["web_url"])]
 
 
-def test_commands_find_the_stack_and_sigterm_leaves_nothing(up) -> None:
+@pytest.mark.parametrize("up", [1, 2], indirect=True, ids=["one-worker", "two-workers-and-a-store"])
+def test_commands_find_the_stack_and_sigterm_leaves_nothing(up, request) -> None:
     proc, data_dir = up
+    workers = request.node.callspec.params["up"]
+    owner = json.loads((data_dir / "chdb.owner.json").read_text())
+    assert owner["role"] == ("store" if workers > 1 else "worker")  # sql below goes through it
     listening = ports(data_dir)
     assert all(port_accepts(host, port) for host, port in listening)
 
@@ -94,7 +100,7 @@ def test_commands_find_the_stack_and_sigterm_leaves_nothing(up) -> None:
         assert valid.returncode == 0 and json.loads(valid.stdout) == [{"n": 0}], valid.stderr
 
     kids = children(proc.pid)
-    assert len(kids) >= 2  # the broker and the worker
+    assert len(kids) >= 2 + (workers - 1) + (workers > 1)  # the broker, the worker(s), the store
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(120) == 0
     assert poll_until(lambda: not any(Path(f"/proc/{pid}").exists() for pid in kids), time.monotonic() + 10), kids

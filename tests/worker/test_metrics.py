@@ -8,7 +8,8 @@ import asyncio
 from faust.types import TP
 from prometheus_client.parser import text_string_to_metric_families
 
-from worker.metrics import WorkerMetrics, consumer_lag, read_consumer_lag
+from worker.membership import consumer_lag, read_consumer_lag
+from worker.metrics import WorkerMetrics
 
 
 class Consumer:
@@ -52,20 +53,29 @@ def test_read_consumer_lag_asks_only_for_input_partitions() -> None:
 def test_unreachable_broker_gives_no_series_instead_of_stale_ones() -> None:
     jobs0 = TP("jobs.completed", 0)
     metrics = WorkerMetrics()
-    metrics.set_consumer_lag({("jobs.completed", 0): 5, ("jobs.completed", 1): 2})
-    assert samples(metrics)[("sentinel_consumer_lag_records", (("partition", "0"), ("topic", "jobs.completed")))] == 5
+    metrics.set_membership("w1", {"jobs.completed": [0, 1]}, {("jobs.completed", 0): 5, ("jobs.completed", 1): 2})
+    assert samples(metrics)[("sentinel_consumer_lag_records",
+                             (("partition", "0"), ("topic", "jobs.completed"), ("worker", "w1")))] == 5
     failing = Consumer({jobs0: 9}, {jobs0: 1}, fail=ConnectionError("broker down"))
-    metrics.set_consumer_lag(asyncio.run(read_consumer_lag(failing, lambda topic: True)))
+    metrics.set_membership("w1", {"jobs.completed": [0]}, asyncio.run(read_consumer_lag(failing, lambda topic: True)))
     assert not [k for k in samples(metrics) if k[0] == "sentinel_consumer_lag_records"]
 
 
 def test_revoked_partitions_disappear_and_summary_sums_them() -> None:
     metrics = WorkerMetrics()
-    metrics.set_consumer_lag({("jobs.completed", 0): 5, ("jobs.completed", 1): 2})
-    metrics.set_consumer_lag({("jobs.completed", 1): 4})
-    lags = {dict(k[1])["partition"]: v for k, v in samples(metrics).items() if k[0] == "sentinel_consumer_lag_records"}
+    metrics.set_membership("w1", {"jobs.completed": [0, 1], "jobs.scored": [2]},
+                           {("jobs.completed", 0): 5, ("jobs.completed", 1): 2})
+    metrics.set_membership("w1", {"jobs.completed": [1], "jobs.scored": []}, {("jobs.completed", 1): 4})
+    found = samples(metrics)
+    lags = {dict(k[1])["partition"]: v for k, v in found.items() if k[0] == "sentinel_consumer_lag_records"}
     assert lags == {"1": 4}
+    held = {dict(k[1])["topic"]: v for k, v in found.items() if k[0] == "sentinel_assigned_partitions"}
+    assert held == {"jobs.completed": 1, "jobs.scored": 0}
     assert metrics.summary()["consumer_lag_records"] == 4
+    assert not [k for k in found if k[0] == "sentinel_topic_partitions"]  # counts unknown: no series
+    metrics.set_membership("w1", {"jobs.completed": [1]}, {}, {"jobs.completed": 4, "jobs.scored": None})
+    counts = {k[1]: v for k, v in samples(metrics).items() if k[0] == "sentinel_topic_partitions"}
+    assert counts == {(("topic", "jobs.completed"), ("worker", "w1")): 4}
 
 
 def test_lags_are_exported_under_names_that_say_what_they_measure() -> None:

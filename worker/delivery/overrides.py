@@ -13,9 +13,11 @@ Patched (once per process, :func:`install`):
 3. ``aiokafka.consumer.fetcher.Fetcher._proc_fetch_request``: waits out up to 20 ms after an
    empty fetch (noida-db answers empty fetches at once; an idle worker burned 0.9 cores).
 
-Read, not patched: ``Consumer._committed_offset`` (also by the consumer lag metric), ``_acked``,
+Read, not patched: ``Consumer._committed_offset`` (also by worker/membership.py: the consumer lag), ``_acked``,
 ``_acked_index``, ``_gap``, ``_paused_partitions``; the ``faust.streams._current_event`` context
-variable (table writes go to the changelog partition of the current event).
+variable (table writes go to the changelog partition of the current event); the aiokafka consumer
+behind Faust's consumer thread (``_thread._ensure_consumer()``), for its public
+``partitions_for_topic`` (Faust's own ``topic_partitions`` answers only on the group leader).
 """
 
 from __future__ import annotations
@@ -49,9 +51,11 @@ EXPECTED: tuple[tuple[str, str | None, str, tuple[str, ...] | None], ...] = (
     ("faust.transport.consumer", "Consumer", "resume_partitions", None),
     ("aiokafka.consumer.fetcher", "Fetcher", "_proc_fetch_request", ("self", "assignment", "node_id", "request")),
     ("faust.streams", None, "_current_event", None),
+    ("faust.transport.drivers.aiokafka", "AIOKafkaConsumerThread", "_ensure_consumer", ("self",)),
+    ("aiokafka.consumer.consumer", "AIOKafkaConsumer", "partitions_for_topic", ("self", "topic")),
 )
 # instance attributes of a live Consumer (checked on the first consumer that seeks)
-CONSUMER_ATTRS = ("_committed_offset", "_acked", "_acked_index", "_gap", "_paused_partitions", "app")
+CONSUMER_ATTRS = ("_committed_offset", "_acked", "_acked_index", "_gap", "_paused_partitions", "app", "_thread")
 
 _PROTOCOLS: dict[int, Any] = {}  # id(app) -> its CommitProtocol
 _INSTALLED = False
@@ -112,6 +116,16 @@ def protocol_of(app: Any) -> Any:
 def committed_offset(consumer: Any, tp: Any) -> int | None:
     """The consumer's committed offset of ``tp`` (None: none yet, or no consumer)."""
     return consumer._committed_offset.get(tp) if consumer is not None else None
+
+
+def topic_partition_count(consumer: Any, topic: str) -> int | None:
+    """How many partitions ``topic`` has in the consumer's cluster metadata (None: not known yet,
+    or no consumer). A read of a dict the consumer thread updates, as Faust's ``highwater`` does."""
+    thread = getattr(consumer, "_thread", None) if consumer is not None else None
+    if thread is None:
+        return None
+    partitions = thread._ensure_consumer().partitions_for_topic(topic)
+    return len(partitions) if partitions else None
 
 
 def is_paused(consumer: Any, tp: Any) -> bool:

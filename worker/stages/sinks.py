@@ -9,6 +9,7 @@ from typing import Any, Callable, Sequence
 
 from warehouse import rows
 from warehouse.moments import MomentInput, rows_token
+from worker.delivery.retry import until_done
 from worker.delivery.sends import dedup_token, write_until_stored
 from worker.stages.triage import Accepted
 
@@ -57,8 +58,11 @@ class MomentsStage:
         items = [MomentInput(a.event["model_id"], a.event["niche"], a.event["requested_at"], a.partition, a.offset,
                              value["embedding"]) for a, value in scored]
         loop = asyncio.get_running_loop()
-        changed = await loop.run_in_executor(self.rt.sink_pool, self.rt.moments.apply, self.scorer_version, items,
-                                             self.committed)
+        # loading a state may read the warehouse: an outage (or a restarting store) is waited out;
+        # a failed load changes no state, so the retry is safe
+        changed = await until_done(lambda: loop.run_in_executor(self.rt.sink_pool, self.rt.moments.apply,
+                                                                self.scorer_version, items, self.committed),
+                                   "FID moment states", self.rt.metrics.sink_retries.inc)
         if changed is not None:
             token = rows_token(changed)
             await write_until_stored(self.rt.sink_pool,
