@@ -1,8 +1,9 @@
 -- Quality, cost and latency per model (niche = '*') and per model x niche: the numbers of
 -- benchmark.sql (same definitions, read there from the event log), read here from the
 -- report rollups of sql/migrations/0012 for the window's full hours [hours_start, hours_end)
--- and from the per-job report_jobs / report_scores for the partial hours at its edges. reports/report.py
--- uses this query only when report_rollup_check.sql says the rollups answer exactly.
+-- (latencies: full months [months_start, months_end)) and from the per-job report_jobs /
+-- report_scores for the rest at its edges. reports/rollups.py uses this query only when
+-- report_rollup_check.sql says the rollups answer exactly.
 --   jobs, scored: delivered images (guard mode: discarded attempts are not jobs here)
 --   clip: mean of each delivered job's CLIP score (scorer_version = '' : its latest score)
 --   p50/p95: exact, quantileExactInclusive's numbers from the (value, count) histogram of every
