@@ -14,10 +14,12 @@ Timed after the load and a bounded wait for background merges:
 
 * **report query**: what ``reports.report.benchmark()`` runs for the benchmark table (gpu_types
   + benchmark.sql; new tree: ``reports.rollups.benchmark_table``, which picks the rollups).
-  Cold = first run after dropping chDB caches; warm = median of 3.
+  Cold = first run after dropping chDB caches; warm = median of 3 (1 when cold took --slow-s).
 * **benchmark() without intervals** (``BootstrapConfig(resamples=0)``): every query of the
   report (quality, latency CDF, cost and latency breakdowns, guard, trend); one warm-up, median
-  of 2.
+  of 2 (1 when the warm-up took --slow-s).
+* **Grafana panels**: every panel query of the tree's dashboard, macros expanded for the
+  quarter with a 1-hour interval; one warm-up, median of 3 (1 when slow).
 * **benchmark() with the default bootstrap** (1000 resamples, <= 5,000 jobs per group): once.
   Its numpy part does not depend on the store's size.
 
@@ -110,8 +112,9 @@ def grafana_sql(sql: str, start: str, end: str) -> str:
     return re.sub(r"\$__timeFilter\(([^)]+)\)", rf"\1 >= toDateTime('{start}') AND \1 <= toDateTime('{end}')", sql)
 
 
-def grafana_times(b: Any, tree: Path, pricing: Any, start: str, end: str) -> list[dict[str, Any]]:
-    """Each panel query of the tree's dashboard: one warm-up, then the median of 3."""
+def grafana_times(b: Any, tree: Path, pricing: Any, start: str, end: str, slow_s: float) -> list[dict[str, Any]]:
+    """Each panel query of the tree's dashboard: one warm-up, then the median of 3 (1 when the
+    warm-up took ``slow_s`` or more)."""
     from warehouse.pricing import publish_pricing
 
     publish_pricing(b.w, pricing)
@@ -120,8 +123,8 @@ def grafana_times(b: Any, tree: Path, pricing: Any, start: str, end: str) -> lis
     for panel in panels:
         for target in panel["targets"]:
             text = grafana_sql(target["rawSql"], start, end)
-            _median_run(lambda: b.w.query(text), 1)
-            warm, runs, _ = _median_run(lambda: b.w.query(text), 3)
+            first, _, _ = _median_run(lambda: b.w.query(text), 1)
+            warm, runs, _ = _median_run(lambda: b.w.query(text), 3 if first < slow_s / 4 else 1)
             out.append({"panel": panel["title"], "warm_s": warm, "runs_s": runs, "sql": target["rawSql"]})
     return out
 
@@ -135,7 +138,7 @@ def _median_run(fn: Any, runs: int) -> tuple[float, list[float], Any]:
     return float(statistics.median(times)), times, out
 
 
-def child(tree: Path, store: Path, jobs: int, seed: int, load_batch: int) -> dict[str, Any]:
+def child(tree: Path, store: Path, jobs: int, seed: int, load_batch: int, slow_s: float) -> dict[str, Any]:
     sys.path[:0] = [str(tree), str(tree / "bench")]
     import tomllib
 
@@ -166,15 +169,15 @@ def child(tree: Path, store: Path, jobs: int, seed: int, load_batch: int) -> dic
 
         b.drop_caches()
         cold, _, rows = _median_run(report_query, 1)
-        warm, warm_runs, rows = _median_run(report_query, 3)
+        warm, warm_runs, rows = _median_run(report_query, 3 if cold < slow_s else 1)
         log(f"    report query: cold {cold:.3f}s warm {warm:.3f}s")
         no_ci = lambda: benchmark(b.w, pricing, window, bootstrap=BootstrapConfig(resamples=0))  # noqa: E731
-        _median_run(no_ci, 1)
-        full_noci, noci_runs, _ = _median_run(no_ci, 2)
+        first, _, _ = _median_run(no_ci, 1)
+        full_noci, noci_runs, _ = _median_run(no_ci, 2 if first < slow_s else 1)
         log(f"    benchmark() without intervals: {full_noci:.3f}s")
         full_ci, _, _ = _median_run(lambda: benchmark(b.w, pricing, window), 1)
         log(f"    benchmark() with bootstrap intervals: {full_ci:.3f}s")
-        panels = grafana_times(b, tree, pricing, "2026-01-01 00:00:00", "2026-04-01 00:00:00")
+        panels = grafana_times(b, tree, pricing, "2026-01-01 00:00:00", "2026-04-01 00:00:00", slow_s)
         log(f"    Grafana panels: {sum(p['warm_s'] for p in panels):.3f}s in all")
         parts = b.parts()
         path = "event log" if not benchmark_table else \
@@ -217,7 +220,8 @@ def compare(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> dict[str, A
 def run_child(tree: Path, store: Path, jobs: int, args: argparse.Namespace) -> dict[str, Any]:
     out = store.parent / f"{store.name}.json"
     cmd = ["nice", "-n", "10", sys.executable, str(HERE), "--child", "--tree", str(tree), "--store", str(store),
-           "--jobs", str(jobs), "--seed", str(args.seed), "--load-batch", str(args.load_batch), "--child-out", str(out)]
+           "--jobs", str(jobs), "--seed", str(args.seed), "--load-batch", str(args.load_batch), "--child-out", str(out),
+           "--slow-s", str(args.slow_s)]
     env = {**os.environ, "PYTHONPATH": str(tree)}
     subprocess.run(cmd, check=True, env=env)
     try:
@@ -264,8 +268,9 @@ def tables_md(doc: dict[str, Any]) -> str:
             cells.append(f"{o:.3f} / {n:.3f} ({o / n:.1f}x)")
         out.append(f"| {title} | " + " | ".join(cells) + " |")
     out += ["", "Report query = gpu_types + the benchmark table (what benchmark() runs for it); warm = median of 3 "
-            "after a cold run with chDB caches dropped. benchmark() no intervals = the whole report with "
-            "BootstrapConfig(resamples=0), median of 2 after a warm-up; with bootstrap = once, default 1000 resamples "
+            f"after a cold run with chDB caches dropped (one run when cold took {doc['args']['slow_s']} s or more). "
+            "benchmark() no intervals = the whole report with BootstrapConfig(resamples=0), median of 2 after a "
+            "warm-up (one when slow); with bootstrap = once, default 1000 resamples "
             "(its numpy part is independent of the store's size). Same rows = every integer and latency quantile "
             "equal, CLIP and cost within 1e-11 relative (summation order).",
             f"\nTotal run time {doc['elapsed_s']:.0f} s."]
@@ -279,6 +284,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--load-batch", type=int, default=50_000)
     ap.add_argument("--data-dir", type=Path, default=None)
+    ap.add_argument("--slow-s", type=float, default=20.0,
+                    help="a timing this slow (s) is not repeated (warm = the one run after the first)")
     ap.add_argument("--out", type=Path, default=RESULTS)
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--tree", type=Path, help=argparse.SUPPRESS)
@@ -287,7 +294,7 @@ def main() -> None:
     ap.add_argument("--child-out", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        args.child_out.write_text(json.dumps(child(args.tree, args.store, args.jobs, args.seed, args.load_batch), default=str))
+        args.child_out.write_text(json.dumps(child(args.tree, args.store, args.jobs, args.seed, args.load_batch, args.slow_s), default=str))
         return
     if not args.old_tree:
         ap.error("--old-tree is required")
