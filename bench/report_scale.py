@@ -318,6 +318,7 @@ def main() -> None:
             log(f"  ratio report query {size['old']['report_query_warm_s'] / size['new']['report_query_warm_s']:.1f}x; "
                 f"same rows: {size['comparison']['same_rows']}")
             doc["sizes"].append(size)
+            args.out.with_suffix(".partial.json").write_text(json.dumps(doc, indent=2, default=str) + "\n")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     doc["elapsed_s"] = time.perf_counter() - t0
@@ -325,6 +326,7 @@ def main() -> None:
     args.out.write_text(json.dumps(doc, indent=2, default=str) + "\n")
     text = tables_md(doc)
     args.out.with_suffix(".md").write_text(text + "\n")
+    args.out.with_suffix(".partial.json").unlink(missing_ok=True)
     print(text)
 
 
