@@ -32,14 +32,19 @@ def store(config: Optional[Path] = ConfigOpt, pricing: Optional[Path] = PricingO
     settings = settings_from(config, pricing_file=pricing)
     setup_logging(settings.log_level)
     from reports.snapshots import take_due
+    from warehouse.client import WarehouseError
     from worker.store_role import run_store
 
-    run_store(settings, snapshot=take_due)
+    try:
+        run_store(settings, snapshot=take_due)
+    except WarehouseError as exc:
+        console.print(f"[red]sentinel store failed:[/] {escape(str(exc))}")
+        raise typer.Exit(1) from None
 
 
 def up(config: Optional[Path] = ConfigOpt, pricing: Optional[Path] = PricingOpt,
-       broker: str = typer.Option("", help="Embedded broker kind: noida or tansu (default: noida for one worker, "
-                                           "tansu for several: noida never evicts a dead member; docs/scale-out.md)."),
+       broker: str = typer.Option("noida", help="Embedded broker kind: noida (default) or tansu (evicts a dead "
+                                                "worker, but keeps nothing across restarts; docs/scale-out.md)."),
        workers: int = typer.Option(1, min=1, help="Worker processes sharing the partitions; above 1 a store "
                                                   "role owns the embedded warehouse (docs/scale-out.md).")) -> None:
     """Start the embedded stack (broker + workers + chDB) on the configured ports
@@ -54,11 +59,10 @@ def up(config: Optional[Path] = ConfigOpt, pricing: Optional[Path] = PricingOpt,
 
     with stop_signals():
         try:
-            kind = broker or ("noida" if workers == 1 else "tansu")
-            if kind == "noida" and workers > 1:
-                console.print("[yellow]noida-db never evicts a worker that died, nor hands a stopped one's partitions "
-                              "on: use --broker tansu to survive a dead worker (docs/scale-out.md)[/]")
-            stack = EmbeddedStack(settings, broker_kind=kind, configured_ports=True, workers=workers)
+            if broker == "noida" and workers > 1:
+                console.print("[yellow]noida-db never evicts a worker that died: restart a dead worker under its own id "
+                              "(static membership) to get its partitions back (docs/scale-out.md)[/]")
+            stack = EmbeddedStack(settings, broker_kind=broker, configured_ports=True, workers=workers)
             console.print(f"starting embedded broker and {workers} worker(s) ...")
             stack.start()
         except (StackError, BrokerError) as exc:

@@ -236,15 +236,20 @@ class EmbeddedStack:
     def start(self) -> "EmbeddedStack":
         if self.configured_ports:
             self._check_ports()
+        self._check_memory_broker()
         self.broker.start()
         try:
             create_topics(self.settings)
             if self.store is not None:
                 self.store.start()
-            for w in self.workers:  # started together: each takes seconds to import torch
-                w.spawn()
-            for w in self.workers:
-                w.wait_ready()
+            if self.broker.kind == "noida":  # one join at a time: noida once handed a joining member an
+                for w in self.workers:       # empty assignment when two joined together (aiokafka failed)
+                    w.start()
+            else:  # started together: each takes seconds to import torch
+                for w in self.workers:
+                    w.spawn()
+                for w in self.workers:
+                    w.wait_ready()
             announce(self.settings.data_dir, StackInfo(self.settings.broker_url, self.worker.url, os.getpid()))
         except BaseException:
             self.stop()
@@ -257,6 +262,16 @@ class EmbeddedStack:
         self._next += 1
         self.workers.append(worker)
         return worker.start()
+
+    def _check_memory_broker(self) -> None:
+        """tansu forgets its logs on every start while the store keeps what it stored: new jobs
+        would reuse the old offsets, so their inserts look like retries (same dedup tokens) and
+        their FID moments like offsets already applied, and both are dropped. Refuse instead."""
+        chdb = self.settings.data_dir / "chdb"
+        if self.broker.kind == "tansu" and chdb.is_dir() and any(chdb.iterdir()):
+            raise StackError(f"tansu keeps no data across restarts, but {chdb} holds a store built on an earlier "
+                             "broker's offsets; start tansu stacks on a fresh SENTINEL_DATA_DIR (or remove that "
+                             "store), or use --broker noida, which keeps its log")
 
     def _check_ports(self) -> None:
         s = self.settings

@@ -11,6 +11,7 @@ workers' inserts. The caller cannot tell the difference: both paths return a ``p
 
 from __future__ import annotations
 
+import http.client
 import json
 import logging
 import os
@@ -132,8 +133,8 @@ class RemoteWarehouse:
     an embedded path): queries, inserts and commands over HTTP (warehouse/store_server.py).
 
     ``resolve()`` names the owner (URL and token); it is asked again after a failed connection
-    or a refused token, so a restarted owner (new port, new token) is found without a restart
-    here. Every failure is a ``WarehouseError``, which the worker's write and lookup loops
+    or a refused token, so a restarted owner (another port, or a lone worker's new token) is
+    found without a restart here. Every failure is a ``WarehouseError``, which the worker's write and lookup loops
     treat as an outage: back off and retry (worker/delivery/retry.py).
     """
 
@@ -144,7 +145,14 @@ class RemoteWarehouse:
 
     @classmethod
     def of_store(cls, chdb_path: Path, timeout: float = 300.0) -> "RemoteWarehouse":
-        return cls(lambda: live_owner(chdb_path), timeout)
+        """Through the store role of ``chdb_path`` only (a lone worker's view serves no inserts)."""
+        def store() -> Owner | None:
+            owner = live_owner(chdb_path)
+            if owner is not None and owner.role != "store":
+                raise WarehouseError(f"{chdb_path} is owned by a lone worker (pid {owner.pid}), not a store role: "
+                                     "stop it and start `sentinel store` (or `sentinel up --workers N`)")
+            return owner
+        return cls(store, timeout)
 
     def _post(self, path: str, body: bytes, content_type: str, headers: Mapping[str, str] | None = None) -> bytes:
         owner = self._owner or self._resolve()
@@ -159,21 +167,24 @@ class RemoteWarehouse:
                 return response.read()
         except urllib.error.HTTPError as exc:
             if exc.code == 401:
-                self._owner = None  # a restarted owner has a new token
+                self._owner = None  # a restarted owner may have a new token
             raise WarehouseError(f"the store answered {exc.code}: {_error_text(exc.read())}") from exc
-        except (urllib.error.URLError, ConnectionError, TimeoutError, OSError) as exc:
-            self._owner = None  # a restarted owner may listen elsewhere
+        except (urllib.error.URLError, ConnectionError, TimeoutError, OSError, http.client.HTTPException) as exc:
+            self._owner = None  # a restarted owner may listen elsewhere; an answer cut off by its death
             raise WarehouseError(f"the process owning the warehouse is unreachable at {owner.url}: {exc}") from exc
 
     def query(self, text: str, parameters: Mapping[str, Any] | None = None) -> pa.Table:
         payload = self._post("/sentinel/query/", _statement_json(text, parameters), "application/json")
-        return pa.ipc.open_stream(payload).read_all()
+        try:
+            return pa.ipc.open_stream(payload).read_all()
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise WarehouseError(f"the store's answer is not an Arrow stream: {exc}") from exc
 
     def check_single_statement(self, text: str) -> None:
         """The owner checks it (the worker's query view refuses several statements)."""
 
     def command(self, text: str, parameters: Mapping[str, Any] | None = None) -> None:
-        self._post("/sentinel/command/", _statement_json(text, parameters), "application/json")
+        raise WarehouseError("commands are not served over HTTP: migrations and DDL run in the store itself")
 
     def insert(self, table: str, rows: pa.Table, dedup_token: str | None = None) -> None:
         headers = {"X-Dedup-Token": dedup_token} if dedup_token else {}

@@ -6,20 +6,24 @@ process (``sentinel store``) opens it and every worker reads and writes through 
 
     GET  /healthz              {"ok": true, "role": "store"} (no token)
     POST /sentinel/query/      {"sql", "parameters"} -> Arrow IPC stream (read-only session)
-    POST /sentinel/insert/     ?table=sentinel.<name>, header X-Dedup-Token, body Arrow IPC stream
-    POST /sentinel/command/    {"sql", "parameters"} (DDL, ALTER ... DELETE: the workers' few commands)
+    POST /sentinel/insert/     ?table=<one of the tables workers write>, header X-Dedup-Token,
+                               body Arrow IPC stream
 
-Every POST needs ``Authorization: Bearer <token>`` (the owner file's token). Answers: 401 bad
-token, 400 a request the store cannot parse (named in the JSON error), 404 unknown path, 422 a
-statement ClickHouse refused, 503 the warehouse itself failed (callers back off and retry).
-Requests run in threads; the warehouse serialises its sessions under its own lock.
+Every POST needs ``Authorization: Bearer <token>`` (the owner file's token), checked before the
+body is read. No DDL or DML beyond those inserts is served: migrations run in the store itself.
+Answers: 401 bad token, 400 a request the store cannot parse (named in the JSON error), 404
+unknown path, 411/413 a body without a length or over the limit, 422 a statement ClickHouse
+refused, 503 the warehouse itself failed (callers back off and retry). Every error closes the
+connection. Requests run in threads (30 s socket timeout); the warehouse serialises its
+sessions under its own lock. ``serve_data=False`` (a store in front of a ClickHouse server,
+which every process reaches directly) answers only /healthz.
 """
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
-import re
 import threading
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -33,8 +37,10 @@ from warehouse.client import ClickHouseWarehouse, WarehouseError, arrow_to_ipc
 log = logging.getLogger(__name__)
 
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
-TABLE_NAME = re.compile(r"^sentinel\.[A-Za-z_][A-Za-z0-9_]*$")
-MAX_BODY = 512 * 1024 * 1024  # an insert batch of images; far above any the worker sends
+# what workers write (worker/stages/sinks.py, worker/agents/*.py); nothing else is insertable
+WORKER_TABLES = frozenset(f"sentinel.{t}" for t in ("jobs", "job_images", "guard_checks", "scores", "feature_moments",
+                                                    "ratings", "alerts"))
+MAX_BODY = 1024 * 1024 * 1024  # a sink batch of inline images (500 x 0.9 MB at most) with room to spare
 
 
 class BadRequest(Exception):
@@ -46,9 +52,11 @@ class BadRequest(Exception):
 class StoreServer:
     """Serves ``warehouse`` on ``host:port`` (port 0: a free one) until :meth:`shutdown`."""
 
-    def __init__(self, warehouse: ClickHouseWarehouse, token: str, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, warehouse: ClickHouseWarehouse, token: str, host: str = "127.0.0.1", port: int = 0,
+                 serve_data: bool = True) -> None:
         self.warehouse = warehouse
         self.token = token
+        self.serve_data = serve_data
         self.requests = 0
         handler = type("StoreHandler", (_Handler,), {"store": self})
         self.httpd = ThreadingHTTPServer((host, port), handler)
@@ -81,17 +89,16 @@ class StoreServer:
         return arrow_to_ipc(_refused_as_422(lambda: self.warehouse.query(sql, params)))
 
     def insert(self, table: str, dedup_token: str | None, payload: bytes) -> None:
-        if not TABLE_NAME.match(table):
-            raise BadRequest(400, f"table: {table!r} is not a sentinel.<name> table")
+        if table not in WORKER_TABLES:
+            raise BadRequest(400, f"table: {table!r} is not one the workers write ({', '.join(sorted(WORKER_TABLES))})")
         try:
             rows = pa.ipc.open_stream(payload).read_all()
         except (pa.ArrowInvalid, OSError) as exc:
             raise BadRequest(400, f"body: not an Arrow IPC stream ({exc})") from None
         _refused_as_422(lambda: self.warehouse.insert(table, rows, dedup_token or None))
 
-    def command(self, body: dict[str, Any]) -> None:
-        sql, params = _statement(body)
-        _refused_as_422(lambda: self.warehouse.command(sql, params))
+    def authorized(self, header: str) -> bool:
+        return bool(self.token) and hmac.compare_digest(header.encode(), f"Bearer {self.token}".encode())
 
 
 def _statement(body: dict[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -120,7 +127,8 @@ def _unavailable(text: str) -> bool:
 
 class _Handler(BaseHTTPRequestHandler):
     store: StoreServer
-    protocol_version = "HTTP/1.1"  # keep-alive: a worker sends many small requests
+    protocol_version = "HTTP/1.1"
+    timeout = 30  # a client that stalls mid-request loses its connection, not a thread forever
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's name
         log.debug("store %s", format % args)
@@ -134,9 +142,11 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
         url = urlsplit(self.path)
         try:
-            payload = self._body()
-            if not self.store.token or self.headers.get("Authorization", "") != f"Bearer {self.store.token}":
+            if not self.store.serve_data:
+                raise BadRequest(404, "this store serves no data: connect to the ClickHouse server")
+            if not self.store.authorized(self.headers.get("Authorization", "")):
                 raise BadRequest(401, "missing or wrong token")
+            payload = self._body()
             self.store.requests += 1
             path = url.path.rstrip("/")
             if path == "/sentinel/query":
@@ -145,33 +155,36 @@ class _Handler(BaseHTTPRequestHandler):
                 table = (parse_qs(url.query).get("table") or [""])[0]
                 self.store.insert(table, self.headers.get("X-Dedup-Token"), payload)
                 self._answer(200, b'{"ok": true}')
-            elif path == "/sentinel/command":
-                self.store.command(_json(payload))
-                self._answer(200, b'{"ok": true}')
             else:
                 raise BadRequest(404, f"no such path: {url.path}")
         except BadRequest as exc:
             self._error(exc.status, str(exc))
 
     def _body(self) -> bytes:
-        try:
-            length = int(self.headers.get("Content-Length") or 0)
-        except ValueError:
-            raise BadRequest(400, "Content-Length: not a number") from None
+        if self.headers.get("Transfer-Encoding"):
+            raise BadRequest(411, "Transfer-Encoding is not accepted: send a Content-Length")
+        raw = self.headers.get("Content-Length") or "0"
+        if not raw.isdigit():
+            raise BadRequest(400, f"Content-Length: {raw!r} is not a byte count")
+        length = int(raw)
         if length > MAX_BODY:
             raise BadRequest(413, f"body: {length} bytes is over the {MAX_BODY}-byte limit")
         return self.rfile.read(length)
 
     def _answer(self, status: int, body: bytes, content_type: str = "application/json") -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            if self.close_connection:
+                self.send_header("Connection", "close")
+            self.end_headers()
+            self.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):  # the client gave up (e.g. a killed worker)
+            self.close_connection = True
 
     def _error(self, status: int, message: str) -> None:
-        if status == 413:
-            self.close_connection = True  # the unread body must not be taken for the next request
+        self.close_connection = True  # an unread or unparsed body must never become the next request
         self._answer(status, json.dumps({"error": message, "status": HTTPStatus(status).phrase}).encode())
 
 

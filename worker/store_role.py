@@ -8,20 +8,19 @@ they find the store through the owner file (worker/main.py). Against a ClickHous
 workers connect to the server directly and the store role keeps the schema and the snapshots.
 
 Killing it loses nothing: the workers see an outage, back off and retry their writes (each
-idempotent), and a restarted store claims the path again with a new token they pick up.
+idempotent), and a restarted store claims the path again (same token, found by the owner file).
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import threading
 from typing import Any, Callable
 
 import sql as sql_files
 from config.settings import Settings
-from warehouse.client import ClickHouseWarehouse, claim, migrate, release
+from warehouse.client import ClickHouseWarehouse, WarehouseError, claim, live_owner, migrate, release
 from warehouse.pricing import publish_pricing
 from warehouse.store_server import StoreServer
 from warehouse.window import Window
@@ -52,11 +51,16 @@ def run_store(settings: Settings, snapshot: Snapshot | None = None, ready: Calla
     """Serve until SIGTERM/SIGINT. ``snapshot(warehouse, pricing, settings)`` takes the due
     benchmark snapshots every ``snapshot_interval_s``; ``ready(url)`` is told the served URL."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    warehouse = open_store(settings)
     chdb_path = settings.chdb_path
-    server = StoreServer(warehouse, token="", host=settings.web_host, port=settings.store_port)
+    owner = live_owner(chdb_path) if chdb_path is not None else None
+    if owner is not None:  # chDB would refuse the second process with an opaque error
+        raise WarehouseError(f"{chdb_path} is already owned by a {owner.role} (pid {owner.pid}, {owner.url}); "
+                             "one store per data path")
+    warehouse = open_store(settings)
+    server = StoreServer(warehouse, token="", host=settings.web_host, port=settings.store_port,
+                         serve_data=chdb_path is not None)
     owner = claim(chdb_path, server.url, role="store", keep_token=True) if chdb_path is not None else None
-    server.token = owner.token if owner else os.environ.get("SENTINEL_QUERY_TOKEN", "")
+    server.token = owner.token if owner else ""
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())

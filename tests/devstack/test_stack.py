@@ -40,3 +40,21 @@ def test_a_taken_configured_port_is_refused_before_anything_starts(tmp_path, tak
         with pytest.raises(PortTaken, match=rf"127\.0\.0\.1:{port} \({taken}\) is already in use.*port 0"):
             stack.start()
         assert not stack.broker.is_running()
+
+
+def test_a_tansu_stack_refuses_a_store_built_on_an_earlier_broker(tmp_path) -> None:
+    (tmp_path / "chdb" / "store").mkdir(parents=True)
+    stack = EmbeddedStack(load_settings(env={}, data_dir=tmp_path), broker_kind="tansu", workers=2)
+    with pytest.raises(StackError, match="tansu keeps no data across restarts"):
+        stack.start()
+    assert not stack.broker.is_running()
+
+
+def test_several_workers_get_their_own_ids_ports_and_the_store(tmp_path) -> None:
+    stack = EmbeddedStack(load_settings(env={}, data_dir=tmp_path), broker_kind="tansu", workers=3)
+    ids = [w.settings.worker_id for w in stack.workers]
+    ports = {w.settings.web_port for w in stack.workers} | {stack.settings.store_port}
+    assert ids == ["worker-1", "worker-2", "worker-3"] and len(ports) == 4
+    assert stack.store is not None and all(w.settings.use_store for w in stack.workers)
+    assert not any(w.settings.static_membership for w in stack.workers)  # tansu: docs/scale-out.md
+    assert EmbeddedStack(load_settings(env={}, data_dir=tmp_path)).store is None  # one worker owns the store

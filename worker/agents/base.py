@@ -3,13 +3,18 @@ once ``handle`` returned; a batch whose handling raised reports nothing and is r
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Sequence
 
 from worker.delivery.commit import CommitProtocol
+from worker.delivery.retry import Fenced
+
+log = logging.getLogger(__name__)
 
 
 class BatchAgent:
     name = "agent"
+    topic = ""  # the input topic (its partitions fence the batch's writes; "" = no fence)
 
     def __init__(self, runtime: Any, protocol: CommitProtocol, batch_size: int, batch_wait_s: float) -> None:
         self.rt = runtime
@@ -19,8 +24,15 @@ class BatchAgent:
 
     async def __call__(self, stream: Any) -> None:
         async for events in stream.take_events(self.batch_size, within=self.batch_wait_s):
-            with self.protocol.finished(self.name, events):
-                await self.handle(events)
+            try:
+                with self.protocol.finished(self.name, events):
+                    await self.handle(events)
+            except Fenced as exc:  # unfinished: the partitions' new owner reads them again
+                log.info("%s: dropped a batch of %d (%s)", self.name, len(events), exc)
 
     async def handle(self, events: Sequence[Any]) -> None:
         raise NotImplementedError
+
+    def fence(self, events: Sequence[Any]) -> Any:
+        """Raises ``Fenced`` once a partition of ``events`` is no longer this worker's."""
+        return self.protocol.fence(self.topic, {ev.message.partition for ev in events}) if self.topic else None

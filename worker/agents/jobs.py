@@ -8,13 +8,16 @@ batch N+1 is scored.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Sequence
 
 from contracts.errors import InvalidEvent
+from contracts.topics import JOBS_COMPLETED
 from worker.delivery.commit import CommitProtocol
+from worker.delivery.retry import Fenced
 from worker.delivery.sends import OneBehind, Outgoing, send_delivered
 from worker.stages.dead_letters import DeadLetters, rejected_event
 from worker.stages.screen import Screen, Screened
@@ -22,6 +25,8 @@ from worker.stages.scoring import ScoreStage
 from worker.stages.sinks import ArchiveStage, MomentsStage
 from worker.stages.tally import TallyStage
 from worker.stages.triage import Accepted
+
+log = logging.getLogger(__name__)
 
 NAME = "jobs"
 
@@ -69,7 +74,19 @@ class JobsAgent:
     async def deliver(self, events: Sequence[Any], screened: Screened, scored: list[dict],
                       bad: list[tuple[Accepted, InvalidEvent]], received: float) -> None:
         """Every output acknowledged or stored before the batch counts as finished; the
-        processing lag is the time since the batch was ``received`` (``time.monotonic()``)."""
+        processing lag is the time since the batch was ``received`` (``time.monotonic()``).
+        A batch whose partitions moved to another worker meanwhile is dropped unfinished
+        (``Fenced``): its writes stop, and the new owner reads it again."""
+        fence = self.protocol.fence(JOBS_COMPLETED, {ev.message.partition for ev in events})
+        try:
+            await self._deliver(events, screened, scored, bad, fence)
+        except Fenced as exc:
+            log.info("jobs: dropped a batch of %d (%s)", len(events), exc)
+            return
+        self.rt.metrics.processing_lag.set(time.monotonic() - received)
+
+    async def _deliver(self, events: Sequence[Any], screened: Screened, scored: list[dict],
+                       bad: list[tuple[Accepted, InvalidEvent]], fence: Any) -> None:
         with self.protocol.finished(NAME, events) as unfinished:
             unfinished |= screened.deferred
             raw = {(ev.message.partition, ev.message.offset): ev for ev in events}
@@ -79,14 +96,14 @@ class JobsAgent:
             pairs = list(zip([a for a in kept if self.stages.score is not None], scored))
             # FID moments before the scores go out: a JobScored downstream means its moments are
             # stored (the FID drift detectors read them when its bucket closes)
-            await self.stages.moments(pairs)
-            await asyncio.gather(self.send(rejected, scored), self.stages.archive(kept))
+            await self.stages.moments(pairs, fence)
+            await asyncio.gather(self.send(rejected, scored), self.stages.archive(kept, fence))
+            fence()  # the tally writes table values: only for partitions this worker still holds
             self.stages.tally(kept, raw)
             self.rt.metrics.scored.inc(len(scored))
             lag = event_time_lag_s(kept) if scored else None
             if lag is not None:
                 self.rt.metrics.event_time_lag.set(lag)
-        self.rt.metrics.processing_lag.set(time.monotonic() - received)
 
     async def send(self, rejected: list, scored: list[dict]) -> None:
         await self.stages.letters.send(rejected)

@@ -7,6 +7,7 @@ import asyncio
 from typing import Any, Sequence
 
 from contracts.errors import DecodeError
+from contracts.topics import JOBS_SCORED
 from warehouse import rows
 from worker import codecs
 from worker.agents.base import BatchAgent
@@ -22,6 +23,7 @@ NAME = "scores"
 
 class ScoresAgent(BatchAgent):
     name = NAME
+    topic = JOBS_SCORED
 
     def __init__(self, runtime: Any, drift: DriftStage, letters: DeadLetters, alerts_out: Any,
                  protocol: CommitProtocol, batch_size: int, batch_wait_s: float,
@@ -39,19 +41,20 @@ class ScoresAgent(BatchAgent):
                 decoded.append((ev, codecs.decode("JobScored", ev.value)))
             except DecodeError as exc:
                 rejected.append(rejected_event(ev, exc))
-        await asyncio.gather(self.letters.send(rejected), self.store(decoded), self.detect(decoded))
+        fence = self.fence(events)
+        await asyncio.gather(self.letters.send(rejected), self.store(decoded, fence), self.detect(decoded, fence))
 
-    async def store(self, decoded: list[tuple[Any, dict]]) -> None:
+    async def store(self, decoded: list[tuple[Any, dict]], fence: Any = None) -> None:
         if not decoded:
             return
         table = rows.score_rows([value for _, value in decoded])
         token = dedup_token("scores", [(ev.message.partition, ev.message.offset) for ev, _ in decoded])
         warehouse = self.rt.warehouse
         await write_until_stored(self.rt.sink_pool, lambda: warehouse.insert("sentinel.scores", table, token),
-                                 f"{len(decoded)} scores", self.rt.metrics.sink_retries.inc)
+                                 f"{len(decoded)} scores", self.rt.metrics.sink_retries.inc, fence)
         self.rt.metrics.rows_stored.labels("scores").inc(len(decoded))
 
-    async def detect(self, decoded: list[tuple[Any, dict]]) -> None:
+    async def detect(self, decoded: list[tuple[Any, dict]], fence: Any = None) -> None:
         """CLIP (CUSUM) and FID (windowed, from the stored moments of closed buckets) detectors:
         their alerts are delivered before the detectors are written."""
         fid = self.fid_drift
@@ -66,6 +69,8 @@ class ScoresAgent(BatchAgent):
                 alerts += await loop.run_in_executor(self.rt.sink_pool, fid.apply, fid_changed, inputs)
             await send_delivered(self.alerts_out, [Outgoing(a["alert_id"].encode(), a) for a in alerts], "alerts",
                                  self.rt.metrics.send_retries.inc)
+            if fence is not None:
+                fence()  # detector states go to the table of partitions this worker still holds only
             self.drift.write(changed)
             if fid is not None:
                 fid.write(fid_changed)

@@ -24,10 +24,11 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from sentinel.offsets import CommitLedger
 from worker.delivery import overrides
+from worker.delivery.retry import Fenced
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,7 @@ class CommitProtocol:
     def __init__(self) -> None:
         self.ledger: CommitLedger | None = None
         self.on_restart: list[Restart] = []
+        self.app: Any = None
 
     def seal(self, app: Any) -> CommitLedger:
         """Every agent must finish every record of each topic it reads; commits follow the ledger."""
@@ -48,8 +50,22 @@ class CommitProtocol:
             for topic in getattr(agent.channel, "topics", ()):
                 readers.setdefault(topic, set()).add(agent.name)
         self.ledger = CommitLedger(readers)
+        self.app = app
         overrides.attach(app, self)
         return self.ledger
+
+    def fence(self, topic: str, partitions: Iterable[int]) -> Callable[[], None]:
+        """A check that raises :class:`Fenced` unless this worker still holds every one of
+        ``partitions`` of ``topic`` (always passes without a sealed app: unit tests)."""
+        wanted = frozenset(partitions)
+
+        def check() -> None:
+            if self.app is None or not wanted:
+                return
+            held = {tp.partition for tp in self.app.consumer.assignment() if tp.topic == topic}
+            if not wanted <= held:
+                raise Fenced(f"{topic} partitions {sorted(wanted - held)} moved to another worker")
+        return check
 
     def tracks(self, topic: str) -> bool:
         return self.ledger is not None and self.ledger.tracks(topic)

@@ -15,6 +15,12 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
+class Fenced(Exception):
+    """The batch's partitions moved to another worker (a rebalance): writing its outputs now
+    could land after the new owner's and double them, so the batch is dropped unfinished and
+    the new owner reads it again (worker/delivery/commit.py ``CommitProtocol.fence``)."""
+
+
 class Backoff:
     """Delays of one retry loop: ``first``, doubled after each wait, at most ``cap``."""
 
@@ -30,11 +36,13 @@ class Backoff:
 async def until_done(attempt: Callable[[], Awaitable[T]], what: str,
                      on_retry: Callable[[], Any] | None = None) -> T:
     """``await attempt()`` until it returns; any exception is logged, counted (``on_retry``)
-    and retried after the backoff."""
+    and retried after the backoff, except :class:`Fenced`, which ends the loop."""
     backoff = Backoff()
     while True:
         try:
             return await attempt()
+        except Fenced:
+            raise
         except Exception as exc:  # driver errors, injected outages: retried as a whole
             if on_retry is not None:
                 on_retry()

@@ -76,11 +76,19 @@ def dedup_token(table: str, items: Sequence[tuple[int, int]]) -> str:
 
 
 async def write_until_stored(pool: Executor, write: Callable[[], None], what: str,
-                             on_retry: Callable[[], Any] | None = None) -> None:
+                             on_retry: Callable[[], Any] | None = None, fence: Callable[[], None] | None = None) -> None:
     """Run a sink write in ``pool`` until it succeeds. Raising would end the agent's loop (the
-    batch is read again only after a rebalance or a re-read); waiting keeps order and batch."""
+    batch is read again only after a rebalance or a re-read); waiting keeps order and batch.
+    ``fence()`` runs before every attempt and raises ``Fenced`` once the batch's partitions
+    moved away (a write retried across a rebalance must not land after the new owner's)."""
     loop = asyncio.get_running_loop()
-    await until_done(lambda: loop.run_in_executor(pool, write), f"storing {what}", on_retry)
+
+    async def attempt() -> None:
+        if fence is not None:
+            fence()
+        await loop.run_in_executor(pool, write)
+
+    await until_done(attempt, f"storing {what}", on_retry)
 
 
 class OneBehind:

@@ -5,7 +5,7 @@ is idempotent (dedup tokens from the source offsets; moments skip applied offset
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 from warehouse import rows
 from warehouse.moments import MomentInput, rows_token
@@ -14,6 +14,7 @@ from worker.delivery.sends import dedup_token, write_until_stored
 from worker.stages.triage import Accepted
 
 Committed = Callable[[int], "int | None"]
+Fence = Optional[Callable[[], None]]  # raises Fenced once the batch's partitions moved (CommitProtocol.fence)
 
 
 class ArchiveStage:
@@ -22,7 +23,7 @@ class ArchiveStage:
     def __init__(self, runtime: Any) -> None:
         self.rt = runtime
 
-    async def __call__(self, kept: Sequence[Accepted]) -> None:
+    async def __call__(self, kept: Sequence[Accepted], fence: Fence = None) -> None:
         if not kept:
             return
         keys = [(a.partition, a.offset) for a in kept]
@@ -37,7 +38,7 @@ class ArchiveStage:
                 warehouse.insert("sentinel.guard_checks", checks, dedup_token("guard_checks", keys))
             warehouse.insert("sentinel.jobs", jobs, dedup_token("jobs", keys))
 
-        await write_until_stored(self.rt.sink_pool, write, f"{len(keys)} jobs", self.rt.metrics.sink_retries.inc)
+        await write_until_stored(self.rt.sink_pool, write, f"{len(keys)} jobs", self.rt.metrics.sink_retries.inc, fence)
         self.rt.metrics.rows_stored.labels("jobs").inc(len(keys))
 
 
@@ -50,7 +51,7 @@ class MomentsStage:
         self.scorer_version = scorer_version
         self.committed = committed
 
-    async def __call__(self, scored: Sequence[tuple[Accepted, dict[str, Any]]]) -> None:
+    async def __call__(self, scored: Sequence[tuple[Accepted, dict[str, Any]]], fence: Fence = None) -> None:
         # FID describes what customers received: a discarded guard attempt (delivered false) is left out
         scored = [(a, value) for a, value in scored if a.event.get("delivered") is not False]
         if not scored:
@@ -60,11 +61,15 @@ class MomentsStage:
         loop = asyncio.get_running_loop()
         # loading a state may read the warehouse: an outage (or a restarting store) is waited out;
         # a failed load changes no state, so the retry is safe
-        changed = await until_done(lambda: loop.run_in_executor(self.rt.sink_pool, self.rt.moments.apply,
-                                                                self.scorer_version, items, self.committed),
-                                   "FID moment states", self.rt.metrics.sink_retries.inc)
+        async def apply() -> Any:
+            if fence is not None:
+                fence()
+            return await loop.run_in_executor(self.rt.sink_pool, self.rt.moments.apply, self.scorer_version, items,
+                                              self.committed)
+
+        changed = await until_done(apply, "FID moment states", self.rt.metrics.sink_retries.inc)
         if changed is not None:
             token = rows_token(changed)
             await write_until_stored(self.rt.sink_pool,
                                      lambda: self.rt.warehouse.insert("sentinel.feature_moments", changed, token),
-                                     f"{changed.num_rows} moment states", self.rt.metrics.sink_retries.inc)
+                                     f"{changed.num_rows} moment states", self.rt.metrics.sink_retries.inc, fence)
