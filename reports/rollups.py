@@ -68,37 +68,41 @@ def tables_ready(reader: Any) -> bool:
     return reader.query(sql_files.report("report_rollup_tables")).column("n")[0].as_py() == 6
 
 
-def scores_placed(reader: Any, params: Mapping[str, Any], one_version_per_cell: bool) -> bool:
-    """report_rollup_check.sql: no unplaced score of the asked version(s) and, when asked, no
-    cell of the full hours [hours_start, hours_end) with two scorer versions."""
-    row = reader.query(sql_files.report("report_rollup_check"), params).to_pylist()[0]
-    many = one_version_per_cell and params["scorer_version"] == "" and (row["max_versions_per_cell"] or 0) > 1
-    return row["unplaced"] == 0 and not many
+def usable(reader: Any, params: Mapping[str, Any]) -> dict[str, bool]:
+    """Which twins give the event log's rows for ``params`` (window, scorer_version):
+    ``jobs`` (the store has the tables and no job stored twice in the window: every twin that
+    reads no scores), ``scores`` (also no score stored twice or without its job's hour: the
+    bootstrap sample) and ``benchmark`` (also, for each job's latest score, no job-hour with two
+    scorer versions). One check per report: ``benchmark()`` passes it on as ``params["rollups"]``."""
+    if not tables_ready(reader):
+        return {"jobs": False, "scores": False, "benchmark": False}
+    full = aligned(params)
+    dup = reader.query(sql_files.report("report_rollup_duplicates"), full).to_pylist()[0]
+    row = reader.query(sql_files.report("report_rollup_check"), full).to_pylist()[0]
+    jobs = dup["jobs"] == 0
+    scores = jobs and dup["scores"] == 0 and row["unplaced"] == 0
+    one_version = params.get("scorer_version", "") != "" or (row["max_versions_per_cell"] or 0) <= 1
+    return {"jobs": jobs, "scores": scores, "benchmark": scores and one_version}
 
 
 def rollups_answer(reader: Any, params: Mapping[str, Any]) -> bool:
-    """Whether benchmark_rollup.sql gives benchmark.sql's numbers for these parameters (window,
-    pricing, scorer_version, hours_start/hours_end)."""
-    return tables_ready(reader) and scores_placed(reader, params, one_version_per_cell=True)
+    """Whether benchmark_rollup.sql gives benchmark.sql's numbers for these parameters."""
+    return usable(reader, params)["benchmark"]
 
 
 def query(reader: Any, name: str, params: Mapping[str, Any]) -> Any:
     """The Arrow table of report query ``name`` (one of TWINS), from its rollup twin when that
-    gives the same rows, else from the event log."""
+    gives the same rows (``params["rollups"]``: a :func:`usable` verdict; checked here if
+    absent), else from the event log."""
     if name not in TWINS:
         raise KeyError(f"{name!r} has no rollup twin; twins: {TWINS}")
-    if tables_ready(reader):
-        if name not in READS_SCORES:
-            return reader.query(sql_files.report(f"{name}_rollup"), aligned(params))
-        if name == "bootstrap_jobs" and scores_placed(reader, {**params, "hours_start": params["start"],
-                                                               "hours_end": params["start"]}, False):
-            return reader.query(sql_files.report(f"{name}_rollup"), params)
-    return reader.query(sql_files.report(name), params)
+    bound = {k: v for k, v in params.items() if k != "rollups"}
+    use = params.get("rollups") or usable(reader, {"scorer_version": "", **bound})
+    if use["benchmark" if name == "benchmark" else "scores" if name in READS_SCORES else "jobs"]:
+        return reader.query(sql_files.report(f"{name}_rollup"), aligned(bound))
+    return reader.query(sql_files.report(name), bound)
 
 
 def benchmark_table(reader: Any, window: Window, params: Mapping[str, Any]) -> Any:
     """The benchmark query's Arrow table (``params``: window, pricing and scorer_version)."""
-    full = aligned(params)
-    if rollups_answer(reader, full):
-        return reader.query(sql_files.report("benchmark_rollup"), full)
-    return reader.query(sql_files.report("benchmark"), params)
+    return query(reader, "benchmark", params)

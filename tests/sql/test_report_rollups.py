@@ -21,7 +21,7 @@ import pytest
 
 import sql as sql_files
 from reports.report import pricing_params
-from reports.rollups import TWINS, benchmark_table, full_hours, hours_params, rollups_answer, tables_ready
+from reports.rollups import TWINS, benchmark_table, full_hours, hours_params, rollups_answer, tables_ready, usable
 from reports.rollups import aligned
 from reports.rollups import query as rollup_query
 from sentinel.cost import Pricing
@@ -337,3 +337,21 @@ def test_a_second_scorer_version_or_an_unplaced_score_sends_the_report_to_the_ev
     store.insert("sentinel.scores", score_rows(legacy), "legacy-v3")
     params = {**window.params(), **pricing_params(PRICING), "scorer_version": "v3"}
     assert not rollups_answer(store, {**params, **hours_params(window)})
+
+
+def test_a_job_stored_again_in_a_new_batch_sends_the_report_to_the_event_log(store: ClickHouseWarehouse) -> None:
+    """A re-delivered first copy stored again after a crash (same rows, a new batch and token):
+    sentinel.jobs FINAL collapses it, the rollups would count it twice; so every twin is declined
+    (the duplicate check sees it) and the numbers stay numpy's."""
+    window = WINDOWS[1]
+    params = {**window.params(), **pricing_params(PRICING), "scorer_version": "v1"}
+    assert usable(store, params) == {"jobs": True, "scores": True, "benchmark": True}
+    again = [e for e in ALL_JOBS if window.start <= e["requested_at"] < window.end][:40]
+    store.insert("sentinel.jobs", job_rows([(e, 0, k) for k, e in enumerate(again)]), "after-crash-jobs")
+    assert usable(store, params) == {"jobs": False, "scores": False, "benchmark": False}
+    got = {(r["model"], r["niche"]): r for r in benchmark_table(store, window, params).to_pylist()}
+    want = _expected(window, "v1")
+    assert set(got) == set(want)
+    for key, row in got.items():
+        _same(row, want[key], exact_floats=True)
+    assert usable(store, {**params, **Window(T0 + timedelta(days=31), T0 + timedelta(days=32)).params()})["jobs"]
