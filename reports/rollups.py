@@ -65,7 +65,7 @@ def aligned(params: Mapping[str, Any]) -> dict[str, Any]:
 
 def tables_ready(reader: Any) -> bool:
     """Whether the store has the rollup tables (migrated since 0012)."""
-    return reader.query(sql_files.report("report_rollup_tables")).column("n")[0].as_py() == 6
+    return reader.query(sql_files.report("report_rollup_tables")).column("n")[0].as_py() == 8
 
 
 def usable(reader: Any, params: Mapping[str, Any]) -> dict[str, bool]:

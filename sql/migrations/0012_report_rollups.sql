@@ -157,6 +157,37 @@ SETTINGS non_replicated_deduplication_window = 1000;
 CREATE MATERIALIZED VIEW IF NOT EXISTS sentinel.report_discarded_mv TO sentinel.report_discarded AS
 SELECT requested_at, job_id, model_id, niche, cityHash64(job_id) AS h FROM sentinel.jobs WHERE NOT delivered;
 
+-- The keys of report_jobs / report_scores, deduplicated on merge and read with FINAL: a job or
+-- score stored again in a new batch (a re-delivered first copy after a crash; sentinel.jobs FINAL
+-- collapses it) is counted twice by the rollups, and report_rollup_duplicates.sql finds it by
+-- comparing row counts with these (then the report reads the event log).
+CREATE TABLE IF NOT EXISTS sentinel.report_job_keys
+(
+    requested_at    DateTime64(3, 'UTC'),
+    h               UInt64
+)
+ENGINE = ReplacingMergeTree
+ORDER BY (requested_at, h)
+SETTINGS non_replicated_deduplication_window = 1000;
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS sentinel.report_job_keys_mv TO sentinel.report_job_keys AS
+SELECT requested_at, cityHash64(job_id) AS h FROM sentinel.jobs;
+
+CREATE TABLE IF NOT EXISTS sentinel.report_score_keys
+(
+    requested_at    DateTime64(3, 'UTC'),
+    h               UInt64,
+    scorer_version  LowCardinality(String)
+)
+ENGINE = ReplacingMergeTree
+ORDER BY (requested_at, h, scorer_version)
+SETTINGS non_replicated_deduplication_window = 1000;
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS sentinel.report_score_keys_mv TO sentinel.report_score_keys AS
+SELECT assumeNotNull(requested_at) AS requested_at, cityHash64(job_id) AS h, scorer_version
+FROM sentinel.scores
+WHERE requested_at IS NOT NULL;
+
 CREATE TABLE IF NOT EXISTS sentinel.report_latency_monthly
 (
     model_id        LowCardinality(String),
@@ -213,3 +244,7 @@ GROUP BY model_id, niche, month, latency_ms;
 
 INSERT INTO sentinel.report_discarded
 SELECT requested_at, job_id, model_id, niche, cityHash64(job_id) FROM sentinel.jobs FINAL WHERE NOT delivered;
+
+INSERT INTO sentinel.report_job_keys SELECT requested_at, h FROM sentinel.report_jobs;
+
+INSERT INTO sentinel.report_score_keys SELECT requested_at, h, scorer_version FROM sentinel.report_scores;

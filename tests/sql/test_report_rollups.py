@@ -341,11 +341,16 @@ def test_a_second_scorer_version_or_an_unplaced_score_sends_the_report_to_the_ev
 
 def test_a_job_stored_again_in_a_new_batch_sends_the_report_to_the_event_log(store: ClickHouseWarehouse) -> None:
     """A re-delivered first copy stored again after a crash (same rows, a new batch and token):
-    sentinel.jobs FINAL collapses it, the rollups would count it twice; so every twin is declined
-    (the duplicate check sees it) and the numbers stay numpy's."""
+    sentinel.jobs/scores FINAL collapse it, the rollups would count it twice; so the twins that
+    read it are declined (a score again: those reading scores; a job again: all) and the numbers
+    stay numpy's."""
     window = WINDOWS[1]
     params = {**window.params(), **pricing_params(PRICING), "scorer_version": "v1"}
     assert usable(store, params) == {"jobs": True, "scores": True, "benchmark": True}
+    scores_again = [x for x in ALL_SCORES if x["scorer_version"] == "v1" and x.get("requested_at")
+                    and window.start <= x["requested_at"] < window.end][:20]
+    store.insert("sentinel.scores", score_rows(scores_again), "after-crash-scores")
+    assert usable(store, params) == {"jobs": True, "scores": False, "benchmark": False}
     again = [e for e in ALL_JOBS if window.start <= e["requested_at"] < window.end][:40]
     store.insert("sentinel.jobs", job_rows([(e, 0, k) for k, e in enumerate(again)]), "after-crash-jobs")
     assert usable(store, params) == {"jobs": False, "scores": False, "benchmark": False}
