@@ -26,9 +26,11 @@
 --
 -- Duplicates: a retried insert block (same insert_deduplication_token) is dropped by every
 -- target too (each has its own non_replicated_deduplication_window; tested in
--- tests/sql/test_report_rollups.py), and the worker's duplicate gate keeps an already stored job
--- id from being inserted again, so every job and score reaches these tables once, as in
--- 0006_rollups.sql. Hour-aligned windows read only the hourly cells (and the latencies); the
+-- tests/sql/test_report_rollups.py). A job or score stored again in a new batch (a re-delivered
+-- first copy after a crash: sentinel.jobs FINAL collapses it) reaches them twice; the report
+-- finds that with report_job_keys / report_score_keys (report_rollup_duplicates.sql) and then
+-- reads the event log, as it does when these cannot answer (reports/rollups.py).
+-- Hour-aligned windows read only the hourly cells (and the latencies); the
 -- partial hours at the edges of any other window are read from report_jobs / report_scores.
 ALTER TABLE sentinel.scores ADD COLUMN IF NOT EXISTS requested_at Nullable(DateTime64(3, 'UTC'));
 
