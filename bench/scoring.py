@@ -544,6 +544,19 @@ def prepare(seed: int, n: int) -> list[dict[str, Any]]:
 _METRIC = re.compile(r'^(sentinel_[a-z_]+?)(?:_total)?(?:\{table="(\w+)"\})?\s+([0-9.eE+-]+)$')
 
 
+def worker_metrics(url: str) -> dict[str, float]:
+    """The sentinel_* counters of one worker's /metrics (``name[table]`` for per-table ones)."""
+    with urllib.request.urlopen(f"{url}/metrics", timeout=5) as resp:
+        text = resp.read().decode()
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        m = _METRIC.match(line)
+        if m and not line.startswith("sentinel_latency") and "_created" not in line:
+            key = m[1] + (f"[{m[2]}]" if m[2] else "")
+            out[key] = out.get(key, 0.0) + float(m[3])
+    return out
+
+
 class Probe:
     """Reads the worker's counters and the warehouse's progress."""
 
@@ -558,15 +571,7 @@ class Probe:
         return self.reader.query(self.progress_sql).to_pylist()[0]
 
     def metrics(self) -> dict[str, float]:
-        with urllib.request.urlopen(f"{self.stack.worker.url}/metrics", timeout=5) as resp:
-            text = resp.read().decode()
-        out: dict[str, float] = {}
-        for line in text.splitlines():
-            m = _METRIC.match(line)
-            if m and not line.startswith("sentinel_latency") and "_created" not in line:
-                key = m[1] + (f"[{m[2]}]" if m[2] else "")
-                out[key] = out.get(key, 0.0) + float(m[3])
-        return out
+        return worker_metrics(self.stack.worker.url)
 
     def cpu(self) -> dict[str, Any]:
         w, b = self.stack.worker.proc.pid, self.stack.broker.pid

@@ -258,9 +258,19 @@ def claim(chdb_path: Path, url: str, role: str = "worker", keep_token: bool = Fa
     tmp = path.with_suffix(".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
-        json.dump(owner.__dict__, fh)
+        json.dump({**owner.__dict__, "started": process_start(owner.pid)}, fh)
     tmp.replace(path)
     return owner
+
+
+def process_start(pid: int) -> str | None:
+    """When ``pid`` started (clock ticks since boot, /proc/<pid>/stat field 22): with the pid it
+    names one process, so an owner file is not taken for a later process given the same pid."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat[stat.rfind(")") + 2:].split()[19]
 
 
 def _previous_token(chdb_path: Path) -> str | None:
@@ -304,6 +314,9 @@ def live_owner(chdb_path: Path) -> Owner | None:
         return None  # stale: the worker died without cleaning up
     except PermissionError:
         pass
+    started = data.get("started")
+    if started is not None and process_start(owner.pid) not in (None, started):
+        return None  # the owner died and its pid went to another process
     return owner
 
 

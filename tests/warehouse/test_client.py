@@ -72,3 +72,16 @@ def test_a_store_keeps_its_token_across_restarts_and_a_released_file_names_no_ow
     release(path)
     assert not owner_file(path).exists()
     assert os.getpid() == fresh.pid
+
+
+def test_an_owner_file_naming_a_reused_pid_names_no_owner(tmp_path) -> None:
+    import json
+
+    from warehouse.client import claim, live_owner, owner_file
+
+    path = tmp_path / "chdb"
+    claim(path, "http://127.0.0.1:1", role="store")
+    assert live_owner(path) is not None
+    data = json.loads(owner_file(path).read_text())
+    owner_file(path).write_text(json.dumps({**data, "started": "1"}))  # this pid, but another process's start
+    assert live_owner(path) is None

@@ -12,6 +12,10 @@ Patched (once per process, :func:`install`):
    past records Faust dropped), and the protocol restarts there (ledger, gate order).
 3. ``aiokafka.consumer.fetcher.Fetcher._proc_fetch_request``: waits out up to 20 ms after an
    empty fetch (noida-db answers empty fetches at once; an idle worker burned 0.9 cores).
+4. ``aiokafka.consumer.group_coordinator.CoordinatorGroupRebalance.perform_group_join``: a
+   SyncGroup answer with zero assignment bytes means "join again" (noida-db sent one to a worker
+   starting next to another under load; aiokafka's decode raised and its coordinator routine
+   died, leaving the worker up without partitions and the group rebalancing around it).
 
 Read, not patched: ``Consumer._committed_offset`` (also by worker/membership.py: the consumer lag), ``_acked``,
 ``_acked_index``, ``_gap``, ``_paused_partitions``; the ``faust.streams._current_event`` context
@@ -33,6 +37,7 @@ from typing import Any, Awaitable, Callable
 import aiokafka
 import faust
 from aiokafka.consumer.fetcher import Fetcher
+from aiokafka.consumer.group_coordinator import CoordinatorGroupRebalance
 from faust.streams import _current_event
 from faust.transport.consumer import Consumer
 
@@ -50,6 +55,7 @@ EXPECTED: tuple[tuple[str, str | None, str, tuple[str, ...] | None], ...] = (
     ("faust.transport.consumer", "Consumer", "seek", None),
     ("faust.transport.consumer", "Consumer", "resume_partitions", None),
     ("aiokafka.consumer.fetcher", "Fetcher", "_proc_fetch_request", ("self", "assignment", "node_id", "request")),
+    ("aiokafka.consumer.group_coordinator", "CoordinatorGroupRebalance", "perform_group_join", ("self",)),
     ("faust.streams", None, "_current_event", None),
     ("faust.transport.drivers.aiokafka", "AIOKafkaConsumerThread", "_ensure_consumer", ("self",)),
     ("aiokafka.consumer.consumer", "AIOKafkaConsumer", "partitions_for_topic", ("self", "topic")),
@@ -162,6 +168,23 @@ def waiting_after_empty(fetch: Callable[..., Awaitable[bool]], wait_s: float) ->
     return proc_fetch_request
 
 
+def retrying_empty_assignment(join: Callable[[Any], Awaitable[Any]]) -> Callable[[Any], Awaitable[Any]]:
+    """Wrap ``CoordinatorGroupRebalance.perform_group_join`` (returns ``(protocol, assignment
+    bytes)`` or None, which aiokafka retries after its backoff): zero bytes become None. An
+    encoded assignment is never empty, even one without partitions, so zero bytes are a broker
+    that answered before the leader had assigned, not an assignment."""
+
+    async def perform_group_join(self: Any) -> Any:
+        joined = await join(self)
+        if joined is not None and not joined[1]:
+            log.warning("group %s: the coordinator answered with no assignment at all; joining again", self.group_id)
+            return None
+        return joined
+
+    perform_group_join.__wrapped__ = join  # type: ignore[attr-defined]
+    return perform_group_join
+
+
 async def _rewind_uncommitted(consumer: Any) -> None:
     uncommitted = [tp for tp in consumer.assignment()
                    if not consumer._is_changelog_tp(tp) and consumer._committed_offset.get(tp) is None]
@@ -188,13 +211,15 @@ def _forget_acks_below(consumer: Any, tp: Any, offset: int) -> None:
 
 
 def install() -> None:
-    """Check the shapes, then apply the three patches (once per process)."""
+    """Check the shapes, then apply the four patches (once per process)."""
     global _INSTALLED
     if _INSTALLED:
         return
     check_shape()
     Fetcher._proc_fetch_request = waiting_after_empty(Fetcher._proc_fetch_request,  # type: ignore[method-assign]
                                                       EMPTY_FETCH_WAIT_S)
+    CoordinatorGroupRebalance.perform_group_join = retrying_empty_assignment(  # type: ignore[method-assign]
+        CoordinatorGroupRebalance.perform_group_join)
     original_seek = Consumer.perform_seek
     original_new_offset = Consumer._new_offset
 

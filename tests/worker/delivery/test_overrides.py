@@ -125,3 +125,30 @@ def test_a_consumer_without_the_private_state_read_is_refused(monkeypatch) -> No
     monkeypatch.setattr(overrides, "_CONSUMER_CHECKED", False)
     with pytest.raises(overrides.FaustShapeError, match="_committed_offset"):
         overrides.check_consumer(SimpleNamespace(_acked={}, _acked_index={}, _gap={}, _paused_partitions=set(), app=None))
+
+
+def test_a_sync_group_answer_with_no_assignment_bytes_means_join_again() -> None:
+    """noida-db once answered a follower's SyncGroup with zero bytes (two workers starting under
+    load, bench/scale_out.py): aiokafka's decode of them raises, its coordinator routine died, and
+    the worker stayed up without partitions while the group kept rebalancing around it. An
+    encoded assignment, even one with no partitions, is never empty, so zero bytes mean "no
+    answer yet": the patched join returns None, which aiokafka retries after its backoff."""
+    from aiokafka.consumer.group_coordinator import CoordinatorGroupRebalance
+    from aiokafka.coordinator.protocol import ConsumerProtocol, ConsumerProtocolMemberAssignment
+
+    with pytest.raises(ValueError):  # what killed the coordinator routine
+        ConsumerProtocol.ASSIGNMENT.decode(b"")
+    no_partitions = ConsumerProtocolMemberAssignment(0, [], b"").encode()
+    assert len(no_partitions) > 0 and ConsumerProtocol.ASSIGNMENT.decode(no_partitions).assignment == []
+
+    answers = [("roundrobin", b""), ("roundrobin", no_partitions), None, ("roundrobin", b"\x00\x01")]
+
+    async def join(self) -> tuple[str, bytes] | None:
+        return answers.pop(0)
+
+    wrapped = overrides.retrying_empty_assignment(join)
+    rebalance = SimpleNamespace(group_id="g")
+    got = [asyncio.run(wrapped(rebalance)) for _ in range(4)]
+    assert got == [None, ("roundrobin", no_partitions), None, ("roundrobin", b"\x00\x01")]
+    overrides.install()
+    assert CoordinatorGroupRebalance.perform_group_join.__wrapped__ is not None
