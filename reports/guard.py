@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import sql as sql_files
+from reports import rollups
 from warehouse.client import Warehouse
 
 
@@ -54,10 +54,10 @@ def _clean(value: Any) -> Any:
 
 def guard_section(reader: Warehouse, params: dict[str, Any]) -> dict[str, Any] | None:
     """The section as plain data, or None when no guarded request is in the window."""
-    rows = [{k: _clean(v) for k, v in r.items()} for r in reader.query(sql_files.report("guard"), params).to_pylist()]
+    rows = [{k: _clean(v) for k, v in r.items()} for r in rollups.query(reader, "guard", params).to_pylist()]
     if not rows:
         return None
-    failures = reader.query(sql_files.report("guard_failures"), params).to_pylist()
+    failures = rollups.query(reader, "guard_failures", params).to_pylist()
     by_group: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for f in failures:
         by_group.setdefault((f["model"], f["niche"]), []).append(
@@ -66,7 +66,7 @@ def guard_section(reader: Warehouse, params: dict[str, Any]) -> dict[str, Any] |
         checks = by_group.get((r["model"], r["niche"]), [])
         r["failed_checks"] = checks
         r["failures"] = ", ".join(f"{c['check']} {c['failed']} ({c['share']:.0%})" for c in checks) or "none"
-    rubrics = reader.query(sql_files.report("guard_rubrics"), params).to_pylist()
+    rubrics = rollups.query(reader, "guard_rubrics", params).to_pylist()
     return {"rubrics": rubrics,
             "models": [{k: v for k, v in r.items() if k != "niche"} for r in rows if r["niche"] == "*"],
             "niches": [r for r in rows if r["niche"] != "*"]}

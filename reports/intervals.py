@@ -59,7 +59,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-import sql as sql_files
+from reports import rollups
 from sentinel.bootstrap import LEVEL, BootstrapConfig, group_intervals
 from sentinel.composite import Anchors, CompositeWeights
 
@@ -88,8 +88,8 @@ def job_samples(reader: Any, params: Mapping[str, Any], max_jobs: int,
     """Per (model, "*") and (model, niche): latency, cost, clip (NaN = unscored) arrays of the
     jobs ``bootstrap_jobs.sql`` returns for that group, in the query's order. ``counts`` (jobs
     per group, from the benchmark rows) sets the prefilter; without it every job is ranked."""
-    table = reader.query(sql_files.report("bootstrap_jobs"),
-                         {**params, "max_jobs": int(max_jobs), **rate_params(counts or {}, max_jobs)})
+    table = rollups.query(reader, "bootstrap_jobs",
+                          {**params, "max_jobs": int(max_jobs), **rate_params(counts or {}, max_jobs)})
     cols = {name: table.column(name).to_numpy(zero_copy_only=False) for name in
             ("model", "niche", "in_model", "in_niche", "latency_ms", "cost_usd")}
     clip = table.column("clip").to_numpy(zero_copy_only=False)

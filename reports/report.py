@@ -23,6 +23,8 @@ from reports import ranks_render
 from reports.ranking import add_significance
 from sentinel.bootstrap import CI_KEYS, BootstrapConfig
 from reports.quality import QualityConfig, add_quality, require_scorer_version
+from reports import rollups
+from reports.rollups import benchmark_table
 from warehouse.client import Warehouse
 from warehouse.window import Window
 
@@ -81,7 +83,8 @@ def benchmark(reader: Warehouse, pricing: Pricing, window: Window = Window(), sc
     gpu_types = reader.query(sql_files.report("gpu_types"), window.params()).column("gpu_type").to_pylist()
     pricing.require_gpu_types(gpu_types)
     params = {**window.params(), **pricing_params(pricing), "scorer_version": scorer_version}
-    table = reader.query(sql_files.report("benchmark"), params)
+    params["rollups"] = use = rollups.usable(reader, params)  # which queries read the 0012 rollups
+    table = benchmark_table(reader, window, params)
     rows = [{k: _clean(v) for k, v in row.items()} for row in table.to_pylist()]
     models = [{k: v for k, v in r.items() if k != "niche"} for r in rows if r["niche"] == "*"]
     niches = [r for r in rows if r["niche"] != "*"]
@@ -92,9 +95,9 @@ def benchmark(reader: Warehouse, pricing: Pricing, window: Window = Window(), sc
     intervals = add_intervals(reader, params, models, niches, section, quality.weights, clip_anchor, bootstrap, draws)
     significance = add_significance(models, niches, section, draws, quality.weights, clip_anchor, bootstrap,
                                     fid_inputs if quality.fid_significance else None)
-    cdf = reader.query(sql_files.report("latency_cdf"), window.params()).to_pylist()
-    cost_parts = reader.query(sql_files.report("cost_breakdown"), {**window.params(), **pricing_params(pricing)})
-    latency_parts = reader.query(sql_files.report("latency_breakdown"), window.params())
+    cdf = rollups.query(reader, "latency_cdf", {**window.params(), "rollups": use}).to_pylist()
+    cost_parts = rollups.query(reader, "cost_breakdown", {**window.params(), **pricing_params(pricing), "rollups": use})
+    latency_parts = rollups.query(reader, "latency_breakdown", {**window.params(), "rollups": use})
     report = {
         "window": {"from": window.start.isoformat(), "to": window.end.isoformat(),
                    "all_time": window == Window()},
@@ -115,7 +118,7 @@ def benchmark(reader: Warehouse, pricing: Pricing, window: Window = Window(), sc
         "latency_quantiles": {"levels": [i / 100 for i in range(101)],
                               "models": {r["model"]: r["latency_ms"] for r in cdf}},
         "trend": trend(reader, window),
-        "guard": guard_section(reader, {**window.params(), **pricing_params(pricing)}),  # None: no guarded traffic
+        "guard": guard_section(reader, {**window.params(), **pricing_params(pricing), "rollups": use}),  # None: unguarded
     }
     add_guard_columns(report)
     return report

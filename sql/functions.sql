@@ -32,3 +32,20 @@ CREATE OR REPLACE FUNCTION sentinel_job_cost_usd AS
     (provider, gpu_type, gpu_seconds, api_cost_usd, gpu_types, gpu_prices, overhead, platform_fee) ->
     sentinel_gpu_compute_usd(provider, gpu_type, gpu_seconds, gpu_types, gpu_prices) * (1 + overhead)
         + sentinel_api_price_usd(provider, api_cost_usd) + platform_fee;
+
+-- An exact quantile of a histogram, with quantileExactInclusive's arithmetic bit for bit (linear
+-- interpolation between order statistics, numpy's default percentile): ``vals`` ascending,
+-- ``cum`` their cumulative counts. The report rollups (sql/migrations/0012) keep delivered
+-- latencies as (value, count) per month, so the report's p50/p95 and latency CDF stay exact
+-- without reading every job. NaN for an empty histogram, as quantileExactInclusive.
+CREATE OR REPLACE FUNCTION sentinel_hist_interpolate AS (vals, cum, h, i) ->
+    vals[i] + (h - floor(h)) * (if(cum[i] >= floor(h) + 1, vals[i], vals[i + 1]) - vals[i]);
+
+-- h = level x (n - 1) + 1 is the 1-based rank (as in ClickHouse's QuantileExactInclusive); the
+-- entry holding order statistic floor(h) is found once, the next order statistic is that entry
+-- or the following one.
+CREATE OR REPLACE FUNCTION sentinel_hist_quantile AS (vals, cum, level) ->
+    if(length(cum) = 0, nan,
+       if(floor(level * (cum[-1] - 1) + 1) >= cum[-1], vals[-1],
+          sentinel_hist_interpolate(vals, cum, level * (cum[-1] - 1) + 1,
+                                    arrayFirstIndex(c -> c >= floor(level * (cum[-1] - 1) + 1), cum))));

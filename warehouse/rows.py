@@ -93,6 +93,7 @@ SCORES_SCHEMA = pa.schema([
     ("clip_reference_score", pa.float64()),
     ("embedding", pa.list_(pa.float32())),
     ("flags", pa.list_(pa.string())),
+    ("requested_at", TS),  # the job's (JobScored carries it; null on older events): the report rollups' hour (0012)
 ])
 
 ALERTS_SCHEMA = pa.schema([

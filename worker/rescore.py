@@ -86,7 +86,8 @@ def rescore(warehouse: Any, scorer: BatchScorer, version: str, start: datetime, 
         now = datetime.now(timezone.utc)
         out = [{"job_id": s.job_id, "scorer_version": version, "model_id": job["model_id"], "niche": job["niche"],
                 "scored_at": now, "clip_prompt_score": s.clip_prompt_score,
-                "clip_reference_score": s.clip_reference_score, "embedding": s.embedding.tolist(), "flags": ["rescored"]}
+                "clip_reference_score": s.clip_reference_score, "embedding": s.embedding.tolist(), "flags": ["rescored"],
+                "requested_at": job["requested_at"]}
                for s, job in zip(scores, kept)]
         if out:
             warehouse.insert("sentinel.scores", rows.score_rows(out))

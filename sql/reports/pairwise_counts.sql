@@ -9,6 +9,8 @@ WITH
         SELECT job_id, model_id
         FROM sentinel.jobs FINAL
         WHERE requested_at >= {start:DateTime64(3)} AND requested_at < {end:DateTime64(3)}
+          -- only rated jobs (primary-key lookups): a window of 10M jobs is not read for a few ratings
+          AND job_id IN (SELECT job_a FROM r UNION ALL SELECT job_b FROM r)
     ),
     rated AS (
         SELECT ja.model_id AS model_a, jb.model_id AS model_b, r.winner AS winner, r.rater AS rater

@@ -10,6 +10,8 @@ WITH
         SELECT job_id, model_id, niche
         FROM sentinel.jobs FINAL
         WHERE requested_at >= {start:DateTime64(3)} AND requested_at < {end:DateTime64(3)}
+          -- only rated jobs (primary-key lookups): a window of 10M jobs is not read for a few ratings
+          AND job_id IN (SELECT job_a FROM r UNION ALL SELECT job_b FROM r)
     )
 SELECT
     ja.niche                        AS niche,

@@ -159,6 +159,8 @@ class _FakeReader:
         self.table, self.params = table, None
 
     def query(self, text: str, parameters=None) -> pa.Table:
+        if "system.tables" in text:  # reports.rollups asking for the 0012 tables: a store without them
+            return pa.table({"n": pa.array([0], pa.uint64())})
         assert "row_number() OVER" in text  # bootstrap_jobs.sql
         self.params = parameters
         return self.table

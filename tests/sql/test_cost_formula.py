@@ -170,8 +170,10 @@ def test_every_query_given_prices_calls_the_function() -> None:
                           if "migrations" not in p.parts
                           and re.search(r"\{gpu_prices:|sentinel\.pricing\b", _code(p.read_text())))
     assert given_prices == ["deploy/grafana/dashboards/sentinel.json", "sql/reports/benchmark.sql",
-                            "sql/reports/bootstrap_jobs.sql", "sql/reports/cost_breakdown.sql",
-                            "sql/reports/guard.sql", "sql/reports/rollup_hourly.sql"]
+                            "sql/reports/benchmark_rollup.sql", "sql/reports/bootstrap_jobs.sql",
+                            "sql/reports/bootstrap_jobs_rollup.sql", "sql/reports/cost_breakdown.sql",
+                            "sql/reports/cost_breakdown_rollup.sql", "sql/reports/guard.sql",
+                            "sql/reports/guard_rollup.sql", "sql/reports/rollup_hourly.sql"]
     for path in given_prices:
         assert "sentinel_job_cost_usd(" in (ROOT / path).read_text(), path
 
