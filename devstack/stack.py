@@ -87,6 +87,7 @@ class ChildProcess:
         self.settings = settings
         self.log_path = log_path
         self.proc: subprocess.Popen[bytes] | None = None
+        self._terminated = False
 
     @property
     def url(self) -> str:
@@ -131,10 +132,16 @@ class ChildProcess:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
 
+    def terminate(self) -> None:
+        """SIGTERM once (a second one may cut a Faust worker's clean stop short)."""
+        if self.alive() and not self._terminated:
+            self._terminated = True
+            os.killpg(self.proc.pid, signal.SIGTERM)
+
     def stop(self, timeout: float = 30.0) -> int | None:
         if self.proc is None or self.proc.poll() is not None:
             return self.proc.returncode if self.proc else None
-        os.killpg(self.proc.pid, signal.SIGTERM)
+        self.terminate()
         try:
             return self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
@@ -308,8 +315,7 @@ class EmbeddedStack:
         withdraw(self.settings.data_dir, os.getpid())
         try:
             for w in self.workers:  # all told at once: each commits on its way out
-                if w.alive():
-                    os.killpg(w.proc.pid, signal.SIGTERM)
+                w.terminate()
             for w in self.workers:
                 w.stop()
             if self.store is not None:

@@ -141,6 +141,19 @@ def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: 
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r}){extra}")
 
 
+def migrated_store(tmp_path_factory: pytest.TempPathFactory, name: str) -> Iterator[Any]:
+    """A fresh embedded chDB store, migrated as the worker does, closed afterwards (for a
+    module-scoped ``store`` fixture: ``yield from migrated_store(tmp_path_factory, "name")``)."""
+    from warehouse.client import ClickHouseWarehouse, migrate
+
+    warehouse = ClickHouseWarehouse(f"chdb://{tmp_path_factory.mktemp(name) / 'chdb'}")
+    migrate(warehouse)
+    try:
+        yield warehouse
+    finally:
+        warehouse.close()
+
+
 def running_stack(tmp_path_factory: pytest.TempPathFactory, **overrides: Any) -> Iterator[Any]:
     """Broker + worker + chDB on free ports (settings ``overrides`` on top), stopped afterwards."""
     from config.settings import load_settings

@@ -255,12 +255,17 @@ def claim(chdb_path: Path, url: str, role: str = "worker", keep_token: bool = Fa
     owner = Owner(pid=os.getpid(), url=url, token=token or secrets.token_urlsafe(24), role=role)
     path = owner_file(chdb_path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    _write_owner_file(path, {**owner.__dict__, "started": process_start(owner.pid)})
+    return owner
+
+
+def _write_owner_file(path: Path, data: dict[str, Any]) -> None:
+    """Atomically, readable by this user only (it holds the token)."""
     tmp = path.with_suffix(".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
-        json.dump({**owner.__dict__, "started": process_start(owner.pid)}, fh)
+        json.dump(data, fh)
     tmp.replace(path)
-    return owner
 
 
 def process_start(pid: int) -> str | None:
@@ -289,11 +294,7 @@ def release(chdb_path: Path, keep_token: bool = False) -> None:
         if data.get("pid") != os.getpid():
             return
         if keep_token:
-            tmp = path.with_suffix(".tmp")
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as fh:
-                json.dump({**data, "pid": 0, "url": ""}, fh)
-            tmp.replace(path)
+            _write_owner_file(path, {**data, "pid": 0, "url": ""})
         else:
             path.unlink()
     except (FileNotFoundError, ValueError):

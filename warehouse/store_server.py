@@ -57,7 +57,6 @@ class StoreServer:
         self.warehouse = warehouse
         self.token = token
         self.serve_data = serve_data
-        self.requests = 0
         handler = type("StoreHandler", (_Handler,), {"store": self})
         self.httpd = ThreadingHTTPServer((host, port), handler)
         self.httpd.daemon_threads = True
@@ -147,7 +146,6 @@ class _Handler(BaseHTTPRequestHandler):
             if not self.store.authorized(self.headers.get("Authorization", "")):
                 raise BadRequest(401, "missing or wrong token")
             payload = self._body()
-            self.store.requests += 1
             path = url.path.rstrip("/")
             if path == "/sentinel/query":
                 self._answer(200, self.store.query(_json(payload)), ARROW_STREAM)

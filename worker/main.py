@@ -24,6 +24,7 @@ from warehouse.pricing import publish_pricing
 from warehouse.window import Window
 from worker import membership
 from worker.app import create_app
+from worker.delivery.retry import Backoff
 from worker.runtime import Runtime
 from worker.stages.gate import Catalog
 
@@ -56,16 +57,15 @@ STORE_WAIT_S = 120.0  # a worker (re)started while its store restarts waits this
 
 def gpu_types(warehouse: Warehouse, wait_s: float) -> list[str]:
     """The GPU types in the event log; an unreachable store is waited for up to ``wait_s``."""
-    deadline, delay = time.monotonic() + wait_s, 0.2
+    deadline, backoff = time.monotonic() + wait_s, Backoff()
     while True:
         try:
             return warehouse.query(sql_files.report("gpu_types"), Window().params()).column("gpu_type").to_pylist()
         except WarehouseError as exc:
-            if time.monotonic() + delay > deadline:
+            if time.monotonic() + backoff.delay > deadline:
                 raise
-            log.warning("waiting for the store (%s); retrying in %.1fs", exc, delay)
-            time.sleep(delay)
-            delay = min(delay * 2, 5.0)
+            log.warning("waiting for the store (%s); retrying in %.1fs", exc, backoff.delay)
+            time.sleep(backoff.next())
 
 
 def open_runtime(settings: Settings) -> Runtime:

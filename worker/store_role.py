@@ -80,11 +80,11 @@ def run_store(settings: Settings, snapshot: Snapshot | None = None, ready: Calla
 def _snapshots_until(stop: threading.Event, warehouse: ClickHouseWarehouse, settings: Settings,
                      snapshot: Snapshot | None) -> None:
     """Every ``snapshot_interval_s`` the due snapshots (a failure is logged; the next tick retries)."""
-    interval = settings.snapshot_interval_s if snapshot is not None and settings.snapshot_interval_s > 0 else None
+    if snapshot is None or settings.snapshot_interval_s <= 0:
+        stop.wait()
+        return
     pricing = settings.pricing()
-    while not stop.wait(interval if interval is not None else 3600.0):
-        if interval is None:
-            continue
+    while not stop.wait(settings.snapshot_interval_s):
         try:
             log.info("benchmark snapshots: %d rows", snapshot(warehouse, pricing, settings))
         except Exception as exc:  # the warehouse may be down: the next tick retries

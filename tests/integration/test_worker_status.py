@@ -15,13 +15,12 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Iterator
 
 import pytest
 from conftest import make_event, publish_events, wait_for
+from http_fakes import serve
 
 from contracts.topics import ALERTS, JOBS_COMPLETED, JOBS_SCORED, RATINGS
 
@@ -171,23 +170,6 @@ def test_lag_per_partition_matches_the_broker_then_returns_to_zero(stack):
     assert sum(d["consumed"] for d in docs) >= N
 
 
-def fake_peer(answer: dict[str, Any]) -> ThreadingHTTPServer:
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            body = json.dumps(answer).encode()
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-    return server
-
-
 def table(worker: Any) -> dict[str, Any]:
     return json.loads(get(f"{worker.url}/sentinel/workers/"))
 
@@ -197,16 +179,16 @@ def test_workers_page_lists_every_worker_and_marks_the_unreachable(stack):
 
     first, second = stack.workers
     data_dir = stack.settings.data_dir
-    peer = fake_peer({"worker_id": "worker-9", "pid": os.getpid(), "partitions": {JOBS_COMPLETED: []},
-                      "lag": {JOBS_COMPLETED: {}}, "lag_total": 0, "consumed": 0, "scored": 0})
+    peer, peer_url = serve({"worker_id": "worker-9", "pid": os.getpid(), "partitions": {JOBS_COMPLETED: []},
+                      "lag": {JOBS_COMPLETED: {}}, "lag_total": 0, "consumed": 0, "scored": 0}, path=None)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         silent = f"http://127.0.0.1:{s.getsockname()[1]}"
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()
-    announce(data_dir, "worker-9", f"http://127.0.0.1:{peer.server_address[1]}")
+    announce(data_dir, "worker-9", peer_url)
     announce(data_dir, "worker-silent", silent)
-    announce(data_dir, "worker-gone", f"http://127.0.0.1:{peer.server_address[1]}", pid=gone.pid)
+    announce(data_dir, "worker-gone", peer_url, pid=gone.pid)
     try:
         got = table(first)
     finally:

@@ -9,10 +9,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import migrated_store
 
 import sql as sql_files
 from warehouse.rows import job_rows
-from warehouse.client import ClickHouseWarehouse, migrate
+from warehouse.client import ClickHouseWarehouse
 
 UTC = timezone.utc
 T0 = datetime(2026, 4, 1, 0, 0, tzinfo=UTC)
@@ -22,13 +23,7 @@ FEE, OVERHEAD = 0.002, 0.15
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory):
-    path: Path = tmp_path_factory.mktemp("rollups") / "chdb"
-    warehouse = ClickHouseWarehouse(f"chdb://{path}")
-    migrate(warehouse)
-    try:
-        yield warehouse
-    finally:
-        warehouse.close()
+    yield from migrated_store(tmp_path_factory, "rollups")
 
 
 def _jobs(n: int, seed: int) -> list[dict]:

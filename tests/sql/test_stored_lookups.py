@@ -5,13 +5,12 @@ here, including a second copy of a row (what the lookups exist to prevent, inser
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
-from conftest import make_event
-from warehouse.client import ClickHouseWarehouse, migrate
+from conftest import make_event, migrated_store
+from warehouse.client import ClickHouseWarehouse
 from warehouse.rows import job_rows, score_rows
 from worker.agents.scores import StoredScores
 from worker.stages.gate import StoredCopy, StoredOffsets, stored_copies
@@ -20,13 +19,7 @@ from contracts.codec import content_hash
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory):
-    path: Path = tmp_path_factory.mktemp("lookups") / "chdb"
-    warehouse = ClickHouseWarehouse(f"chdb://{path}")
-    migrate(warehouse)
-    try:
-        yield warehouse
-    finally:
-        warehouse.close()
+    yield from migrated_store(tmp_path_factory, "lookups")
 
 
 def score(job_id: str, version: str) -> dict:

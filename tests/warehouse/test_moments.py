@@ -4,14 +4,14 @@ and the window query's SQL merge against numpy."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import migrated_store
 
 from warehouse.moments import MomentInput, MomentStates, bucket_moments, rows_token, window_moments
 from warehouse.window import Window
-from warehouse.client import ClickHouseWarehouse, migrate
+from warehouse.client import ClickHouseWarehouse
 
 UTC = timezone.utc
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
@@ -21,13 +21,7 @@ D = 8
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory):
-    path: Path = tmp_path_factory.mktemp("moments") / "chdb"
-    warehouse = ClickHouseWarehouse(f"chdb://{path}")
-    migrate(warehouse)
-    try:
-        yield warehouse
-    finally:
-        warehouse.close()
+    yield from migrated_store(tmp_path_factory, "moments")
 
 
 def _inputs(n: int, seed: int, partition: int = 0, first_offset: int = 0) -> list[MomentInput]:

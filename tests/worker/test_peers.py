@@ -5,15 +5,12 @@ with a 500, one answering a JSON list and one whose process is gone. The event l
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import socket
 import subprocess
 import sys
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Iterator
 
 import numpy as np
@@ -21,6 +18,8 @@ import pytest
 
 from worker.membership import Membership, announce, registered_workers, worker_document
 from worker.peers import gather_workers
+
+from http_fakes import serve
 
 SLOW_S = 3.0
 TIMEOUT_S = 0.5
@@ -30,32 +29,6 @@ def peer_doc(worker_id: str, partitions: dict[str, list[int]], lag: dict[str, di
              counts: dict[str, int | None] | None = None) -> dict[str, Any]:
     return worker_document(worker_id, "unused", Membership(partitions, lag, counts or {}),
                            {"consumed": 5, "scored": 4}, pid=1)
-
-
-def serve(answer: Any, delay_s: float = 0.0, status: int = 200) -> tuple[ThreadingHTTPServer, str]:
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            if self.path != "/sentinel/worker/":
-                self.send_error(404)
-                return
-            time.sleep(delay_s)
-            body = json.dumps(answer).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            try:
-                self.wfile.write(body)
-            except OSError:  # the asker gave up
-                pass
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-    return server, f"http://127.0.0.1:{server.server_address[1]}"
 
 
 def closed_port_url() -> str:
@@ -172,22 +145,10 @@ def test_group_live_states_merge_every_answering_peer_and_name_the_silent_ones()
 
     sketches = {"m|n|0|1": state(1, range(3), 100.0), "m|n|0|2": state(2, range(5), 200.0)}
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            body = json.dumps(sketches).encode()
-            self.send_response(200 if self.path == "/sentinel/sketches/" else 404)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    server, url = serve(sketches, path="/sentinel/sketches/")
     try:
         peers = [WorkerEntry("w-me", closed_port_url(), os.getpid(), "h"),  # itself: never asked
-                 WorkerEntry("w-peer", f"http://127.0.0.1:{server.server_address[1]}", os.getpid(), "h"),
+                 WorkerEntry("w-peer", url, os.getpid(), "h"),
                  WorkerEntry("w-gone", closed_port_url(), os.getpid(), "h")]
         with ThreadPoolExecutor(2) as pool:
             items, missing = asyncio.run(gather_sketches("w-me", peers, pool, timeout_s=TIMEOUT_S))

@@ -28,9 +28,13 @@ class Backoff:
         self.delay = first
         self.cap = cap
 
+    def next(self) -> float:
+        """The delay to wait now; the following one doubles."""
+        delay, self.delay = self.delay, min(self.delay * 2, self.cap)
+        return delay
+
     async def wait(self) -> None:
-        await asyncio.sleep(self.delay)
-        self.delay = min(self.delay * 2, self.cap)
+        await asyncio.sleep(self.next())
 
 
 async def until_done(attempt: Callable[[], Awaitable[T]], what: str,
