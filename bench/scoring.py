@@ -122,6 +122,7 @@ from worker.stages.drift import DRIFT_METRIC  # noqa: E402
 from worker.stages.gate import check_images  # noqa: E402
 from worker.stages.scoring import ScoreStage  # noqa: E402
 from worker.stages.triage import Accepted  # noqa: E402
+from worker.runtime import towers_pool  # noqa: E402
 from _machine import cpu_model as _cpu_model
 
 RESULTS = REPO / "bench" / "results" / "scoring.json"  # the tiny CLIP's; other archs: default_out()
@@ -253,7 +254,9 @@ def raw_probe(extractor: ClipExtractor, images: list[Any], batch: int) -> dict[s
 
 def bench_scorer(args: argparse.Namespace, extractor: ClipExtractor) -> dict[str, Any]:
     settings = load_settings(env={}, score_batch_size=args.batch, clip_arch=args.arch)
-    stage = ScoreStage(BatchScorer(extractor), settings.scorer_version)
+    # the scorer as the worker builds it: the towers side by side where parallel_towers says so
+    towers = towers_pool(settings, extractor.image_tower_params)
+    stage = ScoreStage(BatchScorer(extractor, towers), settings.scorer_version)
 
     def score_core(batch: list[Accepted]) -> None:  # the gate's decode (gate thread) + the score stage
         stage(batch, {(a.partition, a.offset): check_images(a.event) for a in batch})
@@ -296,7 +299,7 @@ def bench_scorer(args: argparse.Namespace, extractor: ClipExtractor) -> dict[str
         for b in ref_b:
             extractor.encode_images(b)
 
-    scorer = BatchScorer(extractor)
+    scorer = BatchScorer(extractor, towers)
     inputs = [ScoreInput(e["job_id"], e["prompt"], im) for e, im in zip(events, images)]
     inp_b = make_batches(inputs, args.batch)
 
@@ -355,7 +358,7 @@ def bench_scorer(args: argparse.Namespace, extractor: ClipExtractor) -> dict[str
             f"(ratio {res['ratio_1thread'][-1]:.2f}); text {res['encode_text_us'][-1]:.0f} µs vs full context "
             f"{res['encode_text_full_us'][-1]:.0f} (load {res['loadavg'][-1]:.1f})")
     out: dict[str, Any] = {"images": n, "with_reference": len(refs), "batch": args.batch, "torch_threads": threads,
-                           "rounds": res, "median": {k: med(v) for k, v in res.items()}}
+                           "towers_side_by_side": towers is not None, "rounds": res, "median": {k: med(v) for k, v in res.items()}}
     out["cuda"] = bench_cuda(args, images) if torch.cuda.is_available() else None
     out["probe_images"] = images[:128]
     return out
@@ -928,6 +931,7 @@ def report(doc: dict[str, Any]) -> str:
     s = doc["scorer"]["median"]
     raw = s["raw_img_s"]
     th = doc["machine"]["torch_threads"]
+    towers = "; text tower + refs side by side with the image tower" if doc["scorer"].get("towers_side_by_side") else ""
     if doc.get("arch", TINY_ARCH) == TINY_ARCH:
         model = f"tiny CLIP `{doc['model']}`"
     else:
@@ -943,7 +947,7 @@ def report(doc: dict[str, Any]) -> str:
         f"| {f0(s['raw_cpu_us'])} |",
         f"| 1b. `BatchScorer.score`, same images, same batches (+ prompts: text tower, scores), {th} threads "
         f"| {f0(s['scorer_img_s'])} | **{s['ratio_scorer']:.2f}** (within-round: batching overhead) | |",
-        f"| 2. gate `check_images` + `ScoreStage` (decode + images + refs + texts + scores), {th} threads | {f0(s['core_img_s'])} "
+        f"| 2. gate `check_images` + `ScoreStage` (decode + images + refs + texts + scores{towers}), {th} threads | {f0(s['core_img_s'])} "
         f"| {s['ratio']:.2f} (within-round) | {f0(s['core_cpu_us'])} |",
         f"| 1'. raw `encode_images`, 1 torch thread | {f0(s['raw_img_s_1thread'])} | {s['raw_img_s_1thread'] / raw:.2f} "
         f"| {f0(s['raw_cpu_us_1thread'])} |",

@@ -28,6 +28,9 @@ DEFAULT_PRICING = PROJECT_ROOT / "pricing.toml"
 SCORER_CODE_VERSION = "1"
 
 
+TOWER_MODES = ("auto", "on", "off")
+
+
 class ConfigError(ValueError):
     pass
 
@@ -64,6 +67,11 @@ class Settings:
     # torch intra-op threads on CPU: > 0 exactly that many; 0 = OMP_NUM_THREADS if set (resolved
     # by load_settings), else cores - 1 (sentinel.clip.cpu_threads)
     torch_threads: int = 0
+    # on CPU with 2+ cores, the text tower and reference images can run in a second score thread
+    # next to the image tower (sentinel.scoring.BatchScorer): "on", "off", or "auto" = on for a
+    # model whose image tower has >= 10M parameters (ViT-B-32: faster; the tiny CLIP: slower, its
+    # ops are too short to leave the GIL for long; bench/scoring.py)
+    parallel_towers: str = "auto"
     # images per encoder call (the scorer's chunk of a jobs batch)
     score_batch_size: int = 32
     # how long the jobs agent waits to fill a batch
@@ -300,6 +308,10 @@ def load_settings(config_file: str | Path | None = None, env: Mapping[str, str] 
             values[name] = env[key]
     values.update({k: v for k, v in overrides.items() if v is not None})
     kwargs = {name: _coerce(name, v, types[name]) for name, v in values.items() if name != "extra"}
+    if "parallel_towers" in kwargs:
+        kwargs["parallel_towers"] = kwargs["parallel_towers"].strip().lower()
+    if kwargs.get("parallel_towers", "auto") not in TOWER_MODES:
+        raise ConfigError(f"setting parallel_towers={kwargs['parallel_towers']!r}: expected one of {', '.join(TOWER_MODES)}")
     if not kwargs.get("torch_threads"):
         kwargs["torch_threads"] = _omp_threads(env)
     return Settings(**kwargs)

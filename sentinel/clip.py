@@ -71,6 +71,12 @@ class ClipExtractor:
         self._prefix_ok = _prefix_safe(self.model)
 
     @property
+    def image_tower_params(self) -> int:
+        """Parameters of the image tower (how heavy one image's encoding is)."""
+        visual = getattr(self.model, "visual", self.model)
+        return sum(p.numel() for p in visual.parameters())
+
+    @property
     def device(self) -> torch.device:
         return torch.device(self.spec.device)
 

@@ -25,7 +25,7 @@ from warehouse.window import Window
 from worker import membership
 from worker.app import create_app
 from worker.delivery.retry import Backoff
-from worker.runtime import Runtime
+from worker.runtime import Runtime, towers_pool
 from worker.stages.gate import Catalog
 
 log = logging.getLogger(__name__)
@@ -83,12 +83,16 @@ def open_runtime(settings: Settings) -> Runtime:
         pricing.require_gpu_types(known)
         if owned:
             publish_pricing(warehouse, pricing)  # for dashboards (sentinel.pricing); a store role does it too
-        scorer = BatchScorer(ClipExtractor(settings.clip_spec)) if settings.score_enabled else None
+        scorer = towers = None
+        if settings.score_enabled:
+            extractor = ClipExtractor(settings.clip_spec)
+            towers = towers_pool(settings, extractor.image_tower_params)
+            scorer = BatchScorer(extractor, towers)
     except BaseException:
         warehouse.close()
         raise
     return Runtime(settings=settings, warehouse=warehouse, scorer=scorer, pricing=pricing, drift_config=drift_config,
-                   catalog=catalog, owns_warehouse=owned)
+                   catalog=catalog, owns_warehouse=owned, towers_pool=towers)
 
 
 def run_worker(settings: Settings, snapshot: Callable[[Any, Any, Settings], int] | None = None) -> None:

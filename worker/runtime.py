@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable
@@ -14,6 +15,25 @@ from warehouse.client import Warehouse
 from warehouse.moments import MomentStates
 from worker.metrics import WorkerMetrics
 from worker.stages.gate import Catalog
+
+
+AUTO_TOWERS_MIN_PARAMS = 10_000_000  # image-tower parameters from which "auto" runs the towers side by side
+
+
+def towers_pool(settings: Settings, image_tower_params: int) -> ThreadPoolExecutor | None:
+    """The scorer's second thread (text tower, reference images) when scoring runs on a CPU with
+    a core to spare and ``parallel_towers`` asks for it ("auto": an image tower of at least
+    :data:`AUTO_TOWERS_MIN_PARAMS` parameters); else None (one thread, the towers in turn)."""
+    mode = settings.parallel_towers
+    if mode == "off" or not settings.score_enabled or not settings.device.startswith("cpu"):
+        return None
+    if mode == "auto" and image_tower_params < AUTO_TOWERS_MIN_PARAMS:
+        return None
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    return _pool("towers") if cores >= 2 else None
 
 
 def _pool(name: str) -> ThreadPoolExecutor:
@@ -31,6 +51,7 @@ class Runtime:
     pricing: Pricing
     token: str = ""
     score_pool: ThreadPoolExecutor = field(default_factory=lambda: _pool("score"))
+    towers_pool: ThreadPoolExecutor | None = None  # the scorer's second tower thread (BatchScorer), if any
     sink_pool: ThreadPoolExecutor = field(default_factory=lambda: _pool("sink"))
     gate_pool: ThreadPoolExecutor = field(default_factory=lambda: _pool("gate"))
     metrics: WorkerMetrics = field(default_factory=WorkerMetrics)
@@ -47,6 +68,7 @@ class Runtime:
             self.moments = MomentStates(self.warehouse, self.settings.moments_bucket_s)
 
     def close(self) -> None:
-        for pool in (self.score_pool, self.gate_pool, self.sink_pool):
-            pool.shutdown(wait=True)
+        for pool in (self.score_pool, self.towers_pool, self.gate_pool, self.sink_pool):
+            if pool is not None:
+                pool.shutdown(wait=True)
         self.warehouse.close()

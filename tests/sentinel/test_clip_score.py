@@ -6,6 +6,7 @@ import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from concurrent.futures import ThreadPoolExecutor  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -121,10 +122,12 @@ def test_batching_does_not_change_results(extractor) -> None:
     np.testing.assert_allclose(small.encode_texts(PROMPTS), extractor.encode_texts(PROMPTS), atol=1e-6)
 
 
-def test_batch_scorer_matches_direct_computation(extractor, direct) -> None:
+@pytest.mark.parametrize("towers", [False, True], ids=["one-thread", "towers-in-two-threads"])
+def test_batch_scorer_matches_direct_computation(extractor, direct, towers) -> None:
     refs = {0: _image(100), 3: _image(101, size=90), 4: IMAGES[4]}  # item 4: its own image as reference
     items = [ScoreInput(f"job-{i}", PROMPTS[i], IMAGES[i], refs.get(i)) for i in range(len(IMAGES))]
-    scores = BatchScorer(extractor).score(items)
+    with ThreadPoolExecutor(1) as pool:
+        scores = BatchScorer(extractor, pool if towers else None).score(items)
     assert [s.job_id for s in scores] == [it.job_id for it in items]
 
     img_f = _direct_image_features(direct, IMAGES)

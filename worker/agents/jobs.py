@@ -1,6 +1,8 @@
 """The one agent on ``jobs.completed``: each batch is screened once (triage + gate) and handed
-to the stages; the output stage runs one batch behind, so batch N is sent and stored while
-batch N+1 is scored.
+to the stages. Three steps overlap, each one batch behind the one before: batch N+1 is screened
+(gate thread) while batch N is scored (score thread) and batch N-1 is sent and stored (sink
+thread), so image decoding, the CLIP towers and ClickHouse work at the same time. Each step
+takes its batches in log order.
 
     screen -> score (score thread) -> FID moments -> dead letters, jobs.scored, jobs + images -> tallies
 """
@@ -52,18 +54,27 @@ class JobsAgent:
         self.batch_wait_s = batch_wait_s
 
     async def __call__(self, stream: Any) -> None:
-        outputs = OneBehind()
+        scoring, outputs = OneBehind(), OneBehind()
         try:
             async for events in stream.take_events(self.batch_size, within=self.batch_wait_s):
                 received = time.monotonic()
                 self.rt.metrics.consumed.inc(len(events))
                 screened = await self.stages.screen(events)
-                scored, bad = await self.score(screened)
-                screened.pixels.clear()  # decoded pixels live for one batch's scoring only
-                await outputs.push(self.deliver(events, screened, scored, bad, received))
+                await scoring.push(self.score_then_deliver(events, screened, received, outputs))
+            await scoring.drain()
             await outputs.drain()
         finally:
+            scoring.cancel()
             outputs.cancel()
+
+    async def score_then_deliver(self, events: Sequence[Any], screened: Screened, received: float,
+                                 outputs: OneBehind) -> None:
+        """Score a screened batch, then hand it to the output step (which waits for the batch before)."""
+        try:
+            scored, bad = await self.score(screened)
+        finally:
+            screened.pixels.clear()  # decoded pixels live for one batch's scoring only: two batches at most
+        await outputs.push(self.deliver(events, screened, scored, bad, received))
 
     async def score(self, screened: Screened) -> tuple[list[dict], list[tuple[Accepted, InvalidEvent]]]:
         if self.stages.score is None or not screened.kept:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import threading
 from collections import Counter
 from types import SimpleNamespace
 
@@ -165,3 +166,34 @@ def test_processing_lag_runs_from_batch_received_to_finished_event_time_lag_apar
     assert summary["processing_lag_seconds"] == 3.5
     newest = max(e["delivered_at"] for e in events)  # the test events are from January 2026
     assert (before - newest).total_seconds() <= summary["event_time_lag_seconds"] <= (after - newest).total_seconds()
+
+
+def test_the_next_batch_is_screened_while_one_is_scored_and_outputs_keep_log_order(tmp_path, scorer) -> None:
+    settings, rt, topics, live, protocol, agent = build(tmp_path, scorer)
+    events = [make_event(i) for i in range(9)]
+    raw = [Event(CODEC.encode(e), 0, i) for i, e in enumerate(events)]
+    screened_batches = []
+    second_screened = threading.Event()
+    overlapped = []
+    real_screen, real_score = agent.stages.screen, agent.stages.score
+
+    async def screen(batch):
+        out = await real_screen(batch)
+        screened_batches.append([ev.message.offset for ev in batch])
+        if len(screened_batches) == 2:
+            second_screened.set()
+        return out
+
+    def score(kept, pixels):  # the first batch's scoring waits until the second batch is screened
+        if not overlapped:
+            overlapped.append(second_screened.wait(10))
+        return real_score(kept, pixels)
+
+    agent.stages.screen, agent.stages.score = screen, score
+    asyncio.run(agent(Stream([raw[:3], raw[3:6], raw[6:]])))
+    assert overlapped == [True]
+    assert screened_batches == [[0, 1, 2], [3, 4, 5], [6, 7, 8]]
+    assert [v["job_id"] for _, v, _ in topics.scores.sent] == [e["job_id"] for e in events]
+    stored = [r for t, rows in rt.warehouse.inserts if t == "sentinel.jobs" for r in rows.column("job_id").to_pylist()]
+    assert stored == [e["job_id"] for e in events]
+    assert protocol.committable(JOBS_COMPLETED, 0) == 9
