@@ -76,6 +76,9 @@ class Settings:
     score_batch_size: int = 32
     # how long the jobs agent waits to fill a batch
     score_batch_wait_s: float = 0.5
+    # a jobs batch goes to the scorer in slices of about this many seconds of its measured rate
+    # (at least score_batch_size jobs): a slow model's outputs start early. 0: whole batches
+    score_slice_s: float = 1.0
     # off: a metadata-only worker (archive and tallies, no CLIP scores or FID moments)
     score_enabled: bool = True
     # sinks: at most this many records per agent batch (one insert, one changelog write per key)

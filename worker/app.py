@@ -25,7 +25,7 @@ from contracts.topics import ALERTS, JOBS_COMPLETED, JOBS_SCORED, RATINGS, dlq_n
 from objects.store import ObjectStore
 from worker import codecs
 from worker.agents.alerts import AlertsAgent
-from worker.agents.jobs import JobsAgent, JobStages
+from worker.agents.jobs import JobsAgent, JobStages, ScoreSlices
 from worker.agents.ratings import RatingsAgent
 from worker.agents.scores import ScoresAgent
 from worker.delivery import overrides
@@ -138,10 +138,11 @@ def wire_agents(app: faust.App, settings: Settings, rt: Runtime, topics: Topics,
     drift = DriftStage(detectors, rt.drift_config, settings.scorer_version)
     fid_drift = fid_drift_stage(settings, rt, detectors)
     # one sink batch bounds a jobs batch (inserts, changelog writes); the scorer encodes it in
-    # chunks of score_batch_size (ClipSpec.batch_size)
+    # chunks of score_batch_size (ClipSpec.batch_size), a slow scorer in slices of score_slice_s
     batch_size = settings.sink_batch_size
+    slices = ScoreSlices(settings.score_slice_s, settings.score_batch_size)
     agents = {
-        "jobs": (topics.jobs_in, JobsAgent(rt, stages, protocol, batch_size, settings.score_batch_wait_s)),
+        "jobs": (topics.jobs_in, JobsAgent(rt, stages, protocol, batch_size, settings.score_batch_wait_s, slices)),
         "scores": (topics.scored_in, ScoresAgent(rt, drift, DeadLetters(topics.dlq[JOBS_SCORED], JOBS_SCORED, rt.metrics),
                                                  topics.alerts_out, protocol, settings.sink_batch_size,
                                                  settings.score_batch_wait_s, fid_drift)),

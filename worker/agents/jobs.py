@@ -2,7 +2,8 @@
 to the stages. Three steps overlap, each one batch behind the one before: batch N+1 is screened
 (gate thread) while batch N is scored (score thread) and batch N-1 is sent and stored (sink
 thread), so image decoding, the CLIP towers and ClickHouse work at the same time. Each step
-takes its batches in log order.
+takes its batches in log order. A batch the scorer would need long for (a big model) is cut
+into slices first (:class:`ScoreSlices`), so its outputs start early and overlap its scoring.
 
     screen -> score (score thread) -> FID moments -> dead letters, jobs.scored, jobs + images -> tallies
 """
@@ -44,23 +45,64 @@ class JobStages:
     tally: TallyStage
 
 
+class ScoreSlices:
+    """How many records of a jobs batch go to the scorer at once: about ``target_s`` seconds of
+    its measured rate (a moving average of seconds per scored job), at least ``floor`` (the
+    encoder batch), at most the whole batch. The tiny CLIP takes a whole sink batch (one insert,
+    one changelog write per key); ViT-B-32 on a CPU core about one encoder batch, so a backlog's
+    first outputs leave after seconds, not after the whole batch is scored. ``target_s`` 0, or
+    no rate measured yet: whole batches."""
+
+    def __init__(self, target_s: float, floor: int, alpha: float = 0.3) -> None:
+        self.target_s = target_s
+        self.floor = max(1, floor)
+        self.alpha = alpha
+        self.per_job_s: float | None = None
+
+    def observe(self, jobs: int, seconds: float) -> None:
+        if jobs <= 0:
+            return
+        value = seconds / jobs
+        self.per_job_s = value if self.per_job_s is None else self.alpha * value + (1 - self.alpha) * self.per_job_s
+
+    def size(self) -> int | None:
+        """Records per slice (None: the whole batch)."""
+        if self.target_s <= 0 or not self.per_job_s:
+            return None
+        return max(self.floor, int(self.target_s / self.per_job_s))
+
+    def cut(self, events: Sequence[Any]) -> list[list[Any]]:
+        """``events`` in log order, each source offset once (Faust can hand a record twice), in slices."""
+        seen: set[tuple[int, int]] = set()
+        unique = []
+        for ev in events:
+            key = (ev.message.partition, ev.message.offset)
+            if key not in seen:
+                seen.add(key)
+                unique.append(ev)
+        size = self.size() or len(unique) or 1
+        return [unique[start:start + size] for start in range(0, len(unique), size)]
+
+
 class JobsAgent:
     def __init__(self, runtime: Any, stages: JobStages, protocol: CommitProtocol, batch_size: int,
-                 batch_wait_s: float) -> None:
+                 batch_wait_s: float, slices: ScoreSlices | None = None) -> None:
         self.rt = runtime
         self.stages = stages
         self.protocol = protocol
         self.batch_size = batch_size
         self.batch_wait_s = batch_wait_s
+        self.slices = slices or ScoreSlices(0.0, 1)
 
     async def __call__(self, stream: Any) -> None:
         scoring, outputs = OneBehind(), OneBehind()
         try:
-            async for events in stream.take_events(self.batch_size, within=self.batch_wait_s):
+            async for batch in stream.take_events(self.batch_size, within=self.batch_wait_s):
                 received = time.monotonic()
-                self.rt.metrics.consumed.inc(len(events))
-                screened = await self.stages.screen(events)
-                await scoring.push(self.score_then_deliver(events, screened, received, outputs))
+                self.rt.metrics.consumed.inc(len(batch))
+                for events in self.slices.cut(batch):
+                    screened = await self.stages.screen(events)
+                    await scoring.push(self.score_then_deliver(events, screened, received, outputs))
             await scoring.drain()
             await outputs.drain()
         finally:
@@ -69,11 +111,14 @@ class JobsAgent:
 
     async def score_then_deliver(self, events: Sequence[Any], screened: Screened, received: float,
                                  outputs: OneBehind) -> None:
-        """Score a screened batch, then hand it to the output step (which waits for the batch before)."""
+        """Score a screened slice, then hand it to the output step (which waits for the slice before)."""
         try:
+            started = time.perf_counter()
             scored, bad = await self.score(screened)
+            if scored:
+                self.slices.observe(len(screened.kept), time.perf_counter() - started)
         finally:
-            screened.pixels.clear()  # decoded pixels live for one batch's scoring only: two batches at most
+            screened.pixels.clear()  # decoded pixels live for one slice's scoring only: two slices at most
         await outputs.push(self.deliver(events, screened, scored, bad, received))
 
     async def score(self, screened: Screened) -> tuple[list[dict], list[tuple[Accepted, InvalidEvent]]]:

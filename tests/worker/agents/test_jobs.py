@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import io
 import threading
+import time
 from collections import Counter
 from types import SimpleNamespace
 
@@ -23,7 +24,7 @@ from sentinel.buckets import live_key
 from sentinel.clip import ClipExtractor, ClipSpec
 from sentinel.latency import LiveStats
 from sentinel.scoring import BatchScorer, ScoreInput
-from worker.agents.jobs import JobsAgent, JobStages
+from worker.agents.jobs import JobsAgent, JobStages, ScoreSlices
 from worker.metrics import WorkerMetrics
 from worker.stages import gate as gate_mod
 from worker.stages import scoring as scoring_mod
@@ -156,8 +157,8 @@ def test_processing_lag_runs_from_batch_received_to_finished_event_time_lag_apar
     from worker.agents import jobs as jobs_mod
 
     settings, rt, topics, live, protocol, agent = build(tmp_path, scorer)
-    ticks = iter([100.0, 103.5])  # received, finished: the agent's only two clock reads per batch
-    monkeypatch.setattr(jobs_mod, "time", SimpleNamespace(monotonic=lambda: next(ticks)))
+    ticks = iter([100.0, 103.5])  # received, finished: the agent's only two monotonic reads per batch
+    monkeypatch.setattr(jobs_mod, "time", SimpleNamespace(monotonic=lambda: next(ticks), perf_counter=time.perf_counter))
     events = [make_event(i) for i in range(3)]
     before = datetime.now(timezone.utc)
     asyncio.run(agent(Stream([[Event(CODEC.encode(e), 0, i) for i, e in enumerate(events)]])))
@@ -197,3 +198,31 @@ def test_the_next_batch_is_screened_while_one_is_scored_and_outputs_keep_log_ord
     stored = [r for t, rows in rt.warehouse.inserts if t == "sentinel.jobs" for r in rows.column("job_id").to_pylist()]
     assert stored == [e["job_id"] for e in events]
     assert protocol.committable(JOBS_COMPLETED, 0) == 9
+
+
+def test_score_slices_follow_the_measured_rate_and_keep_each_offset_once() -> None:
+    events = [Event(b"x", i % 2, i // 2) for i in range(10)]
+    slices = ScoreSlices(target_s=1.0, floor=3)
+    assert slices.cut(events + events[:2]) == [events]  # no rate measured yet: the whole batch, once
+    slices.observe(4, 2.0)  # 0.5 s per job: 2 per second, below the floor
+    assert [len(s) for s in slices.cut(events)] == [3, 3, 3, 1]
+    assert [ev for s in slices.cut(events) for ev in s] == events  # log order kept
+    slices.observe(1000, 1.0)  # a moving average: 0.3 * 0.001 + 0.7 * 0.5
+    assert slices.per_job_s == pytest.approx(0.3 * 0.001 + 0.7 * 0.5)
+    for _ in range(30):
+        slices.observe(1000, 1.0)
+    assert slices.size() == pytest.approx(1000, rel=0.05) and slices.cut(events) == [events]
+    assert ScoreSlices(0.0, 3).cut(events) == [events]  # 0: never cut
+
+
+def test_a_slow_scorer_gets_slices_each_finished_and_stored_on_its_own(tmp_path, scorer) -> None:
+    settings, rt, topics, live, protocol, agent = build(tmp_path, scorer)
+    agent.slices = ScoreSlices(target_s=3.0, floor=3)
+    agent.slices.per_job_s = 1.0  # as if measured: 3 jobs per slice
+    events = [make_event(i) for i in range(9)]
+    asyncio.run(agent(Stream([[Event(CODEC.encode(e), 0, i) for i, e in enumerate(events)]])))
+    inserts = [rows.column("job_id").to_pylist() for t, rows in rt.warehouse.inserts if t == "sentinel.jobs"]
+    assert inserts == [[e["job_id"] for e in events[i:i + 3]] for i in (0, 3, 6)]
+    assert [v["job_id"] for _, v, _ in topics.scores.sent] == [e["job_id"] for e in events]
+    assert protocol.committable(JOBS_COMPLETED, 0) == 9
+    assert agent.slices.per_job_s < 1.0  # the tiny CLIP's measured rate replaced the primed one
