@@ -8,6 +8,7 @@ Environment variables are ``SENTINEL_<FIELD>`` in upper case (``SENTINEL_BROKER_
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import tomllib
 from dataclasses import dataclass, field, fields
@@ -69,15 +70,16 @@ class Settings:
     torch_threads: int = 0
     # on CPU with 2+ cores, the text tower and reference images can run in a second score thread
     # next to the image tower (sentinel.scoring.BatchScorer): "on", "off", or "auto" = on for a
-    # model whose image tower has >= 10M parameters (ViT-B-32: faster; the tiny CLIP: slower, its
-    # ops are too short to leave the GIL for long; bench/scoring.py)
+    # model whose image tower has >= 10M parameters when two teams of torch_threads fit the cores
+    # (ViT-B-32: faster; the tiny CLIP: slower, its ops are too short to leave the GIL for long)
     parallel_towers: str = "auto"
     # images per encoder call (the scorer's chunk of a jobs batch)
     score_batch_size: int = 32
     # how long the jobs agent waits to fill a batch
     score_batch_wait_s: float = 0.5
     # a jobs batch goes to the scorer in slices of about this many seconds of its measured rate
-    # (at least score_batch_size jobs): a slow model's outputs start early. 0: whole batches
+    # (at least score_batch_size jobs; that many until a rate is measured): a slow model's outputs
+    # start early. 0: whole batches
     score_slice_s: float = 1.0
     # off: a metadata-only worker (archive and tallies, no CLIP scores or FID moments)
     score_enabled: bool = True
@@ -315,6 +317,9 @@ def load_settings(config_file: str | Path | None = None, env: Mapping[str, str] 
         kwargs["parallel_towers"] = kwargs["parallel_towers"].strip().lower()
     if kwargs.get("parallel_towers", "auto") not in TOWER_MODES:
         raise ConfigError(f"setting parallel_towers={kwargs['parallel_towers']!r}: expected one of {', '.join(TOWER_MODES)}")
+    slice_s = kwargs.get("score_slice_s", 0.0)
+    if not (math.isfinite(slice_s) and slice_s >= 0):
+        raise ConfigError(f"setting score_slice_s={slice_s!r}: expected a finite number of seconds >= 0")
     if not kwargs.get("torch_threads"):
         kwargs["torch_threads"] = _omp_threads(env)
     return Settings(**kwargs)

@@ -140,7 +140,7 @@ def wire_agents(app: faust.App, settings: Settings, rt: Runtime, topics: Topics,
     # one sink batch bounds a jobs batch (inserts, changelog writes); the scorer encodes it in
     # chunks of score_batch_size (ClipSpec.batch_size), a slow scorer in slices of score_slice_s
     batch_size = settings.sink_batch_size
-    slices = ScoreSlices(settings.score_slice_s, settings.score_batch_size)
+    slices = ScoreSlices(settings.score_slice_s if settings.score_enabled else 0.0, settings.score_batch_size)
     agents = {
         "jobs": (topics.jobs_in, JobsAgent(rt, stages, protocol, batch_size, settings.score_batch_wait_s, slices)),
         "scores": (topics.scored_in, ScoresAgent(rt, drift, DeadLetters(topics.dlq[JOBS_SCORED], JOBS_SCORED, rt.metrics),

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from config.settings import Settings
+from sentinel.clip import cpu_threads
 from sentinel.cost import Pricing
 from sentinel.cusum import DriftConfig
 from sentinel.scoring import BatchScorer
@@ -22,17 +23,19 @@ AUTO_TOWERS_MIN_PARAMS = 10_000_000  # image-tower parameters from which "auto" 
 
 def towers_pool(settings: Settings, image_tower_params: int) -> ThreadPoolExecutor | None:
     """The scorer's second thread (text tower, reference images) when scoring runs on a CPU with
-    a core to spare and ``parallel_towers`` asks for it ("auto": an image tower of at least
-    :data:`AUTO_TOWERS_MIN_PARAMS` parameters); else None (one thread, the towers in turn)."""
+    2+ cores and ``parallel_towers`` asks for it ("auto": an image tower of at least
+    :data:`AUTO_TOWERS_MIN_PARAMS` parameters, and twice torch's threads fit the cores); else
+    None (one thread, the towers in turn)."""
     mode = settings.parallel_towers
-    if mode == "off" or not settings.score_enabled or not settings.device.startswith("cpu"):
-        return None
-    if mode == "auto" and image_tower_params < AUTO_TOWERS_MIN_PARAMS:
+    if mode not in ("auto", "on") or not settings.score_enabled or not settings.device.startswith("cpu"):
         return None
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
         cores = os.cpu_count() or 1
+    if mode == "auto" and (image_tower_params < AUTO_TOWERS_MIN_PARAMS
+                           or 2 * cpu_threads(settings.torch_threads) > cores):
+        return None  # torch's thread count applies in each tower's thread: two teams must fit the cores
     return _pool("towers") if cores >= 2 else None
 
 

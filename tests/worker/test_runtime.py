@@ -36,6 +36,16 @@ def test_no_second_thread_off_the_cpu_or_without_scoring(cores, overrides) -> No
     assert towers_pool(load_settings(env={}, parallel_towers="on", **overrides), BIG) is None
 
 
+def test_auto_keeps_two_thread_teams_within_the_cores(cores) -> None:
+    # torch's thread count applies in each tower's thread: two teams of 2 need 4 cores
+    assert towers_pool(load_settings(env={}, torch_threads=2), BIG) is None
+    cores(4)
+    pool = towers_pool(load_settings(env={}, torch_threads=2), BIG)
+    assert pool is not None
+    pool.shutdown()
+    assert towers_pool(load_settings(env={}, torch_threads=3), BIG) is None
+
+
 def test_no_second_thread_on_one_core(cores) -> None:
     cores(1)
     assert towers_pool(load_settings(env={}, parallel_towers="on"), BIG) is None
@@ -45,3 +55,6 @@ def test_the_setting_is_checked_and_case_free() -> None:
     assert load_settings(env={"SENTINEL_PARALLEL_TOWERS": " ON "}).parallel_towers == "on"
     with pytest.raises(ConfigError, match="parallel_towers='sometimes'.*auto, on, off"):
         load_settings(env={"SENTINEL_PARALLEL_TOWERS": "sometimes"})
+    for bad in ("-1", "inf", "nan"):
+        with pytest.raises(ConfigError, match="score_slice_s"):
+            load_settings(env={"SENTINEL_SCORE_SLICE_S": bad})

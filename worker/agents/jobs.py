@@ -50,8 +50,8 @@ class ScoreSlices:
     its measured rate (a moving average of seconds per scored job), at least ``floor`` (the
     encoder batch), at most the whole batch. The tiny CLIP takes a whole sink batch (one insert,
     one changelog write per key); ViT-B-32 on a CPU core about one encoder batch, so a backlog's
-    first outputs leave after seconds, not after the whole batch is scored. ``target_s`` 0, or
-    no rate measured yet: whole batches."""
+    first outputs leave after seconds, not after the whole batch is scored. Before any rate is
+    measured: ``floor``. ``target_s`` 0 (and a worker that does not score): whole batches."""
 
     def __init__(self, target_s: float, floor: int, alpha: float = 0.3) -> None:
         self.target_s = target_s
@@ -67,8 +67,10 @@ class ScoreSlices:
 
     def size(self) -> int | None:
         """Records per slice (None: the whole batch)."""
-        if self.target_s <= 0 or not self.per_job_s:
+        if self.target_s <= 0:
             return None
+        if not self.per_job_s:
+            return self.floor
         return max(self.floor, int(self.target_s / self.per_job_s))
 
     def cut(self, events: Sequence[Any]) -> list[list[Any]]:
@@ -116,7 +118,7 @@ class JobsAgent:
             started = time.perf_counter()
             scored, bad = await self.score(screened)
             if scored:
-                self.slices.observe(len(screened.kept), time.perf_counter() - started)
+                self.slices.observe(len(scored), time.perf_counter() - started)
         finally:
             screened.pixels.clear()  # decoded pixels live for one slice's scoring only: two slices at most
         await outputs.push(self.deliver(events, screened, scored, bad, received))

@@ -116,6 +116,11 @@ class OneBehind:
             await task
 
     def cancel(self) -> None:
-        if self._task is not None and not self._task.done():
-            self._task.cancel()
-        self._task = None
+        """Stop the stage in flight; a stage that already failed unseen has its error logged."""
+        task, self._task = self._task, None
+        if task is None:
+            return
+        if not task.done():
+            task.cancel()
+        elif not task.cancelled() and task.exception() is not None:
+            log.error("an output stage failed while the agent was stopping: %r", task.exception())

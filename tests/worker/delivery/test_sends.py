@@ -131,3 +131,18 @@ def test_cancel_stops_the_stage_in_flight() -> None:
 
     asyncio.run(agent())
     assert finished == []
+
+
+def test_cancel_logs_a_stage_that_failed_unseen(caplog) -> None:
+    async def stage() -> None:
+        raise RuntimeError("insert refused")
+
+    async def agent() -> None:
+        behind = OneBehind()
+        await behind.push(stage())
+        await asyncio.sleep(0.01)  # the stage has failed; nobody awaited it
+        behind.cancel()
+
+    with caplog.at_level("ERROR", logger="worker.delivery.sends"):
+        asyncio.run(agent())
+    assert "insert refused" in caplog.text
