@@ -78,8 +78,8 @@ class Settings:
     # how long the jobs agent waits to fill a batch
     score_batch_wait_s: float = 0.5
     # a jobs batch goes to the scorer in slices of about this many seconds of its measured rate
-    # (at least score_batch_size jobs; that many until a rate is measured): a slow model's outputs
-    # start early. 0: whole batches
+    # (at least score_batch_size jobs; whole batches until a rate is measured): a slow model's
+    # outputs start early. 0: whole batches
     score_slice_s: float = 1.0
     # off: a metadata-only worker (archive and tallies, no CLIP scores or FID moments)
     score_enabled: bool = True

@@ -50,8 +50,10 @@ class ScoreSlices:
     its measured rate (a moving average of seconds per scored job), at least ``floor`` (the
     encoder batch), at most the whole batch. The tiny CLIP takes a whole sink batch (one insert,
     one changelog write per key); ViT-B-32 on a CPU core about one encoder batch, so a backlog's
-    first outputs leave after seconds, not after the whole batch is scored. Before any rate is
-    measured: ``floor``. ``target_s`` 0 (and a worker that does not score): whole batches."""
+    first outputs leave after seconds, not after the whole batch is scored. ``target_s`` 0 (a
+    worker that does not score), or no rate measured yet: whole batches. (Slicing a cold start
+    too multiplied the inserts after every restart, and with them the chance that a SIGKILL lands
+    between a ``sentinel.jobs`` part and its rollup views' parts: tests/integration/test_faults.py.)"""
 
     def __init__(self, target_s: float, floor: int, alpha: float = 0.3) -> None:
         self.target_s = target_s
@@ -67,10 +69,8 @@ class ScoreSlices:
 
     def size(self) -> int | None:
         """Records per slice (None: the whole batch)."""
-        if self.target_s <= 0:
+        if self.target_s <= 0 or not self.per_job_s:
             return None
-        if not self.per_job_s:
-            return self.floor
         return max(self.floor, int(self.target_s / self.per_job_s))
 
     def cut(self, events: Sequence[Any]) -> list[list[Any]]:

@@ -203,8 +203,7 @@ def test_the_next_batch_is_screened_while_one_is_scored_and_outputs_keep_log_ord
 def test_score_slices_follow_the_measured_rate_and_keep_each_offset_once() -> None:
     events = [Event(b"x", i % 2, i // 2) for i in range(10)]
     slices = ScoreSlices(target_s=1.0, floor=3)
-    # no rate measured yet: slices of the floor, each offset once
-    assert slices.cut(events + events[:2]) == [events[0:3], events[3:6], events[6:9], events[9:]]
+    assert slices.cut(events + events[:2]) == [events]  # no rate measured yet: the whole batch, once
     slices.observe(4, 2.0)  # 0.5 s per job: 2 per second, below the floor
     assert [len(s) for s in slices.cut(events)] == [3, 3, 3, 1]
     assert [ev for s in slices.cut(events) for ev in s] == events  # log order kept
