@@ -21,7 +21,7 @@ from PIL import Image
 
 from sentinel.clip_spec import TINY_ARCH, ClipSpec
 
-__all__ = ["TINY_ARCH", "ClipSpec", "ClipExtractor", "cpu_threads", "clip_score", "reference_alignment"]
+__all__ = ["TINY_ARCH", "ClipSpec", "ClipExtractor", "cpu_cores", "cpu_threads", "clip_score", "reference_alignment"]
 
 _CONFIG_DIR = Path(__file__).resolve().parent / "model_configs"
 open_clip.add_model_config(_CONFIG_DIR)
@@ -46,11 +46,15 @@ def cpu_threads(requested: int = 0) -> int:
     """
     if requested > 0:
         return requested
+    return max(1, cpu_cores() - 1)
+
+
+def cpu_cores() -> int:
+    """The cores this process may use."""
     try:
-        cores = len(os.sched_getaffinity(0))
+        return len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
-        cores = os.cpu_count() or 1
-    return max(1, cores - 1)
+        return os.cpu_count() or 1
 
 
 class ClipExtractor:

@@ -33,8 +33,8 @@ class BatchScorer:
 
     With ``towers`` (an executor of one thread of its own), the text tower and the reference
     images run there while the calling thread runs the image tower: torch releases the GIL inside
-    its ops, so on CPU the two towers use two cores (ViT-B-32, 1 torch thread each: a batch in
-    0.75x the time; bench/scoring.py). The results are the same either way.
+    its ops, so on CPU the two towers use two cores (ViT-B-32, 1 torch thread each: 0.94 instead
+    of 0.72 of the raw image encoder, measured in process). The results are the same either way.
     """
 
     def __init__(self, extractor: ClipExtractor, towers: Executor | None = None) -> None:
@@ -45,14 +45,15 @@ class BatchScorer:
         if not items:
             return []
         with_ref = [i for i, it in enumerate(items) if it.reference is not None]
+        images = [it.image for it in items]
         prompts = [it.prompt for it in items]
         references = [items[i].reference for i in with_ref]
         if self.towers is None:
-            image_emb = self.extractor.encode_images([it.image for it in items])
+            image_emb = self.extractor.encode_images(images)
             text_emb, ref_emb = self._side(prompts, references)
         else:
             side = self.towers.submit(self._side, prompts, references)
-            image_emb = self.extractor.encode_images([it.image for it in items])
+            image_emb = self.extractor.encode_images(images)
             text_emb, ref_emb = side.result()
         prompt_scores = clip_score(image_emb, text_emb)
         ref_scores: dict[int, float] = {}

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable
 
 from config.settings import Settings
-from sentinel.clip import cpu_threads
+from sentinel.clip import cpu_cores, cpu_threads
 from sentinel.cost import Pricing
 from sentinel.cusum import DriftConfig
 from sentinel.scoring import BatchScorer
@@ -29,10 +28,7 @@ def towers_pool(settings: Settings, image_tower_params: int) -> ThreadPoolExecut
     mode = settings.parallel_towers
     if mode not in ("auto", "on") or not settings.score_enabled or not settings.device.startswith("cpu"):
         return None
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        cores = os.cpu_count() or 1
+    cores = cpu_cores()
     if mode == "auto" and (image_tower_params < AUTO_TOWERS_MIN_PARAMS
                            or 2 * cpu_threads(settings.torch_threads) > cores):
         return None  # torch's thread count applies in each tower's thread: two teams must fit the cores

@@ -6,6 +6,7 @@ import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+import threading  # noqa: E402
 from concurrent.futures import ThreadPoolExecutor  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -126,8 +127,10 @@ def test_batching_does_not_change_results(extractor) -> None:
 def test_batch_scorer_matches_direct_computation(extractor, direct, towers) -> None:
     refs = {0: _image(100), 3: _image(101, size=90), 4: IMAGES[4]}  # item 4: its own image as reference
     items = [ScoreInput(f"job-{i}", PROMPTS[i], IMAGES[i], refs.get(i)) for i in range(len(IMAGES))]
-    with ThreadPoolExecutor(1) as pool:
+    side_threads: list[int] = []
+    with ThreadPoolExecutor(1, initializer=lambda: side_threads.append(threading.get_ident())) as pool:
         scores = BatchScorer(extractor, pool if towers else None).score(items)
+    assert len(side_threads) == (1 if towers else 0)  # the text tower ran in the second thread, or nowhere else
     assert [s.job_id for s in scores] == [it.job_id for it in items]
 
     img_f = _direct_image_features(direct, IMAGES)

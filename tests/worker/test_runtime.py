@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from config.settings import ConfigError, load_settings
-from worker import runtime
 from worker.runtime import AUTO_TOWERS_MIN_PARAMS, towers_pool
 
 BIG, SMALL = AUTO_TOWERS_MIN_PARAMS, AUTO_TOWERS_MIN_PARAMS - 1
@@ -14,7 +15,7 @@ BIG, SMALL = AUTO_TOWERS_MIN_PARAMS, AUTO_TOWERS_MIN_PARAMS - 1
 @pytest.fixture
 def cores(monkeypatch):
     def set_cores(n: int) -> None:
-        monkeypatch.setattr(runtime.os, "sched_getaffinity", lambda pid: set(range(n)), raising=False)
+        monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(n)), raising=False)
     set_cores(2)
     return set_cores
 

@@ -51,9 +51,8 @@ class ScoreSlices:
     encoder batch), at most the whole batch. The tiny CLIP takes a whole sink batch (one insert,
     one changelog write per key); ViT-B-32 on a CPU core about one encoder batch, so a backlog's
     first outputs leave after seconds, not after the whole batch is scored. ``target_s`` 0 (a
-    worker that does not score), or no rate measured yet: whole batches. (Slicing a cold start
-    too multiplied the inserts after every restart, and with them the chance that a SIGKILL lands
-    between a ``sentinel.jobs`` part and its rollup views' parts: tests/integration/test_faults.py.)"""
+    worker that does not score), or no rate measured yet: whole batches, so a restart does not
+    begin with many small inserts."""
 
     def __init__(self, target_s: float, floor: int, alpha: float = 0.3) -> None:
         self.target_s = target_s
