@@ -219,9 +219,6 @@ def test_a_slow_scorer_gets_slices_each_finished_and_stored_on_its_own(tmp_path,
     settings, rt, topics, live, protocol, agent = build(tmp_path, scorer)
     agent.slices = ScoreSlices(target_s=3.0, floor=3)
     agent.slices.per_job_s = 1.0  # as if measured: 3 jobs per slice
-    real_score = agent.stages.score
-    # slices further apart than the output step lingers (batch_wait_s 0.1): none waits for the next
-    agent.stages.score = lambda kept, pixels: time.sleep(0.25) or real_score(kept, pixels)
     events = [make_event(i) for i in range(9)]
     asyncio.run(agent(Stream([[Event(CODEC.encode(e), 0, i) for i, e in enumerate(events)]])))
     inserts = [rows.column("job_id").to_pylist() for t, rows in rt.warehouse.inserts if t == "sentinel.jobs"]
@@ -229,20 +226,3 @@ def test_a_slow_scorer_gets_slices_each_finished_and_stored_on_its_own(tmp_path,
     assert [v["job_id"] for _, v, _ in topics.scores.sent] == [e["job_id"] for e in events]
     assert protocol.committable(JOBS_COMPLETED, 0) == 9
     assert agent.slices.per_job_s < 1.0  # the tiny CLIP's measured rate replaced the primed one
-
-
-def test_a_backlog_goes_out_merged_one_insert_per_table_up_to_the_cap(tmp_path, scorer) -> None:
-    settings, rt, topics, live, protocol, agent = build(tmp_path, scorer)
-    events = [make_event(i) for i in range(12)]
-    raw = [Event(CODEC.encode(e), 0, i) for i, e in enumerate(events)]
-    agent.backlog = lambda batch: True  # the log holds more after every batch
-    agent.merge_events = 6
-    asyncio.run(agent(Stream([raw[i:i + 3] for i in (0, 3, 6, 9)])))
-    inserts = [rows.column("job_id").to_pylist() for t, rows in rt.warehouse.inserts if t == "sentinel.jobs"]
-    ids = [e["job_id"] for e in events]
-    # the first batch goes at once (no pace measured yet); then two merge up to the cap of 6
-    assert inserts == [ids[:3], ids[3:9], ids[9:]]
-    assert [v["job_id"] for _, v, _ in topics.scores.sent] == ids
-    assert protocol.committable(JOBS_COMPLETED, 0) == 12
-    # the tally counts each job once, as if the batches had gone one by one
-    assert sum(LiveStats.from_dict(v["stats"]).tally.jobs for v in live.values()) == 12
