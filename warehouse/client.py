@@ -28,6 +28,7 @@ from typing import Any, Callable, Mapping, Protocol
 import pyarrow as pa
 
 import sql as sql_files
+from warehouse.journal import InsertJournal
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +60,12 @@ class ClickHouseWarehouse:
         # <data_dir>/faults/clickhouse_down, other processes pass nothing.
         self.outage_switch = outage_switch
         self._lock = threading.Lock()
+        # embedded: inserts with a dedup token are journaled until they return (warehouse/journal.py)
+        self.journal: InsertJournal | None = None
         if dsn.startswith("chdb://"):
-            Path(dsn[len("chdb://") :]).mkdir(parents=True, exist_ok=True)
+            path = Path(dsn[len("chdb://") :])
+            path.mkdir(parents=True, exist_ok=True)
+            self.journal = InsertJournal(path.parent / f"{path.name}.inserts")
         self.reader = self._connect(READONLY)
         self._writer = None
 
@@ -119,7 +124,29 @@ class ClickHouseWarehouse:
         self._check_outage()
         settings = {"insert_deduplication_token": dedup_token} if dedup_token else None
         with self._lock:
-            self.writer.insert_arrow(table, rows, settings=settings)
+            entry = self.journal.begin(table, rows, dedup_token) if self.journal and dedup_token else None
+            try:
+                self.writer.insert_arrow(table, rows, settings=settings)
+            finally:  # returned or raised (the caller retries with the token): only a kill leaves it
+                if entry is not None:
+                    self.journal.done(entry)
+
+    def replay_torn_inserts(self) -> int:
+        """Insert once more, with their tokens, the journaled inserts a kill may have cut short
+        (stored where they were missed, dropped where stored); returns how many."""
+        replayed = 0
+        for entry, table, rows, token in self.journal.pending() if self.journal is not None else []:
+            log.warning("inserting %d rows into %s again (token %s): a process stopped during that insert",
+                        rows.num_rows, table, token[:12])
+            try:
+                with self._lock:
+                    self.writer.insert_arrow(table, rows, settings={"insert_deduplication_token": token})
+            except Exception as exc:  # never blocks the start; kept aside for a person to look at
+                log.error("could not insert %s again (%s); kept as %s", table, exc, self.journal.set_aside(entry))
+                continue
+            self.journal.done(entry)
+            replayed += 1
+        return replayed
 
     def close(self) -> None:
         with self._lock:
@@ -348,7 +375,8 @@ def open_reader(dsn: str) -> Warehouse:
 def migrate(warehouse: ClickHouseWarehouse) -> list[int]:
     """Apply pending migrations in order; returns the versions applied (empty: no-op).
 
-    The bootstrap and the SQL functions are (re)applied every time, before the migrations."""
+    The bootstrap and the SQL functions are (re)applied every time, before the migrations; after
+    them, the inserts a killed owner left in its journal go in again (warehouse/journal.py)."""
     for statement in [*sql_files.bootstrap(), *sql_files.functions()]:
         warehouse.command(statement)
     applied = set(warehouse.query(sql_files.report("applied_migrations")).column("version").to_pylist())
@@ -364,6 +392,7 @@ def migrate(warehouse: ClickHouseWarehouse) -> list[int]:
         )
         log.info("applied migration %04d_%s", migration.version, migration.name)
         done.append(migration.version)
+    warehouse.replay_torn_inserts()  # the schema is current: inserts a kill cut short go in again
     return done
 
 
