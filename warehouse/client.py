@@ -132,21 +132,12 @@ class ClickHouseWarehouse:
                     self.journal.done(entry)
 
     def replay_torn_inserts(self) -> int:
-        """Insert once more, with their tokens, the journaled inserts a kill may have cut short
-        (stored where they were missed, dropped where stored); returns how many."""
-        replayed = 0
-        for entry, table, rows, token in self.journal.pending() if self.journal is not None else []:
-            log.warning("inserting %d rows into %s again (token %s): a process stopped during that insert",
-                        rows.num_rows, table, token[:12])
-            try:
-                with self._lock:
-                    self.writer.insert_arrow(table, rows, settings={"insert_deduplication_token": token})
-            except Exception as exc:  # never blocks the start; kept aside for a person to look at
-                log.error("could not insert %s again (%s); kept as %s", table, exc, self.journal.set_aside(entry))
-                continue
-            self.journal.done(entry)
-            replayed += 1
-        return replayed
+        """Insert once more the journaled inserts a kill may have cut short; returns how many."""
+        return self.journal.replay(self._insert_with_token) if self.journal is not None else 0
+
+    def _insert_with_token(self, table: str, rows: pa.Table, token: str) -> None:
+        with self._lock:
+            self.writer.insert_arrow(table, rows, settings={"insert_deduplication_token": token})
 
     def close(self) -> None:
         with self._lock:

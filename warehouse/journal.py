@@ -14,10 +14,14 @@ missed it store it (tests/warehouse/test_journal.py tears an insert and checks t
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 from pathlib import Path
+from typing import Callable
 
 import pyarrow as pa
+
+log = logging.getLogger(__name__)
 
 Entry = tuple[Path, str, pa.Table, str]  # (file, table, rows, dedup token)
 
@@ -60,3 +64,19 @@ class InsertJournal:
             meta = rows.schema.metadata or {}
             out.append((path, meta[b"table"].decode(), rows.replace_schema_metadata(None), meta[b"token"].decode()))
         return out
+
+    def replay(self, insert: Callable[[str, pa.Table, str], None]) -> int:
+        """``insert(table, rows, token)`` each pending entry (stored where it was missed, dropped
+        where stored); returns how many went in. One that fails is set aside, never fatal."""
+        replayed = 0
+        for entry, table, rows, token in self.pending():
+            log.warning("inserting %d rows into %s again (token %s): a process stopped during that insert",
+                        rows.num_rows, table, token[:12])
+            try:
+                insert(table, rows, token)
+            except Exception as exc:  # its table gone or changed: kept for a person to look at
+                log.error("could not insert %s again (%s); kept as %s", table, exc, self.set_aside(entry))
+                continue
+            self.done(entry)
+            replayed += 1
+        return replayed
