@@ -86,6 +86,9 @@ class Settings:
     # sinks: at most this many records per agent batch (one insert, one changelog write per key)
     sink_batch_size: int = 500
     sink_batch_wait_s: float = 1.0
+    # jobs batches that wait for the output step go out merged, up to this many records (one
+    # insert per table and one changelog write per key for all of them)
+    sink_merge_events: int = 2000
     # live monitoring: event-time buckets of the live_stats table and how long they are kept
     live_bucket_s: int = 300
     live_retention_s: int = 2 * 86400
@@ -320,6 +323,8 @@ def load_settings(config_file: str | Path | None = None, env: Mapping[str, str] 
     slice_s = kwargs.get("score_slice_s", 0.0)
     if not (math.isfinite(slice_s) and slice_s >= 0):
         raise ConfigError(f"setting score_slice_s={slice_s!r}: expected a finite number of seconds >= 0")
+    if kwargs.get("sink_merge_events", 1) < 1:
+        raise ConfigError(f"setting sink_merge_events={kwargs['sink_merge_events']!r}: expected a record count >= 1")
     if not kwargs.get("torch_threads"):
         kwargs["torch_threads"] = _omp_threads(env)
     return Settings(**kwargs)

@@ -142,7 +142,8 @@ def wire_agents(app: faust.App, settings: Settings, rt: Runtime, topics: Topics,
     batch_size = settings.sink_batch_size
     slices = ScoreSlices(settings.score_slice_s if settings.score_enabled else 0.0, settings.score_batch_size)
     agents = {
-        "jobs": (topics.jobs_in, JobsAgent(rt, stages, protocol, batch_size, settings.score_batch_wait_s, slices)),
+        "jobs": (topics.jobs_in, JobsAgent(rt, stages, protocol, batch_size, settings.score_batch_wait_s, slices,
+                                             settings.sink_merge_events)),
         "scores": (topics.scored_in, ScoresAgent(rt, drift, DeadLetters(topics.dlq[JOBS_SCORED], JOBS_SCORED, rt.metrics),
                                                  topics.alerts_out, protocol, settings.sink_batch_size,
                                                  settings.score_batch_wait_s, fid_drift)),

@@ -1,9 +1,11 @@
 """The one agent on ``jobs.completed``: each batch is screened once (triage + gate) and handed
-to the stages. Three steps overlap, each one batch behind the one before: batch N+1 is screened
-(gate thread) while batch N is scored (score thread) and batch N-1 is sent and stored (sink
-thread), so image decoding, the CLIP towers and ClickHouse work at the same time. Each step
-takes its batches in log order. A batch the scorer would need long for (a big model) is cut
-into slices first (:class:`ScoreSlices`), so its outputs start early and overlap its scoring.
+to the stages. Three steps overlap: batch N+1 is screened (gate thread) while batch N is scored
+(score thread) and the batches before are sent and stored (sink thread), so image decoding, the
+CLIP towers and ClickHouse work at the same time. Each step takes its batches in log order. A
+batch the scorer would need long for (a big model) is cut into slices first
+(:class:`ScoreSlices`), so its outputs start early and overlap its scoring. Scored batches that
+wait for the output step go out merged (``Merging``): under a backlog one insert per table and
+one changelog write per key serve several batches.
 
     screen -> score (score thread) -> FID moments -> dead letters, jobs.scored, jobs + images -> tallies
 """
@@ -21,7 +23,7 @@ from contracts.errors import InvalidEvent
 from contracts.topics import JOBS_COMPLETED
 from worker.delivery.commit import CommitProtocol
 from worker.delivery.retry import Fenced
-from worker.delivery.sends import OneBehind, Outgoing, send_delivered
+from worker.delivery.sends import Merging, OneBehind, Outgoing, send_delivered
 from worker.stages.dead_letters import DeadLetters, rejected_event
 from worker.stages.screen import Screen, Screened
 from worker.stages.scoring import ScoreStage
@@ -32,6 +34,7 @@ from worker.stages.triage import Accepted
 log = logging.getLogger(__name__)
 
 NAME = "jobs"
+MERGE_MAX_BYTES = 64 << 20  # record values per merged delivery: inline images keep it to a batch or two
 
 
 @dataclass
@@ -85,34 +88,98 @@ class ScoreSlices:
         return [unique[start:start + size] for start in range(0, len(unique), size)]
 
 
+@dataclass
+class Output:
+    """A scored batch (or slice) on its way out; several merge into one delivery."""
+    events: list[Any]
+    screened: Screened
+    scored: list[dict]  # one per kept job not in ``bad``, in order
+    bad: list[tuple[Accepted, InvalidEvent]]
+    received: float  # time.monotonic() when its Faust batch arrived
+    generation: int = 0  # the commit protocol's restarts when it was read (re-reads come after one)
+
+    @classmethod
+    def merge(cls, outputs: Sequence["Output"]) -> "Output":
+        """One delivery for several outputs, each source offset once (the first copy: a re-read
+        may bring a record again while its first copy waits here), and a record deferred by one
+        output but judged by another counts as judged."""
+        if len(outputs) == 1:
+            return outputs[0]
+        merged = cls([], Screened(), [], [], min(o.received for o in outputs), outputs[0].generation)
+        judged: set[tuple[int, int]] = set()
+        for o in outputs:
+            bad = {id(a): exc for a, exc in o.bad}
+            values = iter(o.scored)
+            for a in o.screened.kept:
+                value = next(values, None) if o.scored and id(a) not in bad else None
+                if (a.partition, a.offset) in judged:
+                    continue
+                judged.add((a.partition, a.offset))
+                merged.screened.kept.append(a)
+                if id(a) in bad:
+                    merged.bad.append((a, bad[id(a)]))
+                elif value is not None:
+                    merged.scored.append(value)
+            for r in o.screened.rejected:
+                if (r.partition, r.offset) not in judged:
+                    judged.add((r.partition, r.offset))
+                    merged.screened.rejected.append(r)
+        seen: set[tuple[int, int]] = set()
+        for o in outputs:
+            merged.screened.deferred |= o.screened.deferred
+            for ev in o.events:
+                key = (ev.message.partition, ev.message.offset)
+                if key not in seen:
+                    seen.add(key)
+                    merged.events.append(ev)
+        merged.screened.deferred -= judged
+        return merged
+
+
 class JobsAgent:
     def __init__(self, runtime: Any, stages: JobStages, protocol: CommitProtocol, batch_size: int,
-                 batch_wait_s: float, slices: ScoreSlices | None = None) -> None:
+                 batch_wait_s: float, slices: ScoreSlices | None = None, merge_events: int | None = None) -> None:
         self.rt = runtime
         self.stages = stages
         self.protocol = protocol
         self.batch_size = batch_size
         self.batch_wait_s = batch_wait_s
         self.slices = slices or ScoreSlices(0.0, 1)
+        self.merge_events = merge_events or 4 * batch_size  # records per merged delivery
 
     async def __call__(self, stream: Any) -> None:
-        scoring, outputs = OneBehind(), OneBehind()
+        scoring = OneBehind()
+        # batches read after a seek to the committed offsets go out apart from those before it
+        outputs: Merging[Output] = Merging(self.deliver_merged, self.merge_events, MERGE_MAX_BYTES,
+                                           linger_s=self.batch_wait_s,
+                                           together=lambda a, b: a.generation == b.generation)
         try:
             async for batch in stream.take_events(self.batch_size, within=self.batch_wait_s):
-                received = time.monotonic()
+                received, generation = time.monotonic(), self.protocol.generation
                 self.rt.metrics.consumed.inc(len(batch))
-                for events in self.slices.cut(batch):
+                slices = self.slices.cut(batch)
+                backlog = self.backlog(batch)
+                for i, events in enumerate(slices):
                     screened = await self.stages.screen(events)
-                    await scoring.push(self.score_then_deliver(events, screened, received, outputs))
+                    more = backlog or i < len(slices) - 1
+                    await scoring.push(self.score_then_deliver(events, screened, (received, generation), outputs,
+                                                               more))
             await scoring.drain()
             await outputs.drain()
         finally:
             scoring.cancel()
             outputs.cancel()
 
-    async def score_then_deliver(self, events: Sequence[Any], screened: Screened, received: float,
-                                 outputs: OneBehind) -> None:
-        """Score a screened slice, then hand it to the output step (which waits for the slice before)."""
+    def backlog(self, batch: Sequence[Any]) -> bool:
+        """Whether the log already holds records after ``batch`` (so its output may wait for them)."""
+        newest: dict[int, int] = {}
+        for ev in batch:
+            newest[ev.message.partition] = max(ev.message.offset, newest.get(ev.message.partition, -1))
+        return self.protocol.behind(JOBS_COMPLETED, newest) > 0
+
+    async def score_then_deliver(self, events: Sequence[Any], screened: Screened, read: tuple[float, int],
+                                 outputs: Merging[Output], more: bool = False) -> None:
+        """Score a screened slice, then hand it to the output step (it goes after the slices before)."""
         try:
             started = time.perf_counter()
             scored, bad = await self.score(screened)
@@ -120,13 +187,18 @@ class JobsAgent:
                 self.slices.observe(len(scored), time.perf_counter() - started)
         finally:
             screened.pixels.clear()  # decoded pixels live for one slice's scoring only: two slices at most
-        await outputs.push(self.deliver(events, screened, scored, bad, received))
+        nbytes = sum(len(ev.value) if isinstance(ev.value, (bytes, bytearray)) else 0 for ev in events)
+        await outputs.push(Output(list(events), screened, scored, bad, *read), len(events), nbytes, more)
 
     async def score(self, screened: Screened) -> tuple[list[dict], list[tuple[Accepted, InvalidEvent]]]:
         if self.stages.score is None or not screened.kept:
             return [], []
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.rt.score_pool, self.stages.score, screened.kept, screened.pixels)
+
+    async def deliver_merged(self, outputs: list[Output]) -> None:
+        out = Output.merge(outputs)
+        await self.deliver(out.events, out.screened, out.scored, out.bad, out.received)
 
     async def deliver(self, events: Sequence[Any], screened: Screened, scored: list[dict],
                       bad: list[tuple[Accepted, InvalidEvent]], received: float) -> None:

@@ -42,6 +42,7 @@ class CommitProtocol:
         self.ledger: CommitLedger | None = None
         self.on_restart: list[Restart] = []
         self.app: Any = None
+        self.generation = 0  # seeks to the committed offsets so far: records read after one are re-reads
 
     def seal(self, app: Any) -> CommitLedger:
         """Every agent must finish every record of each topic it reads; commits follow the ledger."""
@@ -67,6 +68,23 @@ class CommitProtocol:
                 raise Fenced(f"{topic} partitions {sorted(wanted - held)} moved to another worker")
         return check
 
+    def behind(self, topic: str, newest: Mapping[int, int]) -> int:
+        """Records in the log after ``newest`` (partition -> the newest offset an agent has in
+        hand), as far as the consumer's last fetch of each partition knows; 0 without a sealed
+        app, before a fetch, or for a partition no longer held."""
+        if self.app is None or not newest:
+            return 0
+        total = 0
+        for tp in self.app.consumer.assignment():
+            if tp.topic == topic and tp.partition in newest:
+                try:
+                    end = self.app.consumer.highwater(tp)
+                except AssertionError:  # aiokafka: revoked meanwhile
+                    continue
+                if end is not None:
+                    total += max(0, end - newest[tp.partition] - 1)
+        return total
+
     def tracks(self, topic: str) -> bool:
         return self.ledger is not None and self.ledger.tracks(topic)
 
@@ -74,6 +92,7 @@ class CommitProtocol:
         return self.ledger.committable(topic, partition) if self.ledger is not None else None
 
     def restart(self, starts: Mapping[tuple[str, int], int]) -> None:
+        self.generation += 1
         if self.ledger is not None:
             self.ledger.reset(dict(starts))
         for hook in self.on_restart:

@@ -1,18 +1,21 @@
 """Outputs that count as delivered only once acknowledged: Kafka sends, warehouse writes, and
-the one-batch-behind output stage of an agent."""
+an agent's output stages that run behind its input (one batch behind, or merging what waits)."""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
 import logging
+import time
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Awaitable, Callable, Generic, Sequence, TypeVar
 
 from worker.delivery.retry import Backoff, until_done
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 SEND_TIMEOUT_S = 30.0  # producer request timeout: a send not acknowledged by then has failed
 
@@ -118,6 +121,127 @@ class OneBehind:
     def cancel(self) -> None:
         """Stop the stage in flight; a stage that already failed unseen has its error logged."""
         task, self._task = self._task, None
+        if task is None:
+            return
+        if not task.done():
+            task.cancel()
+        elif not task.cancelled() and task.exception() is not None:
+            log.error("an output stage failed while the agent was stopping: %r", task.exception())
+
+
+class Merging(Generic[T]):
+    """An agent's output stage that merges what waits: while one delivery runs, the batches
+    handed in queue up, and when it ends they go out together (``deliver`` gets them as one
+    list, in log order), up to ``max_events`` records or ``max_bytes`` of record values. So
+    the fixed costs of a delivery (an insert into every table and the views behind it, a
+    changelog write per key) are shared by several batches. Only batches ``together`` approves
+    (with the first) share one.
+
+    Under a backlog (the pusher says ``more`` is coming, and batches have been arriving less
+    than ``linger_s`` apart) a delivery also waits up to ``linger_s`` for the next batch while
+    the merged size has room for one more; otherwise a batch goes at once. ``push`` waits while
+    the queue is full (one batch can always wait). A failed delivery drops the queue (those
+    batches report nothing and are read again) and raises in the agent at its next ``push`` or
+    at ``drain``."""
+
+    def __init__(self, deliver: Callable[[list[T]], Awaitable[None]], max_events: int, max_bytes: int,
+                 linger_s: float = 0.0, clock: Callable[[], float] = time.monotonic,
+                 together: Callable[[T, T], bool] = lambda a, b: True) -> None:
+        self._deliver = deliver
+        self.max_events = max_events
+        self.max_bytes = max_bytes
+        self.linger_s = linger_s
+        self.clock = clock
+        self.together = together  # whether two batches may share a delivery (else they go in turn)
+        self._queue: list[tuple[T, int, int]] = []
+        self._events = self._bytes = 0
+        self._last = (0, 0)  # the last batch's (events, bytes): the next one is expected alike
+        self._more = False
+        self._gap = float("inf")  # seconds between the last two pushes
+        self._pushed_at: float | None = None
+        self._task: asyncio.Future | None = None
+        self._taken = asyncio.Event()
+        self._pushed = asyncio.Event()
+        self._blocked = False
+
+    async def push(self, batch: T, events: int, nbytes: int, more: bool = False) -> None:
+        while self._queue and (self._events + events > self.max_events or self._bytes + nbytes > self.max_bytes):
+            self._raise_failed()
+            self._taken.clear()
+            self._blocked = True
+            self._pushed.set()  # a lingering delivery stops waiting: the queue is as full as it gets
+            taken = asyncio.ensure_future(self._taken.wait())
+            try:
+                await asyncio.wait([taken, self._task], return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                taken.cancel()
+                self._blocked = False
+        self._raise_failed()
+        now = self.clock()
+        self._gap = float("inf") if self._pushed_at is None else now - self._pushed_at
+        self._pushed_at = now
+        self._queue.append((batch, events, nbytes))
+        self._events += events
+        self._bytes += nbytes
+        self._last, self._more = (events, nbytes), more
+        self._pushed.set()
+        if self._task is None:
+            self._task = asyncio.ensure_future(self._run())
+
+    def _raise_failed(self) -> None:
+        if self._task is not None and self._task.done():
+            self._task.result()  # raises what the delivery raised
+
+    def _room(self) -> bool:
+        """Whether one more batch like the last would fit the merged delivery."""
+        return (self._events + self._last[0] <= self.max_events and self._bytes + self._last[1] <= self.max_bytes)
+
+    async def _linger(self) -> None:
+        deadline = self.clock() + self.linger_s
+        while self._more and self._gap < self.linger_s and self._room() and not self._blocked:
+            left = deadline - self.clock()
+            if left <= 0:
+                return
+            self._pushed.clear()
+            try:
+                await asyncio.wait_for(self._pushed.wait(), left)
+            except asyncio.TimeoutError:
+                return
+
+    async def _run(self) -> None:
+        try:
+            while self._queue:
+                await self._linger()
+                await self._deliver(self._take())
+        except BaseException:
+            self._queue, self._events, self._bytes = [], 0, 0
+            self._taken.set()
+            raise
+        self._task = None  # only after a clean finish: a failed task stays to raise at push/drain
+
+    def _take(self) -> list[T]:
+        """The queue's head and the batches after it that may go with it."""
+        first = self._queue[0][0]
+        n = 1
+        while n < len(self._queue) and self.together(first, self._queue[n][0]):
+            n += 1
+        taken, self._queue = self._queue[:n], self._queue[n:]
+        self._events -= sum(e for _, e, _ in taken)
+        self._bytes -= sum(b for _, _, b in taken)
+        self._taken.set()
+        return [batch for batch, _, _ in taken]
+
+    async def drain(self) -> None:
+        self._more = False  # nothing more is coming: no lingering
+        self._pushed.set()
+        task = self._task
+        if task is not None:
+            await task
+
+    def cancel(self) -> None:
+        """Stop the delivery in flight and drop the queue; a failure nobody saw is logged."""
+        task, self._task = self._task, None
+        self._queue, self._events, self._bytes = [], 0, 0
         if task is None:
             return
         if not task.done():

@@ -219,6 +219,9 @@ def test_a_slow_scorer_gets_slices_each_finished_and_stored_on_its_own(tmp_path,
     settings, rt, topics, live, protocol, agent = build(tmp_path, scorer)
     agent.slices = ScoreSlices(target_s=3.0, floor=3)
     agent.slices.per_job_s = 1.0  # as if measured: 3 jobs per slice
+    real_score = agent.stages.score
+    # slices further apart than the output step lingers (batch_wait_s 0.1): none waits for the next
+    agent.stages.score = lambda kept, pixels: time.sleep(0.25) or real_score(kept, pixels)
     events = [make_event(i) for i in range(9)]
     asyncio.run(agent(Stream([[Event(CODEC.encode(e), 0, i) for i, e in enumerate(events)]])))
     inserts = [rows.column("job_id").to_pylist() for t, rows in rt.warehouse.inserts if t == "sentinel.jobs"]
@@ -226,3 +229,53 @@ def test_a_slow_scorer_gets_slices_each_finished_and_stored_on_its_own(tmp_path,
     assert [v["job_id"] for _, v, _ in topics.scores.sent] == [e["job_id"] for e in events]
     assert protocol.committable(JOBS_COMPLETED, 0) == 9
     assert agent.slices.per_job_s < 1.0  # the tiny CLIP's measured rate replaced the primed one
+
+
+def test_a_backlog_goes_out_merged_one_insert_per_table_up_to_the_cap(tmp_path, scorer) -> None:
+    settings, rt, topics, live, protocol, agent = build(tmp_path, scorer)
+    events = [make_event(i) for i in range(12)]
+    raw = [Event(CODEC.encode(e), 0, i) for i, e in enumerate(events)]
+    agent.backlog = lambda batch: True  # the log holds more after every batch
+    agent.merge_events = 6
+    asyncio.run(agent(Stream([raw[i:i + 3] for i in (0, 3, 6, 9)])))
+    inserts = [rows.column("job_id").to_pylist() for t, rows in rt.warehouse.inserts if t == "sentinel.jobs"]
+    ids = [e["job_id"] for e in events]
+    # the first batch goes at once (no pace measured yet); then two merge up to the cap of 6
+    assert inserts == [ids[:3], ids[3:9], ids[9:]]
+    assert [v["job_id"] for _, v, _ in topics.scores.sent] == ids
+    assert protocol.committable(JOBS_COMPLETED, 0) == 12
+    # the tally counts each job once, as if the batches had gone one by one
+    assert sum(LiveStats.from_dict(v["stats"]).tally.jobs for v in live.values()) == 12
+
+
+def test_a_re_read_copy_merged_with_its_first_copy_goes_out_once(tmp_path, scorer) -> None:
+    settings, rt, topics, live, protocol, agent = build(tmp_path, scorer)
+    events = [make_event(i) for i in range(6)]
+    raw = [Event(CODEC.encode(e), 0, i) for i, e in enumerate(events)]
+    agent.backlog = lambda batch: True
+    # offsets 3-5 come again (a seek re-read them) while their first copies wait to go out
+    again = [Event(CODEC.encode(e), 0, i + 3) for i, e in enumerate(events[3:])]
+    asyncio.run(agent(Stream([raw[:3], raw[3:], again])))
+    ids = [e["job_id"] for e in events]
+    stored = [r for t, rows in rt.warehouse.inserts if t == "sentinel.jobs" for r in rows.column("job_id").to_pylist()]
+    assert stored == ids  # once each, in log order
+    assert [v["job_id"] for _, v, _ in topics.scores.sent] == ids
+    assert protocol.committable(JOBS_COMPLETED, 0) == 6
+    assert sum(LiveStats.from_dict(v["stats"]).tally.jobs for v in live.values()) == 6
+
+
+def test_merging_a_deferred_record_with_its_judged_copy_counts_it_judged() -> None:
+    from worker.agents.jobs import Output
+    from worker.stages.screen import Screened
+    from worker.stages.triage import Accepted
+
+    def accepted(offset):
+        return Accepted(event={"job_id": f"j{offset}"}, partition=0, offset=offset)
+
+    ev = {o: Event(b"x", 0, o) for o in range(3)}
+    first = Output([ev[0], ev[1]], Screened(kept=[accepted(0)], deferred={(0, 1)}), [{"s": 0}], [], 2.0, 1)
+    later = Output([ev[1], ev[2]], Screened(kept=[accepted(1)], deferred={(0, 2)}), [{"s": 1}], [], 1.0, 1)
+    merged = Output.merge([first, later])
+    assert [(a.offset) for a in merged.screened.kept] == [0, 1] and merged.scored == [{"s": 0}, {"s": 1}]
+    assert merged.screened.deferred == {(0, 2)}  # (0, 1) was judged by the later copy: finished with it
+    assert [e.message.offset for e in merged.events] == [0, 1, 2] and merged.received == 1.0

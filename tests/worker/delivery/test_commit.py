@@ -14,7 +14,7 @@ from sentinel.offsets import CommitLedger
 from worker.app import create_app
 from worker.delivery import overrides
 from worker_fakes import ledger_from, protocol_with
-from worker.delivery.commit import HoleHealer
+from worker.delivery.commit import CommitProtocol, HoleHealer
 
 TOPIC = "jobs.completed"
 READERS = ("archive", "score", "tally")
@@ -137,3 +137,20 @@ def test_log_ends_are_one_request_for_all_partitions_and_unknown_when_it_fails()
     assert asyncio.run(_log_ends(up, tps)) == {TP(TOPIC, 0): 7, TP(TOPIC, 1): 7} and up.asked == [tuple(tps)]
     assert asyncio.run(_log_ends(down, tps)) == {}
     assert asyncio.run(_log_ends(up, [])) == {} and len(up.asked) == 1
+
+
+def test_behind_counts_the_records_after_the_newest_in_hand_by_the_consumers_highwater() -> None:
+    held = [SimpleNamespace(topic=TOPIC, partition=p) for p in (0, 1, 2)] + [SimpleNamespace(topic="other", partition=0)]
+    ends = {0: 10, 1: 5, 2: None}
+
+    def highwater(tp):
+        if tp.topic != TOPIC:
+            raise AssertionError("Partition is not assigned")  # what aiokafka raises
+        return ends[tp.partition]
+
+    protocol = CommitProtocol()
+    assert protocol.behind(TOPIC, {0: 7}) == 0  # unsealed (unit tests): nothing known
+    protocol.app = SimpleNamespace(consumer=SimpleNamespace(assignment=lambda: held, highwater=highwater))
+    # partition 0: offsets 8 and 9 after 7; 1: caught up; 2: no fetch yet; 3: not held
+    assert protocol.behind(TOPIC, {0: 7, 1: 4, 2: 0, 3: 0}) == 2
+    assert protocol.behind(TOPIC, {1: 4}) == 0

@@ -8,7 +8,7 @@ import asyncio
 import pytest
 from types import SimpleNamespace
 
-from worker.delivery.sends import OneBehind, Outgoing, send_delivered
+from worker.delivery.sends import Merging, OneBehind, Outgoing, send_delivered
 from worker.metrics import WorkerMetrics
 
 
@@ -146,3 +146,111 @@ def test_cancel_logs_a_stage_that_failed_unseen(caplog) -> None:
     with caplog.at_level("ERROR", logger="worker.delivery.sends"):
         asyncio.run(agent())
     assert "insert refused" in caplog.text
+
+
+class Deliveries:
+    """A Merging deliver that records each delivery and runs only when released."""
+
+    def __init__(self, fail_at: int | None = None) -> None:
+        self.done: list[list[str]] = []
+        self.release = asyncio.Event()
+        self.fail_at = fail_at
+
+    async def __call__(self, batches: list[str]) -> None:
+        await self.release.wait()
+        if self.fail_at is not None and len(self.done) == self.fail_at:
+            raise RuntimeError("sink down")
+        self.done.append(batches)
+
+
+def test_batches_that_wait_for_a_delivery_go_out_together_in_order() -> None:
+    async def run() -> list[list[str]]:
+        d = Deliveries()
+        out: Merging[str] = Merging(d, max_events=100, max_bytes=1 << 20)
+        await out.push("a", 10, 100)  # starts at once, held in the sink
+        await asyncio.sleep(0)
+        await out.push("b", 10, 100)
+        await out.push("c", 10, 100)
+        d.release.set()
+        await out.drain()
+        return d.done
+
+    assert asyncio.run(run()) == [["a"], ["b", "c"]]
+
+
+def test_a_full_queue_makes_push_wait_and_the_size_caps_hold() -> None:
+    async def run() -> tuple[list[list[str]], bool]:
+        d = Deliveries()
+        out: Merging[str] = Merging(d, max_events=25, max_bytes=250)
+        await out.push("a", 10, 10)
+        await asyncio.sleep(0)
+        await out.push("b", 10, 10)
+        await out.push("c", 10, 10)  # 20 records wait: a third batch of 10 would exceed 25
+        third = asyncio.ensure_future(out.push("d", 10, 10))
+        await asyncio.sleep(0.05)
+        waited = not third.done()
+        d.release.set()
+        await third
+        await out.push("e", 1, 300)  # over the byte cap alone: still goes (one batch can always wait)
+        await out.drain()
+        return d.done, waited
+
+    done, waited = asyncio.run(run())
+    assert waited
+    assert done == [["a"], ["b", "c"], ["d"], ["e"]]
+
+
+def test_under_a_backlog_a_delivery_lingers_for_the_next_batch_but_not_past_linger_s() -> None:
+    async def run(more: bool) -> tuple[list[list[str]], float]:
+        d = Deliveries()
+        d.release.set()
+        out: Merging[str] = Merging(d, max_events=100, max_bytes=1 << 20, linger_s=0.3)
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        for name in "abc":
+            await out.push(name, 10, 10, more=more)
+            await asyncio.sleep(0.02)  # batches 20 ms apart: well inside linger_s
+        while len([b for bs in d.done for b in bs]) < 3:
+            await asyncio.sleep(0.01)
+        took = loop.time() - start
+        await out.drain()
+        return d.done, took
+
+    merged, took = asyncio.run(run(more=True))
+    assert merged == [["a"], ["b", "c"]]  # the first push has no gap yet; then b waits for c
+    assert 0.3 <= took < 1.0  # c's delivery waited linger_s for a fourth batch that never came
+    alone, took = asyncio.run(run(more=False))
+    assert alone == [["a"], ["b"], ["c"]] and took < 0.3
+
+
+def test_a_failed_delivery_drops_the_queue_and_raises_at_the_next_push() -> None:
+    async def run() -> list[list[str]]:
+        d = Deliveries(fail_at=0)
+        out: Merging[str] = Merging(d, max_events=100, max_bytes=1 << 20)
+        await out.push("a", 10, 10)
+        await asyncio.sleep(0)
+        await out.push("b", 10, 10)
+        d.release.set()
+        await asyncio.sleep(0.01)
+        with pytest.raises(RuntimeError, match="sink down"):
+            await out.push("c", 10, 10)
+        with pytest.raises(RuntimeError, match="sink down"):
+            await out.drain()
+        return d.done
+
+    assert asyncio.run(run()) == []  # neither b (queued) nor c (refused) was delivered
+
+
+def test_only_batches_that_may_go_together_share_a_delivery() -> None:
+    async def run() -> list[list[str]]:
+        d = Deliveries()
+        out: Merging[str] = Merging(d, max_events=100, max_bytes=1 << 20, together=lambda a, b: a[0] == b[0])
+        await out.push("a1", 1, 1)  # held in the sink
+        await asyncio.sleep(0)
+        for name in ("a2", "a3", "b1", "b2", "a4"):  # b: read after a seek, apart from the a's before it
+            await out.push(name, 1, 1)
+        d.release.set()
+        await out.drain()
+        return d.done
+
+    assert asyncio.run(run()) == [["a1"], ["a2", "a3"], ["b1", "b2"], ["a4"]]
