@@ -94,6 +94,16 @@ async def write_until_stored(pool: Executor, write: Callable[[], None], what: st
     await until_done(attempt, f"storing {what}", on_retry)
 
 
+def _stop(task: asyncio.Future | None) -> None:
+    """Cancel an output stage's task; one that already failed unseen has its error logged."""
+    if task is None:
+        return
+    if not task.done():
+        task.cancel()
+    elif not task.cancelled() and task.exception() is not None:
+        log.error("an output stage failed while the agent was stopping: %r", task.exception())
+
+
 class OneBehind:
     """An agent's output stage, one batch behind: the agent hands batch N's outputs (sends,
     sink writes, each batch's ``finished`` inside) to a task and goes on with batch N+1's
@@ -121,12 +131,7 @@ class OneBehind:
     def cancel(self) -> None:
         """Stop the stage in flight; a stage that already failed unseen has its error logged."""
         task, self._task = self._task, None
-        if task is None:
-            return
-        if not task.done():
-            task.cancel()
-        elif not task.cancelled() and task.exception() is not None:
-            log.error("an output stage failed while the agent was stopping: %r", task.exception())
+        _stop(task)
 
 
 class Merging(Generic[T]):
@@ -242,9 +247,4 @@ class Merging(Generic[T]):
         """Stop the delivery in flight and drop the queue; a failure nobody saw is logged."""
         task, self._task = self._task, None
         self._queue, self._events, self._bytes = [], 0, 0
-        if task is None:
-            return
-        if not task.done():
-            task.cancel()
-        elif not task.cancelled() and task.exception() is not None:
-            log.error("an output stage failed while the agent was stopping: %r", task.exception())
+        _stop(task)

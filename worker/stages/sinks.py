@@ -58,15 +58,10 @@ class ArchiveStage:
         self.rt.metrics.rows_stored.labels("jobs").inc(len(keys))
 
     async def unstored(self, kept: Sequence[Accepted]) -> list[Accepted]:
-        """The kept jobs without a stored row, each source offset once (a lookup waits out an
-        unavailable warehouse)."""
-        firsts: dict[tuple[int, int], Accepted] = {}
-        for a in kept:
-            firsts.setdefault((a.partition, a.offset), a)
-        kept = list(firsts.values())
+        """The kept jobs without a stored row (a lookup waits out an unavailable warehouse)."""
         stored = self.stored
         if stored is None or not kept:
-            return kept
+            return list(kept)
         items = [(a.partition, a.offset, a.event["job_id"]) for a in kept]
         loop = asyncio.get_running_loop()
         done = await until_done(lambda: loop.run_in_executor(self.rt.sink_pool, stored.stored, items),
