@@ -49,14 +49,29 @@ def _since(window: str, now: float) -> float:
 def register_views(app: faust.App, settings: Settings, rt: Callable[[], Any], live: Any,
                    is_input: Callable[[str], bool] = lambda topic: False) -> None:
     """``is_input`` names the topics whose partitions get a consumer lag (the agents' inputs)."""
-    def held() -> list[tuple[str, Any]]:
-        """The table's keys of the source partitions this worker holds now: a partition that moved
-        to another worker leaves its keys in this worker's memory, no longer updated here."""
+    parsed: dict[str, tuple[int, int]] = {}  # live key -> (bucket start, source partition)
+
+    def held(since: float = float("-inf")) -> list[tuple[str, Any]]:
+        """The table's keys of the source partitions this worker holds now, of buckets that end
+        after ``since``: a partition that moved to another worker leaves its keys in this
+        worker's memory, no longer updated here. Each scrape walks every key, so a key is parsed
+        once (the parses of keys that expired out of the table are dropped now and then)."""
         mine = {tp.partition for tp in app.consumer.assignment() if tp.topic == JOBS_COMPLETED}
-        return [(k, v) for k, v in list(live.items()) if parse_live_key(k)[3] in mine]
+        items = list(live.items())
+        if len(parsed) > 2 * len(items) + 1024:
+            parsed.clear()
+        out = []
+        for key, value in items:
+            where = parsed.get(key)
+            if where is None:
+                where = parsed[key] = parse_live_key(key)[2:]
+            if where[1] in mine and where[0] + value.get("bucket_s", 0) > since:
+                out.append((key, value))
+        return out
 
     def snapshot(window: str, now: float | None = None) -> dict[tuple[str, str], LiveStats]:
-        return live_snapshot(held(), _since(window, time.time() if now is None else now))
+        since = _since(window, time.time() if now is None else now)
+        return live_snapshot(held(since), since)
 
     rt_metrics = None
 
@@ -112,7 +127,7 @@ def register_views(app: faust.App, settings: Settings, rt: Callable[[], Any], li
             return self.bytes(arrow_to_ipc(table), content_type="application/vnd.apache.arrow.stream")
 
 
-def register_live_views(app: faust.App, settings: Settings, held: Callable[[], list[tuple[str, Any]]]) -> None:
+def register_live_views(app: faust.App, settings: Settings, held: Callable[..., list[tuple[str, Any]]]) -> None:
     """``/sentinel/live/`` and ``/sentinel/sketches/`` over ``held()``: the live states of the
     partitions this worker holds now."""
     peers_pool = ThreadPoolExecutor(4, "live-peers")
@@ -125,16 +140,17 @@ def register_live_views(app: faust.App, settings: Settings, held: Callable[[], l
         window, scope = request.query.get("window", "1h"), request.query.get("scope", "worker")
         if scope not in ("worker", "group"):
             return web.error(400, "scope must be worker or group")
-        items, missing = held(), []
+        try:
+            since = _since(window, time.time())
+        except ValueError as exc:
+            return web.error(400, str(exc))
+        items, missing = held(since), []
         if scope == "group":
             loop = asyncio.get_running_loop()
             peers = await loop.run_in_executor(peers_pool, registered_workers, settings.data_dir)
             others, missing = await gather_sketches(settings.worker_id, peers, peers_pool)
             items += others
-        try:
-            merged = live_snapshot(items, _since(window, time.time()))
-        except ValueError as exc:
-            return web.error(400, str(exc))
+        merged = live_snapshot(items, since)
         rows = [{"model": m, "niche": n, **state.compute()} for (m, n), state in sorted(merged.items())]
         return web.json({"window": window, "scope": scope, "missing": missing, "bucket_s": settings.live_bucket_s,
                          "generated_at": time.time(), "rows": rows})

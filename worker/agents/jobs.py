@@ -148,27 +148,34 @@ class JobsAgent:
         self.merge_events = merge_events or 4 * batch_size  # records per merged delivery
 
     async def __call__(self, stream: Any) -> None:
-        scoring = OneBehind()
+        screening, scoring = OneBehind(), OneBehind()
         # batches read after a seek to the committed offsets go out apart from those before it
         outputs: Merging[Output] = Merging(self.deliver_merged, self.merge_events, MERGE_MAX_BYTES,
                                            linger_s=self.batch_wait_s,
                                            together=lambda a, b: a.generation == b.generation)
         try:
+            # Faust fills the next batch only while this loop waits in take_events: the batch is
+            # screened in a task, so the next one is read meanwhile
             async for batch in stream.take_events(self.batch_size, within=self.batch_wait_s):
-                received, generation = time.monotonic(), self.protocol.generation
+                read = (time.monotonic(), self.protocol.generation)
                 self.rt.metrics.consumed.inc(len(batch))
-                slices = self.slices.cut(batch)
-                backlog = self.backlog(batch)
-                for i, events in enumerate(slices):
-                    screened = await self.stages.screen(events)
-                    more = backlog or i < len(slices) - 1
-                    await scoring.push(self.score_then_deliver(events, screened, (received, generation), outputs,
-                                                               more))
+                await screening.push(self.screen_then_score(batch, read, self.backlog(batch), scoring, outputs))
+            await screening.drain()
             await scoring.drain()
             await outputs.drain()
         finally:
+            screening.cancel()
             scoring.cancel()
             outputs.cancel()
+
+    async def screen_then_score(self, batch: Sequence[Any], read: tuple[float, int], backlog: bool,
+                                scoring: OneBehind, outputs: Merging[Output]) -> None:
+        """Screen a batch slice by slice, each handed to the score step (after the slices before)."""
+        slices = self.slices.cut(batch)
+        for i, events in enumerate(slices):
+            screened = await self.stages.screen(events)
+            more = backlog or i < len(slices) - 1
+            await scoring.push(self.score_then_deliver(events, screened, read, outputs, more))
 
     def backlog(self, batch: Sequence[Any]) -> bool:
         """Whether the log already holds records after ``batch`` (so its output may wait for them)."""

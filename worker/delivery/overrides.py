@@ -16,6 +16,12 @@ Patched (once per process, :func:`install`):
    SyncGroup answer with zero assignment bytes means "join again" (noida-db sent one to a worker
    starting next to another under load; aiokafka's decode raised and its coordinator routine
    died, leaving the worker up without partitions and the group rebalancing around it).
+5. ``Consumer.wait_first`` (mode's, which Faust's fetch loop awaits once per record to hand it
+   to the agents' channels unless the flow stops first): the first coroutine runs one step
+   before any task is made, and a record whose hand-over did not wait (the channel had room,
+   nearly always) is done there. Mode made four tasks and two loop turns per record, and each
+   turn waits for the GIL while the gate's thread holds it: the fetch loop, not the stages, set
+   the metadata path's pace. A hand-over that waits goes on as mode's ``wait_first`` would.
 
 Read, not patched: ``Consumer._committed_offset`` (also by worker/membership.py: the consumer lag), ``_acked``,
 ``_acked_index``, ``_gap``, ``_paused_partitions``; the ``faust.streams._current_event`` context
@@ -32,7 +38,7 @@ import inspect
 import logging
 import time
 import weakref
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Coroutine, Generator
 
 import aiokafka
 import faust
@@ -40,6 +46,7 @@ from aiokafka.consumer.fetcher import Fetcher
 from aiokafka.consumer.group_coordinator import CoordinatorGroupRebalance
 from faust.streams import _current_event
 from faust.transport.consumer import Consumer
+from mode.services import WaitResults
 
 log = logging.getLogger(__name__)
 
@@ -59,9 +66,12 @@ EXPECTED: tuple[tuple[str, str | None, str, tuple[str, ...] | None], ...] = (
     ("faust.streams", None, "_current_event", None),
     ("faust.transport.drivers.aiokafka", "AIOKafkaConsumerThread", "_ensure_consumer", ("self",)),
     ("aiokafka.consumer.consumer", "AIOKafkaConsumer", "partitions_for_topic", ("self", "topic")),
+    ("faust.transport.consumer", "Consumer", "wait_first", ("self", "coros", "timeout")),
+    ("mode.services", None, "WaitResults", None),
 )
 # instance attributes of a live Consumer (checked on the first consumer that seeks)
-CONSUMER_ATTRS = ("_committed_offset", "_acked", "_acked_index", "_gap", "_paused_partitions", "app", "_thread")
+CONSUMER_ATTRS = ("_committed_offset", "_acked", "_acked_index", "_gap", "_paused_partitions", "app", "_thread",
+                  "_stopped", "_crashed")
 
 _PROTOCOLS: dict[int, Any] = {}  # id(app) -> its CommitProtocol
 _INSTALLED = False
@@ -210,8 +220,67 @@ def _forget_acks_below(consumer: Any, tp: Any, offset: int) -> None:
         gaps.chop(0, offset)
 
 
+class _Rest:
+    """Awaiting this finishes ``coro``, a coroutine already run one step that yielded
+    ``waiting`` (the future it waits on, or None for a bare yield), as the task awaiting this."""
+
+    __slots__ = ("coro", "waiting")
+
+    def __init__(self, coro: Coroutine[Any, Any, Any], waiting: Any) -> None:
+        self.coro = coro
+        self.waiting = waiting
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        waiting = self.waiting
+        while True:
+            try:
+                sent = yield waiting
+            except GeneratorExit:
+                self.coro.close()
+                raise
+            except BaseException as exc:  # thrown in by the task driving this (its cancellation)
+                step, arg = self.coro.throw, exc
+            else:
+                step, arg = self.coro.send, sent
+            try:
+                waiting = step(arg)
+            except StopIteration as stop:
+                return stop.value
+
+
+async def _finish(rest: _Rest) -> Any:
+    return await rest
+
+
+def stepping_first(wait_first: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    """Wrap mode's ``Service.wait_first(*coros, timeout)``: the first coroutine runs one step
+    first; finished, it is the winner and the other coroutines are closed unstarted, else mode's
+    ``wait_first`` races its rest against them. A stopped or crashed service answers "stopped",
+    as mode does."""
+
+    async def wait_first_stepped(self: Any, *coros: Any, timeout: Any = None) -> Any:
+        first = coros[0] if coros else None
+        if not inspect.iscoroutine(first):
+            return await wait_first(self, *coros, timeout=timeout)
+        try:
+            waiting = first.send(None)
+        except BaseException as exc:
+            for other in coros[1:]:
+                if inspect.iscoroutine(other):
+                    other.close()
+            if isinstance(exc, StopIteration):
+                if self._stopped.is_set() or self._crashed.is_set():
+                    return WaitResults([], [], True)
+                return WaitResults([first], [exc.value], False)
+            raise
+        return await wait_first(self, _finish(_Rest(first, waiting)), *coros[1:], timeout=timeout)
+
+    wait_first_stepped.__wrapped__ = wait_first  # type: ignore[attr-defined]
+    return wait_first_stepped
+
+
 def install() -> None:
-    """Check the shapes, then apply the four patches (once per process)."""
+    """Check the shapes, then apply the five patches (once per process)."""
     global _INSTALLED
     if _INSTALLED:
         return
@@ -242,6 +311,7 @@ def install() -> None:
         return offset
 
     perform_seek.__doc__ = original_seek.__doc__
+    Consumer.wait_first = stepping_first(Consumer.wait_first)  # type: ignore[method-assign]
     Consumer.perform_seek = perform_seek  # type: ignore[method-assign]
     Consumer._new_offset = _new_offset  # type: ignore[method-assign]
     _INSTALLED = True

@@ -151,17 +151,22 @@ class StoredOffsets:
 
     def note(self, key: Key, stored: bool, generation: int | None = None) -> None:
         """What a lookup said (``generation``: :attr:`generation` when it started)."""
+        self.note_many([(key, stored)], generation)
+
+    def note_many(self, said: Iterable[tuple[Key, bool]], generation: int | None = None) -> None:
+        """:meth:`note` for each (key, stored) of a batch, under one lock."""
         with self._lock:
-            if stored:
-                self._put(self._stored, key)
-                self._absent.pop(key, None)
-            elif key not in self._stored and generation in (None, self.generation):
-                self._put(self._absent, key)
+            current = generation in (None, self.generation)
+            for key, stored in said:
+                if stored:
+                    self._put(self._stored, key)
+                    self._absent.pop(key, None)
+                elif current and key not in self._stored:
+                    self._put(self._absent, key)
 
     def add(self, keys: Iterable[Key]) -> None:
         """These offsets' rows were just inserted (the insert returned)."""
-        for key in keys:
-            self.note(key, True)
+        self.note_many((key, True) for key in keys)
 
     def restart(self) -> None:
         with self._lock:
@@ -176,12 +181,14 @@ class StoredOffsets:
             ask = [(p, o, j) for p, o, j in items if (p, o) not in self._stored and (p, o) not in self._absent]
             generation = self.generation
         copies = self.lookup(sorted({j for _, _, j in ask})) if ask else {}
+        said = []
         for p, o, job_id in ask:
             copy = copies.get(job_id)
             here = copy is not None and (copy.partition, copy.offset) == (p, o)
-            self.note((p, o), here, generation)
+            said.append(((p, o), here))
             if here:
                 found.add((p, o))
+        self.note_many(said, generation)
         return found
 
     def _put(self, memory: OrderedDict[Key, None], key: Key) -> None:
@@ -279,13 +286,15 @@ class Gate:
         unknown = sorted({e["job_id"] for e, h, bad in todo.values() if bad is None and e["job_id"] not in self._first})
         generation = self.stored.generation
         stored = self.lookup(unknown) if unknown else {}
+        said: list[tuple[tuple[int, int], bool]] = []  # what the lookup said of first copies
         for (partition, offset), (event, digest, bad) in todo.items():  # in log order: filled sorted
-            self._remember((partition, offset), self._decide(partition, offset, event, digest, bad, stored, generation))
+            self._remember((partition, offset), self._decide(partition, offset, event, digest, bad, stored, said))
+        self.stored.note_many(said, generation)
         return [None if (p, o) in deferred else self._verdicts[(p, o)] if (p, o) in self._verdicts
                 else self._decide_again(p, o, e) for p, o, e, *_ in items]
 
     def _decide(self, partition: int, offset: int, event: Mapping[str, Any], digest: str | None,
-                bad: InvalidEvent | None, stored: Mapping[str, StoredCopy], generation: int | None = None) -> Verdict:
+                bad: InvalidEvent | None, stored: Mapping[str, StoredCopy], said: list) -> Verdict:
         if bad is not None:
             return Verdict(BAD, bad.reason, bad.detail)
         assert digest is not None
@@ -294,7 +303,7 @@ class Gate:
         first = known or stored.get(job_id)
         if first is None or (first.partition, first.offset) == (partition, offset):
             if known is None:  # looked up: a re-delivered first copy is stored, a new one is not
-                self.stored.note((partition, offset), first is not None, generation)
+                said.append(((partition, offset), first is not None))
                 self._first[job_id] = StoredCopy(partition, offset, digest)
                 if len(self._first) > self.max_jobs:
                     self._first.popitem(last=False)

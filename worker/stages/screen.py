@@ -1,6 +1,9 @@
 """Second stage of a ``jobs.completed`` batch: triage, then the gate. Out come the jobs to
 process (with their decoded pixels), the records to dead-letter, and the records deferred
-because an earlier offset of their partition is not judged yet (those are read again)."""
+because an earlier offset of their partition is not judged yet (those are read again).
+
+Both run in the gate's thread, triage first (Avro decoding and the content hashes are most of
+a metadata batch's Python): the event loop keeps fetching and delivering meanwhile."""
 
 from __future__ import annotations
 
@@ -55,11 +58,12 @@ class Screen:
         self.rereads = rereads
 
     async def __call__(self, events: Sequence[Any]) -> Screened:
-        accepted, rejected = self.triage(events)
-        out = Screened(rejected=rejected)
         if self.gate is None:
-            out.kept = accepted
-            return out
+            accepted, rejected = self.triage(events)
+            return Screened(kept=accepted, rejected=rejected)
+        loop = asyncio.get_running_loop()
+        accepted, rejected = await loop.run_in_executor(self.gate.executor, self._triage, list(events))
+        out = Screened(rejected=rejected)
         before = [(b.partition, b.offset, None) for b in rejected]  # judged too: log order
         verdicts = await self.gate.screen([(a.partition, a.offset, a.event, a.content_hash()) for a in accepted]
                                           + before, out.pixels)
@@ -78,6 +82,13 @@ class Screen:
             for partition, count in deferred.items():
                 await self.rereads(partition, count)
         return out
+
+
+    def _triage(self, events: Sequence[Any]) -> tuple[list[Accepted], list[Rejected]]:
+        accepted, rejected = self.triage(events)
+        for a in accepted:
+            a.content_hash()  # the gate and the archive rows need it: computed here, off the event loop
+        return accepted, rejected
 
 
 def _raw(events: Sequence[Any], partition: int, offset: int) -> Any:

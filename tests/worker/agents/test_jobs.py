@@ -200,6 +200,36 @@ def test_the_next_batch_is_screened_while_one_is_scored_and_outputs_keep_log_ord
     assert protocol.committable(JOBS_COMPLETED, 0) == 9
 
 
+def test_the_next_batch_is_read_while_one_is_screened(tmp_path, scorer) -> None:
+    """Faust fills the next batch only while the agent waits in take_events: the stream is asked
+    for batch 2 before batch 1's screen ends, and screens still run one at a time, in order."""
+    settings, rt, topics, live, protocol, agent = build(tmp_path, scorer)
+    events = [make_event(i) for i in range(6)]
+    raw = [Event(CODEC.encode(e), 0, i) for i, e in enumerate(events)]
+    log = []
+    real_screen = agent.stages.screen
+
+    async def screen(batch):
+        log.append(("screen", batch[0].message.offset))
+        await asyncio.sleep(0.05)
+        out = await real_screen(batch)
+        log.append(("screened", batch[0].message.offset))
+        return out
+
+    class Reading(Stream):
+        async def take_events(self, n, within):
+            for batch in self.batches:
+                log.append(("read", batch[0].message.offset))
+                yield batch
+
+    agent.stages.screen = screen
+    asyncio.run(agent(Reading([raw[:3], raw[3:]])))
+    assert log.index(("read", 3)) < log.index(("screened", 0)) < log.index(("screen", 3))
+    stored = [r for t, rows in rt.warehouse.inserts if t == "sentinel.jobs" for r in rows.column("job_id").to_pylist()]
+    assert stored == [e["job_id"] for e in events]
+    assert protocol.committable(JOBS_COMPLETED, 0) == 6
+
+
 def test_score_slices_follow_the_measured_rate_and_keep_each_offset_once() -> None:
     events = [Event(b"x", i % 2, i // 2) for i in range(10)]
     slices = ScoreSlices(target_s=1.0, floor=3)

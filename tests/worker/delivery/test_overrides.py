@@ -5,6 +5,7 @@ wait. End-to-end proof: tests/integration/test_faults.py and test_worker_restart
 from __future__ import annotations
 
 import asyncio
+import inspect
 import time
 from collections import defaultdict
 from types import SimpleNamespace
@@ -152,3 +153,94 @@ def test_a_sync_group_answer_with_no_assignment_bytes_means_join_again() -> None
     assert got == [None, ("roundrobin", no_partitions), None, ("roundrobin", b"\x00\x01")]
     overrides.install()
     assert CoordinatorGroupRebalance.perform_group_join.__wrapped__ is not None
+
+
+class Waits:
+    """The state mode's ``wait_first`` reads: a service's stopped and crashed events."""
+
+    def __init__(self) -> None:
+        self._stopped, self._crashed = asyncio.Event(), asyncio.Event()
+        self.loop = asyncio.get_running_loop()
+
+
+def wait_first():
+    overrides.install()
+    return Consumer.wait_first
+
+
+def test_a_hand_over_that_does_not_wait_wins_at_once_and_the_others_never_start() -> None:
+    async def main():
+        service, started = Waits(), []
+
+        async def hand_over():
+            return "put"
+
+        async def flow_stopped():
+            started.append("flow")
+            await asyncio.sleep(10)
+
+        loop = asyncio.get_running_loop()
+        tasks_before = len(asyncio.all_tasks(loop))
+        first, other = hand_over(), flow_stopped()
+        result = await wait_first()(service, first, other)
+        assert len(asyncio.all_tasks(loop)) == tasks_before  # no task made, none left behind
+        return result, started, first, other
+
+    result, started, first, other = asyncio.run(main())
+    assert (result.done, result.results, result.stopped) == ([first], ["put"], False)
+    assert started == [] and inspect.getcoroutinestate(other) == inspect.CORO_CLOSED  # closed unstarted
+
+
+def test_a_hand_over_that_waits_races_the_others_as_mode_does() -> None:
+    async def main():
+        service, log = Waits(), []
+        queue: asyncio.Queue = asyncio.Queue(maxsize=1)
+        queue.put_nowait("full")
+        flow = asyncio.Event()
+
+        async def hand_over(item):
+            try:
+                await queue.put(item)
+                log.append(f"put {item}")
+                return item
+            finally:
+                log.append(f"left {item}")
+
+        # room appears while it waits: its rest runs in a task, and it wins with its value
+        asyncio.get_running_loop().call_later(0.01, queue.get_nowait)
+        won = await wait_first()(service, hand_over("a"), flow.wait())
+        # no room: the flow stops first; the hand-over is cancelled inside its await (its finally runs)
+        asyncio.get_running_loop().call_later(0.01, flow.set)
+        lost = await wait_first()(service, hand_over("b"), flow.wait())
+        await asyncio.sleep(0.01)
+        return won, lost, log, list(queue._queue)
+
+    won, lost, log, queued = asyncio.run(main())
+    assert won.results == ["a"] and not won.stopped
+    assert lost.results == [True] and not lost.stopped  # the flow's wait() won
+    assert log == ["put a", "left a", "left b"] and queued == ["a"]
+
+
+def test_an_error_in_the_first_step_is_raised_and_a_stopped_service_answers_stopped() -> None:
+    async def main():
+        service = Waits()
+
+        async def broken():
+            raise ValueError("bad record")
+
+        async def never():
+            await asyncio.sleep(10)
+
+        other = never()
+        with pytest.raises(ValueError, match="bad record"):
+            await wait_first()(service, broken(), other)
+        assert inspect.getcoroutinestate(other) == inspect.CORO_CLOSED
+        service._stopped.set()
+
+        async def fine():
+            return 1
+
+        return await wait_first()(service, fine(), never())
+
+    assert asyncio.run(main()).stopped
+
