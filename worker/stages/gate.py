@@ -47,7 +47,7 @@ from collections import OrderedDict
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence, TypeVar
 
 import sql as sql_files
 from config.settings import PROJECT_ROOT
@@ -206,6 +206,7 @@ Item = tuple[Any, ...]
 REJECTED_BEFORE = InvalidEvent("rejected", "rejected before the gate")
 Lookup = Callable[[list[str]], Mapping[str, StoredCopy]]
 Pixels = tuple[Any, Any]  # (image, reference image or None), decoded
+T = TypeVar("T")
 
 
 class Gate:
@@ -339,9 +340,14 @@ class Gate:
         unavailable (an agent must not finish events it could not judge)."""
         if not items:
             return []
+        items = list(items)
+        return await self.run(lambda: self.judge(items, decoded))
+
+    async def run(self, work: Callable[[], T]) -> T:
+        """``work`` (which judges) in the gate's executor; retried with the backoff while
+        ClickHouse is unavailable."""
         loop = asyncio.get_running_loop()
-        return await until_done(lambda: loop.run_in_executor(self.executor, self.judge, list(items), decoded),
-                                "duplicate check", self.on_retry)
+        return await until_done(lambda: loop.run_in_executor(self.executor, work), "duplicate check", self.on_retry)
 
 
 def stored_copies(warehouse: Any, job_ids: list[str]) -> dict[str, StoredCopy]:

@@ -2,8 +2,9 @@
 process (with their decoded pixels), the records to dead-letter, and the records deferred
 because an earlier offset of their partition is not judged yet (those are read again).
 
-Both run in the gate's thread, triage first (Avro decoding and the content hashes are most of
-a metadata batch's Python): the event loop keeps fetching and delivering meanwhile."""
+Both run in the gate's thread in one hand-over, triage first (Avro decoding and the content
+hashes are most of a metadata batch's Python): the event loop keeps fetching and delivering
+meanwhile, and the screen waits for it once."""
 
 from __future__ import annotations
 
@@ -61,12 +62,20 @@ class Screen:
         if self.gate is None:
             accepted, rejected = self.triage(events)
             return Screened(kept=accepted, rejected=rejected)
-        loop = asyncio.get_running_loop()
-        accepted, rejected = await loop.run_in_executor(self.gate.executor, self._triage, list(events))
-        out = Screened(rejected=rejected)
-        before = [(b.partition, b.offset, None) for b in rejected]  # judged too: log order
-        verdicts = await self.gate.screen([(a.partition, a.offset, a.event, a.content_hash()) for a in accepted]
-                                          + before, out.pixels)
+        out = Screened()
+        triaged: list[tuple[list[Accepted], list[Rejected]]] = []
+        gate = self.gate
+
+        def work() -> list:  # one hop to the gate's thread for both (retried: triage once)
+            if not triaged:
+                triaged.append(self.triage(events))
+            accepted, rejected = triaged[0]
+            before = [(b.partition, b.offset, None) for b in rejected]  # judged too: log order
+            items = [(a.partition, a.offset, a.event, a.content_hash()) for a in accepted] + before
+            return gate.judge(items, out.pixels) if items else []
+
+        verdicts = await gate.run(work)
+        accepted, out.rejected = triaged[0][0], list(triaged[0][1])
         deferred: dict[int, int] = {}
         for a, verdict in zip(accepted, verdicts):
             if verdict is None:
@@ -82,13 +91,6 @@ class Screen:
             for partition, count in deferred.items():
                 await self.rereads(partition, count)
         return out
-
-
-    def _triage(self, events: Sequence[Any]) -> tuple[list[Accepted], list[Rejected]]:
-        accepted, rejected = self.triage(events)
-        for a in accepted:
-            a.content_hash()  # the gate and the archive rows need it: computed here, off the event loop
-        return accepted, rejected
 
 
 def _raw(events: Sequence[Any], partition: int, offset: int) -> Any:

@@ -41,12 +41,15 @@ class ArchiveStage:
         if not kept:
             return
         keys = [(a.partition, a.offset) for a in kept]
-        jobs = rows.job_rows([(a.event, a.partition, a.offset, a.content_hash()) for a in kept])
-        images = rows.image_rows([a.event for a in kept])
-        checks = rows.guard_check_rows([a.event for a in kept])  # guard verdicts: one row per check
         warehouse = self.rt.warehouse
+        built: list[tuple[Any, Any, Any]] = []
 
-        def write() -> None:
+        def write() -> None:  # in the sink's thread: the rows are built there too, once
+            if not built:
+                built.append((rows.job_rows([(a.event, a.partition, a.offset, a.content_hash()) for a in kept]),
+                              rows.image_rows([a.event for a in kept]),
+                              rows.guard_check_rows([a.event for a in kept])))  # guard verdicts: a row per check
+            jobs, images, checks = built[0]
             warehouse.insert("sentinel.job_images", images, dedup_token("job_images", keys))
             if checks.num_rows:
                 warehouse.insert("sentinel.guard_checks", checks, dedup_token("guard_checks", keys))
