@@ -1,5 +1,6 @@
 """The shape of a simple agent: take a batch, handle it, report it finished (the commit protocol)
-once ``handle`` returned; a batch whose handling raised reports nothing and is read again."""
+once ``handle`` returned; a batch whose handling raised reports nothing and is read again. The
+next batch is read while one is handled."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any, Sequence
 
 from worker.delivery.commit import CommitProtocol
 from worker.delivery.retry import Fenced
+from worker.delivery.sends import OneBehind
 
 log = logging.getLogger(__name__)
 
@@ -23,12 +25,22 @@ class BatchAgent:
         self.batch_wait_s = batch_wait_s
 
     async def __call__(self, stream: Any) -> None:
-        async for events in stream.take_events(self.batch_size, within=self.batch_wait_s):
-            try:
-                with self.protocol.finished(self.name, events):
-                    await self.handle(events)
-            except Fenced as exc:  # unfinished: the partitions' new owner reads them again
-                log.info("%s: dropped a batch of %d (%s)", self.name, len(events), exc)
+        handling = OneBehind()
+        try:
+            # Faust fills the next batch only while this loop waits in take_events: a batch is
+            # handled in a task (one at a time, in order), so the next one is read meanwhile
+            async for events in stream.take_events(self.batch_size, within=self.batch_wait_s):
+                await handling.push(self.finish(events))
+            await handling.drain()
+        finally:
+            handling.cancel()
+
+    async def finish(self, events: Sequence[Any]) -> None:
+        try:
+            with self.protocol.finished(self.name, events):
+                await self.handle(events)
+        except Fenced as exc:  # unfinished: the partitions' new owner reads them again
+            log.info("%s: dropped a batch of %d (%s)", self.name, len(events), exc)
 
     async def handle(self, events: Sequence[Any]) -> None:
         raise NotImplementedError

@@ -70,6 +70,8 @@ def test_a_simple_agent_drops_a_fenced_batch_unfinished_and_goes_on() -> None:
     class Stream:
         async def take_events(self, n, within):
             yield [SimpleNamespace(message=SimpleNamespace(partition=0, offset=1))]
+            while not finished:  # batch 1 is handled while batch 2 is read: revoke after it
+                await asyncio.sleep(0.001)
             consumer.held.clear()
             yield [SimpleNamespace(message=SimpleNamespace(partition=0, offset=2))]
 
