@@ -53,6 +53,8 @@ class Settings:
     # Faust's producer batch limit in bytes (0: Faust's default); 1 sends every record on its own
     # (tansu's latest-offset bug loses table records in recovery otherwise: PLATFORM notes)
     producer_max_batch_size: int = 0
+    # how long a produce batch waits for more records before it is sent (0: at once)
+    producer_linger_s: float = 0.005
     web_host: str = "127.0.0.1"
     web_port: int = 6066
     # the store role (`sentinel store`, docs/scale-out.md) and its HTTP port. use_store: this
@@ -323,6 +325,9 @@ def load_settings(config_file: str | Path | None = None, env: Mapping[str, str] 
     slice_s = kwargs.get("score_slice_s", 0.0)
     if not (math.isfinite(slice_s) and slice_s >= 0):
         raise ConfigError(f"setting score_slice_s={slice_s!r}: expected a finite number of seconds >= 0")
+    linger_s = kwargs.get("producer_linger_s", 0.0)
+    if not (math.isfinite(linger_s) and 0 <= linger_s <= 1):
+        raise ConfigError(f"setting producer_linger_s={linger_s!r}: expected seconds between 0 and 1")
     if kwargs.get("sink_merge_events", 1) < 1:
         raise ConfigError(f"setting sink_merge_events={kwargs['sink_merge_events']!r}: expected a record count >= 1")
     if not kwargs.get("torch_threads"):

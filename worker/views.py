@@ -22,7 +22,7 @@ import asyncio
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Container
 
 import faust
 
@@ -49,25 +49,13 @@ def _since(window: str, now: float) -> float:
 def register_views(app: faust.App, settings: Settings, rt: Callable[[], Any], live: Any,
                    is_input: Callable[[str], bool] = lambda topic: False) -> None:
     """``is_input`` names the topics whose partitions get a consumer lag (the agents' inputs)."""
-    parsed: dict[str, tuple[int, int]] = {}  # live key -> (bucket start, source partition)
+    index = LiveIndex(live)
 
     def held(since: float = float("-inf")) -> list[tuple[str, Any]]:
         """The table's keys of the source partitions this worker holds now, of buckets that end
         after ``since``: a partition that moved to another worker leaves its keys in this
-        worker's memory, no longer updated here. Each scrape walks every key, so a key is parsed
-        once (the parses of keys that expired out of the table are dropped now and then)."""
-        mine = {tp.partition for tp in app.consumer.assignment() if tp.topic == JOBS_COMPLETED}
-        items = list(live.items())
-        if len(parsed) > 2 * len(items) + 1024:
-            parsed.clear()
-        out = []
-        for key, value in items:
-            where = parsed.get(key)
-            if where is None:
-                where = parsed[key] = parse_live_key(key)[2:]
-            if where[1] in mine and where[0] + value.get("bucket_s", 0) > since:
-                out.append((key, value))
-        return out
+        worker's memory, no longer updated here."""
+        return index.items({tp.partition for tp in app.consumer.assignment() if tp.topic == JOBS_COMPLETED}, since)
 
     def snapshot(window: str, now: float | None = None) -> dict[tuple[str, str], LiveStats]:
         since = _since(window, time.time() if now is None else now)
@@ -125,6 +113,44 @@ def register_views(app: faust.App, settings: Settings, rt: Callable[[], Any], li
             except Exception as exc:  # report the database's own message to the caller
                 return self.error(400, f"{type(exc).__name__}: {exc}")
             return self.bytes(arrow_to_ipc(table), content_type="application/vnd.apache.arrow.stream")
+
+
+class LiveIndex:
+    """The live table's keys by (bucket start, bucket length) and source partition, each key
+    parsed once: a scrape reads the values of its window's buckets only, not every key the
+    retention keeps (two days of 5-minute buckets per model x niche x partition). Each read
+    compares the table's keys with the index (set operations) to pick up keys written or
+    expired since. A key's bucket length is taken when it is first seen."""
+
+    def __init__(self, table: Any) -> None:
+        self.table = table
+        self.where: dict[str, tuple[tuple[int, int], int]] = {}  # key -> ((bucket start, length), partition)
+        self.buckets: dict[tuple[int, int], set[str]] = {}
+
+    def items(self, partitions: Container[int], since: float = float("-inf")) -> list[tuple[str, Any]]:
+        keys = set(self.table.keys())
+        for key in self.where.keys() - keys:
+            bucket, _ = self.where.pop(key)
+            self.buckets[bucket].discard(key)
+            if not self.buckets[bucket]:
+                del self.buckets[bucket]
+        for key in keys - self.where.keys():
+            value = self.table.get(key)
+            if value is None:
+                continue
+            _, _, start, partition = parse_live_key(key)
+            bucket = (start, int(value.get("bucket_s", 0)))
+            self.where[key] = (bucket, partition)
+            self.buckets.setdefault(bucket, set()).add(key)
+        out = []
+        for (start, length), members in self.buckets.items():
+            if start + length <= since:
+                continue
+            for key in members:
+                value = self.table.get(key) if self.where[key][1] in partitions else None
+                if value is not None:
+                    out.append((key, value))
+        return sorted(out, key=lambda item: item[0])
 
 
 def register_live_views(app: faust.App, settings: Settings, held: Callable[..., list[tuple[str, Any]]]) -> None:

@@ -1,0 +1,39 @@
+"""The live index behind /metrics, /sentinel/live/ and /sentinel/sketches/ (worker/views.py):
+what it returns equals a plain scan of the table, as keys are written and expire."""
+
+from __future__ import annotations
+
+import random
+
+from sentinel.buckets import parse_live_key
+from worker.views import LiveIndex
+
+
+def scan(table: dict, partitions: set[int], since: float) -> list[tuple[str, dict]]:
+    out = []
+    for key, value in table.items():
+        _, _, start, partition = parse_live_key(key)
+        if partition in partitions and start + value["bucket_s"] > since:
+            out.append((key, value))
+    return sorted(out)
+
+
+def test_the_index_answers_as_a_scan_of_the_table_while_keys_come_and_go() -> None:
+    rng = random.Random(0)
+    table: dict[str, dict] = {}
+    index = LiveIndex(table)
+    for step in range(30):
+        for _ in range(rng.randrange(0, 60)):
+            start = 300 * rng.randrange(0, 40)
+            table[f"m{rng.randrange(3)}|a|b|{start}|{rng.randrange(4)}"] = {"bucket_s": 300, "stats": {"n": step}}
+        for key in rng.sample(sorted(table), k=min(len(table), rng.randrange(0, 20))):
+            del table[key]
+        partitions = set(rng.sample(range(4), k=rng.randrange(0, 5)))
+        since = rng.choice([float("-inf"), 300.0 * rng.randrange(0, 45)])
+        assert index.items(partitions, since) == scan(table, partitions, since)
+    assert set(index.where) == set(table)  # expired keys are dropped from the index
+
+
+def test_a_bucket_ending_at_the_window_start_is_outside_it() -> None:
+    table = {"m|n|600|0": {"bucket_s": 300}, "m|n|900|0": {"bucket_s": 300}}
+    assert [k for k, _ in LiveIndex(table).items({0}, since=900.0)] == ["m|n|900|0"]
