@@ -53,8 +53,9 @@ class Settings:
     # Faust's producer batch limit in bytes (0: Faust's default); 1 sends every record on its own
     # (tansu's latest-offset bug loses table records in recovery otherwise: PLATFORM notes)
     producer_max_batch_size: int = 0
-    # how long a produce batch waits for more records before it is sent (0: at once)
-    producer_linger_s: float = 0.005
+    # how long a produce batch waits for more records before it is sent (0: at once; README
+    # "Configuration" has what 5 ms did here)
+    producer_linger_s: float = 0.0
     web_host: str = "127.0.0.1"
     web_port: int = 6066
     # the store role (`sentinel store`, docs/scale-out.md) and its HTTP port. use_store: this

@@ -72,8 +72,7 @@ def make_app(settings: Settings) -> faust.App:
         # after a broker restart; unfinished records are read again (docs/delivery.md)
         stream_wait_empty=False,
         producer_max_request_size=4 * 1024 * 1024,
-        # a produce batch waits this long for more records (Kafka's own default since 4.0 is 5 ms):
-        # fewer, fuller produce requests for the per-record sends and changelog writes
+        # how long a produce batch waits for more records (aiokafka's linger_ms)
         producer_linger=settings.producer_linger_s,
         # a produce batch stuck across a broker restart fails after this, and is sent again
         producer_request_timeout=SEND_TIMEOUT_S,

@@ -35,8 +35,8 @@ def test_toml_then_environment(tmp_path) -> None:
 
 
 def test_the_producer_linger_is_seconds_between_0_and_1() -> None:
-    assert load_settings(env={}).producer_linger_s == 0.005
-    assert load_settings(env={"SENTINEL_PRODUCER_LINGER_S": "0"}).producer_linger_s == 0.0
+    assert load_settings(env={}).producer_linger_s == 0.0
+    assert load_settings(env={"SENTINEL_PRODUCER_LINGER_S": "0.005"}).producer_linger_s == 0.005
     for bad in ("-0.1", "2", "nan", "soon"):
         with pytest.raises(ConfigError, match="producer_linger_s"):
             load_settings(env={"SENTINEL_PRODUCER_LINGER_S": bad})
