@@ -49,7 +49,7 @@ def _since(window: str, now: float) -> float:
 def register_views(app: faust.App, settings: Settings, rt: Callable[[], Any], live: Any,
                    is_input: Callable[[str], bool] = lambda topic: False) -> None:
     """``is_input`` names the topics whose partitions get a consumer lag (the agents' inputs)."""
-    index = LiveIndex(live)
+    index = LiveIndex(live, settings.live_bucket_s)
 
     def held(since: float = float("-inf")) -> list[tuple[str, Any]]:
         """The table's keys of the source partitions this worker holds now, of buckets that end
@@ -116,39 +116,45 @@ def register_views(app: faust.App, settings: Settings, rt: Callable[[], Any], li
 
 
 class LiveIndex:
-    """The live table's keys by (bucket start, bucket length) and source partition, each key
-    parsed once: a scrape reads the values of its window's buckets only, not every key the
-    retention keeps (two days of 5-minute buckets per model x niche x partition). Each read
-    compares the table's keys with the index (set operations) to pick up keys written or
-    expired since. A key's bucket length is taken when it is first seen."""
+    """The live table's keys by bucket start and source partition, each key parsed once: a
+    scrape reads the values of its window's buckets only, not every key the retention keeps
+    (two days of 5-minute buckets per model x niche x partition). Each read compares the table's
+    keys with the index (set operations) to pick up keys written or expired since; a bucket is
+    skipped only when even the longest bucket length ends before the window: ``bucket_s`` (what
+    this worker writes) or a longer one read (a key kept from an earlier setting, read when
+    first seen)."""
 
-    def __init__(self, table: Any) -> None:
+    def __init__(self, table: Any, bucket_s: int = 0) -> None:
         self.table = table
-        self.where: dict[str, tuple[tuple[int, int], int]] = {}  # key -> ((bucket start, length), partition)
-        self.buckets: dict[tuple[int, int], set[str]] = {}
+        self.where: dict[str, tuple[int, int]] = {}  # key -> (bucket start, source partition)
+        self.buckets: dict[int, set[str]] = {}
+        self.longest = bucket_s
 
     def items(self, partitions: Container[int], since: float = float("-inf")) -> list[tuple[str, Any]]:
         keys = set(self.table.keys())
         for key in self.where.keys() - keys:
-            bucket, _ = self.where.pop(key)
-            self.buckets[bucket].discard(key)
-            if not self.buckets[bucket]:
-                del self.buckets[bucket]
+            start, _ = self.where.pop(key)
+            self.buckets[start].discard(key)
+            if not self.buckets[start]:
+                del self.buckets[start]
         for key in keys - self.where.keys():
-            value = self.table.get(key)
-            if value is None:
-                continue
             _, _, start, partition = parse_live_key(key)
-            bucket = (start, int(value.get("bucket_s", 0)))
-            self.where[key] = (bucket, partition)
-            self.buckets.setdefault(bucket, set()).add(key)
+            self.where[key] = (start, partition)
+            self.buckets.setdefault(start, set()).add(key)
+            value = self.table.get(key)
+            if value is not None:
+                self.longest = max(self.longest, int(value.get("bucket_s", 0)))
         out = []
-        for (start, length), members in self.buckets.items():
-            if start + length <= since:
+        for start, members in self.buckets.items():
+            if start + self.longest <= since:
                 continue
             for key in members:
                 value = self.table.get(key) if self.where[key][1] in partitions else None
-                if value is not None:
+                if value is None:
+                    continue
+                length = int(value.get("bucket_s", 0))
+                self.longest = max(self.longest, length)
+                if start + length > since:
                     out.append((key, value))
         return sorted(out, key=lambda item: item[0])
 
@@ -176,7 +182,10 @@ def register_live_views(app: faust.App, settings: Settings, held: Callable[..., 
             peers = await loop.run_in_executor(peers_pool, registered_workers, settings.data_dir)
             others, missing = await gather_sketches(settings.worker_id, peers, peers_pool)
             items += others
-        merged = live_snapshot(items, since)
+        try:
+            merged = live_snapshot(items, since)
+        except ValueError as exc:  # a peer's key that does not parse
+            return web.error(400, str(exc))
         rows = [{"model": m, "niche": n, **state.compute()} for (m, n), state in sorted(merged.items())]
         return web.json({"window": window, "scope": scope, "missing": missing, "bucket_s": settings.live_bucket_s,
                          "generated_at": time.time(), "rows": rows})

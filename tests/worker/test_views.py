@@ -37,3 +37,15 @@ def test_the_index_answers_as_a_scan_of_the_table_while_keys_come_and_go() -> No
 def test_a_bucket_ending_at_the_window_start_is_outside_it() -> None:
     table = {"m|n|600|0": {"bucket_s": 300}, "m|n|900|0": {"bucket_s": 300}}
     assert [k for k, _ in LiveIndex(table).items({0}, since=900.0)] == ["m|n|900|0"]
+
+
+def test_buckets_of_another_length_stay_in_their_window() -> None:
+    """Buckets are skipped by the longest length: the worker's own (a key it rewrites after the
+    setting changed) or a longer one read (a key kept from an earlier setting)."""
+    table = {"m|n|0|0": {"bucket_s": 60}, "m|n|600|0": {"bucket_s": 60}}
+    index = LiveIndex(table, bucket_s=60)
+    assert [k for k, _ in index.items({0}, since=100.0)] == ["m|n|600|0"]
+    table["m|n|0|0"] = {"bucket_s": 3600}  # rewritten by a worker now set to hour buckets
+    assert [k for k, _ in LiveIndex(table, bucket_s=3600).items({0}, since=100.0)] == ["m|n|0|0", "m|n|600|0"]
+    kept = {"m|n|0|1": {"bucket_s": 3600}, "m|n|3600|1": {"bucket_s": 60}}  # kept from an hour setting
+    assert [k for k, _ in LiveIndex(kept, bucket_s=60).items({1}, since=100.0)] == ["m|n|0|1", "m|n|3600|1"]

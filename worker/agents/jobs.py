@@ -168,17 +168,10 @@ class JobsAgent:
         try:
             # Faust fills the next batch only while this loop waits in take_events: the batch is
             # screened in a task, so the next one is read meanwhile
-            import json as _j
-            _st = {"log": []}
-            _t = time.perf_counter()
             async for batch in stream.take_events(self.batch_size, within=self.batch_wait_s):
-                _t1 = time.perf_counter()
                 read = (time.monotonic(), self.protocol.generation)
                 self.rt.metrics.consumed.inc(len(batch))
                 await screening.push(self.screen_then_score(batch, read, self.backlog(batch), scoring, outputs))
-                _st["log"].append((_t, _t1, len(batch), time.perf_counter()))
-                _t = time.perf_counter()
-                if len(_st["log"]) % 10 == 0: open("/tmp/exp/agent_stats.json", "w").write(_j.dumps(_st))
             await screening.drain()
             await scoring.drain()
             await outputs.drain()
@@ -192,15 +185,9 @@ class JobsAgent:
         """Screen a batch slice by slice, each handed to the score step (after the slices before)."""
         slices = self.slices.cut(batch)
         for i, events in enumerate(slices):
-            _a = time.perf_counter()
             screened = await self.stages.screen(events)
-            _b = time.perf_counter()
             more = backlog or i < len(slices) - 1
             await scoring.push(self.score_then_deliver(events, screened, read, outputs, more))
-            _c = time.perf_counter()
-            self.__dict__.setdefault("_sl", []).append((_a, _b, _c))
-            if len(self._sl) % 10 == 0:
-                import json as _j; _j.dump(self._sl[-40:], open("/tmp/exp/screen_stats.json", "w"))
 
     def backlog(self, batch: Sequence[Any]) -> bool:
         """Whether the log already holds records after ``batch`` (so its output may wait for them)."""
@@ -229,12 +216,8 @@ class JobsAgent:
         return await loop.run_in_executor(self.rt.score_pool, self.stages.score, screened.kept, screened.pixels)
 
     async def deliver_merged(self, outputs: list[Output]) -> None:
-        _a = time.perf_counter()
         out = Output.merge(outputs)
         await self.deliver(out.events, out.screened, out.scored, out.bad, out.received)
-        self.__dict__.setdefault("_dl", []).append((_a, time.perf_counter(), len(out.events)))
-        if len(self._dl) % 5 == 0:
-            import json as _j; _j.dump(self._dl[-20:], open("/tmp/exp/deliver_stats.json", "w"))
 
     async def deliver(self, events: Sequence[Any], screened: Screened, scored: list[dict],
                       bad: list[tuple[Accepted, InvalidEvent]], received: float) -> None:

@@ -224,14 +224,21 @@ class _Rest:
     """Awaiting this finishes ``coro``, a coroutine already run one step that yielded
     ``waiting`` (the future it waits on, or None for a bare yield), as the task awaiting this."""
 
-    __slots__ = ("coro", "waiting")
+    __slots__ = ("coro", "waiting", "blocking")
 
     def __init__(self, coro: Coroutine[Any, Any, Any], waiting: Any) -> None:
         self.coro = coro
         self.waiting = waiting
+        # a future yielded by ``await`` is flagged for the task that gets it; until this one
+        # runs, the flag is cleared so that another task awaiting the same future is not refused
+        self.blocking = bool(getattr(waiting, "_asyncio_future_blocking", False))
+        if self.blocking:
+            waiting._asyncio_future_blocking = False
 
     def __await__(self) -> Generator[Any, Any, Any]:
         waiting = self.waiting
+        if self.blocking:
+            waiting._asyncio_future_blocking = True
         while True:
             try:
                 sent = yield waiting

@@ -37,15 +37,21 @@ class Backoff:
         await asyncio.sleep(self.next())
 
 
+class NotRetried(Exception):
+    """Raised by an attempt for a failure no retry can mend (a bug, an input the code cannot
+    handle, not a dependency that is down): ends the retry loop, with the failure as its cause."""
+
+
 async def until_done(attempt: Callable[[], Awaitable[T]], what: str,
                      on_retry: Callable[[], Any] | None = None) -> T:
     """``await attempt()`` until it returns; any exception is logged, counted (``on_retry``)
-    and retried after the backoff, except :class:`Fenced`, which ends the loop."""
+    and retried after the backoff, except :class:`Fenced` and :class:`NotRetried`, which end
+    the loop."""
     backoff = Backoff()
     while True:
         try:
             return await attempt()
-        except Fenced:
+        except (Fenced, NotRetried):
             raise
         except Exception as exc:  # driver errors, injected outages: retried as a whole
             if on_retry is not None:

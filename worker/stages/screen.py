@@ -13,6 +13,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Sequence
 
+from worker.delivery.retry import NotRetried
 from worker.stages.gate import BAD, CONFLICT, OK, Gate, Pixels
 from worker.stages.triage import Accepted, Rejected, Triage
 
@@ -68,7 +69,10 @@ class Screen:
 
         def work() -> list:  # one hop to the gate's thread for both (retried: triage once)
             if not triaged:
-                triaged.append(self.triage(events))
+                try:
+                    triaged.append(self.triage(events))
+                except Exception as exc:  # not ClickHouse: a retry would fail the same way
+                    raise NotRetried(f"triage failed: {type(exc).__name__}: {exc}") from exc
             accepted, rejected = triaged[0]
             before = [(b.partition, b.offset, None) for b in rejected]  # judged too: log order
             items = [(a.partition, a.offset, a.event, a.content_hash()) for a in accepted] + before

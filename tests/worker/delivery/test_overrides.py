@@ -244,3 +244,24 @@ def test_an_error_in_the_first_step_is_raised_and_a_stopped_service_answers_stop
 
     assert asyncio.run(main()).stopped
 
+
+
+def test_another_task_may_await_the_future_a_hand_over_waits_on() -> None:
+    """Between the first step and the task that finishes the hand-over, the future it waits on
+    must not stay flagged as awaited: asyncio refuses a second await of a flagged future."""
+    async def main():
+        service, loop = Waits(), asyncio.get_running_loop()
+        shared = loop.create_future()
+        flow = asyncio.Event()
+
+        async def hand_over():
+            return await shared
+
+        racing = asyncio.ensure_future(wait_first()(service, hand_over(), flow.wait()))
+        await asyncio.sleep(0)  # the race has stepped the hand-over; its rest has not run yet
+        loop.call_later(0.01, shared.set_result, "record")
+        mine = await shared  # refused with "await wasn't used with future" while still flagged
+        return mine, await racing
+
+    mine, result = asyncio.run(main())
+    assert mine == "record" and result.results == ["record"] and not result.stopped

@@ -18,6 +18,7 @@ from types import SimpleNamespace
 import pytest
 
 from conftest import make_event
+from worker.delivery.retry import NotRetried
 from worker.metrics import WorkerMetrics
 from worker.stages.gate import OK, Gate, stored_copies
 from worker.stages.sinks import ArchiveStage
@@ -145,3 +146,14 @@ def test_a_lookup_that_started_before_a_restart_notes_nothing_absent() -> None:
     asyncio.run(w.archive(kept))
     assert len(calls) == 2  # the gate's lookup, then the archive's
     assert stored_per_job(wh) == Counter({e["job_id"]: 1 for e in EVENTS[:6]})
+
+
+def test_rows_that_cannot_be_built_fail_the_batch_at_once_instead_of_retrying() -> None:
+    """An outage is waited out; a row the code cannot build would fail every retry the same way."""
+    w = Worker(Warehouse())
+    kept = w.judge(range(0, 3))
+    kept[1] = Accepted({**EVENTS[1], "gpu_seconds": "not a number"}, 0, 1)
+    with pytest.raises(NotRetried, match="building rows failed") as caught:
+        asyncio.run(asyncio.wait_for(w.archive(kept), 10))
+    assert caught.value.__cause__ is not None
+    assert stored_per_job(w.rt.warehouse) == Counter() and w.rt.metrics.summary()["sink_retries"] == 0
