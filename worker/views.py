@@ -22,17 +22,18 @@ import asyncio
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Container
+from typing import Any, Awaitable, Callable
 
 import faust
 
 from sentinel.latency import LiveStats
 from config.settings import Settings
 from contracts.topics import JOBS_COMPLETED
-from sentinel.buckets import live_snapshot, parse_live_key
+from sentinel.buckets import live_snapshot
 from worker.membership import Membership, read_membership, registered_workers, worker_document
 from worker.metrics import CONTENT_TYPE
 from worker.peers import gather_sketches, gather_workers
+from worker.stages.live_index import LiveIndex
 from warehouse.client import arrow_to_ipc
 
 WINDOWS = {"5m": 300, "1h": 3600, "1d": 86400, "all": None}
@@ -113,50 +114,6 @@ def register_views(app: faust.App, settings: Settings, rt: Callable[[], Any], li
             except Exception as exc:  # report the database's own message to the caller
                 return self.error(400, f"{type(exc).__name__}: {exc}")
             return self.bytes(arrow_to_ipc(table), content_type="application/vnd.apache.arrow.stream")
-
-
-class LiveIndex:
-    """The live table's keys by bucket start and source partition, each key parsed once: a
-    scrape reads the values of its window's buckets only, not every key the retention keeps
-    (two days of 5-minute buckets per model x niche x partition). Each read compares the table's
-    keys with the index (set operations) to pick up keys written or expired since; a bucket is
-    skipped only when even the longest bucket length ends before the window: ``bucket_s`` (what
-    this worker writes) or a longer one read (a key kept from an earlier setting, read when
-    first seen)."""
-
-    def __init__(self, table: Any, bucket_s: int = 0) -> None:
-        self.table = table
-        self.where: dict[str, tuple[int, int]] = {}  # key -> (bucket start, source partition)
-        self.buckets: dict[int, set[str]] = {}
-        self.longest = bucket_s
-
-    def items(self, partitions: Container[int], since: float = float("-inf")) -> list[tuple[str, Any]]:
-        keys = set(self.table.keys())
-        for key in self.where.keys() - keys:
-            start, _ = self.where.pop(key)
-            self.buckets[start].discard(key)
-            if not self.buckets[start]:
-                del self.buckets[start]
-        for key in keys - self.where.keys():
-            _, _, start, partition = parse_live_key(key)
-            self.where[key] = (start, partition)
-            self.buckets.setdefault(start, set()).add(key)
-            value = self.table.get(key)
-            if value is not None:
-                self.longest = max(self.longest, int(value.get("bucket_s", 0)))
-        out = []
-        for start, members in self.buckets.items():
-            if start + self.longest <= since:
-                continue
-            for key in members:
-                value = self.table.get(key) if self.where[key][1] in partitions else None
-                if value is None:
-                    continue
-                length = int(value.get("bucket_s", 0))
-                self.longest = max(self.longest, length)
-                if start + length > since:
-                    out.append((key, value))
-        return sorted(out, key=lambda item: item[0])
 
 
 def register_live_views(app: faust.App, settings: Settings, held: Callable[..., list[tuple[str, Any]]]) -> None:

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 from typing import Any, Callable, Mapping, Sequence
 
-from sentinel.buckets import bucket_start, live_key, parse_live_key
+from sentinel.buckets import bucket_start, live_key
 from sentinel.cost import Pricing
 from sentinel.guard_tally import guard_input
 from sentinel.latency import LiveStats, latency_parts
 from worker.delivery.overrides import make_current
+from worker.stages.live_index import LiveIndex
 from worker.stages.table_states import TableStates
 from worker.stages.triage import Accepted
 
@@ -31,6 +32,7 @@ class TallyStage:
         self.committed = committed
         self.states = TableStates(table, lambda stored: LiveStats.from_dict(stored["stats"] if stored else None))
         self.newest_bucket: dict[int, int] = {}
+        self.index = LiveIndex(table, bucket_s)  # the expiry reads one partition's old buckets
 
     def forget(self) -> None:
         self.states.forget()
@@ -72,8 +74,7 @@ class TallyStage:
     def _expire(self, partition: int, before_epoch_s: int) -> list[str]:
         """Drop this partition's buckets older than the retention (its event is current, so the
         tombstones go to the right changelog partition)."""
-        old = [k for k in list(self.table.keys())
-               if parse_live_key(k)[3] == partition and parse_live_key(k)[2] < before_epoch_s]
+        old = self.index.older(partition, before_epoch_s)
         for key in old:
             del self.table[key]
         return old

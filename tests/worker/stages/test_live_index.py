@@ -1,12 +1,13 @@
-"""The live index behind /metrics, /sentinel/live/ and /sentinel/sketches/ (worker/views.py):
-what it returns equals a plain scan of the table, as keys are written and expire."""
+"""The live table's index (worker/stages/live_index.py) behind /metrics, /sentinel/live/,
+/sentinel/sketches/ and the tally's expiry: what it returns equals a plain scan of the table,
+as keys are written and expire."""
 
 from __future__ import annotations
 
 import random
 
 from sentinel.buckets import parse_live_key
-from worker.views import LiveIndex
+from worker.stages.live_index import LiveIndex
 
 
 def scan(table: dict, partitions: set[int], since: float) -> list[tuple[str, dict]]:
@@ -31,6 +32,9 @@ def test_the_index_answers_as_a_scan_of_the_table_while_keys_come_and_go() -> No
         partitions = set(rng.sample(range(4), k=rng.randrange(0, 5)))
         since = rng.choice([float("-inf"), 300.0 * rng.randrange(0, 45)])
         assert index.items(partitions, since) == scan(table, partitions, since)
+        partition, before = rng.randrange(4), 300 * rng.randrange(0, 45)
+        assert index.older(partition, before) == sorted(
+            k for k in table if parse_live_key(k)[3] == partition and parse_live_key(k)[2] < before)
     assert set(index.where) == set(table)  # expired keys are dropped from the index
 
 
