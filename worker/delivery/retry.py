@@ -42,6 +42,21 @@ class NotRetried(Exception):
     handle, not a dependency that is down): ends the retry loop, with the failure as its cause."""
 
 
+def once(build: Callable[[], T], what: str) -> Callable[[], T]:
+    """A getter of ``build()``, computed at its first call and kept for the retries after it; a
+    failure of ``build`` is :class:`NotRetried` ("``what`` failed: ..."): it is not an outage."""
+    kept: list[T] = []
+
+    def get() -> T:
+        if not kept:
+            try:
+                kept.append(build())
+            except Exception as exc:
+                raise NotRetried(f"{what} failed: {type(exc).__name__}: {exc}") from exc
+        return kept[0]
+    return get
+
+
 async def until_done(attempt: Callable[[], Awaitable[T]], what: str,
                      on_retry: Callable[[], Any] | None = None) -> T:
     """``await attempt()`` until it returns; any exception is logged, counted (``on_retry``)

@@ -13,7 +13,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Sequence
 
-from worker.delivery.retry import NotRetried
+from worker.delivery.retry import once
 from worker.stages.gate import BAD, CONFLICT, OK, Gate, Pixels
 from worker.stages.triage import Accepted, Rejected, Triage
 
@@ -64,22 +64,18 @@ class Screen:
             accepted, rejected = self.triage(events)
             return Screened(kept=accepted, rejected=rejected)
         out = Screened()
-        triaged: list[tuple[list[Accepted], list[Rejected]]] = []
+        triaged = once(lambda: self.triage(events), "triage")
         gate = self.gate
 
         def work() -> list:  # one hop to the gate's thread for both (retried: triage once)
-            if not triaged:
-                try:
-                    triaged.append(self.triage(events))
-                except Exception as exc:  # not ClickHouse: a retry would fail the same way
-                    raise NotRetried(f"triage failed: {type(exc).__name__}: {exc}") from exc
-            accepted, rejected = triaged[0]
+            accepted, rejected = triaged()
             before = [(b.partition, b.offset, None) for b in rejected]  # judged too: log order
             items = [(a.partition, a.offset, a.event, a.content_hash()) for a in accepted] + before
             return gate.judge(items, out.pixels) if items else []
 
         verdicts = await gate.run(work)
-        accepted, out.rejected = triaged[0][0], list(triaged[0][1])
+        accepted, rejected = triaged()
+        out.rejected = list(rejected)
         deferred: dict[int, int] = {}
         for a, verdict in zip(accepted, verdicts):
             if verdict is None:

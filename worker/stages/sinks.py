@@ -12,7 +12,7 @@ from typing import Any, Callable, Optional, Sequence
 
 from warehouse import rows
 from warehouse.moments import MomentInput, rows_token
-from worker.delivery.retry import NotRetried, until_done
+from worker.delivery.retry import once, until_done
 from worker.delivery.sends import dedup_token, write_until_stored
 from worker.stages.gate import StoredOffsets
 from worker.stages.triage import Accepted
@@ -42,17 +42,13 @@ class ArchiveStage:
             return
         keys = [(a.partition, a.offset) for a in kept]
         warehouse = self.rt.warehouse
-        built: list[tuple[Any, Any, Any]] = []
+        built = once(lambda: (rows.job_rows([(a.event, a.partition, a.offset, a.content_hash()) for a in kept]),
+                              rows.image_rows([a.event for a in kept]),
+                              rows.guard_check_rows([a.event for a in kept])),  # guard verdicts: a row per check
+                     "building rows")
 
         def write() -> None:  # in the sink's thread: the rows are built there too, once
-            if not built:
-                try:
-                    built.append((rows.job_rows([(a.event, a.partition, a.offset, a.content_hash()) for a in kept]),
-                                  rows.image_rows([a.event for a in kept]),
-                                  rows.guard_check_rows([a.event for a in kept])))  # guard verdicts: a row per check
-                except Exception as exc:  # not the warehouse: a retry would fail the same way
-                    raise NotRetried(f"building rows failed: {type(exc).__name__}: {exc}") from exc
-            jobs, images, checks = built[0]
+            jobs, images, checks = built()
             warehouse.insert("sentinel.job_images", images, dedup_token("job_images", keys))
             if checks.num_rows:
                 warehouse.insert("sentinel.guard_checks", checks, dedup_token("guard_checks", keys))
