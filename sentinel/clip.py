@@ -89,7 +89,7 @@ class ClipExtractor:
         out = []
         for start in range(0, len(images), self.spec.batch_size):
             chunk = images[start : start + self.spec.batch_size]
-            pixels = torch.stack([self.preprocess(im.convert("RGB")) for im in chunk]).to(self.device)
+            pixels = torch.stack([self.preprocess(_rgb(im)) for im in chunk]).to(self.device)
             out.append(torch.nn.functional.normalize(self.model.encode_image(pixels).float(), dim=-1).cpu())
         return torch.cat(out).numpy() if out else np.zeros((0, self.embed_dim or 0), np.float32)
 
@@ -136,6 +136,11 @@ class ClipExtractor:
 
     def state_dict(self) -> dict:
         return self.model.state_dict()
+
+
+def _rgb(image: Image.Image) -> Image.Image:
+    """``image`` in RGB; Pillow's ``convert`` copies an image that is RGB already."""
+    return image if image.mode == "RGB" else image.convert("RGB")
 
 
 def _prefix_safe(model: torch.nn.Module) -> bool:
