@@ -30,7 +30,7 @@ from worker.agents.ratings import RatingsAgent
 from worker.agents.scores import ScoresAgent
 from worker.delivery import overrides
 from worker.delivery.commit import CommitProtocol, run_hole_healer
-from worker.delivery.sends import SEND_TIMEOUT_S
+from worker.delivery.sends import SEND_TIMEOUT_S, ProducerTopic
 from worker.ratings import register_rating_page
 from worker.runtime import Runtime
 from worker.stages.dead_letters import DeadLetters
@@ -89,11 +89,14 @@ class Topics:
             value = codecs.codec_name(record) if record else "raw"
             return app.topic(name, key_serializer="raw", value_serializer=value, partitions=n)
 
+        def out(name: str, record: str | None = None, n: int = partitions) -> ProducerTopic:
+            return ProducerTopic(topic(name, record, n))
+
         self.jobs_in = topic(JOBS_COMPLETED)
-        self.scored_in, self.scored_out = topic(JOBS_SCORED), topic(JOBS_SCORED, "JobScored")
-        self.alerts_in, self.alerts_out = topic(ALERTS, n=1), topic(ALERTS, "QualityAlert", n=1)
-        self.ratings_in, self.ratings_out = topic(RATINGS), topic(RATINGS, "PairwiseRating")
-        self.dlq = {name: topic(dlq_name(name), n=1) for name in (JOBS_COMPLETED, JOBS_SCORED, ALERTS, RATINGS)}
+        self.scored_in, self.scored_out = topic(JOBS_SCORED), out(JOBS_SCORED, "JobScored")
+        self.alerts_in, self.alerts_out = topic(ALERTS, n=1), out(ALERTS, "QualityAlert", n=1)
+        self.ratings_in, self.ratings_out = topic(RATINGS), out(RATINGS, "PairwiseRating")
+        self.dlq = {name: out(dlq_name(name), n=1) for name in (JOBS_COMPLETED, JOBS_SCORED, ALERTS, RATINGS)}
 
 
 def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:

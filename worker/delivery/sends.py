@@ -27,6 +27,35 @@ class Outgoing:
     headers: dict[str, bytes] | None = None
 
 
+class ProducerTopic:
+    """A Faust output topic whose sends go straight into the producer's batches.
+
+    Faust's ``Topic.send`` awaits ``app.maybe_start_producer()`` for every record, which lets the
+    producer's sender run after each one: measured on noida-db, 500 records left in about 190
+    produce requests through ``Topic.send`` and in 13 this way (each request is a broker round
+    trip; noida-db rewrites its data file on each). Records are serialized as ``Topic.send``
+    does (the topic's codecs and headers; the producer partitions by key); ``send`` returns the
+    delivery future, as ``Topic.send`` does.
+    """
+
+    def __init__(self, topic: Any) -> None:
+        self.topic = topic
+        self._producer: Any = None
+
+    def get_topic_name(self) -> str:
+        return self.topic.get_topic_name()
+
+    async def send(self, *, key: Any = None, value: Any = None, headers: Any = None, force: bool = True) -> Any:
+        if self._producer is None:  # the app's one producer, started once
+            self._producer = await self.topic.app.maybe_start_producer()
+        topic = self.topic
+        open_headers = topic.prepare_headers(headers)
+        key_bytes, open_headers = topic.prepare_key(key, None, None, open_headers)
+        value_bytes, open_headers = topic.prepare_value(value, None, None, open_headers)
+        return await self._producer.send(topic.get_topic_name(), key_bytes, value_bytes, partition=None,
+                                         timestamp=None, headers=open_headers)
+
+
 def _outcome(fut: Any) -> Any:
     """A delivery future's result, its exception, or a TimeoutError while still pending."""
     if not fut.done():

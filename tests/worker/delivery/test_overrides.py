@@ -265,3 +265,44 @@ def test_another_task_may_await_the_future_a_hand_over_waits_on() -> None:
 
     mine, result = asyncio.run(main())
     assert mine == "record" and result.results == ["record"] and not result.stopped
+
+
+def test_a_topic_gets_a_started_producer_without_a_loop_turn_and_waits_for_one_not_started() -> None:
+    """Faust's ``Topic._get_producer`` (a stampede per record) let the producer's sender run
+    after every record sent; patched, a started producer is returned at once."""
+    overrides.install()
+    from faust.topics import Topic
+
+    class Producer:
+        def __init__(self, started: bool) -> None:
+            self.started = started
+
+    async def run(started: bool) -> tuple[int, int]:
+        starts = []
+
+        async def maybe_start_producer():  # what Faust's does: it yields to the loop
+            starts.append(1)
+            await asyncio.sleep(0)
+            return app.producer
+
+        app = SimpleNamespace(producer=Producer(started), in_transaction=False, maybe_start_producer=maybe_start_producer)
+        topic = SimpleNamespace(app=app)
+        turns = 0
+
+        async def count() -> None:
+            nonlocal turns
+            while True:
+                turns += 1
+                await asyncio.sleep(0)
+
+        counter = asyncio.ensure_future(count())
+        await asyncio.sleep(0)
+        turns = 0
+        for _ in range(10):
+            assert await Topic._get_producer(topic) is app.producer
+        counter.cancel()
+        return turns, len(starts)
+
+    assert asyncio.run(run(True)) == (0, 0)
+    turns, starts = asyncio.run(run(False))
+    assert starts == 10 and turns >= 10

@@ -4,6 +4,7 @@ sends (refused outright, or failed delivery futures) are sent again."""
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime, timezone
 
 import pytest
 from types import SimpleNamespace
@@ -254,3 +255,48 @@ def test_only_batches_that_may_go_together_share_a_delivery() -> None:
         return d.done
 
     assert asyncio.run(run()) == [["a1"], ["a2", "a3"], ["b1", "b2"], ["a4"]]
+
+
+class RecordingProducer:
+    """Faust's producer as ProducerTopic sees it: ``send`` returns a delivery future."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple] = []
+
+    async def send(self, topic, key, value, *, partition, timestamp, headers):
+        self.sent.append((topic, key, value, partition, dict(headers or {})))
+        fut = asyncio.get_running_loop().create_future()
+        fut.set_result((topic, 0, len(self.sent)))
+        return fut
+
+
+def test_producer_topic_serializes_as_the_topic_and_starts_the_producer_once(monkeypatch) -> None:
+    import faust
+
+    from contracts.codec import AvroCodec
+    from worker import codecs
+    from worker.delivery.sends import ProducerTopic
+
+    app = faust.App("sends-test", broker="kafka://127.0.0.1:1", store="memory://")
+    producer, starts = RecordingProducer(), []
+
+    async def maybe_start_producer():  # Faust's yields to the event loop on every call
+        starts.append(1)
+        await asyncio.sleep(0)
+        return producer
+
+    monkeypatch.setattr(app, "maybe_start_producer", maybe_start_producer)
+    topic = ProducerTopic(app.topic("jobs.scored", key_serializer="raw",
+                                    value_serializer=codecs.codec_name("JobScored")))
+    values = [{"job_id": f"job-{i}", "scorer_version": "v", "model_id": "m", "niche": "n",
+               "scored_at": datetime(2026, 1, 5, tzinfo=timezone.utc), "clip_prompt_score": float(i),
+               "clip_reference_score": None, "embedding": [0.5] * 4, "flags": []} for i in range(5)]
+    messages = [Outgoing(f"m|n{i}".encode(), v, {"reason": b"r"} if i == 0 else None) for i, v in enumerate(values)]
+    asyncio.run(send_delivered(topic, messages, "scores"))
+
+    assert len(starts) == 1
+    codec = AvroCodec("JobScored")  # the bytes the topic's codec writes, recomputed
+    assert [(t, k, v, p) for t, k, v, p, _ in producer.sent] == [
+        ("jobs.scored", m.key, codec.encode(m.value), None) for m in messages]
+    assert [h for *_, h in producer.sent] == [{"reason": b"r"}] + [{}] * 4
+    assert topic.get_topic_name() == "jobs.scored"
