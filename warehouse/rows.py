@@ -118,26 +118,27 @@ _DIRECT_JOB_FIELDS = [f.name for f in JOBS_SCHEMA if f.name not in
 
 def job_rows(items: Sequence[tuple[Any, ...]]) -> pa.Table:
     """``items``: (decoded JobCompleted, source partition, source offset[, its content hash,
-    when the caller has it already])."""
-    cols: dict[str, list] = {f.name: [] for f in JOBS_SCHEMA}
-    for event, partition, offset, *digest in items:
-        for name in _DIRECT_JOB_FIELDS:
-            cols[name].append(event.get(name))
-        image_ref, reference_ref = event.get("image_ref"), event.get("reference_image_ref")
-        cols["has_reference"].append(event.get("reference_image") is not None or reference_ref is not None)
-        cols["latency_ms"].append(latency_ms(event))
-        cols["image_bytes"].append(image_ref["size"] if image_ref else len(event["image"]))
-        cols["image_sha256"].append(image_ref["sha256"] if image_ref else hashlib.sha256(event["image"]).hexdigest())
-        cols["image_uri"].append(image_ref["uri"] if image_ref else "")
-        cols["reference_uri"].append(reference_ref["uri"] if reference_ref else "")
-        cols["source_partition"].append(partition)
-        cols["source_offset"].append(offset)
-        cols["content_hash"].append(digest[0] if digest else content_hash(event))
-        cols["request_id"].append(event.get("request_id") or event["job_id"])
-        for name, default in _ATTEMPT_DEFAULTS.items():
-            value = event.get(name)
-            cols[name].append(default if value is None else value)
-    return pa.table(cols, schema=JOBS_SCHEMA)
+    when the caller has it already]). Built a column at a time (list comprehensions: about half
+    the time of appending row by row, in the sink thread that shares the GIL with the gate)."""
+    events = [item[0] for item in items]
+    cols: dict[str, list] = {name: [e.get(name) for e in events] for name in _DIRECT_JOB_FIELDS}
+    images = [e.get("image_ref") for e in events]
+    references = [e.get("reference_image_ref") for e in events]
+    cols["has_reference"] = [e.get("reference_image") is not None or ref is not None
+                             for e, ref in zip(events, references)]
+    cols["latency_ms"] = [latency_ms(e) for e in events]
+    cols["image_bytes"] = [ref["size"] if ref else len(e["image"]) for e, ref in zip(events, images)]
+    cols["image_sha256"] = [ref["sha256"] if ref else hashlib.sha256(e["image"]).hexdigest()
+                            for e, ref in zip(events, images)]
+    cols["image_uri"] = [ref["uri"] if ref else "" for ref in images]
+    cols["reference_uri"] = [ref["uri"] if ref else "" for ref in references]
+    cols["source_partition"] = [item[1] for item in items]
+    cols["source_offset"] = [item[2] for item in items]
+    cols["content_hash"] = [item[3] if len(item) > 3 else content_hash(item[0]) for item in items]
+    cols["request_id"] = [e.get("request_id") or e["job_id"] for e in events]
+    for name, default in _ATTEMPT_DEFAULTS.items():
+        cols[name] = [default if value is None else value for value in (e.get(name) for e in events)]
+    return pa.table({f.name: cols[f.name] for f in JOBS_SCHEMA}, schema=JOBS_SCHEMA)
 
 
 def guard_check_rows(events: Sequence[dict[str, Any]]) -> pa.Table:
