@@ -7,14 +7,17 @@ weights: the real model's compute, meaningless scores), on ``--images`` generate
 
 1. **tower**: ``model.encode_image`` on a batch already on the GPU (its input size, float32): the GPU alone.
 2. **raw encoder**: ``ClipExtractor.encode_images`` on decoded PIL images (what bench/scoring.py
-   calls the raw encoder: preprocessing on the CPU, one image at a time, then the tower).
+   calls the raw encoder: the PIL part of the preprocessing on the CPU, in a thread pool on a GPU
+   host, then to-tensor and normalize for the batch on the GPU, then the tower); and next to it
+   **per-image transform**, the way it was before: open_clip's whole transform image by image on
+   the CPU, the float batch copied over, the tower.
 3. **scorer**: ``BatchScorer.score`` on the same decoded images (+ the text tower, the reference
    images, the scores), with its towers thread as the worker builds it.
 4. **decode + scorer**: WebP decode (``sentinel.validation.decode_image``) of image and reference,
    then 3: what the worker's gate and score threads do per event.
 
 Each is timed ``--repeats`` times after a warm-up (CUDA synchronized); medians are reported, and
-the ratio of each to the one before. Usage::
+the ratio of each to the tower. Usage::
 
     python bench/scoring_cuda.py [--arch ViT-B-32] [--batch 64] [--images 512] [--size 512] [--out DIR]
 
@@ -111,17 +114,24 @@ def main(argv: list[str] | None = None) -> int:
         pixels = [decode_image(b, "image/webp") for b in images]
         scorer.score(inputs(pixels, {i: decode_image(b, "image/webp") for i, b in refs.items()}))
 
+    @torch.inference_mode()
+    def per_image_transform() -> None:
+        for start in range(0, n, args.batch):
+            chunk = decoded[start:start + args.batch]
+            ex.model.encode_image(torch.stack([ex.preprocess(im) for im in chunk]).to(args.device))
+
     steps = {
         "tower (GPU only)": lambda: tower(),
-        "raw encoder (CPU preprocessing + tower)": lambda: ex.encode_images(decoded),
+        "per-image transform + tower (before)": per_image_transform,
+        "raw encoder (PIL steps in threads, tensor steps batched on the device + tower)": lambda: ex.encode_images(decoded),
         "scorer (+ text tower, references, scores)": lambda: scorer.score(inputs(decoded, decoded_refs)),
         "decode + scorer (the worker's gate + score work)": decode_and_score,
     }
-    rows, previous = [], None
+    rows, first = [], None
     for name, fn in steps.items():
         rate = n / statistics.median(timed(fn, args.repeats, torch.cuda.synchronize if cuda else lambda: None))
-        rows.append({"step": name, "per_s": rate, "ratio_to_previous": rate / previous if previous else None})
-        previous = rate
+        rows.append({"step": name, "per_s": rate, "ratio_to_tower": rate / first if first else None})
+        first = first or rate
         print(f"{name}: {rate:,.0f}/s", flush=True)
     doc = {"bench": "scoring_cuda", "arch": args.arch, "batch": args.batch, "images": n, "size": args.size,
            "repeats": args.repeats, "device": torch.cuda.get_device_name(0) if cuda else "cpu", "torch": torch.__version__,
@@ -129,8 +139,8 @@ def main(argv: list[str] | None = None) -> int:
            "runtime_s": time.perf_counter() - t0}
     lines = [f"### Scorer on {doc['device']}: {args.arch} (random weights), batch {args.batch}, "
              f"{n} WebP photos of {args.size} px (1 in 5 with a reference)", "",
-             "| step | images (events) / s | ratio to the step above |", "|---|---:|---:|"]
-    lines += [f"| {r['step']} | {r['per_s']:,.0f} | {ratio(r['ratio_to_previous'])} |" for r in rows]
+             "| step | images (events) / s | ratio to the tower |", "|---|---:|---:|"]
+    lines += [f"| {r['step']} | {r['per_s']:,.0f} | {ratio(r['ratio_to_tower'])} |" for r in rows]
     lines += ["", f"torch {doc['torch']}, {doc['cpu_threads']} CPU threads of {doc['cpu_count']} cores; "
               f"medians of {args.repeats} timed passes after a warm-up; took {doc['runtime_s']:.0f} s."]
     args.out.mkdir(parents=True, exist_ok=True)

@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import contextlib
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import open_clip
 import torch
 from open_clip.transformer import text_global_pool
 from PIL import Image
+from torchvision.transforms import Compose, Normalize
 
 from sentinel.clip_spec import TINY_ARCH, ClipSpec
 
@@ -73,6 +75,8 @@ class ClipExtractor:
         self.tokenizer = open_clip.get_tokenizer(spec.arch)
         self.embed_dim = int(model.text_projection.shape[1]) if hasattr(model, "text_projection") else None
         self._prefix_ok = _prefix_safe(self.model)
+        self._stages = _split_transform(preprocess)
+        self._pool: ThreadPoolExecutor | None = None
 
     @property
     def image_tower_params(self) -> int:
@@ -89,9 +93,33 @@ class ClipExtractor:
         out = []
         for start in range(0, len(images), self.spec.batch_size):
             chunk = images[start : start + self.spec.batch_size]
-            pixels = torch.stack([self.preprocess(_rgb(im)) for im in chunk]).to(self.device)
+            pixels = self._pixels(chunk)
             out.append(torch.nn.functional.normalize(self.model.encode_image(pixels).float(), dim=-1).cpu())
         return torch.cat(out).numpy() if out else np.zeros((0, self.embed_dim or 0), np.float32)
+
+    def _pixels(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        """The model's input for ``images``: open_clip's transform, its per-image PIL part (resize,
+        crop, mode) image by image, to-tensor and normalize once for the batch, on the model's
+        device (uint8 goes over, a quarter of the bytes). Equal to the transform applied image by
+        image (tests/sentinel/test_clip_preprocess.py); a transform of another shape runs so. On a
+        GPU the PIL part runs in a thread pool (Pillow resizes without the GIL): on an H200 the
+        per-image preprocessing held ViT-B-32 at 0.044 of its tower (bench/results/scoring_cuda.md)."""
+        if self._stages is None:
+            return torch.stack([self.preprocess(_rgb(im)) for im in images]).to(self.device)
+        pil_stage, norm = self._stages
+        rgb = [_rgb(im) for im in images]
+        if self.device.type == "cuda" and len(rgb) > 1:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(min(8, cpu_cores()), thread_name_prefix="preprocess")
+            shaped = list(self._pool.map(pil_stage, rgb))
+        else:
+            shaped = [pil_stage(im) for im in rgb]
+        batch = torch.from_numpy(np.stack([np.asarray(im, dtype=np.uint8) for im in shaped])).to(self.device)
+        # channels first in uint8 (the layout the transform gives, for the tower's kernels), then in place
+        x = batch.permute(0, 3, 1, 2).contiguous().to(torch.get_default_dtype()).div_(255)
+        mean = torch.as_tensor(norm.mean, dtype=x.dtype, device=x.device).view(-1, 1, 1)
+        std = torch.as_tensor(norm.std, dtype=x.dtype, device=x.device).view(-1, 1, 1)
+        return x.sub_(mean).div_(std)
 
     @torch.inference_mode()
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
@@ -136,6 +164,16 @@ class ClipExtractor:
 
     def state_dict(self) -> dict:
         return self.model.state_dict()
+
+
+def _split_transform(preprocess: object) -> tuple[Callable[[Image.Image], Image.Image], Normalize] | None:
+    """open_clip's ``Compose([... PIL steps, (Maybe)ToTensor, Normalize])`` as (the PIL steps,
+    the Normalize); None for a transform of another shape."""
+    steps = list(getattr(preprocess, "transforms", ()))
+    if len(steps) < 2 or type(steps[-2]).__name__ not in ("ToTensor", "MaybeToTensor") \
+            or type(steps[-1]) is not Normalize:
+        return None
+    return Compose(steps[:-2]), steps[-1]
 
 
 def _rgb(image: Image.Image) -> Image.Image:
