@@ -76,7 +76,9 @@ class ClipExtractor:
         self.embed_dim = int(model.text_projection.shape[1]) if hasattr(model, "text_projection") else None
         self._prefix_ok = _prefix_safe(self.model)
         self._stages = _split_transform(preprocess)
-        self._pool: ThreadPoolExecutor | None = None
+        # a GPU host's cores resize while the GPU encodes (created here: two threads encode at once)
+        self._pool = (ThreadPoolExecutor(min(8, cpu_cores()), thread_name_prefix="preprocess")
+                      if self.device.type == "cuda" else None)
 
     @property
     def image_tower_params(self) -> int:
@@ -108,9 +110,7 @@ class ClipExtractor:
             return torch.stack([self.preprocess(_rgb(im)) for im in images]).to(self.device)
         pil_stage, norm = self._stages
         rgb = [_rgb(im) for im in images]
-        if self.device.type == "cuda" and len(rgb) > 1:
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(min(8, cpu_cores()), thread_name_prefix="preprocess")
+        if self._pool is not None and len(rgb) > 1:
             shaped = list(self._pool.map(pil_stage, rgb))
         else:
             shaped = [pil_stage(im) for im in rgb]
