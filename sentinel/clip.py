@@ -19,9 +19,10 @@ import open_clip
 import torch
 from open_clip.transformer import text_global_pool
 from PIL import Image
-from torchvision.transforms import Compose, Normalize
+from torchvision.transforms import Compose, Normalize, ToTensor  # open_clip's MaybeToTensor is one
 
 from sentinel.clip_spec import TINY_ARCH, ClipSpec
+from sentinel.validation import as_rgb
 
 __all__ = ["TINY_ARCH", "ClipSpec", "ClipExtractor", "cpu_cores", "cpu_threads", "clip_score", "reference_alignment"]
 
@@ -107,9 +108,9 @@ class ClipExtractor:
         GPU the PIL part runs in a thread pool (Pillow resizes without the GIL): on an H200 the
         per-image preprocessing held ViT-B-32 at 0.044 of its tower (bench/results/scoring_cuda.md)."""
         if self._stages is None:
-            return torch.stack([self.preprocess(_rgb(im)) for im in images]).to(self.device)
+            return torch.stack([self.preprocess(as_rgb(im)) for im in images]).to(self.device)
         pil_stage, norm = self._stages
-        rgb = [_rgb(im) for im in images]
+        rgb = [as_rgb(im) for im in images]
         if self._pool is not None and len(rgb) > 1:
             shaped = list(self._pool.map(pil_stage, rgb))
         else:
@@ -170,15 +171,9 @@ def _split_transform(preprocess: object) -> tuple[Callable[[Image.Image], Image.
     """open_clip's ``Compose([... PIL steps, (Maybe)ToTensor, Normalize])`` as (the PIL steps,
     the Normalize); None for a transform of another shape."""
     steps = list(getattr(preprocess, "transforms", ()))
-    if len(steps) < 2 or type(steps[-2]).__name__ not in ("ToTensor", "MaybeToTensor") \
-            or type(steps[-1]) is not Normalize:
+    if len(steps) < 2 or not isinstance(steps[-2], ToTensor) or type(steps[-1]) is not Normalize:
         return None
     return Compose(steps[:-2]), steps[-1]
-
-
-def _rgb(image: Image.Image) -> Image.Image:
-    """``image`` in RGB; Pillow's ``convert`` copies an image that is RGB already."""
-    return image if image.mode == "RGB" else image.convert("RGB")
 
 
 def _prefix_safe(model: torch.nn.Module) -> bool:

@@ -17,6 +17,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from contracts.verdict import CHECK_NAMES, Check
+from sentinel.validation import as_rgb
 
 FORMATS = {"image/png": "PNG", "image/jpeg": "JPEG", "image/webp": "WEBP"}
 # ITU-R BT.601 luma weights: the "brightness" the blank and clipping checks look at
@@ -77,7 +78,7 @@ class PixelStats:
 
     @classmethod
     def of(cls, image: Image.Image) -> "PixelStats":
-        rgb = np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
+        rgb = np.asarray(as_rgb(image))
         r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
         luma = LUMA32[0] * r + LUMA32[1] * g + LUMA32[2] * b  # float32, one pass per channel
         white = (r >= CLIP_HIGH) & (g >= CLIP_HIGH) & (b >= CLIP_HIGH)

@@ -118,8 +118,8 @@ _DIRECT_JOB_FIELDS = [f.name for f in JOBS_SCHEMA if f.name not in
 
 def job_rows(items: Sequence[tuple[Any, ...]]) -> pa.Table:
     """``items``: (decoded JobCompleted, source partition, source offset[, its content hash,
-    when the caller has it already]). Built a column at a time (list comprehensions: about half
-    the time of appending row by row, in the sink thread that shares the GIL with the gate)."""
+    when the caller has it already]). Built a column at a time (list comprehensions: 6.5 us a row
+    instead of 7.6 appending row by row, in the sink thread that shares the GIL with the gate)."""
     events = [item[0] for item in items]
     cols: dict[str, list] = {name: [e.get(name) for e in events] for name in _DIRECT_JOB_FIELDS}
     images = [e.get("image_ref") for e in events]
