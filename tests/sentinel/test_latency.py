@@ -109,3 +109,26 @@ def test_v2_bytes_form_round_trips_exactly_and_v1_still_reads() -> None:
     assert back.compute() == state.compute()
     # replaying an applied offset is still a no-op after the round trip
     assert back.update(partition=0, offset=10, parts_ms={p: 1.0 for p in state.latency}, gpu_seconds=1, cost_usd=1) is False
+
+
+@pytest.mark.parametrize("n", [1, 2, LatencySketch.SMALL - 1, LatencySketch.SMALL, LatencySketch.SMALL + 1, 500, 3000])
+def test_small_sketch_serializes_as_a_digest_updated_value_by_value(n: int) -> None:
+    """A sketch keeps its first values in a list (no 8 KB digest per live key); what it writes,
+    reads back and answers is what fastdigest gives for the same values one at a time."""
+    from fastdigest import TDigest
+
+    values = latencies(n, seed=n).tolist()
+    sketch, reference = LatencySketch(), TDigest(max_centroids=500)
+    for v in values:
+        sketch.update(v)
+        reference.update(v)
+    assert sketch.count == n == reference.n_values
+    assert sketch.to_b64() is not None
+    assert LatencySketch.from_dict(sketch.to_b64()).digest.to_bytes() == reference.to_bytes()
+    assert sketch.to_dict() == reference.to_dict()
+    for q in (0.5, 0.95, 0.99):
+        assert sketch.quantile(q) == reference.quantile(q)
+    big = LatencySketch()
+    big.update_many(latencies(2000, seed=9).tolist())
+    assert sketch.merge(big).count == big.merge(sketch).count == n + 2000
+    assert sketch.merge(big).to_b64() == LatencySketch(reference).merge(big).to_b64()
