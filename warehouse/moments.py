@@ -2,9 +2,11 @@
 
 The score agent has each image's embedding and the event it came from, so it keeps the FID
 sufficient statistics (``sentinel.fid.FeatureMoments``) there, one state per key. ClickHouse
-is the state store, not a Faust table: a state is D + D² float64 (4 KiB for the tiny extractor,
-2 MiB for ViT-B/32) and a changelog record per event would dwarf the event itself, while the
-report needs the states in SQL anyway.
+is the state store, not a Faust table: a state is D + D(D+1)/2 float64 (Σxxᵀ is symmetric: its
+upper triangle is stored, migration 0013; 1 MiB for ViT-B/32) and a changelog record per event
+would dwarf the event itself, while the report needs the states in SQL anyway. Every batch
+rewrites the states of the keys it touches, so their size is the cost of a scored batch's
+output step.
 
 Exactness under at-least-once delivery: a key holds one source partition of jobs.completed,
 and its state says exactly which of that partition's offsets it holds (every offset below
@@ -52,7 +54,8 @@ MOMENTS_SCHEMA = pa.schema([
     ("applied_offsets", pa.list_(pa.uint64())),
     ("n", pa.uint64()),
     ("sum", pa.list_(pa.float64())),
-    ("sum_outer", pa.list_(pa.float64())),
+    ("sum_outer", pa.list_(pa.float64())),  # all D² values: states written before migration 0013
+    ("sum_outer_upper", pa.list_(pa.float64())),  # the upper triangle, row by row
 ])
 
 
@@ -155,8 +158,8 @@ class MomentStates:
                 "buckets": sorted({k.bucket for k in wanted}),
             })
             # the D + D² floats of each state straight to numpy, never through Python lists
-            sums, outers = _list_arrays(table, "sum"), _list_arrays(table, "sum_outer")
-            for i, row in enumerate(table.drop_columns(["sum", "sum_outer"]).to_pylist()):
+            sums, outers = _list_arrays(table, "sum"), _outer_arrays(table, "sum_outer")
+            for i, row in enumerate(table.drop_columns(["sum", "sum_outer", "sum_outer_upper"]).to_pylist()):
                 key = MomentKey(row["scorer_version"], row["model_id"], row["niche"], int(row["bucket"]),
                                 int(row["source_partition"]))
                 if key in wanted:
@@ -170,6 +173,43 @@ class MomentStates:
 def _list_arrays(table: pa.Table, name: str) -> list[np.ndarray | None]:
     """Each row's list<float64> of column ``name`` as a writable numpy array (None: null)."""
     return [None if v is None else np.array(v) for v in table.column(name).to_numpy(zero_copy_only=False)]
+
+
+def _outer_arrays(table: pa.Table, name: str) -> list[np.ndarray | None]:
+    """Each row's Σxxᵀ as D² values (row-major) from column ``name`` (all D² values, or empty)
+    plus ``<name>_upper`` (the upper triangle, or empty): either may be empty, or both filled
+    when a merged window holds states of both forms."""
+    full, upper = _list_arrays(table, name), _list_arrays(table, f"{name}_upper")
+    out: list[np.ndarray | None] = []
+    for f, u in zip(full, upper):
+        if u is None or len(u) == 0:
+            out.append(f)
+            continue
+        d = _triangle_side(len(u))
+        m = np.zeros((d, d))
+        m[_upper_indices(d)] = u
+        m += np.triu(m, 1).T
+        if f is not None and len(f):
+            m += f.reshape(d, d)
+        out.append(m.reshape(-1))
+    return out
+
+
+def _triangle_side(n: int) -> int:
+    d = int((np.sqrt(8 * n + 1) - 1) / 2)
+    if d * (d + 1) // 2 != n:
+        raise ValueError(f"{n} values are no upper triangle of a square matrix")
+    return d
+
+
+_UPPER: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+
+def _upper_indices(d: int) -> tuple[np.ndarray, np.ndarray]:
+    """``np.triu_indices(d)`` (row by row, diagonal included), made once per D."""
+    if d not in _UPPER:
+        _UPPER[d] = np.triu_indices(d)
+    return _UPPER[d]
 
 
 def _moments_from_row(row: dict[str, Any]) -> FeatureMoments:
@@ -196,8 +236,13 @@ def state_rows(states: Sequence[tuple[MomentKey, MomentState]]) -> pa.Table:
         # numpy arrays straight into Arrow (a state is D + D² floats, 2 MiB at D = 512: through
         # Python lists that cost ~40 ms per state)
         "sum": pa.array([s.moments.sum for _, s in states], pa.list_(pa.float64())),
-        "sum_outer": pa.array([s.moments.sum_outer.reshape(-1) for _, s in states], pa.list_(pa.float64())),
+        "sum_outer": pa.array([_EMPTY] * len(states), pa.list_(pa.float64())),
+        "sum_outer_upper": pa.array([s.moments.sum_outer[_upper_indices(s.moments.sum_outer.shape[0])]
+                                     for _, s in states], pa.list_(pa.float64())),
     }, schema=MOMENTS_SCHEMA)
+
+
+_EMPTY = np.zeros(0)
 
 
 def rows_token(rows: pa.Table) -> str:
@@ -213,7 +258,7 @@ def rows_token(rows: pa.Table) -> str:
 def window_moments(reader: Any, scorer_version: str, params: dict[str, str]) -> dict[tuple[str, str], FeatureMoments]:
     """Merged moments per (model, niche) for a window (``Window.params()``)."""
     table = reader.query(sql_files.report("feature_moments"), {**params, "scorer_version": scorer_version})
-    sums, outers = _list_arrays(table, "feature_sum"), _list_arrays(table, "feature_sum_outer")
+    sums, outers = _list_arrays(table, "feature_sum"), _outer_arrays(table, "feature_sum_outer")
     return {(row["model"], row["niche"]): _moments_from_row({"n": row["images"], "sum": sums[i], "sum_outer": outers[i]})
             for i, row in enumerate(table.select(["model", "niche", "images"]).to_pylist())}
 
@@ -224,6 +269,6 @@ def bucket_moments(reader: Any, scorer_version: str, model: str, niche: str, sta
     starting in [start, end) (epoch s): the FID drift detector's input."""
     table = reader.query(sql_files.report("fid_drift_buckets"), {
         "scorer_version": scorer_version, "model": model, "niche": niche, "start": int(start), "end": int(end)})
-    sums, outers = _list_arrays(table, "feature_sum"), _list_arrays(table, "feature_sum_outer")
+    sums, outers = _list_arrays(table, "feature_sum"), _outer_arrays(table, "feature_sum_outer")
     return [(int(row["bucket_start"]), _moments_from_row({"n": row["images"], "sum": sums[i], "sum_outer": outers[i]}))
             for i, row in enumerate(table.select(["bucket_start", "images"]).to_pylist())]

@@ -4,7 +4,8 @@ SELECT
     toUnixTimestamp(bucket) AS bucket_start,
     sum(n)                  AS images,
     sumForEach(sum)         AS feature_sum,
-    sumForEach(sum_outer)   AS feature_sum_outer
+    sumForEach(sum_outer)   AS feature_sum_outer,
+    sumForEach(sum_outer_upper) AS feature_sum_outer_upper
 FROM sentinel.feature_moments FINAL
 WHERE scorer_version = {scorer_version:String}
   AND model_id = {model:String} AND niche = {niche:String}

@@ -192,7 +192,7 @@ def test_migration_0012_backfills_a_store_that_has_jobs_and_scores(store: ClickH
         del s["requested_at"]  # rows stored before 0012 have no requested_at column
     store.insert("sentinel.jobs", job_rows([(e, 0, k) for k, e in enumerate(jobs)]), "before-jobs")
     store.insert("sentinel.scores", score_rows(scores).drop(["requested_at"]), "before-scores")
-    assert migrate(store) == [12]
+    assert migrate(store)[:1] == [12]  # and any later migrations
     ALL_JOBS.extend(jobs)
     ALL_SCORES.extend(scores)
     _check_cells(store)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 import numpy as np
+import pyarrow as pa
 import pytest
 from conftest import migrated_store
 
@@ -169,3 +170,45 @@ def test_bucket_moments_merge_partitions_per_bucket(store: ClickHouseWarehouse) 
         assert m.n == len(x)
         np.testing.assert_allclose(m.sum, x.sum(0), rtol=1e-12, atol=1e-12)
         np.testing.assert_allclose(m.sum_outer, x.T @ x, rtol=1e-12, atol=1e-12)
+
+
+def _symmetric(upper: list[float]) -> np.ndarray:
+    m = np.zeros((D, D))
+    m[np.triu_indices(D)] = upper
+    return m + np.triu(m, 1).T
+
+
+def test_states_store_the_upper_triangle_and_merge_with_full_matrix_states(store: ClickHouseWarehouse) -> None:
+    """Σxxᵀ is stored as its upper triangle (D(D+1)/2 values; migration 0013) and read back to
+    the bit; a state written before (all D² values in sum_outer) merges with new ones in the
+    window query, the FID drift buckets and a state reload."""
+    version = "v-upper/tiny:seed0"
+    old_items, new_items = _inputs(12, seed=21, partition=2), _inputs(12, seed=22, partition=3)
+    old = MomentStates(store, 3600).apply(version, old_items)
+    # the old form, as a worker before migration 0013 wrote it: every value of the matrix
+    full = [_symmetric(u).reshape(-1) for u in old.column("sum_outer_upper").to_pylist()]
+    old = old.set_column(old.schema.get_field_index("sum_outer"), "sum_outer", pa.array(full, pa.list_(pa.float64())))
+    old = old.set_column(old.schema.get_field_index("sum_outer_upper"), "sum_outer_upper",
+                         pa.array([[]] * old.num_rows, pa.list_(pa.float64())))
+    store.insert("sentinel.feature_moments", old, rows_token(old))
+    writer = MomentStates(store, 3600)
+    new = writer.apply(version, new_items)
+    assert all(len(v) == 0 for v in new.column("sum_outer").to_pylist())
+    assert {len(v) for v in new.column("sum_outer_upper").to_pylist()} == {D * (D + 1) // 2}
+    store.insert("sentinel.feature_moments", new, rows_token(new))
+
+    items = old_items + new_items
+    got = window_moments(store, version, Window().params())
+    assert sorted(got) == sorted({(i.model_id, i.niche) for i in items})
+    for (model, niche), m in got.items():
+        x = np.asarray([i.embedding for i in items if (i.model_id, i.niche) == (model, niche)], np.float64)
+        assert m.n == len(x)
+        np.testing.assert_allclose(m.sum_outer, x.T @ x, rtol=1e-12, atol=1e-12)
+    buckets = bucket_moments(store, version, "m1", "headshot", 0, 2**31 - 1)
+    x = np.asarray([i.embedding for i in items if (i.model_id, i.niche) == ("m1", "headshot")], np.float64)
+    assert sum(m.n for _, m in buckets) == len(x)
+    np.testing.assert_allclose(sum(m.sum_outer for _, m in buckets), x.T @ x, rtol=1e-12, atol=1e-12)
+    reloaded = MomentStates(store, 3600)
+    assert reloaded.apply(version, old_items + new_items) is None  # every offset held: loaded, nothing new
+    for key, state in writer._cache.items():
+        assert np.array_equal(reloaded._cache[key].moments.sum_outer, state.moments.sum_outer)  # to the bit
