@@ -1,6 +1,6 @@
 """The warehouse client on a real chDB store: a refused query leaves nothing behind for the
-next one, several statements in one text are refused before they run, and a reader pointed at
-no store says where it looked."""
+next one, several statements in one text are refused before they run, a lookup does not wait
+for a write, and a reader pointed at no store says where it looked."""
 
 from __future__ import annotations
 
@@ -85,3 +85,24 @@ def test_an_owner_file_naming_a_reused_pid_names_no_owner(tmp_path) -> None:
     data = json.loads(owner_file(path).read_text())
     owner_file(path).write_text(json.dumps({**data, "started": "1"}))  # this pid, but another process's start
     assert live_owner(path) is None
+
+
+def test_a_query_does_not_wait_for_a_write_in_progress(store: ClickHouseWarehouse) -> None:
+    """The reader and the writer are separate chDB handles under separate locks: while one
+    thread writes (its lock held here), another thread's lookup is answered, and the write that
+    follows is seen by the next read."""
+    import threading
+
+    answered = threading.Event()
+
+    def lookup() -> None:
+        store.query("SELECT count() AS n FROM sentinel.jobs")
+        answered.set()
+
+    with store._write_lock:  # an insert in progress
+        reader = threading.Thread(target=lookup, daemon=True)
+        reader.start()
+        assert answered.wait(30), "the lookup waited for the write lock"
+    before = store.query("SELECT count() AS n FROM sentinel.jobs").column("n")[0].as_py()
+    store.insert("sentinel.jobs", pa.table({"x": pa.array([8], pa.uint8())}))
+    assert store.query("SELECT count() AS n FROM sentinel.jobs").column("n")[0].as_py() == before + 1
