@@ -11,7 +11,8 @@ from cli.common import ConfigOpt, console, settings_from
 def db_migrate(config: Optional[Path] = ConfigOpt) -> None:
     """Apply pending ClickHouse migrations from sql/migrations (idempotent)."""
     settings = settings_from(config)
-    from warehouse.client import ClickHouseWarehouse, live_owner, migrate
+    from warehouse.client import ClickHouseWarehouse, migrate
+    from warehouse.owner import live_owner
 
     if settings.chdb_path and live_owner(settings.chdb_path):
         console.print("a running worker owns this store and has migrated it at start; nothing to do")

@@ -71,7 +71,8 @@ def _store_snapshot(settings, data: dict, window) -> None:
     """The report's rows into sentinel.benchmark_snapshots (a writer: not while a worker owns the
     embedded store; that worker takes snapshots itself every snapshot_interval_s)."""
     from reports.snapshots import store_snapshot
-    from warehouse.client import ClickHouseWarehouse, WarehouseError, live_owner, migrate
+    from warehouse.client import ClickHouseWarehouse, WarehouseError, migrate
+    from warehouse.owner import live_owner
 
     if settings.chdb_path and live_owner(settings.chdb_path):
         console.print("[red]snapshot not stored:[/] a running worker owns this embedded store (it stores snapshots "

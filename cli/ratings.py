@@ -64,7 +64,7 @@ def ratings_url(rater: str = typer.Option("anonymous", help="Rater id to put in 
     settings = settings_from(config)
     from urllib.parse import urlencode
 
-    from warehouse.client import live_owner
+    from warehouse.owner import live_owner
 
     owner = live_owner(settings.chdb_path) if settings.chdb_path else None
     base, token = (owner.url, owner.token) if owner else (f"http://{settings.web_host}:{settings.web_port}",

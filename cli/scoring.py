@@ -28,7 +28,8 @@ def rescore(scorer_version: str = typer.Option("", help="Version to write the ne
     from warehouse.window import EPOCH, FAR_FUTURE, Window
     from objects.store import ObjectStore
     from worker.rescore import rescore as run_rescore
-    from warehouse.client import ClickHouseWarehouse, WarehouseError, live_owner, migrate
+    from warehouse.client import ClickHouseWarehouse, WarehouseError, migrate
+    from warehouse.owner import live_owner
 
     if settings.chdb_path and live_owner(settings.chdb_path):
         console.print("[red]a running worker owns this embedded store[/]: stop it to rescore "
@@ -71,7 +72,8 @@ def reference_build(niche: str = typer.Argument(..., help="Niche the images repr
 
     from sentinel.clip import ClipExtractor
     from warehouse import references
-    from warehouse.client import ClickHouseWarehouse, WarehouseError, live_owner, migrate
+    from warehouse.client import ClickHouseWarehouse, WarehouseError, migrate
+    from warehouse.owner import live_owner
 
     if settings.chdb_path and live_owner(settings.chdb_path):
         console.print("[red]a running worker owns this embedded store[/]: stop it, build references, start it again")

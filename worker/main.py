@@ -18,8 +18,8 @@ from config.settings import Settings
 from contracts.codec import use_schema_dir
 from sentinel.clip import ClipExtractor
 from sentinel.scoring import BatchScorer
-from warehouse.client import (ClickHouseWarehouse, RemoteWarehouse, Warehouse, WarehouseError, claim, live_owner,
-                              migrate, release)
+from warehouse.client import ClickHouseWarehouse, RemoteWarehouse, Warehouse, WarehouseError, migrate
+from warehouse.owner import claim, live_owner, release
 from warehouse.pricing import publish_pricing
 from warehouse.window import Window
 from worker import membership

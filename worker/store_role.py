@@ -20,7 +20,8 @@ from typing import Any, Callable
 
 import sql as sql_files
 from config.settings import Settings
-from warehouse.client import ClickHouseWarehouse, WarehouseError, claim, live_owner, migrate, release
+from warehouse.client import ClickHouseWarehouse, WarehouseError, migrate
+from warehouse.owner import claim, live_owner, release
 from warehouse.pricing import publish_pricing
 from warehouse.store_server import StoreServer
 from warehouse.window import Window

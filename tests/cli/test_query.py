@@ -30,6 +30,7 @@ def test_report_of_an_unknown_scorer_version_fails_naming_the_stored_ones(monkey
     from typer.testing import CliRunner
 
     import warehouse.client
+    import warehouse.owner
     from cli.main import app
 
     class Store:
@@ -56,7 +57,7 @@ def test_report_snapshot_is_refused_while_a_worker_owns_the_embedded_store(monke
     monkeypatch.setenv("SENTINEL_DATA_DIR", str(tmp_path))
     monkeypatch.setattr(warehouse.client, "open_reader", lambda dsn: object())
     monkeypatch.setattr(reports.report, "benchmark", lambda *a, **k: {"models": [], "niches": []})
-    monkeypatch.setattr(warehouse.client, "live_owner", lambda path: warehouse.client.Owner(1, "http://w", "t"))
+    monkeypatch.setattr(warehouse.owner, "live_owner", lambda path: warehouse.owner.Owner(1, "http://w", "t"))
     monkeypatch.setattr(cli.query, "_emit_report", lambda *a: None)
     result = CliRunner().invoke(app, ["report", "--snapshot", "-f", "json"])
     text = " ".join(result.output.split())

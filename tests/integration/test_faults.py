@@ -358,7 +358,7 @@ def test_secrets_never_logged_and_query_view_needs_its_token(stack, tmp_path):
     assert password not in out.stdout + out.stderr
 
     # the query view answers only with the owner file's bearer token
-    from warehouse.client import live_owner
+    from warehouse.owner import live_owner
 
     owner = live_owner(stack.settings.chdb_path)
     assert owner is not None

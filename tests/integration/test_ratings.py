@@ -30,7 +30,8 @@ from inference.ratings import import_ratings
 from warehouse.ratings import pairwise_counts, pairwise_counts_by_niche
 from worker.ratings import rater_token
 from warehouse.window import Window
-from warehouse.client import live_owner, open_reader
+from warehouse.client import open_reader
+from warehouse.owner import live_owner
 
 pytestmark = pytest.mark.integration
 

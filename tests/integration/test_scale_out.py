@@ -149,7 +149,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory):
 
 
 def test_the_store_role_owns_the_warehouse_and_workers_go_through_it(stack):
-    from warehouse.client import RemoteWarehouse, live_owner, open_reader
+    from warehouse.client import RemoteWarehouse, open_reader
+    from warehouse.owner import live_owner
 
     owner = live_owner(stack.settings.chdb_path)
     assert owner is not None and owner.role == "store" and owner.pid == stack.store.proc.pid
@@ -200,7 +201,7 @@ def test_store_role_killed_and_restarted_mid_stream(stack, ledger):
     publisher, where, failure = publish_in_background(stack, stream, chunk=40, pause=0.25)
     wait_for(lambda: stored_jobs(stack) >= before + 200, 240, "200 new jobs stored before the store dies",
              interval=0.2, diagnose=lambda: diagnosis(stack))
-    from warehouse.client import live_owner
+    from warehouse.owner import live_owner
 
     old_pid, token = stack.store.proc.pid, live_owner(stack.settings.chdb_path).token
     stack.store.kill()  # SIGKILL: the workers see an outage and retry

@@ -14,7 +14,8 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from warehouse.client import ClickHouseWarehouse, Owner, RemoteWarehouse, WarehouseError
+from warehouse.client import ClickHouseWarehouse, RemoteWarehouse, WarehouseError
+from warehouse.owner import Owner
 from warehouse.store_server import StoreServer
 
 
@@ -185,7 +186,7 @@ def test_a_store_in_front_of_a_server_serves_no_data(local) -> None:
 
 
 def test_workers_of_a_store_refuse_a_lone_worker_as_owner(tmp_path) -> None:
-    from warehouse.client import claim
+    from warehouse.owner import claim
 
     path = tmp_path / "chdb"
     claim(path, "http://127.0.0.1:9", role="worker")
