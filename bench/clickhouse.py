@@ -376,7 +376,7 @@ class Bench:
 
     def sql(self, text: str, parameters: dict[str, Any] | None = None) -> pa.Table:
         """A read through the writer session (system tables, SETTINGS clauses)."""
-        with self.w._lock:
+        with self.w._write_lock:
             return self.w.writer.query_arrow(text, parameters=dict(parameters or {}))
 
     def scalar(self, text: str, parameters: dict[str, Any] | None = None) -> Any:

@@ -36,6 +36,7 @@ Writes ``bench/results/memory.json`` and ``.md`` and prints the table.
 from __future__ import annotations
 
 import argparse
+import base64
 import shutil
 import signal
 import sys
@@ -50,7 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (BenchStack, EventMaker, get_json, loadavg, log, machine_info, machine_line,  # noqa: E402
                      prefill, status_kb, write_results)
 
-from sentinel.latency import PARTS, LiveStats, latency_parts  # noqa: E402
+from sentinel.latency import PARTS, LatencySketch, LiveStats, latency_parts  # noqa: E402
 
 FLAT = 1.10  # "flat": RSS of the last checkpoint within 10% of the one before
 
@@ -67,7 +68,7 @@ def value_memory(n_values: int = 20) -> dict[str, Any]:
         values = [{"bucket_s": 300, "stats": state.to_dict()} for _ in range(n_values)]
         as_dicts = (tracemalloc.get_traced_memory()[0] - base) / n_values
         base = tracemalloc.get_traced_memory()[0]
-        blobs = [{p: state.latency[p].digest.to_bytes() for p in PARTS} for _ in range(n_values)]
+        blobs = [{p: base64.b64decode(state.latency[p].to_b64()) for p in PARTS} for _ in range(n_values)]
         as_bytes = (tracemalloc.get_traced_memory()[0] - base) / n_values
         base = tracemalloc.get_traced_memory()[0]
         objects = [LiveStats.from_dict(state.to_dict()) for _ in range(n_values)]
@@ -75,7 +76,7 @@ def value_memory(n_values: int = 20) -> dict[str, Any]:
     finally:
         tracemalloc.stop()
     del values, blobs, objects
-    return {"centroids_per_digest": state.latency["e2e"].digest.n_centroids, "dict_value_bytes": as_dicts,
+    return {"centroids_per_digest": LatencySketch.from_dict(state.latency["e2e"].to_b64()).digest.n_centroids, "dict_value_bytes": as_dicts,
             "bytes_value_bytes": as_bytes, "liveStats_python_bytes": as_objects}
 
 

@@ -9,6 +9,7 @@ measurement: see ``bench/digest.py`` and the README.
 from __future__ import annotations
 
 import base64
+import math
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Iterable, Mapping
@@ -62,7 +63,10 @@ class LatencySketch:
 
     def update(self, value_ms: float) -> None:
         if self._values is not None and len(self._values) < self.SMALL:
-            self._values.append(float(value_ms))
+            value = float(value_ms)
+            if not math.isfinite(value):  # refused now, as the digest would, not at the 65th value
+                raise ValueError(f"latency values must be finite, got {value_ms!r}")
+            self._values.append(value)
         else:
             self.digest.update(value_ms)
 

@@ -4,8 +4,10 @@ An INSERT into embedded chDB writes the table's part and then each materialized 
 process killed in between leaves the rows without some of their rollup rows, and the worker's
 insert-once rule never sends those rows again. So the process that owns an embedded store puts
 every insert that carries a dedup token and feeds materialized views into this journal first
-(an Arrow IPC file; a table without views needs none: each part is atomic, and the re-read
-batch inserts whatever a kill cut short again, with the same token) and takes
+(an Arrow IPC file; a table without views needs none: its parts are atomic, and whatever a kill
+cut short is written again when the batch is read again -- the archive writes ``sentinel.jobs``
+last, so images and guard checks are re-inserted until a job's row exists, and moment states
+are rewritten whole from the offsets they hold) and takes
 it out once the insert returned or raised (the caller retries a failed insert with its token;
 only a kill leaves an entry). Opening the store (``warehouse.client.migrate``) inserts what
 is left once more, with the same token: the base table and every view target that stored the

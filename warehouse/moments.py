@@ -157,7 +157,7 @@ class MomentStates:
                 "partitions": sorted({k.partition for k in wanted}),
                 "buckets": sorted({k.bucket for k in wanted}),
             })
-            # the D + D² floats of each state straight to numpy, never through Python lists
+            # the floats of each state (D, and D² or D(D+1)/2) straight to numpy, never through Python lists
             sums, outers = _list_arrays(table, "sum"), _outer_arrays(table, "sum_outer")
             for i, row in enumerate(table.drop_columns(["sum", "sum_outer", "sum_outer_upper"]).to_pylist()):
                 key = MomentKey(row["scorer_version"], row["model_id"], row["niche"], int(row["bucket"]),
@@ -233,8 +233,8 @@ def state_rows(states: Sequence[tuple[MomentKey, MomentState]]) -> pa.Table:
         "complete_below": [s.held.complete_below for _, s in states],
         "applied_offsets": [sorted(s.held.above) for _, s in states],
         "n": [s.moments.n for _, s in states],
-        # numpy arrays straight into Arrow (a state is D + D² floats, 2 MiB at D = 512: through
-        # Python lists that cost ~40 ms per state)
+        # numpy arrays straight into Arrow (a state is D + D(D+1)/2 floats, 1 MiB at D = 512:
+        # through Python lists a full D² state cost ~40 ms)
         "sum": pa.array([s.moments.sum for _, s in states], pa.list_(pa.float64())),
         "sum_outer": pa.array([_EMPTY] * len(states), pa.list_(pa.float64())),
         "sum_outer_upper": pa.array([s.moments.sum_outer[_upper_indices(s.moments.sum_outer.shape[0])]

@@ -3,4 +3,4 @@
 -- between the table's part and its views' parts, while a part on its own is atomic.
 SELECT dependencies_table AS views
 FROM system.tables
-WHERE database = {database:String} AND name = {table:String}
+WHERE database = if({database:String} = '', currentDatabase(), {database:String}) AND name = {table:String}

@@ -132,3 +132,13 @@ def test_small_sketch_serializes_as_a_digest_updated_value_by_value(n: int) -> N
     big.update_many(latencies(2000, seed=9).tolist())
     assert sketch.merge(big).count == big.merge(sketch).count == n + 2000
     assert sketch.merge(big).to_b64() == LatencySketch(reference).merge(big).to_b64()
+
+
+def test_a_value_that_is_not_finite_is_refused_at_once() -> None:
+    """As fastdigest refuses it, also while the sketch still keeps its values in a list."""
+    sketch = LatencySketch()
+    sketch.update(1.0)
+    for bad in (float("nan"), float("inf")):
+        with pytest.raises(ValueError):
+            sketch.update(bad)
+    assert sketch.count == 1 and sketch.quantile(0.5) == 1.0
