@@ -28,6 +28,7 @@ copy.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import threading
 from collections import OrderedDict
@@ -202,14 +203,10 @@ def _triangle_side(n: int) -> int:
     return d
 
 
-_UPPER: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-
-
+@functools.cache
 def _upper_indices(d: int) -> tuple[np.ndarray, np.ndarray]:
     """``np.triu_indices(d)`` (row by row, diagonal included), made once per D."""
-    if d not in _UPPER:
-        _UPPER[d] = np.triu_indices(d)
-    return _UPPER[d]
+    return np.triu_indices(d)
 
 
 def _moments_from_row(row: dict[str, Any]) -> FeatureMoments:
