@@ -4,7 +4,9 @@
 on ``;`` at line ends), after ``bootstrap.sql`` and ``functions.sql`` (SQL functions such as the
 cost formula, re-created on every migrate); ``reports/NAME.sql`` are read-only queries with
 ``{name:Type}`` parameters. Python never builds SQL from strings: it loads these files and binds
-parameters.
+parameters. ``repair/NAME.sql`` (warehouse/repair.py) are the one exception, and a narrow one:
+besides bound parameters they take ``{name}`` slots filled with column lists and a view's SELECT
+read from the database's own catalogue (system.tables), never from input.
 """
 
 from __future__ import annotations
@@ -64,3 +66,29 @@ def report(name: str) -> str:
         known = sorted(p.stem for p in (SQL_DIR / "reports").glob("*.sql"))
         raise KeyError(f"no report query {name!r}; known: {known}")
     return path.read_text().strip().rstrip(";")
+
+
+_COLUMN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def repair(name: str, **slots: str | list[str]) -> list[str]:
+    """The statements of ``repair/<name>.sql`` with their ``{name}`` slots filled: a list is a
+    list of column names (checked to be plain names, then back-quoted and joined), a string is
+    catalogue text put in as it is (a view's SELECT). ``{name:Type}`` parameters are left for
+    the caller to bind."""
+    filled_slots = {}
+    for slot, value in slots.items():
+        if isinstance(value, str):
+            filled_slots[slot] = value
+            continue
+        bad = [c for c in value if not _COLUMN.fullmatch(c)]
+        if bad or not value:
+            raise ValueError(f"{slot}: not a list of plain column names: {value}")
+        filled_slots[slot] = ", ".join(f"`{c}`" for c in value)
+    lines = (SQL_DIR / "repair" / f"{name}.sql").read_text().splitlines()
+    body = "\n".join(line for line in lines if not line.lstrip().startswith("--"))  # slots named in comments
+    missing = set(re.findall(r"\{(\w+)\}", body)) - filled_slots.keys()
+    if missing:
+        raise KeyError(f"repair/{name}.sql needs {sorted(missing)}")
+    filled = re.sub(r"\{(\w+)\}", lambda m: filled_slots[m[1]], body)
+    return [s.rstrip(";") for s in split_statements(filled)]

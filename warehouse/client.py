@@ -26,6 +26,7 @@ from typing import Any, Callable, Mapping, Protocol
 import pyarrow as pa
 
 import sql as sql_files
+from warehouse import repair
 from warehouse.journal import InsertJournal
 from warehouse.owner import Owner, live_owner
 
@@ -65,8 +66,6 @@ class ClickHouseWarehouse:
         self._write_lock = threading.Lock()
         # embedded: inserts with a dedup token are journaled until they return (warehouse/journal.py)
         self.journal: InsertJournal | None = None
-        self._views: dict[str, bool] = {}  # table -> whether it feeds materialized views
-        self._views_generation = 0  # commands run so far: each may have added a view
         if dsn.startswith("chdb://"):
             path = Path(dsn[len("chdb://") :])
             path.mkdir(parents=True, exist_ok=True)
@@ -120,19 +119,16 @@ class ClickHouseWarehouse:
                 raise WarehouseError("one statement per query: the text holds several (separated by ';')") from None
             # any other parse error is reported by running the query itself
 
-    def command(self, text: str, parameters: Mapping[str, Any] | None = None) -> None:
+    def command(self, text: str, parameters: Mapping[str, Any] | None = None,
+                settings: Mapping[str, Any] | None = None) -> None:
         self._check_outage()
         with self._write_lock:
-            try:
-                self.writer.command(text, parameters=dict(parameters or {}))
-            finally:  # after the statement: a lookup racing it stores nothing (generation moved)
-                self._views_generation += 1
-                self._views.clear()
+            self.writer.command(text, parameters=dict(parameters or {}), settings=dict(settings or {}))
 
     def insert(self, table: str, rows: pa.Table, dedup_token: str | None = None) -> None:
         self._check_outage()
         settings = {"insert_deduplication_token": dedup_token} if dedup_token else None
-        journaled = self.journal is not None and dedup_token is not None and self._feeds_views(table)
+        journaled = self.journal is not None and dedup_token is not None
         with self._write_lock:
             entry = self.journal.begin(table, rows, dedup_token) if journaled else None
             try:
@@ -141,28 +137,21 @@ class ClickHouseWarehouse:
                 if entry is not None:
                     self.journal.done(entry)
 
-    def _feeds_views(self, table: str) -> bool:
-        """Whether inserts into ``table`` run materialized views: only those can be torn by a
-        kill, so only those are journaled (the journal copies every block to a file first: for
-        30 ViT-B/32 moment states, 63 MB per insert, 722 -> 596 ms without it). Asked once per
-        table; any command (a migration may add a view) asks again."""
-        feeds = self._views.get(table)
-        if feeds is None:
-            generation = self._views_generation
-            database, _, name = table.rpartition(".")
-            rows = self.query(sql_files.report("table_views"), {"database": database, "table": name})
-            feeds = any(len(v) for v in rows.column("views").to_pylist())
-            if generation == self._views_generation:
-                self._views[table] = feeds
-        return feeds
+    def feeds_views(self, table: str) -> bool:
+        """Whether inserts into ``table`` run materialized views."""
+        database, _, name = table.rpartition(".")
+        rows = self.query(sql_files.report("table_views"), {"database": database, "table": name})
+        return any(len(v) for v in rows.column("views").to_pylist())
 
     def replay_torn_inserts(self) -> int:
-        """Insert once more the journaled inserts a kill may have cut short; returns how many."""
-        return self.journal.replay(self._insert_with_token) if self.journal is not None else 0
+        """Insert once more the journaled inserts a kill may have cut short, and mend what that
+        cannot (warehouse/repair.py); returns how many."""
+        return repair.replay(self, self.journal) if self.journal is not None else 0
 
-    def _insert_with_token(self, table: str, rows: pa.Table, token: str) -> None:
+    def insert_as_is(self, table: str, rows: pa.Table, settings: Mapping[str, Any]) -> None:
+        """An insert with the given settings and no journal (the journal's own replay)."""
         with self._write_lock:
-            self.writer.insert_arrow(table, rows, settings={"insert_deduplication_token": token})
+            self.writer.insert_arrow(table, rows, settings=dict(settings))
 
     def close(self) -> None:
         with self._read_lock, self._write_lock:

@@ -1,18 +1,17 @@
-"""Inserts a kill may have torn, inserted once more when the store is opened again.
+"""Inserts a kill may have cut short, inserted once more when the store is opened again.
 
-An INSERT into embedded chDB writes the table's part and then each materialized view's; a
-process killed in between leaves the rows without some of their rollup rows, and the worker's
-insert-once rule never sends those rows again. So the process that owns an embedded store puts
-every insert that carries a dedup token and feeds materialized views into this journal first
-(an Arrow IPC file; a table without views needs none: its parts are atomic, and whatever a kill
-cut short is written again when the batch is read again -- the archive writes ``sentinel.jobs``
-last, so images and guard checks are re-inserted until a job's row exists, and moment states
-are rewritten whole from the offsets they hold) and takes
-it out once the insert returned or raised (the caller retries a failed insert with its token;
-only a kill leaves an entry). Opening the store (``warehouse.client.migrate``) inserts what
-is left once more, with the same token: the base table and every view target that stored the
-block drop it (each has its own ``non_replicated_deduplication_window``), the targets that
-missed it store it (tests/warehouse/test_journal.py tears an insert and checks the repair).
+A kill can leave an insert into embedded chDB half done in two ways: between a table's part and
+its materialized views' parts (the rows without some rollup rows), and between the block id
+that ClickHouse writes to a table's deduplication log and the part it renames into place (the
+id without the rows: every later insert of the block with its token is dropped). Neither is
+mended by the worker: its insert-once rule, or its retry with the same token, never brings the
+rows. So the process that owns an embedded store puts every insert that carries a dedup token
+into this journal first (an Arrow IPC file) and takes it out once the insert returned or raised
+(the caller retries a failed insert with its token; only a kill leaves an entry). Opening the
+store (``warehouse.client.migrate``) inserts what is left once more with the same token, then
+mends what the token cannot (warehouse/repair.py): rows the table lacks by key go in again, and
+the views the table feeds are rebuilt. tests/warehouse/test_journal.py leaves both states and
+checks the repair.
 """
 
 from __future__ import annotations
@@ -21,8 +20,6 @@ import hashlib
 import logging
 import os
 from pathlib import Path
-from typing import Callable
-
 import pyarrow as pa
 
 log = logging.getLogger(__name__)
@@ -68,19 +65,3 @@ class InsertJournal:
             meta = rows.schema.metadata or {}
             out.append((path, meta[b"table"].decode(), rows.replace_schema_metadata(None), meta[b"token"].decode()))
         return out
-
-    def replay(self, insert: Callable[[str, pa.Table, str], None]) -> int:
-        """``insert(table, rows, token)`` each pending entry (stored where it was missed, dropped
-        where stored); returns how many went in. One that fails is set aside, never fatal."""
-        replayed = 0
-        for entry, table, rows, token in self.pending():
-            log.warning("inserting %d rows into %s again (token %s): a process stopped during that insert",
-                        rows.num_rows, table, token[:12])
-            try:
-                insert(table, rows, token)
-            except Exception as exc:  # its table gone or changed: kept for a person to look at
-                log.error("could not insert %s again (%s); kept as %s", table, exc, self.set_aside(entry))
-                continue
-            self.done(entry)
-            replayed += 1
-        return replayed

@@ -1,6 +1,5 @@
--- The materialized views an insert into one table feeds (empty: none). The embedded store
--- journals only inserts into such tables (warehouse/journal.py): a kill can tear an insert
--- between the table's part and its views' parts, while a part on its own is atomic.
+-- The materialized views an insert into one table feeds (empty: none). warehouse/repair.py
+-- rebuilds their targets after a torn insert, and refuses a target that feeds views itself.
 SELECT dependencies_table AS views
 FROM system.tables
 WHERE database = if({database:String} = '', currentDatabase(), {database:String}) AND name = {table:String}
