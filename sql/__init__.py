@@ -5,8 +5,8 @@ on ``;`` at line ends), after ``bootstrap.sql`` and ``functions.sql`` (SQL funct
 cost formula, re-created on every migrate); ``reports/NAME.sql`` are read-only queries with
 ``{name:Type}`` parameters. Python never builds SQL from strings: it loads these files and binds
 parameters. ``repair/NAME.sql`` (warehouse/repair.py) are the one exception, and a narrow one:
-besides bound parameters they take ``{name}`` slots filled with column lists and a view's SELECT
-read from the database's own catalogue (system.tables), never from input.
+besides bound parameters they take ``{name}`` slots: column names (checked to be plain names,
+then back-quoted) and a view's SELECT as the database's own catalogue (system.tables) holds it.
 """
 
 from __future__ import annotations

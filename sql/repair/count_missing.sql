@@ -1,7 +1,10 @@
--- How many staged rows {table} lacks: no stored row has their key ({key}: the sorting key, and
--- a ReplacingMergeTree's version column). A lightweight-deleted row counts as lacking.
-SELECT count() AS n
+-- How many staged rows {table} lacks: no stored row equals one over the journaled columns
+-- ({columns}; a moment state rewritten by a late record keeps its key and version and changes
+-- its sums, so keys alone would take it as stored), stored rows read by the first key column.
+-- A NULL inside the tuple hashes as a value. A lightweight-deleted row counts as lacking. (The
+-- alias is one no table has: a column named like it would be shadowed in the WHERE.)
+SELECT count() AS _repair_missing
 FROM {database:Identifier}.{staging:Identifier}
-WHERE ({key}) NOT IN (
-    SELECT {key} FROM {database:Identifier}.{table:Identifier}
+WHERE cityHash64(tuple({columns})) NOT IN (
+    SELECT cityHash64(tuple({columns})) FROM {database:Identifier}.{table:Identifier}
     WHERE {first} IN (SELECT {first} FROM {database:Identifier}.{staging:Identifier}))

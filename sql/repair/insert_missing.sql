@@ -3,7 +3,6 @@
 INSERT INTO {database:Identifier}.{table:Identifier} ({columns})
 SELECT {columns}
 FROM {database:Identifier}.{staging:Identifier}
-WHERE ({key}) NOT IN (
-    SELECT {key} FROM {database:Identifier}.{table:Identifier}
-    WHERE {first} IN (SELECT {first} FROM {database:Identifier}.{staging:Identifier}));
-DROP TABLE {database:Identifier}.{staging:Identifier}
+WHERE cityHash64(tuple({columns})) NOT IN (
+    SELECT cityHash64(tuple({columns})) FROM {database:Identifier}.{table:Identifier}
+    WHERE {first} IN (SELECT {first} FROM {database:Identifier}.{staging:Identifier}))

@@ -1,6 +1,5 @@
--- The identity of a table's rows (warehouse/repair.py): its sorting-key expression ("job_id,
--- scorer_version") and, for a ReplacingMergeTree with a version column, that column (a row with
--- the same key and another version is another row: a moment state of a later offset).
-SELECT sorting_key, extract(engine_full, '^Replacing\\w*MergeTree\\((\\w+)') AS version
+-- The first sorting-key column of a table (job_id for sentinel.jobs): warehouse/repair.py reads
+-- the stored rows that may match a journaled insert by it (an index range), then compares whole rows.
+SELECT splitByString(', ', sorting_key)[1] AS first_key
 FROM system.tables
 WHERE database = {database:String} AND name = {table:String}
