@@ -4,9 +4,10 @@
 on ``;`` at line ends), after ``bootstrap.sql`` and ``functions.sql`` (SQL functions such as the
 cost formula, re-created on every migrate); ``reports/NAME.sql`` are read-only queries with
 ``{name:Type}`` parameters. Python never builds SQL from strings: it loads these files and binds
-parameters. ``repair/NAME.sql`` (warehouse/repair.py) are the one exception, and a narrow one:
-besides bound parameters they take ``{name}`` slots: column names (checked to be plain names,
-then back-quoted) and a view's SELECT as the database's own catalogue (system.tables) holds it.
+parameters. ``templates/NAME.sql`` are the one exception, and a narrow one: besides bound
+parameters they take ``{name}`` slots for what ClickHouse cannot bind: column lists (checked to
+be plain names, then back-quoted), a view's SELECT as the database's own catalogue
+(system.tables) holds it (warehouse/repair.py), a file name as a quoted literal (``literal``).
 """
 
 from __future__ import annotations
@@ -71,8 +72,13 @@ def report(name: str) -> str:
 _COLUMN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
-def repair(name: str, **slots: str | list[str]) -> list[str]:
-    """The statements of ``repair/<name>.sql`` with their ``{name}`` slots filled: a list is a
+def literal(text: str) -> str:
+    """``text`` as a ClickHouse string literal (for a slot such as ``FROM INFILE {path}``)."""
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def template(name: str, **slots: str | list[str]) -> list[str]:
+    """The statements of ``templates/<name>.sql`` with their ``{name}`` slots filled: a list is a
     list of column names (checked to be plain names, then back-quoted and joined), a string is
     catalogue text put in as it is (a view's SELECT). ``{name:Type}`` parameters are left for
     the caller to bind."""
@@ -85,10 +91,10 @@ def repair(name: str, **slots: str | list[str]) -> list[str]:
         if bad or not value:
             raise ValueError(f"{slot}: not a list of plain column names: {value}")
         filled_slots[slot] = ", ".join(f"`{c}`" for c in value)
-    lines = (SQL_DIR / "repair" / f"{name}.sql").read_text().splitlines()
+    lines = (SQL_DIR / "templates" / f"{name}.sql").read_text().splitlines()
     body = "\n".join(line for line in lines if not line.lstrip().startswith("--"))  # slots named in comments
     missing = set(re.findall(r"\{(\w+)\}", body)) - filled_slots.keys()
     if missing:
-        raise KeyError(f"repair/{name}.sql needs {sorted(missing)}")
+        raise KeyError(f"templates/{name}.sql needs {sorted(missing)}")
     filled = re.sub(r"\{(\w+)\}", lambda m: filled_slots[m[1]], body)
     return [s.rstrip(";") for s in split_statements(filled)]

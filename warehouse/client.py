@@ -128,14 +128,18 @@ class ClickHouseWarehouse:
     def insert(self, table: str, rows: pa.Table, dedup_token: str | None = None) -> None:
         self._check_outage()
         settings = {"insert_deduplication_token": dedup_token} if dedup_token else None
-        journaled = self.journal is not None and dedup_token is not None
         with self._write_lock:
-            entry = self.journal.begin(table, rows, dedup_token) if journaled else None
-            try:
+            if self.journal is None or dedup_token is None:
                 self.writer.insert_arrow(table, rows, settings=settings)
+                return
+            entry = self.journal.begin(table, rows, dedup_token)
+            try:  # chDB reads the journal's file: the block is written once
+                database, _, name = table.rpartition(".")
+                [statement] = sql_files.template("insert_file", columns=rows.column_names, path=sql_files.literal(str(entry)))
+                self.writer.command(statement, parameters={"database": database or sql_files.DATABASE, "table": name},
+                                    settings=settings)
             finally:  # returned or raised (the caller retries with the token): only a kill leaves it
-                if entry is not None:
-                    self.journal.done(entry)
+                self.journal.done(entry)
 
     def feeds_views(self, table: str) -> bool:
         """Whether inserts into ``table`` run materialized views."""

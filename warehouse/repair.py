@@ -53,18 +53,18 @@ def insert_missing(warehouse: Any, table: str, rows: pa.Table) -> int:
     slots = {"columns": rows.column_names, "first": [first]}
     params = {"database": database, "table": name, "staging": f"_replay_{name}"}
     try:
-        for statement in sql_files.repair("stage", **slots):
+        for statement in sql_files.template("stage", **slots):
             warehouse.command(statement, params)
         warehouse.insert_as_is(f"{database}.{params['staging']}", rows, {})
-        [count] = sql_files.repair("count_missing", **slots)
+        [count] = sql_files.template("count_missing", **slots)
         lacking = warehouse.query(count, params).column("_repair_missing")[0].as_py()
         if lacking:
             log.warning("%s lacks %d of %d rows of an insert its deduplication log took as stored; "
                         "inserting them again", table, lacking, rows.num_rows)
-            [insert] = sql_files.repair("insert_missing", **slots)
+            [insert] = sql_files.template("insert_missing", **slots)
             warehouse.command(insert, params, settings=NO_DEDUP)
     finally:
-        [drop] = sql_files.repair("unstage")
+        [drop] = sql_files.template("unstage")
         warehouse.command(drop, params)
     return lacking
 
@@ -86,7 +86,7 @@ def rebuild_views(warehouse: Any, table: str) -> list[str]:
     for view in views:
         started = time.perf_counter()
         target_database, target_name = _split(view["target"])
-        for statement in sql_files.repair("rebuild_view", columns=list(view["columns"]), select=view["select_query"]):
+        for statement in sql_files.template("rebuild_view", columns=list(view["columns"]), select=view["select_query"]):
             warehouse.command(statement, {"database": target_database, "target": target_name}, settings=NO_DEDUP)
         log.warning("rebuilt %s from %s (view %s) after a torn insert in %.1f s", view["target"], table, view["view"],
                     time.perf_counter() - started)

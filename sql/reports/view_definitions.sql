@@ -1,7 +1,7 @@
 -- The materialized views an insert into one table feeds: each view's target, its SELECT as the
 -- database stores it, its output columns in order, and how many views in the database write to
 -- that target (warehouse/repair.py rebuilds a target only when this table's view is its one
--- feeder). The SELECT is run again to rebuild the target (repair/rebuild_view.sql).
+-- feeder). The SELECT is run again to rebuild the target (templates/rebuild_view.sql).
 SELECT
     v.name AS view,
     extract(v.create_table_query, '^CREATE MATERIALIZED VIEW \\S+ TO (\\S+)') AS target,

@@ -231,13 +231,33 @@ def test_what_cannot_be_mended_is_set_aside_and_the_store_opens(tmp_path) -> Non
 def test_repair_slots_take_plain_column_names_only() -> None:
     import sql as sql_files
 
-    [statement] = sql_files.repair("unstage")
+    [statement] = sql_files.template("unstage")
     assert "{database:Identifier}" in statement
     with pytest.raises(ValueError):
-        sql_files.repair("count_missing", columns=["a`; DROP TABLE x; --"], first=["a"])
+        sql_files.template("count_missing", columns=["a`; DROP TABLE x; --"], first=["a"])
     with pytest.raises(ValueError):
-        sql_files.repair("count_missing", columns=[], first=["a"])
+        sql_files.template("count_missing", columns=[], first=["a"])
     with pytest.raises(KeyError):
-        sql_files.repair("count_missing", columns=["a"])
-    [count] = sql_files.repair("count_missing", columns=["a", "b"], first=["a"])
+        sql_files.template("count_missing", columns=["a"])
+    [count] = sql_files.template("count_missing", columns=["a", "b"], first=["a"])
     assert "cityHash64(tuple(`a`, `b`))" in count and "WHERE `a` IN" in count
+
+
+def test_a_journaled_insert_is_read_from_the_journal_file_once(tmp_path) -> None:
+    """chDB reads the journal's Arrow file (templates/insert_file.sql): the rows arrive as
+    inserted (a quote in the store's path included), and the same token again is dropped."""
+    store = tmp_path / "it's a store"
+    w = ClickHouseWarehouse(f"chdb://{store}")
+    try:
+        w.command("CREATE DATABASE IF NOT EXISTS sentinel ENGINE = Atomic")
+        w.command("CREATE TABLE sentinel.f (k String, t DateTime64(3, 'UTC'), v Array(Float64), n Nullable(UInt32)) "
+                  "ENGINE = MergeTree ORDER BY k SETTINGS non_replicated_deduplication_window = 100")
+        rows = pa.table({"k": ["a", "b"], "t": pa.array([1_790_000_000_123, 1_790_000_000_456], pa.timestamp("ms", "UTC")),
+                         "v": [[0.1, 0.2], []], "n": pa.array([None, 7], pa.uint32())})
+        w.insert("sentinel.f", rows, "tok-f")
+        w.insert("sentinel.f", rows, "tok-f")
+        got = w.query("SELECT k, toUnixTimestamp64Milli(t) AS t, v, n FROM sentinel.f ORDER BY k").to_pylist()
+    finally:
+        w.close()
+    assert got == [{"k": "a", "t": 1_790_000_000_123, "v": [0.1, 0.2], "n": None},
+                   {"k": "b", "t": 1_790_000_000_456, "v": [], "n": 7}]
