@@ -261,3 +261,53 @@ def test_a_journaled_insert_is_read_from_the_journal_file_once(tmp_path) -> None
         w.close()
     assert got == [{"k": "a", "t": 1_790_000_000_123, "v": [0.1, 0.2], "n": None},
                    {"k": "b", "t": 1_790_000_000_456, "v": [], "n": 7}]
+
+
+def test_several_entries_of_two_tables_rebuild_each_view_once(tmp_path, caplog) -> None:
+    """Two torn job batches and a torn score batch, each leaving its block id without rows in a
+    rollup: one repair fills both, rebuilds each view once, and the retries change nothing."""
+    import logging
+    from datetime import timedelta
+
+    events = [make_event(i) for i in range(2 * N)]
+    batches = [row_builders.job_rows([(e, 0, i) for i, e in enumerate(events[:N])]),
+               row_builders.job_rows([(e, 0, N + i) for i, e in enumerate(events[N:])])]
+    scores = row_builders.score_rows([
+        {"job_id": e["job_id"], "scorer_version": "v1", "model_id": e["model_id"], "niche": e["niche"],
+         "scored_at": e["delivered_at"] + timedelta(milliseconds=5), "clip_prompt_score": 20.0 + i / 8,
+         "clip_reference_score": None, "embedding": [0.0], "flags": [], "requested_at": e["requested_at"]}
+        for i, e in enumerate(events)])
+    entries = [("sentinel.jobs", batches[0], "tok-j1"), ("sentinel.jobs", batches[1], "tok-j2"),
+               ("sentinel.scores", scores, "tok-s")]
+    path = tmp_path / "chdb"
+    w = ClickHouseWarehouse(f"chdb://{path}")
+    try:
+        migrate(w)
+        for table, rows, token in entries:
+            w.insert(table, rows, token)
+        w.command("DELETE FROM sentinel.jobs_hourly WHERE true")
+        w.command("DELETE FROM sentinel.report_scores_hourly WHERE true")
+        for table, rows, token in entries:
+            w.journal.begin(table, rows, token)
+    finally:
+        w.close()
+
+    def score_cells(w: ClickHouseWarehouse) -> dict:
+        return _one(w, "SELECT sum(scores) AS scores, sum(clip_sum) AS clip FROM sentinel.report_scores_hourly")
+
+    w = ClickHouseWarehouse(f"chdb://{path}")
+    try:
+        with caplog.at_level(logging.WARNING, logger="warehouse.repair"):
+            migrate(w)
+        got = (_rollups(w), score_cells(w))
+        for table, rows, token in entries:
+            w.insert(table, rows, token)
+        again = (_rollups(w), score_cells(w))
+    finally:
+        w.close()
+    want_clip = sum(20.0 + i / 8 for i in range(2 * N))
+    assert got[0]["hourly_jobs"] == 2 * N and got[0]["jobs"] == 2 * N and got[0]["report_hourly"] == 2 * N
+    assert got[1] == {"scores": 2 * N, "clip": pytest.approx(want_clip, rel=1e-12)}
+    assert again[0] == got[0] and again[1] == got[1]
+    rebuilt = [r.getMessage().split(" after ")[0] for r in caplog.records if r.getMessage().startswith("rebuilt")]
+    assert len(rebuilt) == len(set(rebuilt)) and any("from sentinel.scores" in m for m in rebuilt)
