@@ -12,6 +12,7 @@ be plain names, then back-quoted), a view's SELECT as the database's own catalog
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,6 +73,20 @@ def report(name: str) -> str:
 _COLUMN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
+def split_name(table: str) -> tuple[str, str]:
+    """``"db.table"`` -> ``("db", "table")``; a bare name is in the ``sentinel`` database."""
+    database, _, name = table.rpartition(".")
+    return database or DATABASE, name
+
+
+@functools.cache
+def _template_body(name: str) -> str:
+    """A template without its comment lines (slots named in comments are not slots), read once:
+    ``insert_file`` is filled for every journaled insert."""
+    lines = (SQL_DIR / "templates" / f"{name}.sql").read_text().splitlines()
+    return "\n".join(line for line in lines if not line.lstrip().startswith("--"))
+
+
 def literal(text: str) -> str:
     """``text`` as a ClickHouse string literal (for a slot such as ``FROM INFILE {path}``)."""
     return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
@@ -91,8 +106,7 @@ def template(name: str, **slots: str | list[str]) -> list[str]:
         if bad or not value:
             raise ValueError(f"{slot}: not a list of plain column names: {value}")
         filled_slots[slot] = ", ".join(f"`{c}`" for c in value)
-    lines = (SQL_DIR / "templates" / f"{name}.sql").read_text().splitlines()
-    body = "\n".join(line for line in lines if not line.lstrip().startswith("--"))  # slots named in comments
+    body = _template_body(name)
     missing = set(re.findall(r"\{(\w+)\}", body)) - filled_slots.keys()
     if missing:
         raise KeyError(f"templates/{name}.sql needs {sorted(missing)}")

@@ -134,18 +134,11 @@ class ClickHouseWarehouse:
                 return
             entry = self.journal.begin(table, rows, dedup_token)
             try:  # chDB reads the journal's file: the block is written once
-                database, _, name = table.rpartition(".")
+                database, name = sql_files.split_name(table)
                 [statement] = sql_files.template("insert_file", columns=rows.column_names, path=sql_files.literal(str(entry)))
-                self.writer.command(statement, parameters={"database": database or sql_files.DATABASE, "table": name},
-                                    settings=settings)
+                self.writer.command(statement, parameters={"database": database, "table": name}, settings=settings)
             finally:  # returned or raised (the caller retries with the token): only a kill leaves it
                 self.journal.done(entry)
-
-    def feeds_views(self, table: str) -> bool:
-        """Whether inserts into ``table`` run materialized views."""
-        database, _, name = table.rpartition(".")
-        rows = self.query(sql_files.report("table_views"), {"database": database, "table": name})
-        return any(len(v) for v in rows.column("views").to_pylist())
 
     def replay_torn_inserts(self) -> int:
         """Insert once more the journaled inserts a kill may have cut short, and mend what that

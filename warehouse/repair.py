@@ -36,16 +36,18 @@ log = logging.getLogger(__name__)
 NO_DEDUP = {"insert_deduplicate": 0}
 
 
-def _split(table: str) -> tuple[str, str]:
-    database, _, name = table.rpartition(".")
-    return database or sql_files.DATABASE, name
+def feeds_views(warehouse: Any, table: str) -> bool:
+    """Whether inserts into ``table`` run materialized views."""
+    database, name = sql_files.split_name(table)
+    rows = warehouse.query(sql_files.report("table_views"), {"database": database, "table": name})
+    return any(len(v) for v in rows.column("views").to_pylist())
 
 
 def insert_missing(warehouse: Any, table: str, rows: pa.Table) -> int:
     """Insert again, deduplication off, the journaled ``rows`` that ``table`` lacks (compared
     whole over their columns, in ClickHouse, so both sides have the stored types; a NULL is a
     value there); returns how many."""
-    database, name = _split(table)
+    database, name = sql_files.split_name(table)
     [first] = warehouse.query(sql_files.report("sorting_key"), {"database": database, "table": name}).column(
         "first_key").to_pylist()
     if first not in rows.column_names:
@@ -74,18 +76,18 @@ def rebuild_views(warehouse: Any, table: str) -> list[str]:
     Refused (raised, before anything is deleted): a view without a TO table, a target that
     another view writes to as well (the DELETE would take that view's rows), a target that
     feeds views itself (rebuilding it would run those again)."""
-    database, name = _split(table)
+    database, name = sql_files.split_name(table)
     views = warehouse.query(sql_files.report("view_definitions"), {"database": database, "table": name}).to_pylist()
     for view in views:
         if not view["target"]:
             raise RuntimeError(f"materialized view {view['view']} has no TO table; cannot rebuild it")
         if view["feeders"] != 1:
             raise RuntimeError(f"{view['target']} is written by {view['feeders']} views; cannot rebuild it from {table}")
-        if warehouse.feeds_views(view["target"]):
+        if feeds_views(warehouse, view["target"]):
             raise RuntimeError(f"{view['target']} (the target of {view['view']}) feeds views itself; cannot rebuild it")
     for view in views:
         started = time.perf_counter()
-        target_database, target_name = _split(view["target"])
+        target_database, target_name = sql_files.split_name(view["target"])
         for statement in sql_files.template("rebuild_view", columns=list(view["columns"]), select=view["select_query"]):
             warehouse.command(statement, {"database": target_database, "target": target_name}, settings=NO_DEDUP)
         log.warning("rebuilt %s from %s (view %s) after a torn insert in %.1f s", view["target"], table, view["view"],
