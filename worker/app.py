@@ -158,7 +158,7 @@ def wire_agents(app: faust.App, settings: Settings, rt: Runtime, topics: Topics,
                                                     protocol, settings.sink_batch_size, settings.sink_batch_wait_s)),
     }
     for name, (channel, agent) in agents.items():
-        app.agent(channel, name=name)(agent)
+        app.agent(channel, name=name)(protocol.feed(app, channel.get_topic_name()).actor(agent))
 
     @app.on_partitions_revoked.connect
     async def _forget_cached_states(sender: Any, revoked: Any = None, **kwargs: Any) -> None:

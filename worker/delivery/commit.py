@@ -3,6 +3,8 @@ agent reading its topic has not finished.
 
 Per batch, in this order:
 
+0. each input topic's records reach its agent in batches through a :class:`Feed`
+   (worker/delivery/feed.py), never through Faust's per-record channel path;
 1. an agent produces its outputs and awaits them: sends acknowledged by the broker
    (worker/delivery/sends.py), rows stored in the warehouse, table values written;
 2. it reports the batch finished (:meth:`CommitProtocol.finished`), leaving out records it
@@ -28,6 +30,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from sentinel.offsets import CommitLedger
 from worker.delivery import overrides
+from worker.delivery.feed import Feed
 from worker.delivery.retry import Fenced
 
 log = logging.getLogger(__name__)
@@ -43,6 +46,14 @@ class CommitProtocol:
         self.on_restart: list[Restart] = []
         self.app: Any = None
         self.generation = 0  # seeks to the committed offsets so far: records read after one are re-reads
+        self.feeds: dict[str, Feed] = {}  # input topic -> its agent's feed
+
+    def feed(self, app: Any, topic: str) -> Feed:
+        """The feed of ``topic`` (one agent per input topic), sized like Faust's stream buffers."""
+        if topic in self.feeds:
+            raise ValueError(f"{topic!r} has a feed already: one agent per input topic")
+        self.feeds[topic] = feed = Feed(topic, app.flow_control, app.conf.stream_buffer_maxsize)
+        return feed
 
     def seal(self, app: Any) -> CommitLedger:
         """Every agent must finish every record of each topic it reads; commits follow the ledger."""

@@ -26,6 +26,10 @@ Patched (once per process, :func:`install`):
    awaits ``app.maybe_start_producer``, a ``stampede`` (a future and three loop turns per call),
    for every record a topic sends, changelog writes included, so the producer's sender ran
    between records: 500 records left in about 190 produce requests instead of 13 (noida-db).
+7. ``faust.transport.conductor.Conductor._build_handler``: a topic with a feed (worker/delivery/feed.py)
+   gets the feed's callback for its partitions instead of Faust's channel hand-over.
+8. ``Consumer._filter_tps_with_pending_acks``: every held partition the ledger tracks is
+   committed, acked or not (records taken through a feed are never acked to Faust).
 
 Read, not patched: ``Consumer._committed_offset`` (also by worker/membership.py: the consumer lag), ``_acked``,
 ``_acked_index``, ``_gap``, ``_paused_partitions``; the ``faust.streams._current_event`` context
@@ -37,6 +41,7 @@ behind Faust's consumer thread (``_thread._ensure_consumer()``), for its public
 from __future__ import annotations
 
 import asyncio
+import functools
 import importlib
 import inspect
 import logging
@@ -50,6 +55,7 @@ from aiokafka.consumer.fetcher import Fetcher
 from aiokafka.consumer.group_coordinator import CoordinatorGroupRebalance
 from faust.streams import _current_event
 from faust.topics import Topic
+from faust.transport.conductor import Conductor
 from faust.transport.consumer import Consumer
 from mode.services import WaitResults
 
@@ -76,6 +82,10 @@ EXPECTED: tuple[tuple[str, str | None, str, tuple[str, ...] | None], ...] = (
     ("faust.topics", "Topic", "_get_producer", ("self",)),
     ("faust.app.base", "App", "in_transaction", None),
     ("mode.services", "Service", "started", None),
+    ("faust.transport.conductor", "Conductor", "_build_handler", ("self", "tp", "channels")),
+    ("faust.transport.consumer", "Consumer", "_filter_tps_with_pending_acks", ("self", "topics")),
+    ("faust.transport.consumer", "Consumer", "assignment", ("self",)),
+    ("mode.utils.queues", "FlowControlEvent", "manage_queue", ("self", "queue")),
 )
 # instance attributes of a live Consumer (checked on the first consumer that seeks)
 CONSUMER_ATTRS = ("_committed_offset", "_acked", "_acked_index", "_gap", "_paused_partitions", "app", "_thread",
@@ -307,8 +317,33 @@ def started_producer(get_producer: Callable[[Any], Awaitable[Any]]) -> Callable[
     return _get_producer
 
 
+def feeding(build: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap ``Conductor._build_handler``: the records of a topic with a feed go to the feed."""
+    @functools.wraps(build)
+    def _build_handler(self: Any, tp: Any, channels: Any) -> Any:
+        protocol = protocol_of(self.app)
+        feed = protocol.feeds.get(tp.topic) if protocol is not None else None
+        return feed.on_message if feed is not None else build(self, tp, channels)
+    return _build_handler
+
+
+def committing_tracked(filter_tps: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap ``Consumer._filter_tps_with_pending_acks`` (the partitions Faust's commit looks at):
+    add every held partition the ledger tracks, which ``_new_offset`` answers from the ledger."""
+    @functools.wraps(filter_tps)
+    def _filter_tps_with_pending_acks(self: Any, topics: Any = None) -> Any:
+        found = list(filter_tps(self, topics))
+        protocol = protocol_of(self.app)
+        if protocol is not None:
+            seen = set(found)
+            found += [tp for tp in self.assignment() if tp not in seen and protocol.tracks(tp.topic)
+                      and (topics is None or tp in topics or tp.topic in topics)]
+        return iter(found)
+    return _filter_tps_with_pending_acks
+
+
 def install() -> None:
-    """Check the shapes, then apply the six patches (once per process)."""
+    """Check the shapes, then apply the eight patches (once per process)."""
     global _INSTALLED
     if _INSTALLED:
         return
@@ -343,4 +378,7 @@ def install() -> None:
     Topic._get_producer = started_producer(Topic._get_producer)  # type: ignore[method-assign]
     Consumer.perform_seek = perform_seek  # type: ignore[method-assign]
     Consumer._new_offset = _new_offset  # type: ignore[method-assign]
+    Conductor._build_handler = feeding(Conductor._build_handler)  # type: ignore[method-assign]
+    Consumer._filter_tps_with_pending_acks = committing_tracked(  # type: ignore[method-assign]
+        Consumer._filter_tps_with_pending_acks)
     _INSTALLED = True
