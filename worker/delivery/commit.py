@@ -52,7 +52,7 @@ class CommitProtocol:
         """The feed of ``topic`` (one agent per input topic), sized like Faust's stream buffers."""
         if topic in self.feeds:
             raise ValueError(f"{topic!r} has a feed already: one agent per input topic")
-        self.feeds[topic] = feed = Feed(topic, app.flow_control, app.conf.stream_buffer_maxsize)
+        self.feeds[topic] = feed = Feed(topic, app, app.conf.stream_buffer_maxsize)
         return feed
 
     def seal(self, app: Any) -> CommitLedger:

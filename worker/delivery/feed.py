@@ -8,18 +8,22 @@ keeps the record as fetched (one deque append) and hands the agent lists of them
 same ``take_events(n, within)`` the agents call on a stream, so agents and their unit tests
 do not change.
 
-Kept from Faust's channel: the fetch loop waits while a feed is full (the app's
-``stream_buffer_maxsize``) and while Faust's flow control is suspended (a rebalance), and a
-feed is emptied when flow control resumes (what it held is read again from the committed
-offsets). Left out: acks, since commits follow the commit ledger (worker/delivery/commit.py),
-and Faust's per-record sensors. The conductor builds a feed's handler for its topic's
-partitions (worker/delivery/overrides.py).
+Kept from Faust's channel (conductor.py's handler): a partition whose records fill 80% of
+the feed stops being fetched until the feed is down to 40% (other topics keep flowing; the
+fetch loop itself waits only at ``maxsize``, the app's ``stream_buffer_maxsize``); the fetch
+loop waits while Faust's flow control is suspended (a rebalance) and while the producer's
+buffer of table changelog writes is over its limit; a feed is emptied when flow control
+resumes (what it held is read again from the committed offsets); the monitor's per-partition
+"stream inbound" time that Faust's livelock check reads. Left out: acks, since commits follow
+the commit ledger (worker/delivery/commit.py), and Faust's other per-record sensors. The
+conductor builds a feed's handler for its topic's partitions (worker/delivery/overrides.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import time
 from typing import Any, AsyncIterator, Awaitable, Callable
 
 
@@ -37,55 +41,81 @@ class Record:
 
 
 class Feed:
-    def __init__(self, topic: str, flow_control: Any, maxsize: int) -> None:
+    HIGH = 0.8  # share of maxsize at which a partition stops being fetched (Faust: 1/1.25)
+    LOW = 0.4  # share at which fetching resumes (Faust: 0.40)
+
+    def __init__(self, topic: str, app: Any, maxsize: int) -> None:
         self.topic = topic
-        self.flow_control = flow_control  # the app's FlowControlEvent
+        self.app = app  # its flow_control, consumer, producer.buffer and monitor, read when used
         self.maxsize = max(1, maxsize)
+        self.high = max(1, int(self.maxsize * self.HIGH))
+        self.low = int(self.maxsize * self.LOW)
         self._records: collections.deque[Any] = collections.deque()
         self._arrived = asyncio.Event()
         self._room = asyncio.Event()
         self._room.set()
-        flow_control.manage_queue(self)  # cleared on every resume
+        self._paused: set[Any] = set()  # partitions taken out of the fetch while the feed is high
+        app.flow_control.manage_queue(self)  # cleared on every resume
 
     def __len__(self) -> int:
         return len(self._records)
 
     async def on_message(self, message: Any) -> None:
         """The consumer callback for this topic's partitions (Faust's fetch loop awaits it)."""
-        if not self.flow_control.is_active():
-            await self.flow_control.acquire()
+        app = self.app
+        if not app.flow_control.is_active():
+            await app.flow_control.acquire()
+        buffer = app.producer.buffer
+        if buffer.size > buffer.max_messages:
+            await buffer.wait_until_ebb()
         while len(self._records) >= self.maxsize:
             self._room.clear()
             await self._room.wait()
         self._records.append(message)
         self._arrived.set()
+        if len(self._records) >= self.high and message.tp not in self._paused:
+            self._paused.add(message.tp)
+            app.consumer.on_buffer_full(message.tp)
 
     def clear(self) -> None:
         self._records.clear()
+        self._resume_fetching()
+
+    def _resume_fetching(self) -> None:
         self._room.set()
+        if self._paused:
+            on_drop = self.app.consumer.on_buffer_drop
+            for tp in self._paused:
+                on_drop(tp)
+            self._paused.clear()
 
     async def take_events(self, n: int, within: float) -> AsyncIterator[list[Record]]:
         """Batches of up to ``n`` records in fetch order: once a record is here, wait up to
         ``within`` seconds for ``n`` of them."""
         loop = asyncio.get_running_loop()
         records = self._records
+        inbound = self.app.monitor.stream_inbound_time
         while True:
             while not records:
                 self._arrived.clear()
                 await self._arrived.wait()
             deadline = loop.time() + within
-            while len(records) < n:
-                left = deadline - loop.time()
-                if left <= 0:
-                    break
+            while len(records) < n and loop.time() < deadline:
                 self._arrived.clear()
                 try:
-                    await asyncio.wait_for(self._arrived.wait(), left)
-                except asyncio.TimeoutError:
+                    async with asyncio.timeout_at(deadline):
+                        await self._arrived.wait()
+                except TimeoutError:
                     break
             batch = [Record(records.popleft()) for _ in range(min(n, len(records)))]
-            self._room.set()
+            if len(records) <= self.low:
+                self._resume_fetching()
+            else:
+                self._room.set()
             if batch:  # empty when a rebalance cleared the feed meanwhile
+                now = time.monotonic()
+                for tp in {r.message.tp for r in batch}:
+                    inbound[tp] = now  # Faust's livelock check: this partition's records are taken
                 yield batch
 
     def actor(self, agent: Callable[[Any], Awaitable[None]]) -> Callable[[Any], Awaitable[None]]:

@@ -29,7 +29,8 @@ Patched (once per process, :func:`install`):
 7. ``faust.transport.conductor.Conductor._build_handler``: a topic with a feed (worker/delivery/feed.py)
    gets the feed's callback for its partitions instead of Faust's channel hand-over.
 8. ``Consumer._filter_tps_with_pending_acks``: every held partition the ledger tracks is
-   committed, acked or not (records taken through a feed are never acked to Faust).
+   committed, acked or not (records taken through a feed are never acked to Faust); not during
+   a rebalance, and only once the partition has a committed offset (set at every seek).
 
 Read, not patched: ``Consumer._committed_offset`` (also by worker/membership.py: the consumer lag), ``_acked``,
 ``_acked_index``, ``_gap``, ``_paused_partitions``; the ``faust.streams._current_event`` context
@@ -86,6 +87,11 @@ EXPECTED: tuple[tuple[str, str | None, str, tuple[str, ...] | None], ...] = (
     ("faust.transport.consumer", "Consumer", "_filter_tps_with_pending_acks", ("self", "topics")),
     ("faust.transport.consumer", "Consumer", "assignment", ("self",)),
     ("mode.utils.queues", "FlowControlEvent", "manage_queue", ("self", "queue")),
+    ("faust.transport.consumer", "Consumer", "on_buffer_full", ("self", "tp")),
+    ("faust.transport.consumer", "Consumer", "on_buffer_drop", ("self", "tp")),
+    ("faust.transport.producer", "ProducerBuffer", "wait_until_ebb", ("self",)),
+    ("faust.transport.producer", "ProducerBuffer", "size", None),
+    ("faust.sensors.monitor", "Monitor", "stream_inbound_time", None),
 )
 # instance attributes of a live Consumer (checked on the first consumer that seeks)
 CONSUMER_ATTRS = ("_committed_offset", "_acked", "_acked_index", "_gap", "_paused_partitions", "app", "_thread",
@@ -334,9 +340,12 @@ def committing_tracked(filter_tps: Callable[..., Any]) -> Callable[..., Any]:
     def _filter_tps_with_pending_acks(self: Any, topics: Any = None) -> Any:
         found = list(filter_tps(self, topics))
         protocol = protocol_of(self.app)
-        if protocol is not None:
+        if protocol is not None and not self.app.rebalancing:
+            # after the seek to the committed offsets (the ledger's starts); a revoked partition
+            # loses its committed offset, so one the ledger no longer speaks for is left out
             seen = set(found)
             found += [tp for tp in self.assignment() if tp not in seen and protocol.tracks(tp.topic)
+                      and self._committed_offset.get(tp) is not None
                       and (topics is None or tp in topics or tp.topic in topics)]
         return iter(found)
     return _filter_tps_with_pending_acks

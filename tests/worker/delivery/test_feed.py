@@ -29,9 +29,20 @@ def message(offset: int, partition: int = 0) -> SimpleNamespace:
                            value=b"v%d" % offset, tp=TP(TOPIC, partition))
 
 
-def running_feed(maxsize: int = 100) -> Feed:
-    flow = FlowControlEvent(initially_suspended=False)
-    return Feed(TOPIC, flow, maxsize)
+def fake_app(flow: FlowControlEvent | None = None, maxsize: int = 100) -> SimpleNamespace:
+    """What a feed uses of the app, recording the consumer's pause/resume calls."""
+    calls: list[tuple[str, TP]] = []
+    return SimpleNamespace(
+        flow_control=flow or FlowControlEvent(initially_suspended=False), calls=calls, rebalancing=False,
+        conf=SimpleNamespace(stream_buffer_maxsize=maxsize),
+        consumer=SimpleNamespace(on_buffer_full=lambda tp: calls.append(("full", tp)),
+                                 on_buffer_drop=lambda tp: calls.append(("drop", tp))),
+        producer=SimpleNamespace(buffer=SimpleNamespace(size=0, max_messages=100)),
+        monitor=SimpleNamespace(stream_inbound_time={}))
+
+
+def running_feed(maxsize: int = 100, app: SimpleNamespace | None = None) -> Feed:
+    return Feed(TOPIC, app or fake_app(), maxsize)
 
 
 async def take(feed: Feed, n: int, within: float, batches: int) -> list[list[Record]]:
@@ -79,7 +90,7 @@ def test_a_full_feed_holds_the_fetch_loop_until_the_agent_takes_a_batch() -> Non
 def test_a_suspended_flow_holds_records_and_a_resume_empties_the_feed() -> None:
     async def main() -> tuple[list[int], bool]:
         flow = FlowControlEvent(initially_suspended=False)
-        feed = Feed(TOPIC, flow, 100)
+        feed = Feed(TOPIC, fake_app(flow), 100)
         await feed.on_message(message(0))  # fetched before a rebalance
         flow.suspend()
         held = asyncio.ensure_future(feed.on_message(message(7)))
@@ -118,7 +129,7 @@ def test_the_actor_subscribes_the_topic_and_runs_the_agent_on_the_feed() -> None
 
 def test_one_feed_per_input_topic() -> None:
     protocol = CommitProtocol()
-    app = SimpleNamespace(flow_control=FlowControlEvent(), conf=SimpleNamespace(stream_buffer_maxsize=4096))
+    app = fake_app(maxsize=4096)
     feed = protocol.feed(app, TOPIC)
     assert protocol.feeds == {TOPIC: feed} and feed.maxsize == 4096
     with pytest.raises(ValueError, match="one agent per input topic"):
@@ -128,7 +139,7 @@ def test_one_feed_per_input_topic() -> None:
 def test_the_conductor_hands_a_fed_topics_records_to_its_feed_and_others_to_faust() -> None:
     overrides.install()
     protocol = CommitProtocol()
-    app = SimpleNamespace(flow_control=FlowControlEvent(), conf=SimpleNamespace(stream_buffer_maxsize=10))
+    app = fake_app(maxsize=10)
     overrides.attach(app, protocol)
     feed = protocol.feed(app, TOPIC)
     conductor = SimpleNamespace(app=app, _compiler=SimpleNamespace(build=lambda c, tp, channels: ("faust", tp)))
@@ -147,17 +158,58 @@ def test_every_held_tracked_partition_is_committed_acked_or_not() -> None:
         ledger.finish("jobs", TOPIC, 0, o)
     protocol = CommitProtocol()
     protocol.ledger = ledger
-    app = SimpleNamespace()
+    app = SimpleNamespace(rebalancing=False)
     overrides.attach(app, protocol)
     held = [TP(TOPIC, 0), TP(TOPIC, 1), TP("untracked", 0)]
     consumer = SimpleNamespace(app=app, _acked=defaultdict(list), _acked_index=defaultdict(set), _gap={},
-                               _committed_offset=defaultdict(lambda: None), assignment=lambda: set(held))
+                               _committed_offset={TP(TOPIC, 0): 0, TP(TOPIC, 1): 0}, assignment=lambda: set(held))
     consumer._new_offset = lambda tp: Consumer._new_offset(consumer, tp)
     consumer._should_commit = lambda tp, offset: Consumer._should_commit(consumer, tp, offset)
     tps = set(Consumer._filter_tps_with_pending_acks(consumer))
     assert tps == {TP(TOPIC, 0), TP(TOPIC, 1)}  # Faust's own list (acked partitions) is empty
     assert set(Consumer._filter_tps_with_pending_acks(consumer, {TP(TOPIC, 1)})) == {TP(TOPIC, 1)}
-    # each at the ledger's position (partition 1: where it is read from, nothing finished yet)
-    assert Consumer._filter_committable_offsets(consumer, tps) == {TP(TOPIC, 0): 5, TP(TOPIC, 1): 0}
+    # partition 0 at the ledger's position; partition 1 finished nothing past where it is read from
+    assert Consumer._filter_committable_offsets(consumer, tps) == {TP(TOPIC, 0): 5}
     consumer._committed_offset.update({TP(TOPIC, 0): 5, TP(TOPIC, 1): 0})
     assert Consumer._filter_committable_offsets(consumer, tps) == {}  # nothing new: no commit
+    consumer._acked.clear()  # Faust's own list (its defaultdict got keys from _new_offset above)
+    app.rebalancing = True  # the ledger restarts at the next seek: Faust's own list only
+    assert set(Consumer._filter_tps_with_pending_acks(consumer)) == set()
+    app.rebalancing = False
+    del consumer._committed_offset[TP(TOPIC, 1)]  # revoked and assigned again: no seek yet
+    assert set(Consumer._filter_tps_with_pending_acks(consumer)) == {TP(TOPIC, 0)}
+
+
+def test_a_partition_filling_the_feed_stops_being_fetched_until_it_drains() -> None:
+    """Faust's pressure rule: 80% of the feed takes the partition out of the fetch (the fetch
+    loop goes on for other topics), 40% puts it back; every batch marks its partitions as
+    taken for Faust's livelock check."""
+    app = fake_app()
+    feed = running_feed(maxsize=10, app=app)
+
+    async def main() -> list[list[int]]:
+        for o in range(8):
+            await feed.on_message(message(o, partition=o % 2))
+        got = [[r.message.offset for r in b] for b in await take(feed, 3, 0.01, 1)]
+        got += [[r.message.offset for r in b] for b in await take(feed, 2, 0.01, 1)]
+        return got
+
+    assert asyncio.run(main()) == [[0, 1, 2], [3, 4]]
+    # the 8th record (partition 1) reached 80%; 3 left after the second batch: back at 40%
+    assert app.calls == [("full", TP(TOPIC, 1)), ("drop", TP(TOPIC, 1))]
+    assert set(app.monitor.stream_inbound_time) == {TP(TOPIC, 0), TP(TOPIC, 1)}
+
+
+def test_a_full_producer_buffer_holds_the_fetch_loop_until_it_ebbs() -> None:
+    app = fake_app()
+    ebbed = []
+
+    async def wait_until_ebb() -> None:
+        await asyncio.sleep(0.02)
+        app.producer.buffer.size = 0
+        ebbed.append(True)
+
+    app.producer.buffer = SimpleNamespace(size=101, max_messages=100, wait_until_ebb=wait_until_ebb)
+    feed = running_feed(app=app)
+    asyncio.run(feed.on_message(message(0)))
+    assert ebbed == [True] and len(feed) == 1
