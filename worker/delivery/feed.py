@@ -26,6 +26,8 @@ import collections
 import time
 from typing import Any, AsyncIterator, Awaitable, Callable
 
+from faust.types import TP
+
 
 class Record:
     """A fetched record as the agents read one: ``message`` (partition, offset, topic), ``key``
@@ -60,8 +62,15 @@ class Feed:
     def __len__(self) -> int:
         return len(self._records)
 
-    async def on_message(self, message: Any) -> None:
-        """The consumer callback for this topic's partitions (Faust's fetch loop awaits it)."""
+    def handler(self, tp: Any) -> Callable[[Any], Awaitable[None]]:
+        """The consumer callback for partition ``tp`` (Faust's own TP: the consumer's pause and
+        resume calls take nothing else; ``message.tp`` is aiokafka's)."""
+        async def on_message(message: Any) -> None:
+            await self.put(message, tp)
+        return on_message
+
+    async def put(self, message: Any, tp: Any) -> None:
+        """Faust's fetch loop awaits this for every record of ``tp``."""
         app = self.app
         if not app.flow_control.is_active():
             await app.flow_control.acquire()
@@ -73,9 +82,9 @@ class Feed:
             await self._room.wait()
         self._records.append(message)
         self._arrived.set()
-        if len(self._records) >= self.high and message.tp not in self._paused:
-            self._paused.add(message.tp)
-            app.consumer.on_buffer_full(message.tp)
+        if len(self._records) >= self.high and tp not in self._paused:
+            self._paused.add(tp)
+            app.consumer.on_buffer_full(tp)
 
     def clear(self) -> None:
         self._records.clear()
@@ -114,8 +123,8 @@ class Feed:
                 self._room.set()
             if batch:  # empty when a rebalance cleared the feed meanwhile
                 now = time.monotonic()
-                for tp in {r.message.tp for r in batch}:
-                    inbound[tp] = now  # Faust's livelock check: this partition's records are taken
+                for tp in {(r.message.topic, r.message.partition) for r in batch}:
+                    inbound[TP(*tp)] = now  # Faust's livelock check: this partition's records are taken
                 yield batch
 
     def actor(self, agent: Callable[[Any], Awaitable[None]]) -> Callable[[Any], Awaitable[None]]:

@@ -329,7 +329,7 @@ def feeding(build: Callable[..., Any]) -> Callable[..., Any]:
     def _build_handler(self: Any, tp: Any, channels: Any) -> Any:
         protocol = protocol_of(self.app)
         feed = protocol.feeds.get(tp.topic) if protocol is not None else None
-        return feed.on_message if feed is not None else build(self, tp, channels)
+        return feed.handler(tp) if feed is not None else build(self, tp, channels)
     return _build_handler
 
 
