@@ -15,6 +15,9 @@ Run as ``python bench/_worker.py`` with the worker's usual ``SENTINEL_*`` enviro
   every Python thread. Counting costs one extra Python call per tally update (well under 1 µs).
 * ``BENCH_TRACE=1`` and ``GET /bench/trace/``: start time, duration and batch size of every
   ``ScoreStage`` call (score thread) and ``Gate.screen`` await, to see where a batch waits.
+  ``BENCH_TRACE=2`` adds the jobs agent's stages (``Screen``, ``Gate.judge`` in the gate thread,
+  ``JobsAgent.deliver``, ``ArchiveStage``, ``TallyStage``) and every warehouse insert by table
+  (rows as the size): a stage-level timeline of the metadata path.
 * ``BENCH_SWITCH_INTERVAL=s``: ``sys.setswitchinterval(s)`` in the worker (an experiment).
 * ``GET /bench/memory/``: after ``gc.collect()``, the number of gc-tracked Python objects (and
   the 40 most common types), the live-table keys and the JSON size of their values.
@@ -174,6 +177,28 @@ def _traced_async(name: str, fn: Any) -> Any:
     return wrapper
 
 
+def _trace_stages() -> None:
+    """BENCH_TRACE=2: the jobs agent's stages and the warehouse's inserts."""
+    from worker.agents.jobs import JobsAgent
+    from worker.stages.gate import Gate
+    from worker.stages.screen import Screen
+    from worker.stages.sinks import ArchiveStage
+    from worker.stages.tally import TallyStage
+
+    Gate.judge = _traced("gate.judge", Gate.judge)  # type: ignore[method-assign]
+    Screen.__call__ = _traced_async("screen", Screen.__call__)  # type: ignore[method-assign]
+    JobsAgent.deliver = _traced_async("deliver", JobsAgent.deliver)  # type: ignore[method-assign]
+    ArchiveStage.__call__ = _traced_async("archive", ArchiveStage.__call__)  # type: ignore[method-assign]
+    TallyStage.__call__ = _traced("tally", TallyStage.__call__)  # type: ignore[method-assign]
+    insert = ClickHouseWarehouse.insert
+
+    def traced_insert(self: Any, table: str, rows: Any, dedup_token: str | None = None) -> None:
+        t0 = time.time()
+        insert(self, table, rows, dedup_token)
+        TRACE[f"insert:{table}"].append((t0, time.time() - t0, rows.num_rows))
+    ClickHouseWarehouse.insert = traced_insert  # type: ignore[method-assign]
+
+
 _create_app = worker_mod.create_app
 
 
@@ -257,6 +282,8 @@ def main() -> None:
 
         ScoreStage.__call__ = _traced("score", ScoreStage.__call__)  # type: ignore[method-assign]
         Gate.screen = _traced_async("gate.screen", Gate.screen)  # type: ignore[method-assign]
+        if os.environ["BENCH_TRACE"] == "2":
+            _trace_stages()
     from config.settings import load_settings
 
     settings = load_settings()

@@ -2,8 +2,9 @@
 
 Faust hands a record to an agent through a channel: decoded into an Event, put on the
 stream's queue, taken off by the stream's iterator (sensors, acks, the current event) and
-buffered again by ``take_events``. On the metadata path that was about 45 µs of event-loop
-time per record, two thirds of the loop (bench/results/compare_feed.md). A :class:`Feed`
+buffered again by ``take_events``. On the metadata path the feeds took the event loop from
+54 to 23.5 µs per record and the worker from 5,703 to 7,117 records/s in one run
+(bench/results/compare_feed.md). A :class:`Feed`
 keeps the record as fetched (one deque append) and hands the agent lists of them through the
 same ``take_events(n, within)`` the agents call on a stream, so agents and their unit tests
 do not change.
@@ -43,6 +44,9 @@ class Record:
 
 
 class Feed:
+    """One input topic's fetched records, waiting for its agent (fed by every partition of it
+    this worker holds)."""
+
     HIGH = 0.8  # share of maxsize at which a partition stops being fetched (Faust: 1/1.25)
     LOW = 0.4  # share at which fetching resumes (Faust: 0.40)
 
