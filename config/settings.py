@@ -92,6 +92,9 @@ class Settings:
     # jobs batches that wait for the output step go out merged, up to this many records (one
     # insert per table and one changelog write per key for all of them)
     sink_merge_events: int = 2000
+    # records each agent's feed holds (worker/delivery/feed.py): a partition stops being fetched
+    # when its feed is 80% full and is fetched again at 40%; the fetch loop waits when it is full
+    feed_max_records: int = 4096
     # live monitoring: event-time buckets of the live_stats table and how long they are kept
     live_bucket_s: int = 300
     live_retention_s: int = 2 * 86400
@@ -331,6 +334,8 @@ def load_settings(config_file: str | Path | None = None, env: Mapping[str, str] 
         raise ConfigError(f"setting producer_linger_s={linger_s!r}: expected seconds between 0 and 1")
     if kwargs.get("sink_merge_events", 1) < 1:
         raise ConfigError(f"setting sink_merge_events={kwargs['sink_merge_events']!r}: expected a record count >= 1")
+    if kwargs.get("feed_max_records", 1) < 1:
+        raise ConfigError(f"setting feed_max_records={kwargs['feed_max_records']!r}: expected a record count >= 1")
     if not kwargs.get("torch_threads"):
         kwargs["torch_threads"] = _omp_threads(env)
     return Settings(**kwargs)

@@ -158,7 +158,9 @@ def wire_agents(app: faust.App, settings: Settings, rt: Runtime, topics: Topics,
                                                     protocol, settings.sink_batch_size, settings.sink_batch_wait_s)),
     }
     for name, (channel, agent) in agents.items():
-        app.agent(channel, name=name)(protocol.feed(app, channel.get_topic_name()).actor(agent))
+        topic = channel.get_topic_name()
+        feed = protocol.feed(app, topic, settings.feed_max_records, rt.metrics.feed_pauses.labels(topic).inc)
+        app.agent(channel, name=name)(feed.actor(agent))
 
     @app.on_partitions_revoked.connect
     async def _forget_cached_states(sender: Any, revoked: Any = None, **kwargs: Any) -> None:

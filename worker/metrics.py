@@ -69,6 +69,8 @@ class WorkerMetrics:
                                     ["topic", "reason"], registry=r)
         self.rows_stored = Counter("sentinel_rows_stored", "Rows stored in ClickHouse", ["table"], registry=r)
         self.sink_retries = Counter("sentinel_sink_retries", "Failed ClickHouse writes that were retried", registry=r)
+        self.feed_pauses = Counter("sentinel_feed_pauses", "Partitions taken out of the fetch because their "
+                                   "agent's feed was 80% full (fetched again at 40%)", ["topic"], registry=r)
         self.send_retries = Counter("sentinel_send_retries", "Kafka sends that failed and were sent again", registry=r)
         self.duplicates = Counter("sentinel_duplicates_skipped",
                                   "Re-published jobs (a known job id, same content) skipped by every agent", registry=r)

@@ -48,11 +48,11 @@ class CommitProtocol:
         self.generation = 0  # seeks to the committed offsets so far: records read after one are re-reads
         self.feeds: dict[str, Feed] = {}  # input topic -> its agent's feed
 
-    def feed(self, app: Any, topic: str) -> Feed:
-        """The feed of ``topic`` (one agent per input topic), sized like Faust's stream buffers."""
+    def feed(self, app: Any, topic: str, max_records: int, on_pause: Callable[[], None] | None = None) -> Feed:
+        """The feed of ``topic`` (one agent per input topic)."""
         if topic in self.feeds:
             raise ValueError(f"{topic!r} has a feed already: one agent per input topic")
-        self.feeds[topic] = feed = Feed(topic, app, app.conf.stream_buffer_maxsize)
+        self.feeds[topic] = feed = Feed(topic, app, max_records, on_pause)
         return feed
 
     def seal(self, app: Any) -> CommitLedger:

@@ -11,7 +11,7 @@ do not change.
 
 Kept from Faust's channel (conductor.py's handler): a partition whose records fill 80% of
 the feed stops being fetched until the feed is down to 40% (other topics keep flowing; the
-fetch loop itself waits only at ``maxsize``, the app's ``stream_buffer_maxsize``); the fetch
+fetch loop itself waits only at ``maxsize``: setting ``feed_max_records``); the fetch
 loop waits while Faust's flow control is suspended (a rebalance) and while the producer's
 buffer of table changelog writes is over its limit; a feed is emptied when flow control
 resumes (what it held is read again from the committed offsets); the monitor's per-partition
@@ -50,9 +50,10 @@ class Feed:
     HIGH = 0.8  # share of maxsize at which a partition stops being fetched (Faust: 1/1.25)
     LOW = 0.4  # share at which fetching resumes (Faust: 0.40)
 
-    def __init__(self, topic: str, app: Any, maxsize: int) -> None:
+    def __init__(self, topic: str, app: Any, maxsize: int, on_pause: Callable[[], None] | None = None) -> None:
         self.topic = topic
         self.app = app  # its flow_control, consumer, producer.buffer and monitor, read when used
+        self.on_pause = on_pause  # counts partitions taken out of the fetch (worker metrics)
         self.maxsize = max(1, maxsize)
         self.high = max(1, int(self.maxsize * self.HIGH))
         self.low = int(self.maxsize * self.LOW)
@@ -89,6 +90,8 @@ class Feed:
         if len(self._records) >= self.high and tp not in self._paused:
             self._paused.add(tp)
             app.consumer.on_buffer_full(tp)
+            if self.on_pause is not None:
+                self.on_pause()
 
     def clear(self) -> None:
         self._records.clear()

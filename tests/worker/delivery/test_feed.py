@@ -41,12 +41,11 @@ def faust_tp(tp: object) -> object:
     return tp
 
 
-def fake_app(flow: FlowControlEvent | None = None, maxsize: int = 100) -> SimpleNamespace:
+def fake_app(flow: FlowControlEvent | None = None) -> SimpleNamespace:
     """What a feed uses of the app, recording the consumer's pause/resume calls."""
     calls: list[tuple[str, TP]] = []
     return SimpleNamespace(
         flow_control=flow or FlowControlEvent(initially_suspended=False), calls=calls, rebalancing=False,
-        conf=SimpleNamespace(stream_buffer_maxsize=maxsize),
         consumer=SimpleNamespace(on_buffer_full=lambda tp: calls.append(("full", faust_tp(tp))),
                                  on_buffer_drop=lambda tp: calls.append(("drop", faust_tp(tp)))),
         producer=SimpleNamespace(buffer=SimpleNamespace(size=0, max_messages=100)),
@@ -141,19 +140,19 @@ def test_the_actor_subscribes_the_topic_and_runs_the_agent_on_the_feed() -> None
 
 def test_one_feed_per_input_topic() -> None:
     protocol = CommitProtocol()
-    app = fake_app(maxsize=4096)
-    feed = protocol.feed(app, TOPIC)
+    app = fake_app()
+    feed = protocol.feed(app, TOPIC, 4096)
     assert protocol.feeds == {TOPIC: feed} and feed.maxsize == 4096
     with pytest.raises(ValueError, match="one agent per input topic"):
-        protocol.feed(app, TOPIC)
+        protocol.feed(app, TOPIC, 4096)
 
 
 def test_the_conductor_hands_a_fed_topics_records_to_its_feed_and_others_to_faust() -> None:
     overrides.install()
     protocol = CommitProtocol()
-    app = fake_app(maxsize=10)
+    app = fake_app()
     overrides.attach(app, protocol)
-    feed = protocol.feed(app, TOPIC)
+    feed = protocol.feed(app, TOPIC, 10)
     conductor = SimpleNamespace(app=app, _compiler=SimpleNamespace(build=lambda c, tp, channels: ("faust", tp)))
     handler = Conductor._build_handler(conductor, TP(TOPIC, 3), set())
     asyncio.run(handler(message(0, partition=3)))
@@ -199,7 +198,8 @@ def test_a_partition_filling_the_feed_stops_being_fetched_until_it_drains() -> N
     loop goes on for other topics), 40% puts it back; every batch marks its partitions as
     taken for Faust's livelock check."""
     app = fake_app()
-    feed = running_feed(maxsize=10, app=app)
+    pauses = []
+    feed = Feed(TOPIC, app, 10, on_pause=lambda: pauses.append(True))
 
     async def main() -> list[list[int]]:
         for o in range(8):
@@ -210,7 +210,7 @@ def test_a_partition_filling_the_feed_stops_being_fetched_until_it_drains() -> N
 
     assert asyncio.run(main()) == [[0, 1, 2], [3, 4]]
     # the 8th record (partition 1) reached 80%; 3 left after the second batch: back at 40%
-    assert app.calls == [("full", TP(TOPIC, 1)), ("drop", TP(TOPIC, 1))]
+    assert app.calls == [("full", TP(TOPIC, 1)), ("drop", TP(TOPIC, 1))] and pauses == [True]
     assert set(app.monitor.stream_inbound_time) == {TP(TOPIC, 0), TP(TOPIC, 1)}
 
 
