@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import time
 from typing import Any, AsyncIterator, Awaitable, Callable
 
@@ -69,10 +70,9 @@ class Feed:
 
     def handler(self, tp: Any) -> Callable[[Any], Awaitable[None]]:
         """The consumer callback for partition ``tp`` (Faust's own TP: the consumer's pause and
-        resume calls take nothing else; ``message.tp`` is aiokafka's)."""
-        async def on_message(message: Any) -> None:
-            await self.put(message, tp)
-        return on_message
+        resume calls take nothing else; ``message.tp`` is aiokafka's). A partial, not a wrapping
+        coroutine: the fetch loop awaits one coroutine per record, not two."""
+        return functools.partial(self.put, tp=tp)
 
     async def put(self, message: Any, tp: Any) -> None:
         """Faust's fetch loop awaits this for every record of ``tp``."""
