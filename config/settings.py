@@ -100,6 +100,9 @@ class Settings:
     live_retention_s: int = 2 * 86400
     # FID feature moments: event-time bucket of the stored states (windows round to it)
     moments_bucket_s: int = 3600
+    # a key's whole moment state (1 MiB for ViT-B/32) is rewritten every this many images; the
+    # images between are stored as embeddings (4 KiB each) that readers fold in (migration 0014)
+    moments_compact_events: int = 256
     # composite quality score (README "Quality metrics"): component weights (sum 1), the CLIP
     # range mapped to 0-100, and stored embeddings per model x niche sampled for CMMD
     weight_fid: float = 0.4
@@ -332,6 +335,8 @@ def load_settings(config_file: str | Path | None = None, env: Mapping[str, str] 
     linger_s = kwargs.get("producer_linger_s", 0.0)
     if not (math.isfinite(linger_s) and 0 <= linger_s <= 1):
         raise ConfigError(f"setting producer_linger_s={linger_s!r}: expected seconds between 0 and 1")
+    if kwargs.get("moments_compact_events", 1) < 1:
+        raise ConfigError(f"setting moments_compact_events={kwargs['moments_compact_events']!r}: expected an image count >= 1")
     if kwargs.get("sink_merge_events", 1) < 1:
         raise ConfigError(f"setting sink_merge_events={kwargs['sink_merge_events']!r}: expected a record count >= 1")
     if kwargs.get("feed_max_records", 1) < 1:

@@ -9,6 +9,7 @@ Layout of a bundle directory::
     data/scores.parquet        their scores the report reads (embeddings included, for CMMD)
     data/ratings.parquet       the pairwise ratings the Bradley-Terry fit counted
     data/feature_moments.parquet  the FID moment states merged for the window
+    data/feature_moment_tail.parquet  the window's image embeddings no exported state holds yet
     data/reference_sets.parquet   the niches' reference statistics (FID/CMMD, anchors)
     data/benchmark_snapshots.parquet  the stored snapshots behind the report's trend
     report/report.json         reports.report.benchmark's result
@@ -42,7 +43,9 @@ from warehouse.references import extractor_id
 from warehouse.window import Window
 
 # table in the store -> its export query (sql/reports/bundle_<table>.sql); verify loads them in this order
-TABLES = ("jobs", "scores", "ratings", "feature_moments", "reference_sets", "benchmark_snapshots")
+TABLES = ("jobs", "scores", "ratings", "feature_moments", "feature_moment_tail", "reference_sets",
+          "benchmark_snapshots")
+OPTIONAL = frozenset({"feature_moment_tail"})  # bundles exported before migration 0014 have none
 CONFIG = "config.json"
 REPORT_JSON, REPORT_MD, REPORT_HTML = "report/report.json", "report/report.md", "report/report.html"
 
@@ -109,14 +112,18 @@ def _export_tables(reader: Any, window: Window, requested: str, version: str | N
     params = {**window.params(), "scorer_version": requested}
     queries = {"jobs": params, "scores": params, "ratings": params,
                "feature_moments": {**params, "scorer_version": version or ""},
+               "feature_moment_tail": {**params, "scorer_version": version or ""},
                "reference_sets": {"extractor": extractor_id(version) if version else ""},
                "benchmark_snapshots": window.params()}
     tables = {}
     for table in TABLES:
         progress(f"exporting {table}")
         tables[table] = reader.query(sql_files.report(f"bundle_{table}"), queries[table])
-    if not requested and version and tables["feature_moments"].num_rows == 0:
+    if not requested and version and tables["feature_moments"].num_rows == tables["feature_moment_tail"].num_rows == 0:
         tables["feature_moments"] = reader.query(sql_files.report("bundle_moment_marker"), {"scorer_version": version})
+        if tables["feature_moments"].num_rows == 0:  # the version's images are all in the tail
+            tables["feature_moment_tail"] = reader.query(sql_files.report("bundle_moment_tail_marker"),
+                                                         {"scorer_version": version})
     return tables
 
 

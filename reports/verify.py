@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from reports import report as reports
-from reports.bundle import CONFIG, REPORT_JSON, REPORT_MD, TABLES, data_path, report_json
+from reports.bundle import CONFIG, OPTIONAL, REPORT_JSON, REPORT_MD, TABLES, data_path, report_json
 from reports.bundle_config import report_inputs
 from reports.compare import Comparison, Tolerance, compare
 from reports.manifest import BundleError, FileProblem, check_manifest, read_manifest
@@ -64,6 +64,9 @@ def recompute(directory: Path, store: Path, inputs: Mapping[str, Any],
         migrate(warehouse)
         rows = {}
         for table in TABLES:
+            if table in OPTIONAL and not (directory / data_path(table)).exists():
+                rows[table] = 0
+                continue
             try:
                 data = pq.read_table(directory / data_path(table))
             except (OSError, ValueError) as exc:

@@ -142,9 +142,11 @@ def check_moments_exact(stack, ledger: Ledger) -> None:
     for e in first.values():
         want_n[(e["model_id"], e["niche"])] += 1
 
-    def moments() -> dict:
-        rows = r.query("SELECT model_id, niche, sum(n) AS n FROM sentinel.feature_moments FINAL "
-                       "WHERE scorer_version = {v:String} GROUP BY model_id, niche",
+    def moments() -> dict:  # stored states plus the tail rows no state holds (migration 0014)
+        rows = r.query("SELECT model_id, niche, sum(n) AS n FROM (SELECT model_id, niche, n FROM "
+                       "sentinel.feature_moments FINAL WHERE scorer_version = {v:String} UNION ALL "
+                       "SELECT model_id, niche, toUInt64(1) AS n FROM sentinel.feature_moment_tail_unheld "
+                       "WHERE scorer_version = {v:String}) GROUP BY model_id, niche",
                        {"v": stack.settings.scorer_version}).to_pylist()
         return {(x["model_id"], x["niche"]): x["n"] for x in rows}
 
@@ -155,11 +157,17 @@ def check_moments_exact(stack, ledger: Ledger) -> None:
         states = r.query("SELECT model_id, niche, toUnixTimestamp(bucket) AS bucket, source_partition AS p, n, "
                          "last_offset, complete_below, applied_offsets FROM sentinel.feature_moments FINAL "
                          "WHERE scorer_version = {v:String}", {"v": stack.settings.scorer_version}).to_pylist()
+        tail = r.query("SELECT model_id, niche, toUnixTimestamp(bucket) AS bucket, source_partition AS p, "
+                       "groupArray(source_offset) AS tail FROM sentinel.feature_moment_tail_unheld "
+                       "WHERE scorer_version = {v:String} GROUP BY model_id, niche, bucket, p",
+                       {"v": stack.settings.scorer_version}).to_pylist()
         have = {(x["model_id"], x["niche"], x["bucket"], x["p"]): x for x in states}
+        for x in tail:
+            have.setdefault((x["model_id"], x["niche"], x["bucket"], x["p"]), {"n": 0})["tail"] = sorted(x["tail"])
         out = []
         for j in jobs:
             st = have.get((j["model_id"], j["niche"], j["bucket"], j["p"]))
-            if st is None or st["n"] != len(j["offsets"]):
+            if st is None or st["n"] + len(st.get("tail", [])) != len(j["offsets"]):
                 out.append(f"{j['model_id']}|{j['niche']}|{j['bucket']}|{j['p']}: want {sorted(j['offsets'])} got {st}")
         return "\n".join(out[:10])
 

@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
 # what workers write (worker/stages/sinks.py, worker/agents/*.py); nothing else is insertable
 WORKER_TABLES = frozenset(f"sentinel.{t}" for t in ("jobs", "job_images", "guard_checks", "scores", "feature_moments",
-                                                    "ratings", "alerts"))
+                                                    "feature_moment_tail", "ratings", "alerts"))
 MAX_BODY = 1024 * 1024 * 1024  # a sink batch of inline images (500 x 0.9 MB at most) with room to spare
 
 

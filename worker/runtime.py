@@ -64,7 +64,8 @@ class Runtime:
 
     def __post_init__(self) -> None:
         if self.moments is None:
-            self.moments = MomentStates(self.warehouse, self.settings.moments_bucket_s)
+            self.moments = MomentStates(self.warehouse, self.settings.moments_bucket_s,
+                                        compact_every=self.settings.moments_compact_events)
 
     def close(self) -> None:
         for pool in (self.score_pool, self.towers_pool, self.gate_pool, self.sink_pool):

@@ -39,7 +39,7 @@ def _q2_event(i: int) -> dict[str, Any]:
 Q2 = [_q2_event(i) for i in range(6)]  # outside the quarter: must stay out of the bundle
 EVENTS = Q1 + Q2
 FILES = {"config.json", "data/jobs.parquet", "data/scores.parquet", "data/ratings.parquet",
-         "data/feature_moments.parquet", "data/reference_sets.parquet", "data/benchmark_snapshots.parquet",
+         "data/feature_moments.parquet", "data/feature_moment_tail.parquet", "data/reference_sets.parquet", "data/benchmark_snapshots.parquet",
          "report/report.json", "report/report.md",
          "report/report.html"}
 
@@ -87,7 +87,8 @@ def exported(tmp_path_factory: pytest.TempPathFactory):
         publish_events(stack.settings.bootstrap_servers, EVENTS)
         reader = open_reader(stack.settings.dsn)
         count = "SELECT (SELECT count() FROM sentinel.scores FINAL) AS scored, (SELECT sum(n) FROM " \
-                "sentinel.feature_moments FINAL) AS moments, (SELECT count() FROM sentinel.ratings FINAL) AS ratings"
+                "sentinel.feature_moments FINAL) + (SELECT count() FROM sentinel.feature_moment_tail_unheld) " \
+                "AS moments, (SELECT count() FROM sentinel.ratings FINAL) AS ratings"
         wait_for(lambda: reader.query(count).to_pylist()[0]["scored"] == len(EVENTS), 240, "all events scored",
                  diagnose=stack.worker.log_tail)
         path = data_dir / "ratings.jsonl"
@@ -122,7 +123,9 @@ def test_bundle_holds_exactly_the_quarters_data(exported) -> None:
     ratings = pq.read_table(bundle / "data/ratings.parquet").column("rating_id").to_pylist()
     assert sorted(ratings) == [f"b-{k:03d}" for k in range(24)]
     assert pq.read_table(bundle / "data/reference_sets.parquet").column("niche").to_pylist() == ["headshot"]
-    assert sum(pq.read_table(bundle / "data/feature_moments.parquet").column("n").to_pylist()) == len(Q1)
+    # each Q1 image once: in an exported state or as a tail row no exported state holds
+    assert sum(pq.read_table(bundle / "data/feature_moments.parquet").column("n").to_pylist()) \
+        + pq.read_table(bundle / "data/feature_moment_tail.parquet").num_rows == len(Q1)
     report = json.loads((bundle / "report/report.json").read_text())
     assert {m["model"]: m["jobs"] for m in report["models"]} == Counter(e["model_id"] for e in Q1)
     assert all(m["human"] is not None for m in report["models"])  # Bradley-Terry from the ratings

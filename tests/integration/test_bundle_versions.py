@@ -43,16 +43,16 @@ def scores(version, idx, now):
                         "niche": events[i]["niche"], "scored_at": now, "clip_prompt_score": float(20 + rng.normal()),
                         "clip_reference_score": None, "embedding": emb[i].tolist(), "flags": []} for i in idx])
 wh.insert("sentinel.scores", scores(sys.argv[2], range(len(events)), datetime(2026, 6, 1, tzinfo=timezone.utc)))
-wh.insert("sentinel.feature_moments", MomentStates(wh).apply(sys.argv[2], [
-    MomentInput(e["model_id"], e["niche"], e["requested_at"], 0, i, emb[i]) for i, e in enumerate(events)]))
+MomentStates(wh).apply(sys.argv[2], [  # tail rows (no key reaches 256 images)
+    MomentInput(e["model_id"], e["niche"], e["requested_at"], 0, i, emb[i]) for i, e in enumerate(events)]).write(wh)
 for niche in ("headshot", "product"):
     stats = build_reference(niche, "sentinel-tiny-clip:seed0", rng.normal(size=(30, 8)), rng.normal(2, 1, (30, 8)))
     wh.insert("sentinel.reference_sets", references.rows(stats, "synthetic"))
 # the newer version: scores for 12 of the window's jobs, moments only in May (outside the window)
 wh.insert("sentinel.scores", scores(sys.argv[3], range(12), datetime(2026, 7, 1, tzinfo=timezone.utc)))
-wh.insert("sentinel.feature_moments", MomentStates(wh).apply(sys.argv[3], [
+wh.insert("sentinel.feature_moments", MomentStates(wh, compact_every=1).apply(sys.argv[3], [  # states
     MomentInput(e["model_id"], e["niche"], e["requested_at"].replace(month=5), 0, i, emb[i])
-    for i, e in enumerate(events[:9])]))
+    for i, e in enumerate(events[:9])]).states)
 wh.close()
 """
 

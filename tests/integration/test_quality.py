@@ -82,7 +82,8 @@ def _wait_stored(stack: Any) -> None:
         # this scorer version only: the rescore test adds a second version beside it
         row = reader.query("SELECT (SELECT count() FROM sentinel.scores FINAL WHERE scorer_version = {v:String}) "
                            "AS scored, (SELECT sum(n) FROM sentinel.feature_moments FINAL "
-                           "WHERE scorer_version = {v:String}) AS moments",
+                           "WHERE scorer_version = {v:String}) + (SELECT count() FROM "
+                           "sentinel.feature_moment_tail_unheld WHERE scorer_version = {v:String}) AS moments",
                            {"v": stack.settings.scorer_version}).to_pylist()[0]
         return row["scored"] == N_EVENTS and row["moments"] == N_EVENTS
 

@@ -18,7 +18,7 @@ from sentinel.cost import Pricing
 from sentinel.reference import build_reference
 from warehouse import references
 from warehouse.client import ClickHouseWarehouse, migrate
-from warehouse.moments import MomentInput, MomentStates, rows_token
+from warehouse.moments import MomentInput, MomentStates
 from warehouse.ratings import rating_rows
 from warehouse.rows import job_rows, score_rows
 from warehouse.window import Window
@@ -61,9 +61,9 @@ def store(tmp_path_factory: pytest.TempPathFactory):
         {"job_id": j["job_id"], "scorer_version": V, "model_id": j["model_id"], "niche": j["niche"],
          "scored_at": j["delivered_at"], "clip_prompt_score": 20 + 5 * MODELS.index(j["model_id"]) + rng.normal(),
          "clip_reference_score": None, "embedding": emb[j["job_id"]].tolist(), "flags": []} for j in jobs]))
-    rows = MomentStates(warehouse, 3600).apply(V, [MomentInput(j["model_id"], j["niche"], j["requested_at"], 0, k,
-                                                               emb[j["job_id"]].tolist()) for k, j in enumerate(jobs)])
-    warehouse.insert("sentinel.feature_moments", rows, rows_token(rows))
+    MomentStates(warehouse, 3600, compact_every=4).apply(V, [  # states and tail rows
+        MomentInput(j["model_id"], j["niche"], j["requested_at"], 0, k, emb[j["job_id"]].tolist())
+        for k, j in enumerate(jobs)]).write(warehouse)
     for niche in ("headshot", "product"):
         stats = build_reference(niche, "tiny:seed0", rng.normal(size=(200, 8)), rng.normal(size=(200, 8)) * 3 + 2)
         references.store(warehouse, stats, "test")

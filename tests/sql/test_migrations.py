@@ -97,7 +97,7 @@ def test_fresh_store_applies_every_migration_once(store, migrated) -> None:
 
 def test_second_migrate_leaves_tables_unchanged(store, migrated) -> None:
     ddl = "".join(p.read_text() for p in sorted((Path(sql_files.__file__).parent).rglob("*.sql")))
-    declared = sorted(set(re.findall(r"CREATE (?:TABLE|MATERIALIZED VIEW) IF NOT EXISTS sentinel\.(\w+)", ddl)))
+    declared = sorted(set(re.findall(r"CREATE (?:TABLE|MATERIALIZED VIEW|VIEW) IF NOT EXISTS sentinel\.(\w+)", ddl)))
     assert "jobs" in declared and "scores" in declared
     assert migrated["tables_after_first"] == declared
     assert _tables(store) == migrated["tables_after_first"]

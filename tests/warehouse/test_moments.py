@@ -1,5 +1,5 @@
-"""FID moment states on a real chDB store: offset idempotence across redelivery and restart,
-and the window query's SQL merge against numpy."""
+"""FID moment states and their tail on a real chDB store: offset idempotence across redelivery
+and restart, and the window query's SQL merge (states + unheld tail rows) against numpy."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pyarrow as pa
 import pytest
 from conftest import migrated_store
 
-from warehouse.moments import MomentInput, MomentStates, bucket_moments, rows_token, window_moments
+from warehouse.moments import MomentInput, MomentStates, bucket_moments, rows_token, tail_token, window_moments
 from warehouse.window import Window
 from warehouse.client import ClickHouseWarehouse
 
@@ -36,10 +36,9 @@ def _inputs(n: int, seed: int, partition: int = 0, first_offset: int = 0) -> lis
 
 
 def _store(states: MomentStates, warehouse: ClickHouseWarehouse, items: list[MomentInput]) -> int:
-    rows = states.apply(V, items)
-    if rows is not None:
-        warehouse.insert("sentinel.feature_moments", rows, rows_token(rows))
-    return 0 if rows is None else rows.num_rows
+    writes = states.apply(V, items)
+    writes.write(warehouse)
+    return 0 if writes.tail is None else writes.tail.num_rows
 
 
 def _expected(items: list[MomentInput], start: datetime, end: datetime) -> dict:
@@ -64,19 +63,22 @@ def _assert_holds_each_once(store: ClickHouseWarehouse, version: str, items: lis
 
 
 def test_redelivery_and_restart_apply_each_offset_once(store: ClickHouseWarehouse) -> None:
+    """A state is stored every 3 images of its key, so the table holds states and tail rows."""
     items = _inputs(60, seed=1)
-    first = MomentStates(store, bucket_s=3600)
+    first = MomentStates(store, bucket_s=3600, compact_every=3)
     assert _store(first, store, items[:40]) > 0
+    assert store.query("SELECT count() AS n FROM sentinel.feature_moments FINAL WHERE scorer_version = {v:String}",
+                       {"v": V}).column("n")[0].as_py() > 0
     # at-least-once: the same batch again (worker retried before its commit) changes nothing
-    assert first.apply(V, items[:40]) is None
+    assert not first.apply(V, items[:40])
     # a restarted worker has no cache: it reloads the states and skips what they already hold,
     # including a redelivered batch that overlaps applied and new offsets
-    restarted = MomentStates(store, bucket_s=3600)
+    restarted = MomentStates(store, bucket_s=3600, compact_every=3)
     assert _store(restarted, store, items[30:]) > 0
-    assert restarted.apply(V, items[:60]) is None
+    assert not restarted.apply(V, items[:60])
     # a rebalance drops the cache; the table still holds the truth
     restarted.forget()
-    assert restarted.apply(V, items[10:50]) is None
+    assert not restarted.apply(V, items[10:50])
 
     got = window_moments(store, V, Window().params())
     want = _expected(items, datetime.min.replace(tzinfo=UTC), datetime.max.replace(tzinfo=UTC))
@@ -115,9 +117,9 @@ def test_a_batch_holding_a_record_twice_applies_it_once(store: ClickHouseWarehou
     version = "v-test/twice"
     items = _inputs(24, seed=3)
     states = MomentStates(store, bucket_s=3600)
-    rows = states.apply(version, items[:16] + items[8:20] + items[19:])
-    assert rows is not None
-    store.insert("sentinel.feature_moments", rows, rows_token(rows))
+    writes = states.apply(version, items[:16] + items[8:20] + items[19:])
+    assert writes.tail.num_rows == len(items)
+    writes.write(store)
     _assert_holds_each_once(store, version, items)
 
 
@@ -128,20 +130,18 @@ def test_records_arriving_out_of_order_are_each_applied_once(store: ClickHouseWa
     version = "v-test/out-of-order"
     items = _inputs(40, seed=4)
     holes = {3, 4, 11, 25}
-    first = MomentStates(store, bucket_s=3600)
+    first = MomentStates(store, bucket_s=3600, compact_every=1)
 
     def write(states: MomentStates, batch: list[MomentInput], committed: int | None = None) -> None:
-        rows = states.apply(version, batch, (lambda p: committed) if committed is not None else None)
-        if rows is not None:
-            store.insert("sentinel.feature_moments", rows, rows_token(rows))
+        states.apply(version, batch, (lambda p: committed) if committed is not None else None).write(store)
 
     write(first, [i for i in items[:30] if i.offset not in holes])
     write(first, [items[k] for k in sorted(holes)] + items[28:34])  # the re-read, overlapping
-    restarted = MomentStates(store, bucket_s=3600)  # a crash: everything again, from the table
+    restarted = MomentStates(store, bucket_s=3600, compact_every=1)  # a crash: everything again, from the table
     write(restarted, items[::-1], committed=20)  # commit at 20: offsets below are settled
     write(restarted, items[15:])
     restarted.forget()
-    assert restarted.apply(version, items) is None
+    assert not restarted.apply(version, items)
     stored = store.query("SELECT complete_below, applied_offsets FROM sentinel.feature_moments FINAL "
                          "WHERE scorer_version = {v:String}", {"v": version}).to_pylist()
     settled = [r for r in stored if r["complete_below"] >= 20]  # states written after the commit
@@ -155,8 +155,7 @@ def test_bucket_moments_merge_partitions_per_bucket(store: ClickHouseWarehouse) 
     (two partitions here), only buckets starting in [start, end)."""
     version = "v-drift/tiny:seed0"  # its own scorer version: the module's store is shared
     items = _inputs(40, seed=11, partition=0) + _inputs(40, seed=12, partition=1)
-    rows = MomentStates(store, 3600).apply(version, items)
-    store.insert("sentinel.feature_moments", rows, rows_token(rows))
+    MomentStates(store, 3600, compact_every=3).apply(version, items).write(store)  # states and tail rows
     start, end = T0 + timedelta(hours=1), T0 + timedelta(hours=3)
     got = bucket_moments(store, version, "m1", "headshot", int(start.timestamp()), int(end.timestamp()))
     want: dict = {}
@@ -184,15 +183,15 @@ def test_states_store_the_upper_triangle_and_merge_with_full_matrix_states(store
     window query, the FID drift buckets and a state reload."""
     version = "v-upper/tiny:seed0"
     old_items, new_items = _inputs(12, seed=21, partition=2), _inputs(12, seed=22, partition=3)
-    old = MomentStates(store, 3600).apply(version, old_items)
+    old = MomentStates(store, 3600, compact_every=1).apply(version, old_items).states
     # the old form, as a worker before migration 0013 wrote it: every value of the matrix
     full = [_symmetric(u).reshape(-1) for u in old.column("sum_outer_upper").to_pylist()]
     old = old.set_column(old.schema.get_field_index("sum_outer"), "sum_outer", pa.array(full, pa.list_(pa.float64())))
     old = old.set_column(old.schema.get_field_index("sum_outer_upper"), "sum_outer_upper",
                          pa.array([[]] * old.num_rows, pa.list_(pa.float64())))
     store.insert("sentinel.feature_moments", old, rows_token(old))
-    writer = MomentStates(store, 3600)
-    new = writer.apply(version, new_items)
+    writer = MomentStates(store, 3600, compact_every=1)
+    new = writer.apply(version, new_items).states
     assert all(len(v) == 0 for v in new.column("sum_outer").to_pylist())
     assert {len(v) for v in new.column("sum_outer_upper").to_pylist()} == {D * (D + 1) // 2}
     store.insert("sentinel.feature_moments", new, rows_token(new))
@@ -209,6 +208,57 @@ def test_states_store_the_upper_triangle_and_merge_with_full_matrix_states(store
     assert sum(m.n for _, m in buckets) == len(x)
     np.testing.assert_allclose(sum(m.sum_outer for _, m in buckets), x.T @ x, rtol=1e-12, atol=1e-12)
     reloaded = MomentStates(store, 3600)
-    assert reloaded.apply(version, old_items + new_items) is None  # every offset held: loaded, nothing new
+    assert not reloaded.apply(version, old_items + new_items)  # every offset held: loaded, nothing new
     for key, state in writer._cache.items():
         assert np.array_equal(reloaded._cache[key].moments.sum_outer, state.moments.sum_outer)  # to the bit
+
+
+def test_tail_rows_and_states_fold_to_each_image_once(store: ClickHouseWarehouse) -> None:
+    """States are stored every 2 images of a key, the images between as tail rows: the window,
+    the FID drift buckets and a reloading worker see every image once, also when a batch's tail
+    rows were stored and its due states were not (a crash between the two inserts), and when
+    the state stored later holds tail rows stored before it."""
+    version = "v-tail/tiny:seed0"
+    items = _inputs(30, seed=31, partition=5)
+    writer = MomentStates(store, 3600, compact_every=2)
+    writer.apply(version, items[:10]).write(store)
+    crashed = writer.apply(version, items[10:20])
+    assert crashed.tail.num_rows == 10 and crashed.states is not None
+    store.insert("sentinel.feature_moment_tail", crashed.tail, tail_token(crashed.tail))  # its states never stored
+    resumed = MomentStates(store, 3600, compact_every=2)  # the restart: states + unheld tail rows
+    assert not resumed.apply(version, items[:20])
+    writes = resumed.apply(version, items[15:])
+    assert writes.tail.num_rows == 10
+    writes.write(store)
+
+    got = window_moments(store, version, Window().params())
+    for (model, niche), m in got.items():
+        x = np.asarray([i.embedding for i in items if (i.model_id, i.niche) == (model, niche)], np.float64)
+        assert m.n == len(x)
+        np.testing.assert_allclose(m.sum, x.sum(0), rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(m.sum_outer, x.T @ x, rtol=1e-12, atol=1e-12)
+    assert sum(m.n for m in got.values()) == len(items)
+    buckets = bucket_moments(store, version, "m2", "product", 0, 2**31 - 1)
+    want: dict = {}
+    for i in items:
+        if (i.model_id, i.niche) == ("m2", "product"):
+            want.setdefault(int(i.requested_at.replace(minute=0).timestamp()), []).append(i.embedding)
+    assert [b for b, _ in buckets] == sorted(want)
+    for b, m in buckets:
+        np.testing.assert_allclose(m.sum_outer, np.asarray(want[b]).T @ np.asarray(want[b]), rtol=1e-12, atol=1e-12)
+    reloaded = MomentStates(store, 3600, compact_every=2)
+    assert not reloaded.apply(version, items)
+    for key, state in resumed._cache.items():
+        assert reloaded._cache[key].moments.n == state.moments.n
+
+
+def test_a_tail_row_stored_twice_counts_once(store: ClickHouseWarehouse) -> None:
+    """A re-read batch cut differently stores an image's tail row again (another dedup token):
+    its key and offset make it one row."""
+    version = "v-tail-twice/tiny:seed0"
+    items = _inputs(8, seed=41, partition=6)
+    writes = MomentStates(store, 3600).apply(version, items)
+    writes.write(store)
+    store.insert("sentinel.feature_moment_tail", writes.tail.slice(2, 4), "a re-read cut differently")
+    got = window_moments(store, version, Window().params())
+    assert sum(m.n for m in got.values()) == len(items)

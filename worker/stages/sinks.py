@@ -11,7 +11,7 @@ import logging
 from typing import Any, Callable, Optional, Sequence
 
 from warehouse import rows
-from warehouse.moments import MomentInput, rows_token
+from warehouse.moments import MomentInput
 from worker.delivery.retry import once, until_done
 from worker.delivery.sends import dedup_token, write_until_stored
 from worker.stages.gate import StoredOffsets
@@ -75,7 +75,8 @@ class ArchiveStage:
 
 class MomentsStage:
     """FID moments per model x niche x bucket x source partition (worker's state store:
-    warehouse/moments.py), written before the batch counts as finished."""
+    warehouse/moments.py): the batch's embeddings (and any state due) written before the batch
+    counts as finished."""
 
     def __init__(self, runtime: Any, scorer_version: str, committed: Committed) -> None:
         self.rt = runtime
@@ -98,9 +99,7 @@ class MomentsStage:
             return await loop.run_in_executor(self.rt.sink_pool, self.rt.moments.apply, self.scorer_version, items,
                                               self.committed)
 
-        changed = await until_done(apply, "FID moment states", self.rt.metrics.sink_retries.inc)
-        if changed is not None:
-            token = rows_token(changed)
-            await write_until_stored(self.rt.sink_pool,
-                                     lambda: self.rt.warehouse.insert("sentinel.feature_moments", changed, token),
-                                     f"{changed.num_rows} moment states", self.rt.metrics.sink_retries.inc, fence)
+        writes = await until_done(apply, "FID moment states", self.rt.metrics.sink_retries.inc)
+        if writes:
+            await write_until_stored(self.rt.sink_pool, lambda: writes.write(self.rt.warehouse), writes.describe(),
+                                     self.rt.metrics.sink_retries.inc, fence)
