@@ -39,6 +39,7 @@ from reports.manifest import write_manifest
 from reports.quality import QualityConfig
 from sentinel.bootstrap import BootstrapConfig
 from sentinel.cost import Pricing
+from warehouse.moment_reads import MomentsChanging, consistent_read
 from warehouse.references import extractor_id
 from warehouse.window import Window
 
@@ -112,19 +113,32 @@ def _export_tables(reader: Any, window: Window, requested: str, version: str | N
     params = {**window.params(), "scorer_version": requested}
     queries = {"jobs": params, "scores": params, "ratings": params,
                "feature_moments": {**params, "scorer_version": version or ""},
-               "feature_moment_tail": {**params, "scorer_version": version or ""},
                "reference_sets": {"extractor": extractor_id(version) if version else ""},
                "benchmark_snapshots": window.params()}
     tables = {}
     for table in TABLES:
+        if table == "feature_moment_tail":
+            continue  # read with the states (below)
         progress(f"exporting {table}")
-        tables[table] = reader.query(sql_files.report(f"bundle_{table}"), queries[table])
+        if table == "feature_moments":  # states and the tail rows they do not hold, as one snapshot
+            tables[table], tables["feature_moment_tail"] = _moments(reader, queries[table])
+        else:
+            tables[table] = reader.query(sql_files.report(f"bundle_{table}"), queries[table])
     if not requested and version and tables["feature_moments"].num_rows == tables["feature_moment_tail"].num_rows == 0:
         tables["feature_moments"] = reader.query(sql_files.report("bundle_moment_marker"), {"scorer_version": version})
         if tables["feature_moments"].num_rows == 0:  # the version's images are all in the tail
             tables["feature_moment_tail"] = reader.query(sql_files.report("bundle_moment_tail_marker"),
                                                          {"scorer_version": version})
     return tables
+
+
+def _moments(reader: Any, query: Mapping[str, Any]) -> tuple[pa.Table, pa.Table]:
+    try:
+        return consistent_read(reader, dict(query), lambda: (
+            reader.query(sql_files.report("bundle_feature_moments"), query),
+            reader.query(sql_files.report("bundle_feature_moment_tail"), query)))
+    except MomentsChanging as exc:
+        raise ExportError(str(exc)) from None
 
 
 def _check_consistent(report: Mapping[str, Any], tables: Mapping[str, pa.Table]) -> None:

@@ -29,7 +29,7 @@ from sentinel.cmmd import cmmd
 from sentinel.composite import Anchors, QualityConfig, clip_component, combine, fid_score
 from sentinel.fid import fid
 from sentinel.human import fit_bradley_terry, fit_niches, too_few_note
-from warehouse.moments import window_moments
+from warehouse.moment_reads import window_moments
 from warehouse.ratings import pairwise_counts, pairwise_counts_by_niche
 from warehouse.references import extractor_id, load_references
 

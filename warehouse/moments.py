@@ -29,7 +29,6 @@ back is never resumed from a stale copy.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import threading
 from collections import OrderedDict
@@ -44,6 +43,8 @@ import sql as sql_files
 from sentinel.buckets import bucket_start
 from sentinel.fid import FeatureMoments
 from sentinel.offsets import AppliedOffsets
+from warehouse.moment_reads import (consistent_read, embeddings, list_arrays, moments_from_row, outer_arrays,
+                                    upper_indices, when)
 
 MOMENTS_SCHEMA = pa.schema([
     ("scorer_version", pa.string()),
@@ -157,7 +158,9 @@ class MomentStates:
     def _apply(self, grouped: dict[MomentKey, list[MomentInput]],
                committed: Callable[[int], int | None] | None) -> MomentWrites:
         self._evict(keep=grouped.keys())
-        self._load([k for k in grouped if k not in self._cache])
+        missing = [k for k in grouped if k not in self._cache]
+        if missing:
+            self._load(missing)
         tail: list[tuple[MomentKey, int, np.ndarray]] = []
         due: list[tuple[MomentKey, MomentState]] = []
         for key, group in grouped.items():
@@ -187,113 +190,42 @@ class MomentStates:
                 del self._cache[key]
 
     def _load(self, keys: list[MomentKey]) -> None:
-        if not keys:
-            return
+        """Load ``keys`` (stored state + the tail rows it does not hold) into the cache, each
+        version's keys at once: a failed read leaves the cache as it was, so a retry loads again."""
         for version in {k.scorer_version for k in keys}:
-            wanted = [k for k in keys if k.scorer_version == version]
-            table = self.warehouse.query(sql_files.report("moment_states"), {
-                "scorer_version": version,
-                "partitions": sorted({k.partition for k in wanted}),
-                "buckets": sorted({k.bucket for k in wanted}),
-            })
-            # the floats of each state (D, and D² or D(D+1)/2) straight to numpy, never through Python lists
-            sums, outers = _list_arrays(table, "sum"), _outer_arrays(table, "sum_outer")
-            for i, row in enumerate(table.drop_columns(["sum", "sum_outer", "sum_outer_upper"]).to_pylist()):
-                key = MomentKey(row["scorer_version"], row["model_id"], row["niche"], int(row["bucket"]),
-                                int(row["source_partition"]))
-                if key in wanted:
-                    moments = _moments_from_row({"n": row["n"], "sum": sums[i], "sum_outer": outers[i]})
-                    self._cache[key] = MomentState(int(row["last_offset"]), moments, AppliedOffsets(
-                        int(row["complete_below"]), {int(o) for o in row["applied_offsets"]}))
-        for key in keys:
-            self._cache.setdefault(key, MomentState(-1, FeatureMoments()))
-        self._load_tail(keys)
+            wanted = {k for k in keys if k.scorer_version == version}
+            params = {"scorer_version": version, "partitions": sorted({k.partition for k in wanted}),
+                      "buckets": sorted({k.bucket for k in wanted})}
+            marks = {"scorer_version": version, "start": when(min(params["buckets"])),
+                     "end": when(max(params["buckets"]) + self.bucket_s), "partitions": params["partitions"]}
+            self._cache.update(consistent_read(self.warehouse, marks, lambda: self._read(wanted, params)))
 
-    def _load_tail(self, keys: list[MomentKey]) -> None:
-        """Fold into the just-loaded states the tail rows they do not hold (images applied after
-        the state was stored)."""
-        wanted = set(keys)
-        for version in {k.scorer_version for k in keys}:
-            table = self.warehouse.query(sql_files.report("moment_tail"), {
-                "scorer_version": version,
-                "partitions": sorted({k.partition for k in keys if k.scorer_version == version}),
-                "buckets": sorted({k.bucket for k in keys if k.scorer_version == version}),
-            })
-            x = _embeddings(table)
-            groups: dict[MomentKey, list[int]] = {}
-            for i, row in enumerate(table.drop_columns(["embedding"]).to_pylist()):
-                key = MomentKey(version, row["model_id"], row["niche"], int(row["bucket"]), int(row["source_partition"]))
-                if key in wanted and self._cache[key].held.add(int(row["source_offset"])):
-                    groups.setdefault(key, []).append(i)
-                    self._cache[key].last_offset = max(self._cache[key].last_offset, int(row["source_offset"]))
-            for key, idx in groups.items():
-                self._cache[key].moments.update(x[idx])
-                self._cache[key].pending += len(idx)
-
-
-def _embeddings(table: pa.Table, name: str = "embedding") -> np.ndarray:
-    """Column ``name`` (list<float64>, one embedding per row) as an [N, D] array."""
-    if table.num_rows == 0:
-        return np.zeros((0, 0))
-    flat = table.column(name).combine_chunks().flatten().to_numpy(zero_copy_only=False)
-    return flat.reshape(table.num_rows, -1).astype(np.float64, copy=False)
-
-
-def _fold_tail(table: pa.Table, group: Callable[[dict[str, Any]], Any]) -> dict[Any, FeatureMoments]:
-    """Moments of a tail query's embeddings per ``group(row)``."""
-    x = _embeddings(table)
-    groups: dict[Any, list[int]] = {}
-    for i, row in enumerate(table.drop_columns(["embedding"]).to_pylist()):
-        groups.setdefault(group(row), []).append(i)
-    return {key: FeatureMoments.from_features(x[idx]) for key, idx in groups.items()}
-
-
-def _list_arrays(table: pa.Table, name: str) -> list[np.ndarray | None]:
-    """Each row's list<float64> of column ``name`` as a writable numpy array (None: null)."""
-    return [None if v is None else np.array(v) for v in table.column(name).to_numpy(zero_copy_only=False)]
-
-
-def _outer_arrays(table: pa.Table, name: str) -> list[np.ndarray | None]:
-    """Each row's Σxxᵀ as D² values (row-major) from column ``name`` (all D² values, or empty)
-    plus ``<name>_upper`` (the upper triangle, or empty): either may be empty, or both filled
-    when a merged window holds states of both forms."""
-    full, upper = _list_arrays(table, name), _list_arrays(table, f"{name}_upper")
-    out: list[np.ndarray | None] = []
-    for f, u in zip(full, upper):
-        if u is None or len(u) == 0:
-            out.append(f)
-            continue
-        d = _triangle_side(len(u))
-        m = np.zeros((d, d))
-        m[_upper_indices(d)] = u
-        m += np.triu(m, 1).T
-        if f is not None and len(f):
-            m += f.reshape(d, d)
-        out.append(m.reshape(-1))
-    return out
-
-
-def _triangle_side(n: int) -> int:
-    d = int((np.sqrt(8 * n + 1) - 1) / 2)
-    if d * (d + 1) // 2 != n:
-        raise ValueError(f"{n} values are no upper triangle of a square matrix")
-    return d
-
-
-@functools.cache
-def _upper_indices(d: int) -> tuple[np.ndarray, np.ndarray]:
-    """``np.triu_indices(d)`` (row by row, diagonal included), made once per D."""
-    return np.triu_indices(d)
-
-
-def _moments_from_row(row: dict[str, Any]) -> FeatureMoments:
-    """``row``: n, sum (D floats) and sum_outer (D² floats) of one state."""
-    count = int(row["n"])
-    if count == 0 or row["sum"] is None or len(row["sum"]) == 0:
-        return FeatureMoments()
-    s = np.asarray(row["sum"], np.float64)
-    d = s.shape[0]
-    return FeatureMoments(count, s, np.asarray(row["sum_outer"], np.float64).reshape(d, d))
+    def _read(self, wanted: set[MomentKey], params: dict[str, Any]) -> dict[MomentKey, MomentState]:
+        table = self.warehouse.query(sql_files.report("moment_states"), params)
+        # the floats of each state (D, and D² or D(D+1)/2) straight to numpy, never through Python lists
+        sums, outers = list_arrays(table, "sum"), outer_arrays(table, "sum_outer")
+        loaded = {key: MomentState(-1, FeatureMoments()) for key in wanted}
+        for i, row in enumerate(table.drop_columns(["sum", "sum_outer", "sum_outer_upper"]).to_pylist()):
+            key = MomentKey(row["scorer_version"], row["model_id"], row["niche"], int(row["bucket"]),
+                            int(row["source_partition"]))
+            if key in wanted:
+                moments = moments_from_row({"n": row["n"], "sum": sums[i], "sum_outer": outers[i]})
+                loaded[key] = MomentState(int(row["last_offset"]), moments, AppliedOffsets(
+                    int(row["complete_below"]), {int(o) for o in row["applied_offsets"]}))
+        # the tail rows those states do not hold: images applied after the state was stored
+        tail = self.warehouse.query(sql_files.report("moment_tail"), params)
+        x = embeddings(tail)
+        groups: dict[MomentKey, list[int]] = {}
+        for i, row in enumerate(tail.drop_columns(["embedding"]).to_pylist()):
+            key = MomentKey(params["scorer_version"], row["model_id"], row["niche"], int(row["bucket"]),
+                            int(row["source_partition"]))
+            if key in wanted and loaded[key].held.add(int(row["source_offset"])):
+                groups.setdefault(key, []).append(i)
+                loaded[key].last_offset = max(loaded[key].last_offset, int(row["source_offset"]))
+        for key, idx in groups.items():
+            loaded[key].moments.update(x[idx])
+            loaded[key].pending += len(idx)
+        return loaded
 
 
 def state_rows(states: Sequence[tuple[MomentKey, MomentState]]) -> pa.Table:
@@ -311,7 +243,7 @@ def state_rows(states: Sequence[tuple[MomentKey, MomentState]]) -> pa.Table:
         # through Python lists a full D² state cost ~40 ms)
         "sum": pa.array([s.moments.sum for _, s in states], pa.list_(pa.float64())),
         "sum_outer": pa.array([_EMPTY] * len(states), pa.list_(pa.float64())),
-        "sum_outer_upper": pa.array([s.moments.sum_outer[_upper_indices(s.moments.sum_outer.shape[0])]
+        "sum_outer_upper": pa.array([s.moments.sum_outer[upper_indices(s.moments.sum_outer.shape[0])]
                                      for _, s in states], pa.list_(pa.float64())),
     }, schema=MOMENTS_SCHEMA)
 
@@ -359,29 +291,3 @@ def rows_token(rows: pa.Table) -> str:
                           "last_offset", "complete_below", "applied_offsets", "n"]).to_pylist():
         h.update(repr(sorted(r.items())).encode())
     return h.hexdigest()
-
-
-def window_moments(reader: Any, scorer_version: str, params: dict[str, str]) -> dict[tuple[str, str], FeatureMoments]:
-    """Merged moments per (model, niche) for a window (``Window.params()``)."""
-    table = reader.query(sql_files.report("feature_moments"), {**params, "scorer_version": scorer_version})
-    sums, outers = _list_arrays(table, "feature_sum"), _outer_arrays(table, "feature_sum_outer")
-    states = {(row["model"], row["niche"]): _moments_from_row({"n": row["images"], "sum": sums[i], "sum_outer": outers[i]})
-              for i, row in enumerate(table.select(["model", "niche", "images"]).to_pylist())}
-    tail = _fold_tail(reader.query(sql_files.report("feature_moment_tail"), {**params, "scorer_version": scorer_version}),
-                      lambda row: (row["model"], row["niche"]))
-    return {key: states.get(key, FeatureMoments()).merge(tail.get(key, FeatureMoments()))
-            for key in sorted(states.keys() | tail.keys())}
-
-
-def bucket_moments(reader: Any, scorer_version: str, model: str, niche: str, start: int,
-                   end: int) -> list[tuple[int, FeatureMoments]]:
-    """Per-bucket moments (all source partitions merged) of one model x niche for the buckets
-    starting in [start, end) (epoch s): the FID drift detector's input."""
-    params = {"scorer_version": scorer_version, "model": model, "niche": niche, "start": int(start), "end": int(end)}
-    table = reader.query(sql_files.report("fid_drift_buckets"), params)
-    sums, outers = _list_arrays(table, "feature_sum"), _outer_arrays(table, "feature_sum_outer")
-    states = {int(row["bucket_start"]): _moments_from_row({"n": row["images"], "sum": sums[i], "sum_outer": outers[i]})
-              for i, row in enumerate(table.select(["bucket_start", "images"]).to_pylist())}
-    tail = _fold_tail(reader.query(sql_files.report("fid_drift_tail"), params), lambda row: int(row["bucket_start"]))
-    return [(b, states.get(b, FeatureMoments()).merge(tail.get(b, FeatureMoments())))
-            for b in sorted(states.keys() | tail.keys())]

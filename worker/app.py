@@ -43,7 +43,7 @@ from worker.stages.sinks import ArchiveStage, MomentsStage
 from worker.stages.tally import TallyStage
 from worker.stages.triage import Triage
 from worker.views import register_views
-from warehouse.moments import bucket_moments
+from warehouse.moment_reads import bucket_moments
 from warehouse.references import extractor_id, load_references
 
 log = logging.getLogger(__name__)

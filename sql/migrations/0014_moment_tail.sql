@@ -25,6 +25,8 @@ SETTINGS non_replicated_deduplication_window = 1000;
 
 -- The tail rows their key's newest state does not hold: what every reader adds to the states.
 -- A key without a stored state joins the defaults (complete_below 0, no offsets): all its rows.
+-- Each reader queries this after its states query and checks that no state changed in between
+-- (sql/reports/moment_marks.sql, warehouse/moment_reads.py consistent_read).
 CREATE VIEW IF NOT EXISTS sentinel.feature_moment_tail_unheld AS
 SELECT t.scorer_version AS scorer_version, t.model_id AS model_id, t.niche AS niche, t.bucket AS bucket,
        t.source_partition AS source_partition, t.source_offset AS source_offset, t.embedding AS embedding,
@@ -39,4 +41,5 @@ LEFT JOIN
     FROM sentinel.feature_moments FINAL
 ) AS s ON s.scorer_version = t.scorer_version AND s.model_id = t.model_id AND s.niche = t.niche
       AND s.bucket = t.bucket AND s.source_partition = t.source_partition
-WHERE t.source_offset >= s.complete_below AND NOT has(s.applied_offsets, t.source_offset);
+WHERE t.source_offset >= s.complete_below AND NOT has(s.applied_offsets, t.source_offset)
+SETTINGS join_use_nulls = 0;  -- the defaults above, whatever the session says

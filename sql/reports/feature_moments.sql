@@ -1,4 +1,5 @@
--- Generated-side FID moments of a window, merged from the per-bucket states:
+-- Generated-side FID moments of a window, the states' part (warehouse/moment_reads.py adds the
+-- tail rows no state holds, feature_moment_tail.sql), merged from the per-bucket states:
 -- n = Σn, Σx = sumForEach(sum), Σxxᵀ = sumForEach(sum_outer) + the symmetric matrix of
 -- sumForEach(sum_outer_upper) (older states hold all D² values, newer the upper triangle:
 -- migration 0013; warehouse/moments.py adds them). Buckets are selected by their

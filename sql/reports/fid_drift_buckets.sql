@@ -1,5 +1,6 @@
 -- Per-bucket FID moments of one model x niche over closed buckets [start, end), every source
--- partition merged: the input of the FID drift windows (sentinel/fid_drift.py).
+-- partition merged, the states' part (fid_drift_tail.sql has the tail rows no state holds):
+-- the input of the FID drift windows (sentinel/fid_drift.py).
 SELECT
     toUnixTimestamp(bucket) AS bucket_start,
     sum(n)                  AS images,

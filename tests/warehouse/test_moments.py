@@ -10,7 +10,8 @@ import pyarrow as pa
 import pytest
 from conftest import migrated_store
 
-from warehouse.moments import MomentInput, MomentStates, bucket_moments, rows_token, tail_token, window_moments
+from warehouse.moment_reads import bucket_moments, window_moments
+from warehouse.moments import MomentInput, MomentStates, rows_token, tail_token
 from warehouse.window import Window
 from warehouse.client import ClickHouseWarehouse
 
@@ -260,5 +261,38 @@ def test_a_tail_row_stored_twice_counts_once(store: ClickHouseWarehouse) -> None
     writes = MomentStates(store, 3600).apply(version, items)
     writes.write(store)
     store.insert("sentinel.feature_moment_tail", writes.tail.slice(2, 4), "a re-read cut differently")
+    got = window_moments(store, version, Window().params())
+    assert sum(m.n for m in got.values()) == len(items)
+
+
+class _TailFailsOnce:
+    """The store, but its first tail-row query (a worker loading a state) fails."""
+
+    def __init__(self, store: ClickHouseWarehouse) -> None:
+        self.store, self.failed = store, False
+
+    def query(self, text: str, parameters=None):
+        if not self.failed and "source_offset, embedding" in text:
+            self.failed = True
+            raise ConnectionError("store restarting")
+        return self.store.query(text, parameters)
+
+    def insert(self, *args, **kwargs):
+        return self.store.insert(*args, **kwargs)
+
+
+def test_a_load_that_fails_half_way_loads_again_on_the_retry(store: ClickHouseWarehouse) -> None:
+    """A restarted worker's load reads the state, then fails on its tail rows: the retried apply
+    must load both again, not resume from the state alone (its next compaction would then claim
+    the tail rows' offsets without their images)."""
+    version = "v-tail-retry/tiny:seed0"
+    items = _inputs(12, seed=51, partition=7)
+    MomentStates(store, 3600, compact_every=100).apply(version, items[:8]).write(store)  # tail rows only
+    flaky = _TailFailsOnce(store)
+    restarted = MomentStates(flaky, 3600, compact_every=1)
+    with pytest.raises(ConnectionError):
+        restarted.apply(version, items[8:])
+    restarted.apply(version, items[8:], committed=lambda p: 12).write(store)  # the retry; states written
+    _assert_holds_each_once(store, version, items)
     got = window_moments(store, version, Window().params())
     assert sum(m.n for m in got.values()) == len(items)
