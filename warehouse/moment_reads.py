@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 from datetime import datetime, timezone
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable
 
 import numpy as np
 import pyarrow as pa
@@ -16,24 +16,24 @@ import pyarrow as pa
 import sql as sql_files
 from sentinel.fid import FeatureMoments
 
-T = TypeVar("T")
-
-
 class MomentsChanging(RuntimeError):
     """The stored states kept being rewritten while a reader read them and their tail rows."""
 
 
-def consistent_read(reader: Any, marks: dict[str, Any], read: Callable[[], T], attempts: int = 5) -> T:
-    """``read()`` (a states query, then a tail query through the view) again until no state in
-    ``marks``'s range (sql/reports/moment_marks.sql: scorer_version, start, end; optional model,
-    niche, partitions) was rewritten meanwhile. States only grow (n), so equal marks before and
-    after mean both queries saw the same states: each image counted once."""
-    params = {"model": "", "niche": "", "partitions": [], **marks}
+def consistent_read(reader: Any, marks: dict[str, Any], states: Callable[[], pa.Table], count: str,
+                    tail: Callable[[], pa.Table], attempts: int = 5) -> tuple[pa.Table, pa.Table]:
+    """``states()`` (a states query), then ``tail()`` (a tail query through the view), again until
+    the images the states hold (column ``count`` summed) equal what the same states hold after
+    both (sql/reports/moment_marks.sql over ``marks``: scorer_version, start, end; optional
+    model, niche, partitions, buckets -- the states query's own filter). A state's count only
+    grows, so equal counts mean the view joined the states the first query read: each image
+    counted once."""
+    params = {"model": "", "niche": "", "partitions": [], "buckets": [], **marks}
     for _ in range(attempts):
-        before = reader.query(sql_files.report("moment_marks"), params).to_pylist()
-        out = read()
-        if reader.query(sql_files.report("moment_marks"), params).to_pylist() == before:
-            return out
+        read, rows = states(), tail()
+        held = reader.query(sql_files.report("moment_marks"), params).column("n")[0].as_py()
+        if sum(v or 0 for v in read.column(count).to_pylist()) == held:
+            return read, rows
     raise MomentsChanging(f"FID moment states of {marks['scorer_version']!r} were rewritten during each of "
                           f"{attempts} reads; read again when the worker is less busy")
 
@@ -111,9 +111,8 @@ def moments_from_row(row: dict[str, Any]) -> FeatureMoments:
 def window_moments(reader: Any, scorer_version: str, params: dict[str, str]) -> dict[tuple[str, str], FeatureMoments]:
     """Merged moments per (model, niche) for a window (``Window.params()``): states + tail rows."""
     query = {**params, "scorer_version": scorer_version}
-    table, tail_rows_ = consistent_read(reader, query, lambda: (
-        reader.query(sql_files.report("feature_moments"), query),
-        reader.query(sql_files.report("feature_moment_tail"), query)))
+    table, tail_rows_ = consistent_read(reader, query, lambda: reader.query(sql_files.report("feature_moments"), query),
+                                        "images", lambda: reader.query(sql_files.report("feature_moment_tail"), query))
     sums, outers = list_arrays(table, "feature_sum"), outer_arrays(table, "feature_sum_outer")
     states = {(row["model"], row["niche"]): moments_from_row({"n": row["images"], "sum": sums[i], "sum_outer": outers[i]})
               for i, row in enumerate(table.select(["model", "niche", "images"]).to_pylist())}
@@ -128,9 +127,8 @@ def bucket_moments(reader: Any, scorer_version: str, model: str, niche: str, sta
     starting in [start, end) (epoch s): the FID drift detector's input."""
     params = {"scorer_version": scorer_version, "model": model, "niche": niche, "start": int(start), "end": int(end)}
     marks = {**params, "start": when(int(start)), "end": when(int(end))}
-    table, tail_rows_ = consistent_read(reader, marks, lambda: (
-        reader.query(sql_files.report("fid_drift_buckets"), params),
-        reader.query(sql_files.report("fid_drift_tail"), params)))
+    table, tail_rows_ = consistent_read(reader, marks, lambda: reader.query(sql_files.report("fid_drift_buckets"), params),
+                                        "images", lambda: reader.query(sql_files.report("fid_drift_tail"), params))
     sums, outers = list_arrays(table, "feature_sum"), outer_arrays(table, "feature_sum_outer")
     states = {int(row["bucket_start"]): moments_from_row({"n": row["images"], "sum": sums[i], "sum_outer": outers[i]})
               for i, row in enumerate(table.select(["bucket_start", "images"]).to_pylist())}

@@ -196,36 +196,39 @@ class MomentStates:
             wanted = {k for k in keys if k.scorer_version == version}
             params = {"scorer_version": version, "partitions": sorted({k.partition for k in wanted}),
                       "buckets": sorted({k.bucket for k in wanted})}
-            marks = {"scorer_version": version, "start": when(min(params["buckets"])),
-                     "end": when(max(params["buckets"]) + self.bucket_s), "partitions": params["partitions"]}
-            self._cache.update(consistent_read(self.warehouse, marks, lambda: self._read(wanted, params)))
+            marks = {**params, "start": when(params["buckets"][0]), "end": when(params["buckets"][-1] + 1)}
+            states, tail = consistent_read(self.warehouse, marks,
+                                           lambda: self.warehouse.query(sql_files.report("moment_states"), params),
+                                           "n", lambda: self.warehouse.query(sql_files.report("moment_tail"), params))
+            self._cache.update(_loaded(wanted, states, tail))
 
-    def _read(self, wanted: set[MomentKey], params: dict[str, Any]) -> dict[MomentKey, MomentState]:
-        table = self.warehouse.query(sql_files.report("moment_states"), params)
-        # the floats of each state (D, and D² or D(D+1)/2) straight to numpy, never through Python lists
-        sums, outers = list_arrays(table, "sum"), outer_arrays(table, "sum_outer")
-        loaded = {key: MomentState(-1, FeatureMoments()) for key in wanted}
-        for i, row in enumerate(table.drop_columns(["sum", "sum_outer", "sum_outer_upper"]).to_pylist()):
-            key = MomentKey(row["scorer_version"], row["model_id"], row["niche"], int(row["bucket"]),
-                            int(row["source_partition"]))
-            if key in wanted:
-                moments = moments_from_row({"n": row["n"], "sum": sums[i], "sum_outer": outers[i]})
-                loaded[key] = MomentState(int(row["last_offset"]), moments, AppliedOffsets(
-                    int(row["complete_below"]), {int(o) for o in row["applied_offsets"]}))
-        # the tail rows those states do not hold: images applied after the state was stored
-        tail = self.warehouse.query(sql_files.report("moment_tail"), params)
-        x = embeddings(tail)
-        groups: dict[MomentKey, list[int]] = {}
-        for i, row in enumerate(tail.drop_columns(["embedding"]).to_pylist()):
-            key = MomentKey(params["scorer_version"], row["model_id"], row["niche"], int(row["bucket"]),
-                            int(row["source_partition"]))
-            if key in wanted and loaded[key].held.add(int(row["source_offset"])):
-                groups.setdefault(key, []).append(i)
-                loaded[key].last_offset = max(loaded[key].last_offset, int(row["source_offset"]))
-        for key, idx in groups.items():
-            loaded[key].moments.update(x[idx])
-            loaded[key].pending += len(idx)
-        return loaded
+
+def _loaded(wanted: set[MomentKey], table: pa.Table, tail: pa.Table) -> dict[MomentKey, MomentState]:
+    """The ``wanted`` keys' states (``moment_states.sql`` rows; a key without one starts empty)
+    with the tail rows they do not hold (``moment_tail.sql``) folded in."""
+    # the floats of each state (D, and D² or D(D+1)/2) straight to numpy, never through Python lists
+    sums, outers = list_arrays(table, "sum"), outer_arrays(table, "sum_outer")
+    loaded = {key: MomentState(-1, FeatureMoments()) for key in wanted}
+    for i, row in enumerate(table.drop_columns(["sum", "sum_outer", "sum_outer_upper"]).to_pylist()):
+        key = MomentKey(row["scorer_version"], row["model_id"], row["niche"], int(row["bucket"]),
+                        int(row["source_partition"]))
+        if key in wanted:
+            moments = moments_from_row({"n": row["n"], "sum": sums[i], "sum_outer": outers[i]})
+            loaded[key] = MomentState(int(row["last_offset"]), moments, AppliedOffsets(
+                int(row["complete_below"]), {int(o) for o in row["applied_offsets"]}))
+    # images applied after their key's state was stored
+    version = next(iter(wanted)).scorer_version
+    x = embeddings(tail)
+    groups: dict[MomentKey, list[int]] = {}
+    for i, row in enumerate(tail.drop_columns(["embedding"]).to_pylist()):
+        key = MomentKey(version, row["model_id"], row["niche"], int(row["bucket"]), int(row["source_partition"]))
+        if key in wanted and loaded[key].held.add(int(row["source_offset"])):
+            groups.setdefault(key, []).append(i)
+            loaded[key].last_offset = max(loaded[key].last_offset, int(row["source_offset"]))
+    for key, idx in groups.items():
+        loaded[key].moments.update(x[idx])
+        loaded[key].pending += len(idx)
+    return loaded
 
 
 def state_rows(states: Sequence[tuple[MomentKey, MomentState]]) -> pa.Table:

@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 from conftest import migrated_store
 
+import sql as sql_files
+
 from warehouse.client import ClickHouseWarehouse
 from warehouse.moment_reads import MomentsChanging, bucket_moments, consistent_read, window_moments
 from warehouse.moments import MomentInput, MomentStates
@@ -86,8 +88,12 @@ def test_a_reader_gives_up_with_a_clear_error_when_states_keep_changing(store: C
     writer = MomentStates(store, 3600, compact_every=1)
     offsets = iter(range(100))
 
-    def read() -> None:  # every read races a state rewrite
+    def states():  # every read races a state rewrite
+        read = store.query(sql_files.report("feature_moments"), query)
         writer.apply(version, _inputs(1, seed=next(offsets), first_offset=next(offsets))).write(store)
+        return read
 
+    query = {"scorer_version": version, **Window().params()}
     with pytest.raises(MomentsChanging, match="rewritten during each of 3 reads"):
-        consistent_read(store, {"scorer_version": version, **Window().params()}, read, attempts=3)
+        consistent_read(store, query, states, "images",
+                        lambda: store.query(sql_files.report("feature_moment_tail"), query), attempts=3)

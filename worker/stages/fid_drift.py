@@ -81,8 +81,11 @@ class FidDriftStage:
             due = tracker.due()
             if due is not None:
                 det = tracker.detector
-                inputs[key] = (due[1], self.load_buckets(self.scorer_version, det.model_id, det.niche, *due),
-                               self.references(det.niche))
+                reference = self.references(det.niche)
+                # without a reference set the tracker skips the range: its moments are not read
+                buckets = self.load_buckets(self.scorer_version, det.model_id, det.niche, *due) \
+                    if reference is not None and reference.n >= 2 else []
+                inputs[key] = (due[1], buckets, reference)
         return inputs
 
     def apply(self, changed: dict[str, tuple[FidDriftTracker, Any]], inputs: dict[str, Inputs]) -> list[dict[str, Any]]:
