@@ -135,7 +135,7 @@ def _export_tables(reader: Any, window: Window, requested: str, version: str | N
 def _moments(reader: Any, query: Mapping[str, Any]) -> tuple[pa.Table, pa.Table]:
     try:
         return consistent_read(reader, dict(query), lambda: reader.query(sql_files.report("bundle_feature_moments"), query),
-                               "n", lambda: reader.query(sql_files.report("bundle_feature_moment_tail"), query))
+                               lambda: reader.query(sql_files.report("bundle_feature_moment_tail"), query))
     except MomentsChanging as exc:
         raise ExportError(str(exc)) from None
 

@@ -1,6 +1,6 @@
 """FID drift per model x niche from the stored per-bucket FID moments, never from re-encoding.
 
-The worker keeps each image's feature moments per event-time bucket (warehouse/moments.py).
+The worker keeps each image's feature moments per event-time bucket (warehouse/moments.py; read back by warehouse/moment_reads.py).
 ``FidDriftTracker`` turns closed buckets into windows and feeds each window's FID against the
 niche's reference set to a ``WindowedThresholdDetector`` (sentinel/windowed.py), so FID drift
 fires and resolves like the CLIP detector: one ``Transition`` per state change.

@@ -7,7 +7,6 @@ and Σxxᵀ as all D² values (states before migration 0013) or its upper triang
 from __future__ import annotations
 
 import functools
-from datetime import datetime, timezone
 from typing import Any, Callable
 
 import numpy as np
@@ -15,32 +14,31 @@ import pyarrow as pa
 
 import sql as sql_files
 from sentinel.fid import FeatureMoments
+from warehouse.client import WarehouseError
 
-class MomentsChanging(RuntimeError):
+class MomentsChanging(WarehouseError):
     """The stored states kept being rewritten while a reader read them and their tail rows."""
 
 
-def consistent_read(reader: Any, marks: dict[str, Any], states: Callable[[], pa.Table], count: str,
+# moment_marks.sql's optional filters: match everything
+_ALL = {"start": "1900-01-01 00:00:00.000", "end": "2299-12-31 00:00:00.000", "from_s": 0, "to_s": 2**32 - 1,
+        "model": "", "niche": "", "partitions": [], "buckets": []}
+
+
+def consistent_read(reader: Any, marks: dict[str, Any], states: Callable[[], pa.Table],
                     tail: Callable[[], pa.Table], attempts: int = 5) -> tuple[pa.Table, pa.Table]:
     """``states()`` (a states query), then ``tail()`` (a tail query through the view), again until
-    the images the states hold (column ``count`` summed) equal what the same states hold after
-    both (sql/reports/moment_marks.sql over ``marks``: scorer_version, start, end; optional
-    model, niche, partitions, buckets -- the states query's own filter). A state's count only
-    grows, so equal counts mean the view joined the states the first query read: each image
-    counted once."""
-    params = {"model": "", "niche": "", "partitions": [], "buckets": [], **marks}
+    the states in ``marks``'s range are the same before and after both (sql/reports/moment_marks.sql:
+    scorer_version and, optionally, the bounds and lists its states query filters on). Then the view
+    joined the states the first query read: each image counted once."""
+    params = {**_ALL, **marks}
     for _ in range(attempts):
+        before = reader.query(sql_files.report("moment_marks"), params).to_pylist()
         read, rows = states(), tail()
-        held = reader.query(sql_files.report("moment_marks"), params).column("n")[0].as_py()
-        if sum(v or 0 for v in read.column(count).to_pylist()) == held:
+        if reader.query(sql_files.report("moment_marks"), params).to_pylist() == before:
             return read, rows
     raise MomentsChanging(f"FID moment states of {marks['scorer_version']!r} were rewritten during each of "
                           f"{attempts} reads; read again when the worker is less busy")
-
-
-def when(epoch: int) -> str:
-    """Epoch seconds as a DateTime64(3) query parameter."""
-    return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%d %H:%M:%S.000")
 
 
 def embeddings(table: pa.Table, name: str = "embedding") -> np.ndarray:
@@ -112,7 +110,7 @@ def window_moments(reader: Any, scorer_version: str, params: dict[str, str]) -> 
     """Merged moments per (model, niche) for a window (``Window.params()``): states + tail rows."""
     query = {**params, "scorer_version": scorer_version}
     table, tail_rows_ = consistent_read(reader, query, lambda: reader.query(sql_files.report("feature_moments"), query),
-                                        "images", lambda: reader.query(sql_files.report("feature_moment_tail"), query))
+                                        lambda: reader.query(sql_files.report("feature_moment_tail"), query))
     sums, outers = list_arrays(table, "feature_sum"), outer_arrays(table, "feature_sum_outer")
     states = {(row["model"], row["niche"]): moments_from_row({"n": row["images"], "sum": sums[i], "sum_outer": outers[i]})
               for i, row in enumerate(table.select(["model", "niche", "images"]).to_pylist())}
@@ -126,9 +124,9 @@ def bucket_moments(reader: Any, scorer_version: str, model: str, niche: str, sta
     """Per-bucket moments (all source partitions merged) of one model x niche for the buckets
     starting in [start, end) (epoch s): the FID drift detector's input."""
     params = {"scorer_version": scorer_version, "model": model, "niche": niche, "start": int(start), "end": int(end)}
-    marks = {**params, "start": when(int(start)), "end": when(int(end))}
+    marks = {"scorer_version": scorer_version, "model": model, "niche": niche, "from_s": int(start), "to_s": int(end)}
     table, tail_rows_ = consistent_read(reader, marks, lambda: reader.query(sql_files.report("fid_drift_buckets"), params),
-                                        "images", lambda: reader.query(sql_files.report("fid_drift_tail"), params))
+                                        lambda: reader.query(sql_files.report("fid_drift_tail"), params))
     sums, outers = list_arrays(table, "feature_sum"), outer_arrays(table, "feature_sum_outer")
     states = {int(row["bucket_start"]): moments_from_row({"n": row["images"], "sum": sums[i], "sum_outer": outers[i]})
               for i, row in enumerate(table.select(["bucket_start", "images"]).to_pylist())}

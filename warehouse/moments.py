@@ -44,7 +44,7 @@ from sentinel.buckets import bucket_start
 from sentinel.fid import FeatureMoments
 from sentinel.offsets import AppliedOffsets
 from warehouse.moment_reads import (consistent_read, embeddings, list_arrays, moments_from_row, outer_arrays,
-                                    upper_indices, when)
+                                    upper_indices)
 
 MOMENTS_SCHEMA = pa.schema([
     ("scorer_version", pa.string()),
@@ -196,10 +196,9 @@ class MomentStates:
             wanted = {k for k in keys if k.scorer_version == version}
             params = {"scorer_version": version, "partitions": sorted({k.partition for k in wanted}),
                       "buckets": sorted({k.bucket for k in wanted})}
-            marks = {**params, "start": when(params["buckets"][0]), "end": when(params["buckets"][-1] + 1)}
-            states, tail = consistent_read(self.warehouse, marks,
+            states, tail = consistent_read(self.warehouse, params,
                                            lambda: self.warehouse.query(sql_files.report("moment_states"), params),
-                                           "n", lambda: self.warehouse.query(sql_files.report("moment_tail"), params))
+                                           lambda: self.warehouse.query(sql_files.report("moment_tail"), params))
             self._cache.update(_loaded(wanted, states, tail))
 
 

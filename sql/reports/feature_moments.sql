@@ -2,7 +2,7 @@
 -- tail rows no state holds, feature_moment_tail.sql), merged from the per-bucket states:
 -- n = Σn, Σx = sumForEach(sum), Σxxᵀ = sumForEach(sum_outer) + the symmetric matrix of
 -- sumForEach(sum_outer_upper) (older states hold all D² values, newer the upper triangle:
--- migration 0013; warehouse/moments.py adds them). Buckets are selected by their
+-- migration 0013; warehouse/moment_reads.py adds them). Buckets are selected by their
 -- start (event time, requested_at), so a window is rounded to bucket boundaries.
 SELECT
     model_id                AS model,

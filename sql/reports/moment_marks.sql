@@ -1,13 +1,16 @@
--- How many images the stored FID moment states of a scorer version hold in buckets [start, end)
--- (optionally one model, niche, set of source partitions or of bucket starts; '' and [] match
--- all). A reader of states and tail rows (two queries, warehouse/moment_reads.py) reads this
--- after both, with its states query's filter: a state rewritten in between (its n grows) would
--- hide the tail rows it now holds from the second query while the first counted the older
--- state, so a count above the first query's makes the reader read again.
-SELECT toUInt64(sum(n)) AS n
+-- A fingerprint of the stored FID moment states of a scorer version in a range: every state row
+-- (FINAL: the newest per key) hashed with its version and offsets, XORed. A reader of states and
+-- tail rows (two queries, warehouse/moment_reads.py) reads it before and after them, with a filter
+-- covering its states query's: a state rewritten in between (a compaction, a rescore, a late write
+-- of a partition's old owner) changes it, and the reader reads again. Bucket bounds come in both
+-- forms the states queries use: DateTime64 text (a report window) and epoch seconds (FID drift);
+-- the model, niche, partition and bucket lists are optional ('' and [] match all).
+SELECT groupBitXor(cityHash64(model_id, niche, bucket, source_partition, last_offset, n, complete_below,
+                              applied_offsets)) AS mark, count() AS states
 FROM sentinel.feature_moments FINAL
 WHERE scorer_version = {scorer_version:String}
   AND bucket >= {start:DateTime64(3)} AND bucket < {end:DateTime64(3)}
+  AND toUnixTimestamp(bucket) >= {from_s:UInt32} AND toUnixTimestamp(bucket) < {to_s:UInt32}
   AND ({model:String} = '' OR model_id = {model:String})
   AND ({niche:String} = '' OR niche = {niche:String})
   AND (empty({partitions:Array(UInt32)}) OR source_partition IN {partitions:Array(UInt32)})

@@ -95,5 +95,5 @@ def test_a_reader_gives_up_with_a_clear_error_when_states_keep_changing(store: C
 
     query = {"scorer_version": version, **Window().params()}
     with pytest.raises(MomentsChanging, match="rewritten during each of 3 reads"):
-        consistent_read(store, query, states, "images",
-                        lambda: store.query(sql_files.report("feature_moment_tail"), query), attempts=3)
+        consistent_read(store, query, states, lambda: store.query(sql_files.report("feature_moment_tail"), query),
+                        attempts=3)

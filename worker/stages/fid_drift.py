@@ -1,7 +1,7 @@
 """FID drift fed by the score path: one ``FidDriftTracker`` per model x niche (changelog-backed
 Faust table, key ``model|niche|fid``), moved by the event time of each JobScored and fed the
-stored per-bucket FID moments (warehouse/moments.py) of the buckets that closed -- never a
-re-encode. ``jobs.scored`` is keyed by model|niche, so one worker owns each tracker.
+stored per-bucket FID moments (states + tail rows, warehouse/moment_reads.py) of the buckets
+that closed -- never a re-encode. ``jobs.scored`` is keyed by model|niche, so one worker owns each tracker.
 
 Four steps, so the event loop never waits on ClickHouse: ``observe`` (on the loop: table
 reads), ``fetch`` (blocking, changes nothing: moments and reference queries; run it in the
