@@ -116,14 +116,12 @@ def _export_tables(reader: Any, window: Window, requested: str, version: str | N
                "reference_sets": {"extractor": extractor_id(version) if version else ""},
                "benchmark_snapshots": window.params()}
     tables = {}
-    for table in TABLES:
-        if table == "feature_moment_tail":
-            continue  # read with the states (below)
+    for table, query in queries.items():
         progress(f"exporting {table}")
         if table == "feature_moments":  # states and the tail rows they do not hold, as one snapshot
-            tables[table], tables["feature_moment_tail"] = _moments(reader, queries[table])
+            tables[table], tables["feature_moment_tail"] = _moments(reader, query)
         else:
-            tables[table] = reader.query(sql_files.report(f"bundle_{table}"), queries[table])
+            tables[table] = reader.query(sql_files.report(f"bundle_{table}"), query)
     if not requested and version and tables["feature_moments"].num_rows == tables["feature_moment_tail"].num_rows == 0:
         tables["feature_moments"] = reader.query(sql_files.report("bundle_moment_marker"), {"scorer_version": version})
         if tables["feature_moments"].num_rows == 0:  # the version's images are all in the tail

@@ -199,10 +199,10 @@ class MomentStates:
             states, tail = consistent_read(self.warehouse, params,
                                            lambda: self.warehouse.query(sql_files.report("moment_states"), params),
                                            lambda: self.warehouse.query(sql_files.report("moment_tail"), params))
-            self._cache.update(_loaded(wanted, states, tail))
+            self._cache.update(_loaded(version, wanted, states, tail))
 
 
-def _loaded(wanted: set[MomentKey], table: pa.Table, tail: pa.Table) -> dict[MomentKey, MomentState]:
+def _loaded(version: str, wanted: set[MomentKey], table: pa.Table, tail: pa.Table) -> dict[MomentKey, MomentState]:
     """The ``wanted`` keys' states (``moment_states.sql`` rows; a key without one starts empty)
     with the tail rows they do not hold (``moment_tail.sql``) folded in."""
     # the floats of each state (D, and D² or D(D+1)/2) straight to numpy, never through Python lists
@@ -216,7 +216,6 @@ def _loaded(wanted: set[MomentKey], table: pa.Table, tail: pa.Table) -> dict[Mom
             loaded[key] = MomentState(int(row["last_offset"]), moments, AppliedOffsets(
                 int(row["complete_below"]), {int(o) for o in row["applied_offsets"]}))
     # images applied after their key's state was stored
-    version = next(iter(wanted)).scorer_version
     x = embeddings(tail)
     groups: dict[MomentKey, list[int]] = {}
     for i, row in enumerate(tail.drop_columns(["embedding"]).to_pylist()):
@@ -276,20 +275,22 @@ def tail_rows(items: Sequence[tuple[MomentKey, int, np.ndarray]]) -> pa.Table:
     }, schema=TAIL_SCHEMA)
 
 
+_KEY_COLUMNS = ["scorer_version", "model_id", "niche", "bucket", "source_partition"]
+
+
 def tail_token(rows: pa.Table) -> str:
     """Same images (keys and offsets) -> same insert dedup token."""
-    h = hashlib.sha1(b"feature_moment_tail")
-    for r in rows.select(["scorer_version", "model_id", "niche", "bucket", "source_partition",
-                          "source_offset"]).to_pylist():
-        h.update(repr(sorted(r.items())).encode())
-    return h.hexdigest()
+    return _token(b"feature_moment_tail", rows, _KEY_COLUMNS + ["source_offset"])
 
 
 def rows_token(rows: pa.Table) -> str:
     """Same states (keys, offsets held) -> same insert dedup token. The count is part of it: a
     late record changes a state without changing its last offset."""
-    h = hashlib.sha1(b"feature_moments")
-    for r in rows.select(["scorer_version", "model_id", "niche", "bucket", "source_partition",
-                          "last_offset", "complete_below", "applied_offsets", "n"]).to_pylist():
+    return _token(b"feature_moments", rows, _KEY_COLUMNS + ["last_offset", "complete_below", "applied_offsets", "n"])
+
+
+def _token(table: bytes, rows: pa.Table, columns: list[str]) -> str:
+    h = hashlib.sha1(table)
+    for r in rows.select(columns).to_pylist():
         h.update(repr(sorted(r.items())).encode())
     return h.hexdigest()
